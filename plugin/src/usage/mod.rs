@@ -84,16 +84,46 @@ pub fn detect(path: &str) -> Option<Route> {
     }
 }
 
+/// Switches from the filter config that change how requests are prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageOptions {
+    /// Add `stream_options.include_usage` to OpenAI chat streams that lack it
+    /// (config `usage.openai_stream_usage`, default true).
+    pub openai_stream_usage: bool,
+}
+
+impl Default for UsageOptions {
+    fn default() -> Self {
+        UsageOptions {
+            openai_stream_usage: true,
+        }
+    }
+}
+
 /// What the client asked for, read from the request body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestInfo {
     pub model: Option<String>,
     pub stream: bool,
+    /// The client asked for the usage chunk itself (OpenAI `stream_options.include_usage`);
+    /// when false and we added it, the usage-only chunk is removed from the client's view.
+    pub client_wants_usage: bool,
+    /// When Some, the glue replaces the request body with these bytes before it goes upstream.
+    pub body_rewrite: Option<Vec<u8>>,
+}
+
+/// What the glue does with a response body chunk after `ResponseMeter::feed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkEdit {
+    /// Pass the chunk on unchanged (the common case: no copy, no allocation).
+    Keep,
+    /// Replace the chunk with these bytes (e.g. the injected usage-only SSE event removed).
+    Replace(Vec<u8>),
 }
 
 /// Read `model` and `stream` from a JSON request body. Unparseable bodies give
 /// defaults: the provider will answer the error, and we record it.
-pub fn inspect_request(route: &Route, body: &[u8]) -> RequestInfo {
+pub fn inspect_request(route: &Route, body: &[u8], _opts: &UsageOptions) -> RequestInfo {
     #[derive(serde::Deserialize)]
     struct Req<'a> {
         #[serde(borrow)]
@@ -108,6 +138,8 @@ pub fn inspect_request(route: &Route, body: &[u8]) -> RequestInfo {
             .and_then(|r| r.model.as_ref().map(|m| m.to_string()))
             .or_else(|| route.path_model.clone()),
         stream: parsed.map(|r| r.stream).unwrap_or(false) || route.path_stream,
+        client_wants_usage: false,
+        body_rewrite: None,
     }
 }
 
@@ -154,17 +186,19 @@ impl ResponseMeter {
         }
     }
 
-    /// Feed a response body chunk. The chunk itself is passed on unchanged by the caller.
-    pub fn feed(&mut self, chunk: &[u8]) {
+    /// Feed a response body chunk as it passes; the answer says whether the
+    /// client sees it unchanged.
+    pub fn feed(&mut self, chunk: &[u8]) -> ChunkEdit {
         if self.too_large || self.status >= 400 {
-            return;
+            return ChunkEdit::Keep;
         }
         if self.body.len() + chunk.len() > MAX_JSON_BODY {
             self.too_large = true;
             self.body = Vec::new();
-            return;
+            return ChunkEdit::Keep;
         }
         self.body.extend_from_slice(chunk);
+        ChunkEdit::Keep
     }
 
     /// The usage of the whole response. `end_of_stream` is false when the

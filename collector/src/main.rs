@@ -1,1 +1,84 @@
-fn main() {}
+//! `aispend-collector`: parse settings, open the store, serve `app()`, and on
+//! SIGTERM / Ctrl-C stop accepting, finish in-flight requests, close the store.
+
+use std::process::ExitCode;
+
+use aispend_collector::domain::pricing::PriceTable;
+use aispend_collector::settings::{Cli, Settings};
+use aispend_collector::{app, store, AppState, Tokens};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("aispend-collector: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let settings = Settings::load(cli)?;
+    let prices = match &settings.prices {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("cannot read price file {}: {e}", path.display()))?;
+            PriceTable::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => PriceTable::embedded()?,
+    };
+    let store = store::open(&settings.database_url).map_err(|e| e.to_string())?;
+    let tokens = Tokens {
+        ingest: settings.ingest_token.clone(),
+        read: settings.read_token.clone(),
+        admin: settings.admin_token.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| settings.listen.clone(), |a| a.to_string());
+    eprintln!(
+        "aispend-collector: listening on {local}, store {}, {} priced models (price_version {})",
+        settings.database_url,
+        prices.len(),
+        prices.version()
+    );
+    let state = AppState::new(store.clone(), prices, tokens);
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
+    // Every in-flight request has finished (its batch committed): now fold
+    // the WAL into the database file.
+    store.close().await.map_err(|e| e.to_string())?;
+    eprintln!("aispend-collector: stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    eprintln!("aispend-collector: shutting down, finishing in-flight requests");
+}

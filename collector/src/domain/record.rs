@@ -1,0 +1,68 @@
+//! The usage record (SPEC §4) as the collector keeps it, after validation.
+
+use std::collections::BTreeMap;
+
+/// The five normalized token counts of SPEC §3.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// All prompt tokens billed, cache reads and cache writes included.
+    pub input: u64,
+    /// Prompt tokens served from cache (a share of `input`).
+    pub cached_input: u64,
+    /// Prompt tokens written to cache (a share of `input`).
+    pub cache_write_input: u64,
+    /// All generated tokens, reasoning included.
+    pub output: u64,
+    /// The reasoning share of `output`.
+    pub reasoning: u64,
+}
+
+/// One validated call record. Field names follow the wire format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    pub id: String,
+    /// Request start, milliseconds since the Unix epoch (UTC).
+    pub ts_ms: i64,
+    pub duration_ms: Option<u64>,
+    pub ttft_ms: Option<u64>,
+    pub gateway: String,
+    pub key_id: String,
+    pub auth: Option<String>,
+    /// Canonical and operator tags; a `BTreeMap` so the serialized form is
+    /// canonical (sorted keys) and can be used as a grouping key.
+    pub tags: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub provider: String,
+    pub operation: String,
+    pub model: Option<String>,
+    pub requested_model: Option<String>,
+    pub stream: Option<bool>,
+    pub status: u16,
+    pub error: Option<String>,
+    pub tokens: Tokens,
+}
+
+impl UsageRecord {
+    /// A call counts as an error when the upstream answered >= 400 or the
+    /// filter recorded an error code (e.g. a stream cut short with a 200).
+    pub fn is_error(&self) -> bool {
+        self.status >= 400 || self.error.is_some()
+    }
+}
+
+/// A record with the price applied at ingest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PricedRecord {
+    pub record: UsageRecord,
+    /// `None` when the model is not in the price table (kept, never dropped).
+    pub cost_usd: Option<f64>,
+    /// Which price table produced `cost_usd`.
+    pub price_version: String,
+}
+
+/// Canonical JSON text of a tag or label map (sorted keys, no spaces).
+pub fn map_to_json(map: &BTreeMap<String, String>) -> String {
+    // Serializing a map of strings cannot fail; fall back to `{}` anyway so
+    // there is no panic path.
+    serde_json::to_string(map).unwrap_or_else(|_| String::from("{}"))
+}

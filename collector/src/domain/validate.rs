@@ -1,0 +1,241 @@
+//! Validation of one incoming record from a `serde_json::Value`.
+//!
+//! Records are validated one by one from untyped JSON so that one bad record
+//! is rejected alone with a precise reason while the rest of the batch is kept.
+//! Unknown extra fields are ignored: newer filters may ship more.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::record::{Tokens, UsageRecord};
+use super::time::parse_rfc3339_ms;
+
+/// Largest token count accepted in one record. Far above any real call, and
+/// low enough that sums over billions of records cannot overflow an `i64`.
+pub const MAX_TOKENS: u64 = 1_000_000_000_000;
+const MAX_ID_LEN: usize = 128;
+const MAX_TAG_KEY_LEN: usize = 64;
+const MAX_TAG_VALUE_LEN: usize = 128;
+const MAX_NAME_LEN: usize = 64;
+const MAX_MODEL_LEN: usize = 256;
+const MAX_ERROR_LEN: usize = 64;
+
+/// Validates one record; the error is a human-readable reason naming the field.
+pub fn validate_record(value: &Value) -> Result<UsageRecord, String> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| String::from("record must be a JSON object"))?;
+
+    let tokens = Tokens {
+        input: token_field(obj, "input_tokens")?,
+        cached_input: token_field(obj, "cached_input_tokens")?,
+        cache_write_input: token_field(obj, "cache_write_input_tokens")?,
+        output: token_field(obj, "output_tokens")?,
+        reasoning: token_field(obj, "reasoning_tokens")?,
+    };
+    // SPEC §3: cache reads and writes are shares of input, reasoning a share of
+    // output. A record breaking that would be priced wrongly, so say so.
+    if tokens.cached_input.saturating_add(tokens.cache_write_input) > tokens.input {
+        return Err(String::from(
+            "cached_input_tokens + cache_write_input_tokens exceed input_tokens",
+        ));
+    }
+    if tokens.reasoning > tokens.output {
+        return Err(String::from("reasoning_tokens exceed output_tokens"));
+    }
+
+    let ts_text = required_str(obj, "ts")?;
+    let ts_ms = parse_rfc3339_ms(ts_text)
+        .ok_or_else(|| format!("field `ts`: expected an RFC 3339 timestamp, got {ts_text:?}"))?;
+
+    let status = match obj.get("status") {
+        None | Some(Value::Null) => return Err(missing("status")),
+        Some(v) => v
+            .as_u64()
+            .filter(|s| (100..=599).contains(s))
+            .and_then(|s| u16::try_from(s).ok())
+            .ok_or_else(|| String::from("field `status`: expected an integer 100..=599"))?,
+    };
+
+    Ok(UsageRecord {
+        id: id_field(obj)?,
+        ts_ms,
+        duration_ms: optional_u64(obj, "duration_ms")?,
+        ttft_ms: optional_u64(obj, "ttft_ms")?,
+        gateway: name_field(obj, "gateway")?,
+        key_id: tag_value_field(obj, "key_id")?,
+        auth: optional_name(obj, "auth")?,
+        tags: tag_map(obj, "tags")?,
+        labels: tag_map(obj, "labels")?,
+        provider: name_field(obj, "provider")?,
+        operation: name_field(obj, "operation")?,
+        model: optional_model(obj, "model")?,
+        requested_model: optional_model(obj, "requested_model")?,
+        stream: optional_bool(obj, "stream")?,
+        status,
+        error: optional_error(obj)?,
+        tokens,
+    })
+}
+
+/// Tag keys: `[a-z0-9_]{1,64}` (SPEC §2).
+pub fn is_tag_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_TAG_KEY_LEN
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Tag values: `[A-Za-z0-9._:/-]{1,128}` (SPEC §2).
+pub fn is_tag_value(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_TAG_VALUE_LEN && value.bytes().all(is_tag_value_byte)
+}
+
+fn is_tag_value_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-')
+}
+
+fn missing(field: &str) -> String {
+    format!("field `{field}` is required")
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a str, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(missing(field)),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(format!("field `{field}`: expected a string")),
+    }
+}
+
+fn optional_str<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("field `{field}`: expected a string or null")),
+    }
+}
+
+fn id_field(obj: &Map<String, Value>) -> Result<String, String> {
+    let id = required_str(obj, "id")?;
+    if id.is_empty() || id.len() > MAX_ID_LEN || !id.bytes().all(is_tag_value_byte) {
+        return Err(format!(
+            "field `id`: expected 1..={MAX_ID_LEN} characters of [A-Za-z0-9._:/-]"
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+/// Short identifiers such as `gateway`, `provider`, `operation`, `auth`.
+fn check_name(field: &str, value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > MAX_NAME_LEN || !value.bytes().all(is_tag_value_byte) {
+        return Err(format!(
+            "field `{field}`: expected 1..={MAX_NAME_LEN} characters of [A-Za-z0-9._:/-]"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn name_field(obj: &Map<String, Value>, field: &str) -> Result<String, String> {
+    check_name(field, required_str(obj, field)?)
+}
+
+fn optional_name(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, String> {
+    optional_str(obj, field)?
+        .map(|v| check_name(field, v))
+        .transpose()
+}
+
+fn tag_value_field(obj: &Map<String, Value>, field: &str) -> Result<String, String> {
+    let value = required_str(obj, field)?;
+    if !is_tag_value(value) {
+        return Err(format!(
+            "field `{field}`: expected 1..={MAX_TAG_VALUE_LEN} characters of [A-Za-z0-9._:/-]"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Model ids come from providers and deployments (Azure names are free-form),
+/// so only length and control characters are checked.
+fn optional_model(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, String> {
+    let Some(model) = optional_str(obj, field)? else {
+        return Ok(None);
+    };
+    if model.is_empty() || model.len() > MAX_MODEL_LEN || model.chars().any(char::is_control) {
+        return Err(format!(
+            "field `{field}`: expected 1..={MAX_MODEL_LEN} characters without control characters"
+        ));
+    }
+    Ok(Some(model.to_owned()))
+}
+
+fn optional_error(obj: &Map<String, Value>) -> Result<Option<String>, String> {
+    let Some(code) = optional_str(obj, "error")? else {
+        return Ok(None);
+    };
+    if code.is_empty() || code.len() > MAX_ERROR_LEN || code.chars().any(char::is_control) {
+        return Err(format!(
+            "field `error`: expected a short code of 1..={MAX_ERROR_LEN} characters or null"
+        ));
+    }
+    Ok(Some(code.to_owned()))
+}
+
+fn optional_bool(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(format!("field `{field}`: expected a boolean or null")),
+    }
+}
+
+fn optional_u64(obj: &Map<String, Value>, field: &str) -> Result<Option<u64>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("field `{field}`: expected a non-negative integer or null")),
+    }
+}
+
+fn token_field(obj: &Map<String, Value>, field: &str) -> Result<u64, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(missing(field)),
+        Some(v) => v.as_u64().filter(|n| *n <= MAX_TOKENS).ok_or_else(|| {
+            format!("field `{field}`: expected a non-negative integer <= {MAX_TOKENS}")
+        }),
+    }
+}
+
+fn tag_map(obj: &Map<String, Value>, field: &str) -> Result<BTreeMap<String, String>, String> {
+    let entries = match obj.get(field) {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(entries)) => entries,
+        Some(_) => return Err(format!("field `{field}`: expected an object")),
+    };
+    let mut map = BTreeMap::new();
+    for (key, value) in entries {
+        if !is_tag_key(key) {
+            return Err(format!(
+                "field `{field}`: key {key:?} must match [a-z0-9_]{{1,{MAX_TAG_KEY_LEN}}}"
+            ));
+        }
+        let Value::String(text) = value else {
+            return Err(format!("field `{field}.{key}`: expected a string"));
+        };
+        if !is_tag_value(text) {
+            return Err(format!(
+                "field `{field}.{key}`: value must match [A-Za-z0-9._:/-]{{1,{MAX_TAG_VALUE_LEN}}}"
+            ));
+        }
+        map.insert(key.clone(), text.clone());
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

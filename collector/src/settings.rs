@@ -1,0 +1,225 @@
+//! Collector settings from flags, environment and an optional TOML file.
+//! Precedence: flags > environment > file > defaults.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/aispend.db";
+
+/// Command line; every flag also reads its `AISPEND_*` environment variable.
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "aispend-collector",
+    version,
+    about = "aispend collector: ingests, prices, stores and aggregates LLM usage records",
+    long_about = "aispend collector: receives usage records from the aispend gateway filter \
+(POST /v1/records), prices them, stores them and answers GET /v1/usage.\n\n\
+Every setting can be given as a flag, as an AISPEND_* environment variable, or in a TOML \
+file passed with --config (keys: listen, database_url, ingest_token, read_token, \
+admin_token, prices, insecure_no_auth). Precedence: flags > environment > file > defaults.\n\n\
+The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
+is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
+experiments only)."
+)]
+pub struct Cli {
+    /// TOML settings file.
+    #[arg(long, env = "AISPEND_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:9090].
+    #[arg(long, env = "AISPEND_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Database URL: sqlite://<path> (the directory is created)
+    /// [default: sqlite://./data/aispend.db].
+    #[arg(long, env = "AISPEND_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Bearer token the gateway filter sends to POST /v1/records.
+    #[arg(
+        long,
+        env = "AISPEND_INGEST_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub ingest_token: Option<String>,
+    /// Bearer token for GET /v1/usage (FinOps readers).
+    #[arg(
+        long,
+        env = "AISPEND_READ_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub read_token: Option<String>,
+    /// Bearer token for budget changes (admin API).
+    #[arg(
+        long,
+        env = "AISPEND_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// Price file in LiteLLM's model_prices_and_context_window.json format,
+    /// replacing the embedded table.
+    #[arg(long, env = "AISPEND_PRICES", value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    /// Allow unset tokens: the matching endpoints are then open to anyone.
+    /// (environment: 1/true/yes enable it, 0/false/no/empty do not).
+    #[arg(
+        long,
+        env = "AISPEND_INSECURE_NO_AUTH",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub insecure_no_auth: bool,
+}
+
+/// The TOML file: the same keys as the flags, with underscores.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub ingest_token: Option<String>,
+    pub read_token: Option<String>,
+    pub admin_token: Option<String>,
+    pub prices: Option<PathBuf>,
+    pub insecure_no_auth: Option<bool>,
+}
+
+/// Final settings after merging every source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub listen: String,
+    pub database_url: String,
+    pub ingest_token: Option<String>,
+    pub read_token: Option<String>,
+    pub admin_token: Option<String>,
+    pub prices: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Reads the config file named by the flags (if any) and merges.
+    pub fn load(cli: Cli) -> Result<Self, String> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| format!("invalid config file {}: {e}", path.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        Self::merge(cli, file)
+    }
+
+    /// Flags and environment (already merged by clap) win over the file.
+    pub fn merge(cli: Cli, file: FileSettings) -> Result<Self, String> {
+        let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let settings = Settings {
+            listen: cli
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            database_url: cli
+                .database_url
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            ingest_token: non_empty(cli.ingest_token.or(file.ingest_token)),
+            read_token: non_empty(cli.read_token.or(file.read_token)),
+            admin_token: non_empty(cli.admin_token.or(file.admin_token)),
+            prices: cli.prices.or(file.prices),
+        };
+        let insecure = cli.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
+        let missing: Vec<&str> = [
+            ("AISPEND_INGEST_TOKEN", &settings.ingest_token),
+            ("AISPEND_READ_TOKEN", &settings.read_token),
+            ("AISPEND_ADMIN_TOKEN", &settings.admin_token),
+        ]
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+        if !missing.is_empty() && !insecure {
+            return Err(format!(
+                "refusing to start without {}: set them (flags, environment or config file), \
+                 or pass --insecure-no-auth to leave those endpoints open",
+                missing.join(", ")
+            ));
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut argv = vec!["aispend-collector"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("valid flags")
+    }
+
+    const TOKENS: [&str; 6] = [
+        "--ingest-token",
+        "i",
+        "--read-token",
+        "r",
+        "--admin-token",
+        "a",
+    ];
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = Settings::merge(cli(&TOKENS), FileSettings::default()).expect("ok");
+        assert_eq!(s.listen, DEFAULT_LISTEN);
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.ingest_token.as_deref(), Some("i"));
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let file: FileSettings = toml::from_str(
+            "listen = \"0.0.0.0:1\"\ndatabase_url = \"sqlite://f.db\"\nread_token = \"file\"",
+        )
+        .expect("toml");
+        let mut args = TOKENS.to_vec();
+        args.extend(["--listen", "127.0.0.1:2"]);
+        let s = Settings::merge(cli(&args), file).expect("ok");
+        assert_eq!(s.listen, "127.0.0.1:2");
+        assert_eq!(s.database_url, "sqlite://f.db");
+        assert_eq!(s.read_token.as_deref(), Some("r"));
+    }
+
+    #[test]
+    fn file_fills_what_flags_leave_unset() {
+        let file: FileSettings =
+            toml::from_str("ingest_token = \"fi\"\nread_token = \"fr\"\nadmin_token = \"fa\"")
+                .expect("toml");
+        let s = Settings::merge(cli(&[]), file).expect("ok");
+        assert_eq!(s.ingest_token.as_deref(), Some("fi"));
+        assert_eq!(s.admin_token.as_deref(), Some("fa"));
+    }
+
+    #[test]
+    fn unset_or_empty_tokens_refuse_to_start_unless_insecure() {
+        let err = Settings::merge(
+            cli(&["--ingest-token", "i", "--read-token", " "]),
+            FileSettings::default(),
+        )
+        .expect_err("must refuse");
+        assert!(
+            err.contains("AISPEND_READ_TOKEN") && err.contains("AISPEND_ADMIN_TOKEN"),
+            "{err}"
+        );
+        assert!(!err.contains("AISPEND_INGEST_TOKEN"), "{err}");
+        let s = Settings::merge(cli(&["--insecure-no-auth"]), FileSettings::default()).expect("ok");
+        assert_eq!(s.ingest_token, None);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<FileSettings>("listne = \"x\"").is_err());
+    }
+}

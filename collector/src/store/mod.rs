@@ -1,0 +1,185 @@
+//! Storage behind one trait: SQLite now (embedded default), PostgreSQL next.
+//!
+//! Contract every implementation keeps (checked by the shared suite in
+//! `tests.rs`):
+//! - `insert_batch` is one transaction; a record whose `id` is already stored
+//!   is a duplicate and changes nothing, not even the hourly rollup — the
+//!   rollup is fed only by rows actually inserted, in the same transaction,
+//!   so several collectors on one database stay exact.
+//! - `usage` is exact for any `[from, to)`: `plan_segments` splits the range
+//!   into whole days (daily rollup), whole hours (hourly rollup) and partial
+//!   edge hours (raw records).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::domain::aggregate::UsageReport;
+use crate::domain::record::PricedRecord;
+use crate::domain::time::{ceil_hour, floor_hour, DAY_MS};
+use crate::domain::usage_query::UsageQuery;
+
+pub mod sqlite;
+
+#[cfg(test)]
+mod tests;
+
+/// What the store did with one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub inserted: u64,
+    pub duplicates: u64,
+    /// Inserted records without a price (unknown model).
+    pub unpriced_inserted: u64,
+}
+
+/// A storage failure; the message is logged, never shown to clients in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "store error: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// Boxed future so that `Store` stays object-safe (`Arc<dyn Store>`).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+pub trait Store: Send + Sync + 'static {
+    /// Stores a batch atomically, skipping ids already stored.
+    fn insert_batch(&self, records: Vec<PricedRecord>) -> StoreFuture<'_, BatchOutcome>;
+
+    /// Answers a usage query.
+    fn usage(&self, query: UsageQuery) -> StoreFuture<'_, UsageReport>;
+
+    /// Cheap round trip proving the database answers.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Flushes and releases what can be released before the process exits.
+    fn close(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Opens the store named by a database URL (`sqlite://path`, `sqlite:path`).
+pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        return Ok(Arc::new(sqlite::SqliteStore::open(path)?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError(String::from(
+            "PostgreSQL is not supported by this build yet; use sqlite://<path>",
+        )));
+    }
+    Err(StoreError(format!(
+        "unsupported database URL {url:?}: expected sqlite://<path>"
+    )))
+}
+
+/// Where one part of a usage range is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Raw,
+    Hourly,
+    Daily,
+}
+
+/// Splits `[from, to)` into non-empty, adjacent segments, each answered
+/// exactly by one source: raw records for partial hours, the hourly rollup
+/// for whole hours, the daily rollup for whole UTC days.
+pub fn plan_segments(from: i64, to: i64) -> Vec<(Source, i64, i64)> {
+    let (h0, h1) = (ceil_hour(from), floor_hour(to));
+    let segments = if h0 >= h1 {
+        vec![(Source::Raw, from, to)]
+    } else {
+        let d0 = h0.div_euclid(DAY_MS) * DAY_MS
+            + if h0.rem_euclid(DAY_MS) == 0 {
+                0
+            } else {
+                DAY_MS
+            };
+        let d1 = h1.div_euclid(DAY_MS) * DAY_MS;
+        if d0 < d1 {
+            vec![
+                (Source::Raw, from, h0),
+                (Source::Hourly, h0, d0),
+                (Source::Daily, d0, d1),
+                (Source::Hourly, d1, h1),
+                (Source::Raw, h1, to),
+            ]
+        } else {
+            vec![
+                (Source::Raw, from, h0),
+                (Source::Hourly, h0, h1),
+                (Source::Raw, h1, to),
+            ]
+        }
+    };
+    segments.into_iter().filter(|(_, a, b)| a < b).collect()
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use crate::domain::time::parse_rfc3339_ms;
+
+    fn t(s: &str) -> i64 {
+        parse_rfc3339_ms(s).unwrap_or(i64::MIN)
+    }
+
+    #[test]
+    fn month_with_ragged_edges_uses_every_source_once() {
+        let plan = plan_segments(t("2026-11-01T05:30:00Z"), t("2026-11-30T17:23:45Z"));
+        assert_eq!(
+            plan,
+            vec![
+                (
+                    Source::Raw,
+                    t("2026-11-01T05:30:00Z"),
+                    t("2026-11-01T06:00:00Z")
+                ),
+                (
+                    Source::Hourly,
+                    t("2026-11-01T06:00:00Z"),
+                    t("2026-11-02T00:00:00Z")
+                ),
+                (
+                    Source::Daily,
+                    t("2026-11-02T00:00:00Z"),
+                    t("2026-11-30T00:00:00Z")
+                ),
+                (
+                    Source::Hourly,
+                    t("2026-11-30T00:00:00Z"),
+                    t("2026-11-30T17:00:00Z")
+                ),
+                (
+                    Source::Raw,
+                    t("2026-11-30T17:00:00Z"),
+                    t("2026-11-30T17:23:45Z")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn aligned_and_short_ranges() {
+        let (a, b) = (t("2026-11-01T00:00:00Z"), t("2026-12-01T00:00:00Z"));
+        assert_eq!(plan_segments(a, b), vec![(Source::Daily, a, b)]);
+        let (a, b) = (t("2026-11-01T10:10:00Z"), t("2026-11-01T10:50:00Z"));
+        assert_eq!(plan_segments(a, b), vec![(Source::Raw, a, b)]);
+        let (a, b) = (t("2026-11-01T10:00:00Z"), t("2026-11-01T13:00:00Z"));
+        assert_eq!(plan_segments(a, b), vec![(Source::Hourly, a, b)]);
+        assert!(plan_segments(a, a).is_empty());
+    }
+}

@@ -1,0 +1,427 @@
+//! The embedded SQLite store: one file, WAL, one writer connection, a few
+//! reader connections, one transaction per batch.
+//!
+//! rusqlite is blocking, so every call runs in `spawn_blocking` and the async
+//! runtime never waits on disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OpenFlags, Row};
+
+use super::{plan_segments, BatchOutcome, Source, Store, StoreError, StoreFuture};
+use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
+use crate::domain::record::{map_to_json, PricedRecord};
+use crate::domain::time::{floor_hour, DAY_MS};
+use crate::domain::usage_query::UsageQuery;
+
+const SCHEMA: &str = include_str!("sqlite_schema.sql");
+/// Reader connections kept open between queries.
+const MAX_IDLE_READERS: usize = 4;
+
+const INSERT_RECORD: &str = "INSERT INTO records (id, ts_ms, duration_ms, ttft_ms, gateway, \
+     key_id, auth, tags, labels, provider, operation, model, requested_model, stream, status, \
+     error, input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, \
+     reasoning_tokens, cost_usd, price_version, series_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+     ?19, ?20, ?21, ?22, ?23, ?24) \
+     ON CONFLICT (id) DO NOTHING";
+
+const INSERT_SERIES: &str = "INSERT INTO series (key_id, tags, model, provider, operation) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
+
+const SELECT_SERIES_ID: &str = "SELECT id FROM series WHERE key_id = ?1 AND tags = ?2 \
+     AND model = ?3 AND provider = ?4 AND operation = ?5";
+
+const SELECT_ALL_SERIES: &str = "SELECT id, key_id, tags, model, provider, operation FROM series";
+
+/// Upsert into a rollup table; `{table}` and `{bucket}` name the table and
+/// its time column (both fixed strings, never user input).
+const UPSERT_ROLLUP: &str = "INSERT INTO {table} ({bucket}, series_id, requests, errors, \
+     input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, \
+     reasoning_tokens, cost_usd, unpriced_requests) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+     ON CONFLICT ({bucket}, series_id) DO UPDATE SET \
+     requests = requests + excluded.requests, errors = errors + excluded.errors, \
+     input_tokens = input_tokens + excluded.input_tokens, \
+     cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens, \
+     cache_write_input_tokens = cache_write_input_tokens + excluded.cache_write_input_tokens, \
+     output_tokens = output_tokens + excluded.output_tokens, \
+     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
+     cost_usd = cost_usd + excluded.cost_usd, \
+     unpriced_requests = unpriced_requests + excluded.unpriced_requests";
+
+const SELECT_HOURLY: &str = "SELECT series_id, hour_ms, requests, errors, input_tokens, \
+     cached_input_tokens, cache_write_input_tokens, output_tokens, reasoning_tokens, cost_usd, \
+     unpriced_requests \
+     FROM usage_hourly WHERE hour_ms >= ?1 AND hour_ms < ?2";
+
+const SELECT_DAILY: &str = "SELECT series_id, day_ms, requests, errors, input_tokens, \
+     cached_input_tokens, cache_write_input_tokens, output_tokens, reasoning_tokens, cost_usd, \
+     unpriced_requests \
+     FROM usage_daily WHERE day_ms >= ?1 AND day_ms < ?2";
+
+const SELECT_RAW: &str = "SELECT series_id, ts_ms, 1, (status >= 400 OR error IS NOT NULL), \
+     input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, \
+     reasoning_tokens, coalesce(cost_usd, 0.0), (cost_usd IS NULL) \
+     FROM records WHERE ts_ms >= ?1 AND ts_ms < ?2";
+
+/// The grouping dimensions of a record, interned as a `series` row.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    key_id: String,
+    tags: String,
+    model: String,
+    provider: String,
+    operation: String,
+}
+
+/// The single writer connection and the series ids it has already resolved.
+struct Writer {
+    conn: Connection,
+    series: HashMap<SeriesKey, i64>,
+}
+
+struct Inner {
+    writer: Mutex<Writer>,
+    readers: Mutex<Vec<Connection>>,
+    path: String,
+}
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its directory.
+    pub fn open(path: &str) -> Result<Self, StoreError> {
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let writer = Connection::open(path)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode: a crash loses at most the last transactions
+        // since a checkpoint, never corrupts; far faster than FULL.
+        writer.pragma_update(None, "synchronous", "NORMAL")?;
+        // Ingest touches the id index at random; keep it in memory.
+        writer.pragma_update(None, "cache_size", -262_144)?; // 256 MiB
+                                                             // Checkpoint less often: fewer rewrites of the same hot index pages.
+        writer.pragma_update(None, "wal_autocheckpoint", 16_384)?; // pages
+        writer.busy_timeout(std::time::Duration::from_secs(5))?;
+        writer.execute_batch(SCHEMA)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(Writer {
+                    conn: writer,
+                    series: HashMap::new(),
+                }),
+                readers: Mutex::new(Vec::new()),
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    /// Runs blocking SQLite work off the async runtime.
+    fn blocking<T, F>(&self, work: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || work(&inner))
+                .await
+                .map_err(|e| StoreError(format!("store task failed: {e}")))?
+        })
+    }
+}
+
+impl Inner {
+    fn writer(&self) -> Result<MutexGuard<'_, Writer>, StoreError> {
+        self.writer
+            .lock()
+            .map_err(|_| StoreError(String::from("writer connection poisoned")))
+    }
+
+    /// Borrows an idle reader connection (or opens one) for `work`.
+    fn with_reader<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let idle = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = Connection::open_with_flags(&self.path, flags)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                conn
+            }
+        };
+        let result = work(&conn);
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(conn);
+            }
+        }
+        result
+    }
+}
+
+impl Store for SqliteStore {
+    fn insert_batch(&self, records: Vec<PricedRecord>) -> StoreFuture<'_, BatchOutcome> {
+        self.blocking(move |inner| {
+            let mut writer = inner.writer()?;
+            let result = insert_batch(&mut writer, &records);
+            if result.is_err() {
+                // Series ids resolved in a rolled-back transaction may not exist.
+                writer.series.clear();
+            }
+            result
+        })
+    }
+
+    fn usage(&self, query: UsageQuery) -> StoreFuture<'_, UsageReport> {
+        self.blocking(move |inner| inner.with_reader(|conn| usage(conn, &query)))
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        self.blocking(|inner| {
+            inner.with_reader(|conn| {
+                conn.query_row("SELECT 1", [], |_| Ok(()))?;
+                Ok(())
+            })
+        })
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        self.blocking(|inner| {
+            inner.readers.lock().map(|mut pool| pool.clear()).ok();
+            // Fold the WAL back into the main file so the database is one
+            // self-contained file after a clean shutdown.
+            inner
+                .writer()?
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn insert_batch(writer: &mut Writer, records: &[PricedRecord]) -> Result<BatchOutcome, StoreError> {
+    let tx = writer.conn.transaction()?;
+    let mut outcome = BatchOutcome::default();
+    let mut hourly: HashMap<(i64, i64), Sums> = HashMap::new();
+    let mut daily: HashMap<(i64, i64), Sums> = HashMap::new();
+    {
+        let mut insert = tx.prepare_cached(INSERT_RECORD)?;
+        for priced in records {
+            let r = &priced.record;
+            let key = SeriesKey {
+                key_id: r.key_id.clone(),
+                tags: map_to_json(&r.tags),
+                model: r.model.clone().unwrap_or_default(),
+                provider: r.provider.clone(),
+                operation: r.operation.clone(),
+            };
+            let series_id = match writer.series.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let id = resolve_series(&tx, &key)?;
+                    writer.series.insert(key.clone(), id);
+                    id
+                }
+            };
+            let inserted = insert.execute(params![
+                r.id,
+                r.ts_ms,
+                r.duration_ms.map(to_i64),
+                r.ttft_ms.map(to_i64),
+                r.gateway,
+                r.key_id,
+                r.auth,
+                key.tags,
+                map_to_json(&r.labels),
+                r.provider,
+                r.operation,
+                r.model,
+                r.requested_model,
+                r.stream,
+                r.status,
+                r.error,
+                to_i64(r.tokens.input),
+                to_i64(r.tokens.cached_input),
+                to_i64(r.tokens.cache_write_input),
+                to_i64(r.tokens.output),
+                to_i64(r.tokens.reasoning),
+                priced.cost_usd,
+                priced.price_version,
+                series_id,
+            ])?;
+            if inserted == 0 {
+                outcome.duplicates += 1;
+                continue;
+            }
+            outcome.inserted += 1;
+            outcome.unpriced_inserted += u64::from(priced.cost_usd.is_none());
+            let sums = Sums::of_record(priced);
+            let day_ms = r.ts_ms.div_euclid(DAY_MS) * DAY_MS;
+            hourly
+                .entry((floor_hour(r.ts_ms), series_id))
+                .or_default()
+                .add(&sums);
+            daily.entry((day_ms, series_id)).or_default().add(&sums);
+        }
+        // One upsert per distinct (bucket, series) of the batch, not per record.
+        upsert_rollup(&tx, "usage_hourly", "hour_ms", &hourly)?;
+        upsert_rollup(&tx, "usage_daily", "day_ms", &daily)?;
+    }
+    tx.commit()?;
+    Ok(outcome)
+}
+
+fn upsert_rollup(
+    conn: &Connection,
+    table: &str,
+    bucket: &str,
+    sums: &HashMap<(i64, i64), Sums>,
+) -> Result<(), StoreError> {
+    let sql = UPSERT_ROLLUP
+        .replace("{table}", table)
+        .replace("{bucket}", bucket);
+    let mut upsert = conn.prepare_cached(&sql)?;
+    for ((bucket_ms, series_id), s) in sums {
+        upsert.execute(params![
+            bucket_ms,
+            series_id,
+            s.requests,
+            s.errors,
+            s.input_tokens,
+            s.cached_input_tokens,
+            s.cache_write_input_tokens,
+            s.output_tokens,
+            s.reasoning_tokens,
+            s.cost_usd,
+            s.unpriced_requests,
+        ])?;
+    }
+    Ok(())
+}
+
+/// Id of a series, creating it if new (insert-or-get, safe with several writers).
+fn resolve_series(conn: &Connection, key: &SeriesKey) -> Result<i64, StoreError> {
+    let values = params![key.key_id, key.tags, key.model, key.provider, key.operation];
+    conn.prepare_cached(INSERT_SERIES)?.execute(values)?;
+    Ok(conn
+        .prepare_cached(SELECT_SERIES_ID)?
+        .query_row(values, |row| row.get(0))?)
+}
+
+/// The grouping dimensions of one series, decoded for the aggregator.
+struct Series {
+    key_id: String,
+    tags: BTreeMap<String, String>,
+    model: Option<String>,
+    provider: String,
+    operation: String,
+}
+
+fn load_series(conn: &Connection) -> Result<HashMap<i64, Series>, StoreError> {
+    let mut stmt = conn.prepare_cached(SELECT_ALL_SERIES)?;
+    let mut rows = stmt.query([])?;
+    let mut all = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let tags: String = row.get(2)?;
+        let model: String = row.get(3)?;
+        let series = Series {
+            key_id: row.get(1)?,
+            tags: serde_json::from_str(&tags)
+                .map_err(|e| StoreError(format!("stored tags are not a JSON object: {e}")))?,
+            model: (!model.is_empty()).then_some(model),
+            provider: row.get(4)?,
+            operation: row.get(5)?,
+        };
+        all.insert(row.get(0)?, series);
+    }
+    Ok(all)
+}
+
+/// Sums are first folded per (series, day) in integers, then each of those few
+/// partials is grouped by the query's dimensions.
+fn usage(conn: &Connection, query: &UsageQuery) -> Result<UsageReport, StoreError> {
+    let mut partials: HashMap<(i64, i64), Sums> = HashMap::new();
+    for (source, from, to) in plan_segments(query.from_ms, query.to_ms) {
+        let sql = match source {
+            Source::Raw => SELECT_RAW,
+            Source::Hourly => SELECT_HOURLY,
+            Source::Daily => SELECT_DAILY,
+        };
+        scan(conn, sql, from, to, &mut partials)?;
+    }
+    let series = load_series(conn)?;
+    let mut aggregator = Aggregator::new(query);
+    for ((series_id, day), sums) in &partials {
+        let Some(s) = series.get(series_id) else {
+            return Err(StoreError(format!(
+                "usage references unknown series {series_id}"
+            )));
+        };
+        let slice = Slice {
+            hour_ms: day * DAY_MS,
+            key_id: &s.key_id,
+            tags: &s.tags,
+            model: s.model.as_deref(),
+            provider: &s.provider,
+            operation: &s.operation,
+        };
+        aggregator.add(&slice, sums);
+    }
+    Ok(aggregator.finish())
+}
+
+/// Folds rows of `sql` (raw or rollup, same column layout) per (series, day).
+fn scan(
+    conn: &Connection,
+    sql: &str,
+    from: i64,
+    to: i64,
+    partials: &mut HashMap<(i64, i64), Sums>,
+) -> Result<(), StoreError> {
+    if from >= to {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![from, to])?;
+    while let Some(row) = rows.next()? {
+        let series_id: i64 = row.get(0)?;
+        let ms: i64 = row.get(1)?;
+        partials
+            .entry((series_id, ms.div_euclid(DAY_MS)))
+            .or_default()
+            .add(&sums_of(row)?);
+    }
+    Ok(())
+}
+
+fn sums_of(row: &Row<'_>) -> Result<Sums, rusqlite::Error> {
+    Ok(Sums {
+        requests: row.get(2)?,
+        errors: row.get(3)?,
+        input_tokens: row.get(4)?,
+        cached_input_tokens: row.get(5)?,
+        cache_write_input_tokens: row.get(6)?,
+        output_tokens: row.get(7)?,
+        reasoning_tokens: row.get(8)?,
+        cost_usd: row.get(9)?,
+        unpriced_requests: row.get(10)?,
+    })
+}

@@ -1,0 +1,444 @@
+//! One behavioural suite for every `Store` implementation. Each test body is a
+//! plain async function over `&dyn Store`; `store_suite!` instantiates them for
+//! a backend, so PostgreSQL plugs in with one line and no copied tests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{BatchOutcome, Store};
+use crate::domain::aggregate::{Sums, UsageReport};
+use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
+use crate::domain::time::{parse_rfc3339_ms, HOUR_MS};
+use crate::domain::usage_query::UsageQuery;
+
+fn ts(text: &str) -> i64 {
+    parse_rfc3339_ms(text).expect("test timestamp")
+}
+
+/// A record with one input and output count and a cost, for the sums.
+fn rec(
+    id: &str,
+    ts_ms: i64,
+    key: &str,
+    team: Option<&str>,
+    model: Option<&str>,
+    n: u64,
+    cost: Option<f64>,
+) -> PricedRecord {
+    let mut tags = BTreeMap::from([("org".to_owned(), "acme".to_owned())]);
+    if let Some(team) = team {
+        tags.insert("team".to_owned(), team.to_owned());
+    }
+    PricedRecord {
+        record: UsageRecord {
+            id: id.to_owned(),
+            ts_ms,
+            duration_ms: Some(5),
+            ttft_ms: None,
+            gateway: "envoy".into(),
+            key_id: key.to_owned(),
+            auth: Some("api_key".into()),
+            tags,
+            labels: BTreeMap::new(),
+            provider: "openai".into(),
+            operation: "chat".into(),
+            model: model.map(str::to_owned),
+            requested_model: None,
+            stream: Some(false),
+            status: if n.is_multiple_of(7) { 500 } else { 200 },
+            error: None,
+            tokens: Tokens {
+                input: n,
+                cached_input: n / 2,
+                cache_write_input: n / 4,
+                output: 2 * n,
+                reasoning: n / 3,
+            },
+        },
+        cost_usd: cost,
+        price_version: "test".into(),
+    }
+}
+
+fn query(from: i64, to: i64, group_by: &str, filters: &str) -> UsageQuery {
+    let raw = format!("group_by={group_by}{filters}");
+    let mut q = UsageQuery::parse(Some(&raw), to).expect("valid query");
+    q.from_ms = from;
+    q.to_ms = to;
+    q
+}
+
+fn expected_totals(records: &[PricedRecord], from: i64, to: i64) -> Sums {
+    let mut sums = Sums::default();
+    for r in records
+        .iter()
+        .filter(|r| (from..to).contains(&r.record.ts_ms))
+    {
+        sums.add(&Sums::of_record(r));
+    }
+    sums
+}
+
+fn assert_sums_eq(actual: &Sums, expected: &Sums, context: &str) {
+    let mut a = *actual;
+    let mut e = *expected;
+    assert!(
+        (a.cost_usd - e.cost_usd).abs() < 1e-9,
+        "{context}: cost {a:?} vs {e:?}"
+    );
+    a.cost_usd = 0.0;
+    e.cost_usd = 0.0;
+    assert_eq!(a, e, "{context}");
+}
+
+fn dims(report: &UsageReport) -> Vec<Vec<Option<&str>>> {
+    report
+        .rows
+        .iter()
+        .map(|r| r.dims.iter().map(Option::as_deref).collect())
+        .collect()
+}
+
+pub async fn inserts_and_groups(store: &dyn Store) {
+    let t0 = ts("2026-11-10T10:00:00Z");
+    let batch = vec![
+        rec(
+            "a1",
+            t0 + 1,
+            "k1",
+            Some("search"),
+            Some("gpt-4o"),
+            10,
+            Some(1.0),
+        ),
+        rec(
+            "a2",
+            t0 + 2,
+            "k1",
+            Some("search"),
+            Some("gpt-4o-mini"),
+            20,
+            Some(0.5),
+        ),
+        rec(
+            "a3",
+            t0 + 3,
+            "k2",
+            Some("growth"),
+            Some("gpt-4o"),
+            30,
+            Some(2.0),
+        ),
+        rec(
+            "a4",
+            t0 + HOUR_MS * 5,
+            "k2",
+            Some("growth"),
+            Some("gpt-4o"),
+            40,
+            Some(3.0),
+        ),
+    ];
+    let outcome = store.insert_batch(batch.clone()).await.expect("insert");
+    assert_eq!(
+        outcome,
+        BatchOutcome {
+            inserted: 4,
+            duplicates: 0,
+            unpriced_inserted: 0
+        }
+    );
+
+    let (from, to) = (ts("2026-11-01T00:00:00Z"), ts("2026-12-01T00:00:00Z"));
+    let report = store
+        .usage(query(from, to, "team,model", ""))
+        .await
+        .expect("usage");
+    assert_eq!(report.group_by, vec!["team", "model"]);
+    // Sorted by cost, highest first.
+    assert_eq!(
+        dims(&report),
+        vec![
+            vec![Some("growth"), Some("gpt-4o")],
+            vec![Some("search"), Some("gpt-4o")],
+            vec![Some("search"), Some("gpt-4o-mini")],
+        ]
+    );
+    let growth = &report.rows[0].sums;
+    assert_eq!(
+        (growth.requests, growth.input_tokens, growth.output_tokens),
+        (2, 70, 140)
+    );
+    assert_eq!(growth.cached_input_tokens, 15 + 20);
+    assert!((growth.cost_usd - 5.0).abs() < 1e-9);
+    assert_sums_eq(&report.totals, &expected_totals(&batch, from, to), "totals");
+    // n = 30 and n = 40 are not multiples of 7; none of these is an error.
+    assert_eq!(report.totals.errors, 0);
+}
+
+pub async fn duplicates_change_nothing(store: &dyn Store) {
+    let t0 = ts("2026-11-10T10:00:00Z");
+    let batch: Vec<_> = (0..50)
+        .map(|i| {
+            rec(
+                &format!("d{i}"),
+                t0 + i * 60_000,
+                "k1",
+                Some("search"),
+                Some("m"),
+                10,
+                Some(0.25),
+            )
+        })
+        .collect();
+    let first = store.insert_batch(batch.clone()).await.expect("insert");
+    assert_eq!((first.inserted, first.duplicates), (50, 0));
+    // A retried batch, and one mixing old and new ids with an in-batch repeat.
+    let retry = store.insert_batch(batch.clone()).await.expect("retry");
+    assert_eq!((retry.inserted, retry.duplicates), (0, 50));
+    let mut mixed = vec![
+        batch[0].clone(),
+        rec("new", t0, "k1", Some("search"), Some("m"), 10, Some(0.25)),
+    ];
+    mixed.push(mixed[1].clone());
+    let mixed_outcome = store.insert_batch(mixed).await.expect("mixed");
+    assert_eq!((mixed_outcome.inserted, mixed_outcome.duplicates), (1, 2));
+
+    let (from, to) = (ts("2026-11-01T00:00:00Z"), ts("2026-12-01T00:00:00Z"));
+    let report = store.usage(query(from, to, "", "")).await.expect("usage");
+    assert_eq!(report.totals.requests, 51);
+    assert_eq!(report.totals.input_tokens, 510);
+    assert!((report.totals.cost_usd - 51.0 * 0.25).abs() < 1e-9);
+}
+
+pub async fn usage_is_exact_for_any_range(store: &dyn Store) {
+    // Records spread over three days at irregular minutes.
+    let base = ts("2026-11-10T00:00:00Z");
+    let records: Vec<_> = (0..400i64)
+        .map(|i| {
+            let at = base + (i * 7919 % 4320) * 60_000 + i * 13;
+            let key = if i % 3 == 0 { "k1" } else { "k2" };
+            rec(
+                &format!("r{i}"),
+                at,
+                key,
+                Some("t"),
+                Some("m"),
+                (i % 50) as u64,
+                Some(i as f64 / 100.0),
+            )
+        })
+        .collect();
+    for chunk in records.chunks(64) {
+        store.insert_batch(chunk.to_vec()).await.expect("insert");
+    }
+    let edges = [
+        "2026-11-09T00:00:00Z",
+        "2026-11-10T00:00:00Z",
+        "2026-11-10T00:30:00.500Z",
+        "2026-11-10T05:59:59.999Z",
+        "2026-11-10T06:00:00Z",
+        "2026-11-10T06:20:00Z",
+        "2026-11-11T13:45:10Z",
+        "2026-11-12T23:00:00Z",
+        "2026-11-14T00:00:00Z",
+    ];
+    for (i, from) in edges.iter().enumerate() {
+        for to in &edges[i..] {
+            let (f, t) = (ts(from), ts(to));
+            let report = store.usage(query(f, t, "key_id", "")).await.expect("usage");
+            assert_sums_eq(
+                &report.totals,
+                &expected_totals(&records, f, t),
+                &format!("{from}..{to}"),
+            );
+            let k1: Vec<_> = records
+                .iter()
+                .filter(|r| r.record.key_id == "k1")
+                .cloned()
+                .collect();
+            let row = report
+                .rows
+                .iter()
+                .find(|r| r.dims == vec![Some("k1".to_owned())]);
+            let expected_k1 = expected_totals(&k1, f, t);
+            match row {
+                Some(row) => assert_sums_eq(&row.sums, &expected_k1, &format!("k1 {from}..{to}")),
+                None => assert_eq!(expected_k1.requests, 0, "k1 row missing for {from}..{to}"),
+            }
+        }
+    }
+}
+
+pub async fn unpriced_missing_tags_filters_and_days(store: &dyn Store) {
+    let d1 = ts("2026-11-10T23:30:00Z");
+    let d2 = ts("2026-11-11T00:30:00Z");
+    let batch = vec![
+        rec("u1", d1, "k1", None, Some("mystery"), 10, None),
+        rec("u2", d1, "k1", Some("search"), None, 10, None),
+        rec(
+            "u3",
+            d2,
+            "k1",
+            Some("search"),
+            Some("gpt-4o"),
+            10,
+            Some(1.5),
+        ),
+        rec(
+            "u4",
+            d2,
+            "k2",
+            Some("growth"),
+            Some("gpt-4o"),
+            10,
+            Some(0.5),
+        ),
+    ];
+    let outcome = store.insert_batch(batch).await.expect("insert");
+    assert_eq!(outcome.unpriced_inserted, 2);
+    let (from, to) = (ts("2026-11-01T00:00:00Z"), ts("2026-11-20T00:00:00Z"));
+
+    let report = store
+        .usage(query(from, to, "team", ""))
+        .await
+        .expect("usage");
+    assert_eq!(
+        dims(&report),
+        vec![vec![Some("search")], vec![Some("growth")], vec![None]]
+    );
+    assert_eq!(report.rows[0].sums.unpriced_requests, 1);
+    assert_eq!(report.rows[2].sums.unpriced_requests, 1);
+    assert_eq!(report.rows[2].sums.cost_usd, 0.0);
+    assert_eq!(report.totals.unpriced_requests, 2);
+    assert!((report.totals.cost_usd - 2.0).abs() < 1e-9);
+
+    let by_day = store
+        .usage(query(from, to, "day,model", ""))
+        .await
+        .expect("usage");
+    assert_eq!(
+        dims(&by_day),
+        vec![
+            vec![Some("2026-11-11"), Some("gpt-4o")],
+            vec![Some("2026-11-10"), Some("mystery")],
+            vec![Some("2026-11-10"), None],
+        ]
+    );
+
+    let filtered = store
+        .usage(query(
+            from,
+            to,
+            "key_id",
+            "&filter.team=search&filter.day=2026-11-11",
+        ))
+        .await
+        .expect("usage");
+    assert_eq!(dims(&filtered), vec![vec![Some("k1")]]);
+    assert_eq!(filtered.totals.requests, 1);
+    let by_model = store
+        .usage(query(from, to, "", "&filter.model=gpt-4o"))
+        .await
+        .expect("usage");
+    assert_eq!(by_model.totals.requests, 2);
+    let none = store
+        .usage(query(from, to, "team", "&filter.provider=anthropic"))
+        .await
+        .expect("usage");
+    assert!(none.rows.is_empty());
+    assert_eq!(none.totals.requests, 0);
+}
+
+pub async fn concurrent_batches_never_double_count(store: Arc<dyn Store>) {
+    let t0 = ts("2026-11-10T10:10:00Z");
+    let batch: Vec<_> = (0..200)
+        .map(|i| {
+            rec(
+                &format!("c{i}"),
+                t0 + i,
+                "k1",
+                Some("search"),
+                Some("m"),
+                1,
+                Some(1.0),
+            )
+        })
+        .collect();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let batch = batch.clone();
+            tokio::spawn(async move { store.insert_batch(batch).await })
+        })
+        .collect();
+    let mut inserted = 0;
+    let mut duplicates = 0;
+    for task in tasks {
+        let outcome = task.await.expect("task").expect("insert");
+        inserted += outcome.inserted;
+        duplicates += outcome.duplicates;
+    }
+    assert_eq!((inserted, duplicates), (200, 7 * 200));
+    let (from, to) = (ts("2026-11-01T00:00:00Z"), ts("2026-12-01T00:00:00Z"));
+    let report = store.usage(query(from, to, "", "")).await.expect("usage");
+    assert_eq!(report.totals.requests, 200);
+    store.ping().await.expect("ping");
+    store.close().await.expect("close");
+}
+
+/// Instantiates the suite for one backend. `$open` evaluates to
+/// `(Arc<dyn Store>, guard)`; the guard (e.g. a temp dir) lives for the test.
+macro_rules! store_suite {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn inserts_and_groups() {
+                let (store, _guard) = $open;
+                super::inserts_and_groups(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn duplicates_change_nothing() {
+                let (store, _guard) = $open;
+                super::duplicates_change_nothing(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn usage_is_exact_for_any_range() {
+                let (store, _guard) = $open;
+                super::usage_is_exact_for_any_range(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn unpriced_missing_tags_filters_and_days() {
+                let (store, _guard) = $open;
+                super::unpriced_missing_tags_filters_and_days(&*store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_batches_never_double_count() {
+                let (store, _guard) = $open;
+                super::concurrent_batches_never_double_count(store).await;
+            }
+        }
+    };
+}
+
+fn open_sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested/aispend.db");
+    let url = format!("sqlite://{}", path.display());
+    (super::open(&url).expect("open sqlite"), dir)
+}
+
+store_suite!(sqlite, open_sqlite());
+
+#[test]
+fn unsupported_urls_are_clear_errors() {
+    let err = |url: &str| super::open(url).err().map(|e| e.0).unwrap_or_default();
+    assert!(err("postgres://localhost/test").contains("PostgreSQL"));
+    assert!(err("mysql://x").contains("unsupported database URL"));
+}

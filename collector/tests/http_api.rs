@@ -1,0 +1,343 @@
+//! HTTP-level tests of `app()` over a real SQLite file.
+
+use aispend_collector::domain::pricing::PriceTable;
+use aispend_collector::{app, store, AppState, Tokens};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const INGEST: &str = "Bearer ingest-secret";
+const READ: &str = "Bearer read-secret";
+const MONTH: &str = "from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z";
+
+struct Collector {
+    router: Router,
+    state: AppState,
+    db_url: String,
+    _dir: tempfile::TempDir,
+}
+
+fn tokens() -> Tokens {
+    Tokens {
+        ingest: Some("ingest-secret".into()),
+        read: Some("read-secret".into()),
+        admin: Some("admin-secret".into()),
+    }
+}
+
+fn start_at(db_url: &str, dir: tempfile::TempDir) -> Collector {
+    let store = store::open(db_url).expect("open store");
+    let state = AppState::new(store, PriceTable::embedded().expect("prices"), tokens());
+    Collector {
+        router: app(state.clone()),
+        state,
+        db_url: db_url.to_owned(),
+        _dir: dir,
+    }
+}
+
+fn start() -> Collector {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/data/aispend.db", dir.path().display());
+    start_at(&url, dir)
+}
+
+fn record(id: &str, team: &str, model: &str, input: u64, output: u64) -> Value {
+    json!({"id": id, "ts": "2026-11-24T06:50:00.123Z", "duration_ms": 12, "ttft_ms": 5,
+        "gateway": "envoy", "key_id": format!("key-{team}"), "auth": "api_key",
+        "tags": {"org": "acme", "team": team, "project": "p1", "cost_center": "CC-1", "environment": "prod"},
+        "labels": {}, "provider": "openai", "operation": "chat", "model": model,
+        "requested_model": "gpt-4o-mini", "stream": false, "status": 200, "error": null,
+        "input_tokens": input, "cached_input_tokens": 0, "cache_write_input_tokens": 0,
+        "output_tokens": output, "reasoning_tokens": 0})
+}
+
+impl Collector {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        auth: Option<&str>,
+        body: Body,
+    ) -> (StatusCode, String) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn ingest(&self, records: Vec<Value>) -> (StatusCode, Value) {
+        let body = json!({ "records": records }).to_string();
+        let (status, text) = self
+            .call("POST", "/v1/records", Some(INGEST), Body::from(body))
+            .await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn usage(&self, query: &str) -> (StatusCode, Value) {
+        let uri = format!("/v1/usage?{query}");
+        let (status, text) = self.call("GET", &uri, Some(READ), Body::empty()).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+fn approx(v: &Value, expected: f64) -> bool {
+    v.as_f64().is_some_and(|x| (x - expected).abs() < 1e-9)
+}
+
+#[tokio::test]
+async fn ingest_then_usage_sums_priced_records() {
+    let c = start();
+    let (status, body) = c
+        .ingest(vec![
+            record("r1", "search", "gpt-4o-mini-2024-07-18", 1_000_000, 0),
+            record("r2", "search", "gpt-4o-mini-2024-07-18", 0, 1_000_000),
+            record("r3", "growth", "gpt-4o", 1_000_000, 1_000_000),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"accepted": 3, "duplicates": 0, "rejected": []})
+    );
+
+    let (status, body) = c.usage(&format!("{MONTH}&group_by=team,model")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["group_by"], json!(["team", "model"]));
+    assert_eq!(body["from"], "2026-11-01T00:00:00Z");
+    let rows = body["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    // gpt-4o: 2.50 + 10.00 per 1M; gpt-4o-mini: 0.15 + 0.60 per 1M.
+    assert_eq!(rows[0]["team"], "growth");
+    assert_eq!(rows[0]["model"], "gpt-4o");
+    assert!(approx(&rows[0]["cost_usd"], 12.5), "{}", rows[0]);
+    assert_eq!(rows[1]["team"], "search");
+    assert_eq!(rows[1]["requests"], 2);
+    assert_eq!(rows[1]["input_tokens"], 1_000_000);
+    assert_eq!(rows[1]["output_tokens"], 1_000_000);
+    assert!(approx(&rows[1]["cost_usd"], 0.75), "{}", rows[1]);
+    let totals = &body["totals"];
+    for field in [
+        "cached_input_tokens",
+        "cache_write_input_tokens",
+        "reasoning_tokens",
+        "errors",
+    ] {
+        assert_eq!(totals[field], 0, "{field}");
+    }
+    assert_eq!(totals["requests"], 3);
+    assert!(approx(&totals["cost_usd"], 13.25), "{totals}");
+}
+
+#[tokio::test]
+async fn retried_batches_store_nothing_twice() {
+    let c = start();
+    let batch = vec![
+        record("a", "search", "gpt-4o", 10, 10),
+        record("b", "search", "gpt-4o", 10, 10),
+    ];
+    let (_, first) = c.ingest(batch.clone()).await;
+    assert_eq!(first["accepted"], 2);
+    let (status, retry) = c.ingest(batch).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        retry,
+        json!({"accepted": 0, "duplicates": 2, "rejected": []})
+    );
+    let (_, usage) = c.usage(MONTH).await;
+    assert_eq!(usage["totals"]["requests"], 2);
+    assert_eq!(usage["totals"]["input_tokens"], 20);
+}
+
+#[tokio::test]
+async fn a_bad_record_is_rejected_alone() {
+    let c = start();
+    let mut bad = record("bad", "search", "gpt-4o", 10, 10);
+    bad["input_tokens"] = json!(-5);
+    let (status, body) = c
+        .ingest(vec![
+            record("ok1", "search", "gpt-4o", 10, 10),
+            bad,
+            json!("nope"),
+            record("ok2", "search", "gpt-4o", 1, 1),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["accepted"], 2);
+    let rejected = body["rejected"].as_array().expect("rejected");
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0]["index"], 1);
+    assert!(
+        rejected[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("input_tokens")),
+        "{body}"
+    );
+    assert_eq!(rejected[1]["index"], 2);
+    let (_, usage) = c.usage(MONTH).await;
+    assert_eq!(usage["totals"]["requests"], 2);
+    let metrics = c.call("GET", "/metrics", None, Body::empty()).await.1;
+    assert!(
+        metrics.contains("aispend_records_rejected_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("aispend_records_accepted_total 2\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_models_are_kept_unpriced_and_counted() {
+    let c = start();
+    let (_, body) = c
+        .ingest(vec![record("u", "search", "my-private-finetune", 10, 10)])
+        .await;
+    assert_eq!(body["accepted"], 1);
+    let (_, usage) = c.usage(&format!("{MONTH}&group_by=model")).await;
+    assert_eq!(usage["rows"][0]["model"], "my-private-finetune");
+    assert_eq!(usage["rows"][0]["unpriced_requests"], 1);
+    assert_eq!(usage["rows"][0]["cost_usd"], 0.0);
+    let metrics = c.call("GET", "/metrics", None, Body::empty()).await.1;
+    assert!(
+        metrics.contains("aispend_records_unpriced_total 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_required_and_scoped() {
+    let c = start();
+    let body = || Body::from(json!({"records": [record("x", "t", "gpt-4o", 1, 1)]}).to_string());
+    for auth in [None, Some("Bearer wrong"), Some(READ)] {
+        let (status, text) = c.call("POST", "/v1/records", auth, body()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        let v: Value = serde_json::from_str(&text).expect("json error body");
+        assert_eq!(v["error"]["type"], "authentication_error");
+    }
+    for auth in [None, Some("Bearer wrong"), Some(INGEST)] {
+        let (status, _) = c.call("GET", "/v1/usage", auth, Body::empty()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    // Nothing was stored by the refused calls.
+    assert_eq!(c.usage(MONTH).await.1["totals"]["requests"], 0);
+    assert_eq!(
+        c.call("GET", "/healthz", None, Body::empty()).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn bad_queries_get_400_with_a_message() {
+    let c = start();
+    for (query, expected) in [
+        ("group_by=teams-x", "unknown dimension"),
+        ("group_by=team,Model", "unknown dimension"),
+        ("from=last-week", "RFC 3339"),
+        ("to=2026-13-01T00:00:00Z", "RFC 3339"),
+        ("filter.team=a%20b", "must match"),
+        ("from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "after"),
+        ("bogus=1", "unknown query parameter"),
+    ] {
+        let (status, body) = c.usage(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{query}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn usage_defaults_to_month_to_date_and_any_tag_groups() {
+    let c = start();
+    let (status, body) = c.usage("group_by=region,day").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["from"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("-01T00:00:00Z")),
+        "{body}"
+    );
+    assert_eq!(body["group_by"], json!(["region", "day"]));
+    assert_eq!(body["rows"], json!([]));
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies() {
+    let c = start();
+    let (status, text) = c
+        .call("POST", "/v1/records", Some(INGEST), Body::from("{not json"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("not valid JSON"));
+    let (status, text) = c
+        .call(
+            "POST",
+            "/v1/records",
+            Some(INGEST),
+            Body::from(r#"{"items":[]}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("`records` array"), "{text}");
+
+    let huge = format!(
+        r#"{{"records":[],"pad":"{}"}}"#,
+        "x".repeat(9 * 1024 * 1024)
+    );
+    let (status, text) = c
+        .call("POST", "/v1/records", Some(INGEST), Body::from(huge))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+
+    let many: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
+    let (status, body) = c.ingest(many).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(c.usage(MONTH).await.1["totals"]["requests"], 0);
+}
+
+#[tokio::test]
+async fn restart_keeps_data() {
+    let c = start();
+    c.ingest(vec![record("p1", "search", "gpt-4o", 5, 5)]).await;
+    c.state.store.close().await.expect("close");
+    let Collector {
+        db_url,
+        _dir,
+        state,
+        router,
+    } = c;
+    drop((state, router));
+    let again = start_at(&db_url, _dir);
+    assert_eq!(again.usage(MONTH).await.1["totals"]["requests"], 1);
+    let (_, retry) = again
+        .ingest(vec![record("p1", "search", "gpt-4o", 5, 5)])
+        .await;
+    assert_eq!(retry["duplicates"], 1, "idempotency survives a restart");
+}

@@ -1,1 +1,20 @@
+//! aispend's proxy-wasm filter. Everything that decides is plain Rust in the
+//! modules below, tested natively; only `glue` (compiled on wasm32) talks to
+//! the host through proxy-wasm.
+
+pub mod config;
+pub mod decision;
+pub mod filter;
+pub mod flow;
+pub mod host;
+pub mod identity;
+pub mod ingest;
+pub mod profile;
+pub mod record;
+pub mod shipper;
+pub mod tags;
+pub mod testing;
 pub mod usage;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;

@@ -7,9 +7,35 @@
 //!   1. `detect(path)` in request headers → `Option<Route>` (None: not an LLM call we meter),
 //!   2. `inspect_request(&route, body)` once the request body is complete,
 //!   3. `ResponseMeter::new(&route, &request, status, content_type)` in response headers,
-//!      then `meter.feed(chunk)` for every response body chunk as it passes (never buffered),
+//!      then `meter.feed(chunk)` for every response body chunk as it passes (never buffered;
+//!      `meter.feed_end(chunk, end_of_stream)` in the body callback that knows the last
+//!      chunk — needed when the injected usage chunk is being removed, see `strip`),
+//!      applying the returned `ChunkEdit`,
 //!   4. `meter.finish(end_of_stream_seen)` → `Usage` for the record.
+//!
 //! Nothing here touches proxy_wasm.
+//!
+//! Layout: `route` (paths), `request` (request body and its rewrite), `meter`
+//! (per-response state and the final `Usage`), `sse` (event framer),
+//! `json_scan` (top-level value scanner), `strip` (removing the injected usage
+//! chunk), `parser` (the trait) and one module per wire format: `openai`
+//! (chat, embeddings), `responses`, `anthropic`, `gemini`.
+
+mod anthropic;
+mod gemini;
+pub mod json_scan;
+mod meter;
+mod openai;
+pub mod parser;
+mod request;
+mod responses;
+mod route;
+pub mod sse;
+mod strip;
+
+pub use meter::ResponseMeter;
+pub use request::inspect_request;
+pub use route::detect;
 
 /// Who serves the call. `as_str` values are the record's `provider` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,26 +90,6 @@ pub struct Route {
     pub path_stream: bool,
 }
 
-/// Detect provider and operation from the request path (query string allowed).
-pub fn detect(path: &str) -> Option<Route> {
-    let path = path.split('?').next().unwrap_or(path);
-    let route = |provider, operation| {
-        Some(Route {
-            provider,
-            operation,
-            path_model: None,
-            path_stream: false,
-        })
-    };
-    match path {
-        "/v1/chat/completions" => route(Provider::OpenAi, Operation::Chat),
-        "/v1/responses" => route(Provider::OpenAi, Operation::Responses),
-        "/v1/embeddings" => route(Provider::OpenAi, Operation::Embeddings),
-        "/v1/messages" => route(Provider::Anthropic, Operation::Messages),
-        _ => None,
-    }
-}
-
 /// Switches from the filter config that change how requests are prepared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageOptions {
@@ -121,28 +127,6 @@ pub enum ChunkEdit {
     Replace(Vec<u8>),
 }
 
-/// Read `model` and `stream` from a JSON request body. Unparseable bodies give
-/// defaults: the provider will answer the error, and we record it.
-pub fn inspect_request(route: &Route, body: &[u8], _opts: &UsageOptions) -> RequestInfo {
-    #[derive(serde::Deserialize)]
-    struct Req<'a> {
-        #[serde(borrow)]
-        model: Option<std::borrow::Cow<'a, str>>,
-        #[serde(default)]
-        stream: bool,
-    }
-    let parsed: Option<Req> = serde_json::from_slice(body).ok();
-    RequestInfo {
-        model: parsed
-            .as_ref()
-            .and_then(|r| r.model.as_ref().map(|m| m.to_string()))
-            .or_else(|| route.path_model.clone()),
-        stream: parsed.map(|r| r.stream).unwrap_or(false) || route.path_stream,
-        client_wants_usage: false,
-        body_rewrite: None,
-    }
-}
-
 /// Normalized token counts (SPEC §3) plus what the response said about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -158,117 +142,9 @@ pub struct Usage {
     pub error: Option<&'static str>,
 }
 
-/// Largest JSON body kept to read usage from; larger bodies are recorded with
-/// `error: "body_too_large"` (the call itself is never failed).
+/// Size a JSON body is expected to stay under. Response bodies are not kept:
+/// the scanner keeps only the top-level `model`/`usage` values (each bounded),
+/// so larger bodies are metered too; the bound applies to one unfinished
+/// Responses API SSE event (`response.completed` repeats the whole response)
+/// and is what the glue may use to bound a request body it buffers.
 pub const MAX_JSON_BODY: usize = 4 << 20;
-
-/// Reads usage from one response as its body chunks pass.
-#[derive(Debug)]
-pub struct ResponseMeter {
-    route: Route,
-    status: u32,
-    body: Vec<u8>,
-    too_large: bool,
-}
-
-impl ResponseMeter {
-    pub fn new(
-        route: &Route,
-        _request: &RequestInfo,
-        status: u32,
-        _content_type: Option<&str>,
-    ) -> Self {
-        ResponseMeter {
-            route: route.clone(),
-            status,
-            body: Vec::new(),
-            too_large: false,
-        }
-    }
-
-    /// Feed a response body chunk as it passes; the answer says whether the
-    /// client sees it unchanged.
-    pub fn feed(&mut self, chunk: &[u8]) -> ChunkEdit {
-        if self.too_large || self.status >= 400 {
-            return ChunkEdit::Keep;
-        }
-        if self.body.len() + chunk.len() > MAX_JSON_BODY {
-            self.too_large = true;
-            self.body = Vec::new();
-            return ChunkEdit::Keep;
-        }
-        self.body.extend_from_slice(chunk);
-        ChunkEdit::Keep
-    }
-
-    /// The usage of the whole response. `end_of_stream` is false when the
-    /// response was cut off before its end.
-    pub fn finish(&mut self, _end_of_stream: bool) -> Usage {
-        if self.status >= 400 {
-            return Usage::default();
-        }
-        if self.too_large {
-            return Usage {
-                error: Some("body_too_large"),
-                ..Usage::default()
-            };
-        }
-        let _ = &self.route;
-        parse_openai_json(&self.body)
-    }
-}
-
-fn parse_openai_json(body: &[u8]) -> Usage {
-    #[derive(serde::Deserialize, Default)]
-    struct Details {
-        #[serde(default)]
-        cached_tokens: u64,
-        #[serde(default)]
-        reasoning_tokens: u64,
-    }
-    #[derive(serde::Deserialize)]
-    struct U {
-        #[serde(default)]
-        prompt_tokens: u64,
-        #[serde(default)]
-        completion_tokens: u64,
-        #[serde(default)]
-        prompt_tokens_details: Option<Details>,
-        #[serde(default)]
-        completion_tokens_details: Option<Details>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Resp {
-        model: Option<String>,
-        usage: Option<U>,
-    }
-    match serde_json::from_slice::<Resp>(body) {
-        Ok(Resp {
-            model,
-            usage: Some(u),
-        }) => Usage {
-            input_tokens: u.prompt_tokens,
-            cached_input_tokens: u
-                .prompt_tokens_details
-                .map(|d| d.cached_tokens)
-                .unwrap_or(0),
-            cache_write_input_tokens: 0,
-            output_tokens: u.completion_tokens,
-            reasoning_tokens: u
-                .completion_tokens_details
-                .map(|d| d.reasoning_tokens)
-                .unwrap_or(0),
-            model,
-            error: None,
-        },
-        Ok(Resp { model, usage: None }) => Usage {
-            model,
-            error: Some("no_usage"),
-            ..Usage::default()
-        },
-        Err(_) => Usage {
-            error: Some("unparseable_body"),
-            ..Usage::default()
-        },
-    }
-}

@@ -1,0 +1,128 @@
+//! What the filter decided about a request, as a value the glue applies, and
+//! the OpenAI-style error bodies of SPEC §5 (so SDKs raise their usual errors).
+
+use crate::identity::{Principal, Rejection, TagSchema};
+use crate::tags::{ClientTags, Conflict};
+
+/// The outcome of the request-headers phase.
+#[derive(Debug)]
+pub enum Decision {
+    Continue(Box<Admitted>),
+    Deny(Denial),
+}
+
+/// An admitted request: who it is and what the client labelled it with.
+#[derive(Debug)]
+pub struct Admitted {
+    pub principal: Principal,
+    pub client: ClientTags,
+}
+
+/// A local answer instead of the upstream's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub status: u32,
+    /// `error.type` and `error.code` of the body.
+    pub kind: &'static str,
+    pub message: String,
+    /// Extra response headers (e.g. `retry-after`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Denial {
+    pub fn unauthorized(why: Rejection, schema: &TagSchema) -> Self {
+        let message = match why {
+            Rejection::NoCredential => {
+                "No API key provided. Send your aispend virtual key as your provider SDK's API key."
+                    .to_string()
+            }
+            Rejection::UnknownKey => "Incorrect API key provided.".to_string(),
+            Rejection::RevokedKey => "This API key has been revoked.".to_string(),
+            Rejection::MissingTag(i) => format!(
+                "This identity has no `{}` tag, which this gateway requires.",
+                schema.name(i)
+            ),
+        };
+        Denial {
+            status: 401,
+            kind: "invalid_api_key",
+            message,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn tag_conflict(conflict: &Conflict) -> Self {
+        Denial {
+            status: 400,
+            kind: "tag_conflict",
+            message: format!(
+                "Header `{}` is set by the gateway from your identity; do not send it.",
+                conflict.header
+            ),
+            headers: Vec::new(),
+        }
+    }
+
+    /// `{"error":{"message":…,"type":…,"code":…}}`
+    pub fn body(&self) -> String {
+        let mut out = String::with_capacity(self.message.len() + 2 * self.kind.len() + 48);
+        out.push_str(r#"{"error":{"message":"#);
+        push_json_string(&mut out, &self.message);
+        out.push_str(r#","type":"#);
+        push_json_string(&mut out, self.kind);
+        out.push_str(r#","code":"#);
+        push_json_string(&mut out, self.kind);
+        out.push_str("}}");
+        out
+    }
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_openai_style_json() {
+        let schema = TagSchema::new(&[]);
+        let d = Denial::unauthorized(Rejection::RevokedKey, &schema);
+        assert_eq!(d.status, 401);
+        let v: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_api_key");
+        assert_eq!(v["error"]["code"], "invalid_api_key");
+        assert_eq!(v["error"]["message"], "This API key has been revoked.");
+    }
+
+    #[test]
+    fn body_escapes_header_names() {
+        let d = Denial::tag_conflict(&Conflict {
+            header: "x-aispend-team\"\n".into(),
+        });
+        let v: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
+        assert_eq!(d.status, 400);
+        assert_eq!(v["error"]["type"], "tag_conflict");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-aispend-team\"\n"));
+    }
+
+    #[test]
+    fn missing_tag_names_the_tag() {
+        let schema = TagSchema::new(&[]);
+        let d = Denial::unauthorized(Rejection::MissingTag(1), &schema);
+        assert!(d.message.contains("`team`"), "{}", d.message);
+    }
+}

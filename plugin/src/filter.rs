@@ -1,0 +1,56 @@
+//! The config compiled for the hot path: built once per `on_configure`,
+//! shared (read-only) by every HTTP context of the VM.
+
+use crate::config::{Config, JwtConfig};
+use crate::identity::{Identity, TagSchema};
+use crate::profile::Profile;
+use crate::shipper::ShipperSettings;
+use crate::tags::TagPolicy;
+use crate::usage::UsageOptions;
+
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub config: Config,
+    pub profile: Profile,
+    pub schema: TagSchema,
+    pub identity: Identity,
+    pub tags: TagPolicy,
+    pub usage: UsageOptions,
+}
+
+impl Filter {
+    pub fn new(config: Config) -> Self {
+        let schema = TagSchema::new(&config.tags.extra);
+        let identity = Identity::new(&config, &schema);
+        let tags = TagPolicy::new(&config);
+        Filter {
+            profile: Profile::new(config.gateway),
+            usage: UsageOptions {
+                openai_stream_usage: config.usage.openai_stream_usage,
+            },
+            schema,
+            identity,
+            tags,
+            config,
+        }
+    }
+
+    /// Parse, validate and compile a config document.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, crate::config::ConfigError> {
+        crate::config::parse(bytes).map(Filter::new)
+    }
+
+    pub fn jwt(&self) -> Option<&JwtConfig> {
+        self.config.identity.jwt.as_ref()
+    }
+
+    pub fn shipper_settings(&self) -> ShipperSettings {
+        let c = &self.config.collector;
+        ShipperSettings {
+            flush_interval_ms: c.flush_interval_ms,
+            max_batch: c.max_batch,
+            max_buffer: c.max_buffer,
+            max_backoff_ms: c.max_backoff_ms,
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! One request through the filter, phase by phase, against the `Host` trait:
+//! headers → identity/tags decision → request body → response → record.
+//! The glue's HTTP context only forwards proxy-wasm callbacks to this.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::decision::{Admitted, Decision, Denial};
+use crate::filter::Filter;
+use crate::host::{Host, Metric};
+use crate::identity::{self, ClaimSource, CREDENTIAL_HEADERS};
+use crate::record::{IdGen, Record, Tags};
+use crate::shipper::Shipper;
+use crate::tags;
+use crate::usage::{self, ChunkEdit, Operation, RequestInfo, ResponseMeter, Route};
+
+/// What the glue returns to the host for a body or headers callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    /// Stop iteration (request body: let the host buffer it; after a local
+    /// reply: stop the original request).
+    Pause,
+}
+
+/// State shared by the root context and every HTTP context of one VM
+/// (proxy-wasm runs them all on one thread).
+#[derive(Debug)]
+pub struct Shared {
+    pub filter: Rc<Filter>,
+    pub shipper: Rc<RefCell<Shipper>>,
+    pub ids: Rc<RefCell<IdGen>>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Start,
+    Denied,
+    Admitted(Box<Admitted>),
+}
+
+/// Per-request state.
+#[derive(Debug)]
+pub struct RequestFlow {
+    filter: Rc<Filter>,
+    shipper: Rc<RefCell<Shipper>>,
+    id: [u8; 32],
+    phase: Phase,
+    start_ms: u64,
+    route: Option<Route>,
+    request: RequestInfo,
+    meter: Option<ResponseMeter>,
+    status: u32,
+    ttft_ms: Option<u64>,
+    recorded: bool,
+    /// `content-length` was removed upstream, so the body may change size.
+    length_free: bool,
+}
+
+impl RequestFlow {
+    pub fn new(shared: &Shared) -> Self {
+        let id = shared
+            .ids
+            .try_borrow_mut()
+            .map(|mut g| g.next_id())
+            .unwrap_or([b'0'; 32]);
+        RequestFlow {
+            filter: shared.filter.clone(),
+            shipper: shared.shipper.clone(),
+            id,
+            phase: Phase::Start,
+            start_ms: 0,
+            route: None,
+            request: RequestInfo::default(),
+            meter: None,
+            status: 0,
+            ttft_ms: None,
+            recorded: false,
+            length_free: false,
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        std::str::from_utf8(&self.id).unwrap_or("")
+    }
+
+    /// Decide on the request from its headers (pure: no host effects).
+    pub fn decide(&self, headers: &[(String, String)], claims: &mut dyn ClaimSource) -> Decision {
+        let f = &self.filter;
+        let client = match f.tags.inspect_client(&f.schema, headers) {
+            Ok(c) => c,
+            Err(conflict) => return Decision::Deny(Denial::tag_conflict(&conflict)),
+        };
+        match f.identity.resolve(headers, claims) {
+            Ok(principal) => Decision::Continue(Box::new(Admitted { principal, client })),
+            Err(why) => Decision::Deny(Denial::unauthorized(why, &f.schema)),
+        }
+    }
+
+    pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Step {
+        self.start_ms = host.now_ms();
+        host.increment_metric(Metric::Requests, 1);
+        let headers = host.request_headers();
+        let decision = {
+            let mut claims = HostClaims {
+                host: &mut *host,
+                filter: &self.filter,
+            };
+            self.decide(&headers, &mut claims)
+        };
+        let admitted = match decision {
+            Decision::Deny(denial) => {
+                self.phase = Phase::Denied;
+                let metric = if denial.status == 400 {
+                    Metric::Denied400
+                } else {
+                    Metric::Denied401
+                };
+                host.increment_metric(metric, 1);
+                let mut extra: Vec<(&str, &str)> = vec![
+                    ("content-type", "application/json"),
+                    (tags::REQUEST_ID_HEADER, self.request_id()),
+                ];
+                extra.extend(denial.headers.iter().map(|(n, v)| (*n, v.as_str())));
+                host.send_response(denial.status, &extra, denial.body().as_bytes());
+                return Step::Pause;
+            }
+            Decision::Continue(admitted) => admitted,
+        };
+
+        let path = identity::header(&headers, ":path").unwrap_or("");
+        self.route = usage::detect(path);
+        // A metered body is read in on_request_body and may be rewritten
+        // there, after the headers went on: its length is not known yet.
+        // (Holding the headers instead would need resume_http_request, since
+        // a paused headers phase stops the body callbacks too in Envoy.)
+        // Mirrors usage::inspect_request: only chat streams (OpenAI, Azure)
+        // get `stream_options.include_usage` added.
+        let may_rewrite = self.route.as_ref().is_some_and(|r| {
+            self.filter.usage.openai_stream_usage && r.operation == Operation::Chat
+        });
+        self.length_free = may_rewrite && !end_of_stream;
+        let upstream = self.upstream_headers(&headers, &admitted);
+        host.replace_request_headers(&upstream);
+        self.phase = Phase::Admitted(admitted);
+        Step::Continue
+    }
+
+    /// The complete request header list toward the upstream. Built here and
+    /// set with one hostcall: each hostcall costs microseconds in a wasm VM,
+    /// and editing header by header took a dozen of them.
+    fn upstream_headers<'a>(
+        &'a self,
+        headers: &'a [(String, String)],
+        admitted: &'a Admitted,
+    ) -> Vec<(&'a str, Cow<'a, str>)> {
+        let f = &self.filter;
+        let credential = self
+            .route
+            .as_ref()
+            .and_then(|r| f.tags.credential(r.provider));
+        let strip_encoding = self.route.is_some() && f.config.usage.strip_accept_encoding;
+        let removed = |name: &str| {
+            // The virtual key (or JWT) never reaches the provider.
+            CREDENTIAL_HEADERS
+                .iter()
+                .any(|c| name.eq_ignore_ascii_case(c))
+                || admitted.client.strip.iter().any(|s| s == name)
+                || credential.is_some_and(|(c, _)| name.eq_ignore_ascii_case(c))
+                || (strip_encoding && name.eq_ignore_ascii_case("accept-encoding"))
+                || (self.length_free && name.eq_ignore_ascii_case("content-length"))
+        };
+        let mut out: Vec<(&str, Cow<str>)> = Vec::with_capacity(headers.len() + 12);
+        for (name, value) in headers {
+            if removed(name) {
+                continue;
+            }
+            let value = match (name.as_str(), identity::path_without_key(value)) {
+                (":path", Some(path)) => Cow::Owned(path),
+                _ => Cow::Borrowed(value.as_str()),
+            };
+            out.push((name.as_str(), value));
+        }
+        if let Some((name, value)) = credential {
+            out.push((name, Cow::Borrowed(value)));
+        }
+        for (name, value) in tags::injected(&f.schema, &admitted.principal, self.request_id()) {
+            out.push((name, Cow::Borrowed(value)));
+        }
+        out
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        host: &mut dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Step {
+        let Some(route) = self.route.as_ref() else {
+            return Step::Continue;
+        };
+        if !matches!(self.phase, Phase::Admitted(_)) {
+            return Step::Continue;
+        }
+        if !end_of_stream {
+            // Let the host buffer the whole (small) body; we read it once.
+            return Step::Pause;
+        }
+        let body = host.request_body(body_size).unwrap_or_default();
+        self.request = usage::inspect_request(route, &body, &self.filter.usage);
+        if let Some(new_body) = self.request.body_rewrite.take() {
+            if self.length_free {
+                host.replace_request_body(&new_body);
+            } else {
+                // The headers already went upstream with the old length; a
+                // different body would corrupt the request. Send it unchanged.
+                log::warn!("aispend: body rewrite skipped, content-length already sent");
+            }
+        }
+        Step::Continue
+    }
+
+    pub fn on_response_headers(&mut self, host: &mut dyn Host) {
+        if !matches!(self.phase, Phase::Admitted(_)) {
+            return;
+        }
+        self.status = host
+            .response_header(":status")
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        host.add_response_header(tags::REQUEST_ID_HEADER, self.request_id());
+        if let Some(route) = &self.route {
+            let content_type = host.response_header("content-type");
+            self.meter = Some(ResponseMeter::new(
+                route,
+                &self.request,
+                self.status,
+                content_type.as_deref(),
+            ));
+        }
+    }
+
+    pub fn on_response_body(
+        &mut self,
+        host: &mut dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Step {
+        if !matches!(self.phase, Phase::Admitted(_)) {
+            return Step::Continue;
+        }
+        if self.ttft_ms.is_none() && body_size > 0 {
+            self.ttft_ms = Some(host.now_ms().saturating_sub(self.start_ms));
+        }
+        if let Some(meter) = self.meter.as_mut() {
+            // The last callback is fed even when empty: bytes the meter held back
+            // (an unfinished event while stripping the usage chunk) are released then.
+            let chunk = if body_size > 0 {
+                host.response_body(body_size)
+            } else if end_of_stream {
+                Some(Vec::new())
+            } else {
+                None
+            };
+            if let Some(chunk) = chunk {
+                if let ChunkEdit::Replace(bytes) = meter.feed_end(&chunk, end_of_stream) {
+                    host.replace_response_body(&bytes);
+                }
+            }
+        }
+        if end_of_stream {
+            self.finish(host, true);
+        }
+        // Never hold a chunk back: streams reach the client as they come.
+        Step::Continue
+    }
+
+    /// The stream is over (possibly cut short): record it if not done yet.
+    pub fn on_log(&mut self, host: &mut dyn Host) {
+        self.finish(host, false);
+    }
+
+    fn finish(&mut self, host: &mut dyn Host, end_of_stream: bool) {
+        if self.recorded {
+            return;
+        }
+        let (Phase::Admitted(admitted), Some(route)) = (&self.phase, &self.route) else {
+            return;
+        };
+        self.recorded = true;
+        let usage = match self.meter.as_mut() {
+            Some(meter) => meter.finish(end_of_stream),
+            None => usage::Usage {
+                error: Some("no_response"),
+                ..usage::Usage::default()
+            },
+        };
+        let now = host.now_ms();
+        let error = usage
+            .error
+            .or((self.status >= 400).then_some("upstream_error"));
+        let requested_model = self
+            .request
+            .model
+            .as_deref()
+            .or(route.path_model.as_deref());
+        let record = Record {
+            id: std::str::from_utf8(&self.id).unwrap_or(""),
+            ts: self.start_ms,
+            duration_ms: now.saturating_sub(self.start_ms),
+            ttft_ms: self.ttft_ms,
+            gateway: self.filter.profile.name(),
+            key_id: &admitted.principal.key_id,
+            auth: admitted.principal.auth.as_str(),
+            tags: Tags {
+                schema: &self.filter.schema,
+                set: &admitted.principal.tags,
+            },
+            labels: &admitted.client.labels,
+            provider: route.provider.as_str(),
+            operation: route.operation.as_str(),
+            model: usage.model.as_deref().or(requested_model),
+            requested_model,
+            stream: self.request.stream,
+            status: self.status,
+            error,
+            input_tokens: usage.input_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+            cache_write_input_tokens: usage.cache_write_input_tokens,
+            output_tokens: usage.output_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
+        };
+        let mut json = Vec::with_capacity(512);
+        if record.write_json(&mut json).is_ok() {
+            if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
+                shipper.push(json);
+            }
+        }
+    }
+}
+
+/// Verified JWT claims from Envoy dynamic metadata:
+/// `metadata.filter_metadata.<namespace>.<payload_key>.<claim>`. The metadata
+/// only exists after `jwt_authn` verified the token.
+struct HostClaims<'a> {
+    host: &'a mut dyn Host,
+    filter: &'a Filter,
+}
+
+impl ClaimSource for HostClaims<'_> {
+    fn claim(&mut self, name: &str) -> Option<String> {
+        let jwt = self.filter.jwt()?;
+        let raw = self.host.property(&[
+            "metadata",
+            "filter_metadata",
+            &jwt.metadata_namespace,
+            &jwt.payload_key,
+            name,
+        ])?;
+        self.filter
+            .profile
+            .property_string(&raw)
+            .filter(|s| !s.is_empty())
+    }
+}
+
+#[cfg(test)]
+#[path = "flow_tests.rs"]
+mod tests;

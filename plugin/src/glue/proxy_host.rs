@@ -1,0 +1,118 @@
+//! `Host` over proxy-wasm hostcalls. Every hostcall result is handled: a
+//! failed call degrades to "absent", it never unwraps (a panic would trap the
+//! VM and take the worker's filter down with it).
+
+use std::borrow::Cow;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, Status};
+
+use crate::host::{DispatchError, Host, Metric, SharedDataError};
+
+/// Metric ids by `Metric::index`, defined once per VM by the root context.
+pub type MetricIds = Rc<[Option<u32>; Metric::ALL.len()]>;
+
+pub struct ProxyHost {
+    pub metrics: MetricIds,
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+impl Host for ProxyHost {
+    fn request_headers(&mut self) -> Vec<(String, String)> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .map(|pairs| pairs.into_iter().map(|(n, v)| (n, lossy(v))).collect())
+            .unwrap_or_default()
+    }
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        let _ = hostcalls::set_map_value_bytes(
+            MapType::HttpRequestHeaders,
+            name,
+            value.map(str::as_bytes),
+        );
+    }
+    fn replace_request_headers(&mut self, headers: &[(&str, Cow<'_, str>)]) {
+        let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        let _ = hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs);
+    }
+    fn response_header(&mut self, name: &str) -> Option<String> {
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+            .ok()
+            .flatten()
+            .map(lossy)
+    }
+    fn add_response_header(&mut self, name: &str, value: &str) {
+        let _ =
+            hostcalls::add_map_value_bytes(MapType::HttpResponseHeaders, name, value.as_bytes());
+    }
+    fn request_body(&mut self, size: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+            .ok()
+            .flatten()
+    }
+    fn replace_request_body(&mut self, body: &[u8]) {
+        // Replace the whole buffered body: start 0, size = everything.
+        let _ = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, usize::MAX, body);
+    }
+    fn response_body(&mut self, size: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+            .ok()
+            .flatten()
+    }
+    fn replace_response_body(&mut self, body: &[u8]) {
+        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, usize::MAX, body);
+    }
+    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        let _ = hostcalls::send_http_response(status, headers.to_vec(), Some(body));
+    }
+    fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+    fn now_ms(&mut self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+    fn increment_metric(&mut self, metric: Metric, delta: u64) {
+        if let Some(Some(id)) = self.metrics.get(metric.index()) {
+            let _ = hostcalls::increment_metric(*id, delta.min(i64::MAX as u64) as i64);
+        }
+    }
+    fn shared_data_get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+    fn shared_data_set(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), SharedDataError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SharedDataError::CasMismatch),
+            Err(_) => Err(SharedDataError::Other),
+        }
+    }
+    fn dispatch(
+        &mut self,
+        upstream: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, DispatchError> {
+        hostcalls::dispatch_http_call(
+            upstream,
+            headers.to_vec(),
+            Some(body),
+            Vec::new(),
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(|_| DispatchError)
+    }
+}

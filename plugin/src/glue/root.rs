@@ -1,0 +1,147 @@
+//! Root context: parses the config (refusing to start on a bad one), owns
+//! the VM's shipper and flushes it to the collector on every tick.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, MapType, MetricType};
+
+use crate::filter::Filter;
+use crate::flow::Shared;
+use crate::host::Metric;
+use crate::ingest;
+use crate::record::IdGen;
+use crate::shipper::{Counters, Shipper};
+
+use super::http::Http;
+use super::proxy_host::{MetricIds, ProxyHost};
+
+#[derive(Default)]
+pub struct Root {
+    shared: Option<Shared>,
+    metrics: Option<MetricIds>,
+    published: Counters,
+    ids: Option<Rc<RefCell<IdGen>>>,
+}
+
+impl Root {
+    fn host(&mut self) -> ProxyHost {
+        let metrics = self.metrics.get_or_insert_with(define_metrics).clone();
+        ProxyHost { metrics }
+    }
+
+    fn flush(&mut self) {
+        let mut host = self.host();
+        let Some(shared) = &self.shared else { return };
+        if let Ok(mut shipper) = shared.shipper.try_borrow_mut() {
+            ingest::flush(&mut host, &shared.filter, &mut shipper);
+            ingest::publish_metrics(&mut host, &mut self.published, shipper.counters());
+        }
+    }
+}
+
+fn define_metrics() -> MetricIds {
+    let mut ids = [None; Metric::ALL.len()];
+    for m in Metric::ALL {
+        if let Some(slot) = ids.get_mut(m.index()) {
+            *slot = hostcalls::define_metric(MetricType::Counter, m.name()).ok();
+        }
+    }
+    Rc::new(ids)
+}
+
+fn seeded_ids() -> IdGen {
+    let mut seed = [0u8; 16];
+    match getrandom::fill(&mut seed) {
+        Ok(()) => IdGen::new(seed),
+        Err(_) => {
+            let nanos = hostcalls::get_current_time()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            IdGen::from_time(nanos, seed.as_ptr() as u64)
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        let mut host = self.host();
+        let Some(shared) = &self.shared else { return };
+        // A timeout or reset arrives here too, without a `:status`.
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| std::str::from_utf8(&s).ok().and_then(|s| s.parse().ok()));
+        let Ok(mut shipper) = shared.shipper.try_borrow_mut() else {
+            return;
+        };
+        ingest::on_response(&mut host, &mut shipper, status);
+        // Drain a backlog (after an outage) faster than one batch per tick.
+        if status == Some(200) && shipper.buffered() >= shared.filter.config.collector.max_batch {
+            ingest::flush(&mut host, &shared.filter, &mut shipper);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let filter = match Filter::from_json(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!("aispend: {e}");
+                return false;
+            }
+        };
+        let _ = self.host();
+        let ids = self
+            .ids
+            .get_or_insert_with(|| Rc::new(RefCell::new(seeded_ids())))
+            .clone();
+        // A reconfigure keeps the records already buffered.
+        let shipper = match self.shared.take() {
+            Some(old) => old.shipper,
+            None => Rc::new(RefCell::new(Shipper::new(filter.shipper_settings()))),
+        };
+        let interval = filter.config.collector.flush_interval_ms;
+        self.shared = Some(Shared {
+            filter: Rc::new(filter),
+            shipper,
+            ids,
+        });
+        let _ = hostcalls::set_tick_period(Duration::from_millis(interval));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.flush();
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.as_ref()?;
+        let metrics = self.metrics.clone().unwrap_or_default();
+        Some(Box::new(Http::new(shared, metrics)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,81 @@
+use super::*;
+use std::collections::HashSet;
+
+#[test]
+fn rfc3339_formats_known_instants() {
+    let f = |ms| String::from_utf8(rfc3339_millis(ms).to_vec()).unwrap();
+    assert_eq!(f(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(f(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    assert_eq!(f(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    assert_eq!(f(1_795_503_000_123), "2026-11-24T06:50:00.123Z");
+    assert_eq!(f(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+}
+
+#[test]
+fn ids_are_32_lowercase_hex_and_unique() {
+    let mut g = IdGen::new([1; 16]);
+    let mut seen = HashSet::new();
+    for _ in 0..100_000 {
+        let id = g.next_id();
+        assert!(id
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
+        assert!(seen.insert(id));
+    }
+}
+
+#[test]
+fn different_seeds_give_different_ids() {
+    let a = IdGen::new([1; 16]).next_id();
+    let b = IdGen::new([2; 16]).next_id();
+    assert_ne!(a, b);
+    let c = IdGen::from_time(123_456_789, 1).next_id();
+    let d = IdGen::from_time(123_456_790, 1).next_id();
+    assert_ne!(c, d);
+}
+
+#[test]
+fn record_serializes_every_field() {
+    let schema = TagSchema::new(&["region".to_string()]);
+    let set: TagSet = vec![(1, "search".into()), (5, "eu".into())];
+    let labels = vec![("feature".to_string(), "summarize".to_string())];
+    let r = Record {
+        id: "0123456789abcdef0123456789abcdef",
+        ts: 1_795_503_000_123,
+        duration_ms: 12,
+        ttft_ms: Some(5),
+        gateway: "envoy",
+        key_id: "demo-search",
+        auth: "api_key",
+        tags: Tags {
+            schema: &schema,
+            set: &set,
+        },
+        labels: &labels,
+        provider: "openai",
+        operation: "chat",
+        model: Some("gpt-4o-mini-2024-07-18"),
+        requested_model: Some("gpt-4o-mini"),
+        stream: false,
+        status: 200,
+        error: None,
+        input_tokens: 12,
+        cached_input_tokens: 1,
+        cache_write_input_tokens: 2,
+        output_tokens: 7,
+        reasoning_tokens: 3,
+    };
+    let mut out = Vec::new();
+    r.write_json(&mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["ts"], "2026-11-24T06:50:00.123Z");
+    assert_eq!(
+        v["tags"],
+        serde_json::json!({"team":"search","region":"eu"})
+    );
+    assert_eq!(v["labels"], serde_json::json!({"feature":"summarize"}));
+    assert_eq!(v["error"], serde_json::Value::Null);
+    assert_eq!(v["ttft_ms"], 5);
+    assert_eq!(v["reasoning_tokens"], 3);
+    assert_eq!(v.as_object().unwrap().len(), 21);
+}

@@ -1,0 +1,147 @@
+//! The per-worker record buffer between HTTP contexts and the collector.
+//! Pure: driven by `now` and by the result of each send, so outages, backoff
+//! and overflow are unit-tested without a host.
+
+use std::collections::VecDeque;
+
+/// Counters since the VM started; the glue turns their deltas into metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Records pushed by HTTP contexts.
+    pub emitted: u64,
+    /// Records the collector acknowledged (200).
+    pub shipped: u64,
+    /// Records whose send failed and that stay buffered for another try.
+    pub retried: u64,
+    /// Records lost because the buffer was full (oldest first).
+    pub dropped: u64,
+    /// Failed sends (each may carry many records).
+    pub failed_sends: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShipperSettings {
+    pub flush_interval_ms: u64,
+    pub max_batch: usize,
+    pub max_buffer: usize,
+    pub max_backoff_ms: u64,
+}
+
+/// A batch ready to send: the body of `POST /v1/records`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub body: Vec<u8>,
+    pub records: usize,
+}
+
+#[derive(Debug)]
+pub struct Shipper {
+    settings: ShipperSettings,
+    /// Serialized records, oldest first. The first `in_flight` are being sent.
+    buffer: VecDeque<Vec<u8>>,
+    in_flight: usize,
+    sending: bool,
+    next_attempt_ms: u64,
+    backoff_ms: u64,
+    counters: Counters,
+}
+
+impl Shipper {
+    pub fn new(settings: ShipperSettings) -> Self {
+        Shipper {
+            settings,
+            buffer: VecDeque::new(),
+            in_flight: 0,
+            sending: false,
+            next_attempt_ms: 0,
+            backoff_ms: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Whether a send is outstanding (its result not reported yet).
+    pub fn is_sending(&self) -> bool {
+        self.sending
+    }
+
+    /// Buffer one serialized record. When full, the oldest record is dropped
+    /// and counted: recent usage is worth more than old, and memory is bounded.
+    pub fn push(&mut self, record: Vec<u8>) {
+        self.counters.emitted += 1;
+        if self.buffer.len() >= self.settings.max_buffer {
+            self.buffer.pop_front();
+            self.counters.dropped += 1;
+            // The dropped record may have been part of the batch in flight;
+            // the batch's result must then settle one record fewer.
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        self.buffer.push_back(record);
+    }
+
+    /// The batch to send now, if any: nothing in flight, the backoff has
+    /// passed and records are waiting. At most `max_batch` records.
+    pub fn poll(&mut self, now_ms: u64) -> Option<Batch> {
+        if self.sending || now_ms < self.next_attempt_ms || self.buffer.is_empty() {
+            return None;
+        }
+        let n = self.buffer.len().min(self.settings.max_batch);
+        let size: usize = self.buffer.iter().take(n).map(|r| r.len() + 1).sum();
+        let mut body = Vec::with_capacity(size + 16);
+        body.extend_from_slice(b"{\"records\":[");
+        for (i, r) in self.buffer.iter().take(n).enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(r);
+        }
+        body.extend_from_slice(b"]}");
+        self.in_flight = n;
+        self.sending = true;
+        Some(Batch { body, records: n })
+    }
+
+    /// Report the result of the outstanding send (`true` only for a 200).
+    /// Success removes the batch and resets the backoff; failure keeps the
+    /// records and waits twice as long as last time, up to `max_backoff_ms`.
+    pub fn on_result(&mut self, now_ms: u64, ok: bool) {
+        if !self.sending {
+            return;
+        }
+        self.sending = false;
+        let n = self.in_flight.min(self.buffer.len());
+        self.in_flight = 0;
+        if ok {
+            self.buffer.drain(..n);
+            self.counters.shipped += n as u64;
+            self.backoff_ms = 0;
+            self.next_attempt_ms = now_ms;
+        } else {
+            self.counters.retried += n as u64;
+            self.counters.failed_sends += 1;
+            self.backoff_ms = if self.backoff_ms == 0 {
+                self.settings.flush_interval_ms
+            } else {
+                self.backoff_ms.saturating_mul(2)
+            }
+            .min(self.settings.max_backoff_ms);
+            self.next_attempt_ms = now_ms.saturating_add(self.backoff_ms);
+        }
+    }
+
+    /// Current retry delay (0 when the last send succeeded).
+    pub fn backoff_ms(&self) -> u64 {
+        self.backoff_ms
+    }
+}
+
+#[cfg(test)]
+#[path = "shipper_tests.rs"]
+mod tests;

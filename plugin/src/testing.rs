@@ -1,0 +1,160 @@
+//! An in-memory `Host` for tests and benches: headers, bodies, properties,
+//! shared data and a settable clock, recording every effect for assertions.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::host::{DispatchError, Host, Metric, SharedDataError};
+
+/// One recorded `dispatch`: target, headers, body.
+pub type Dispatched = (String, Vec<(String, String)>, Vec<u8>);
+
+#[derive(Debug, Default, Clone)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryHost {
+    pub request_headers: Vec<(String, String)>,
+    pub response_headers: Vec<(String, String)>,
+    pub request_body: Vec<u8>,
+    pub response_chunk: Vec<u8>,
+    pub properties: HashMap<Vec<String>, Vec<u8>>,
+    pub now_ms: u64,
+    pub metrics: HashMap<Metric, u64>,
+    pub shared: HashMap<String, (Vec<u8>, u32)>,
+    pub local_reply: Option<LocalReply>,
+    pub dispatched: Vec<Dispatched>,
+    /// Make `dispatch` fail (e.g. unknown cluster).
+    pub dispatch_fails: bool,
+}
+
+impl MemoryHost {
+    pub fn with_request(headers: &[(&str, &str)]) -> Self {
+        MemoryHost {
+            request_headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            now_ms: 1_700_000_000_000,
+            ..Default::default()
+        }
+    }
+
+    pub fn request_header(&self, name: &str) -> Option<&str> {
+        self.request_headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn metric(&self, m: Metric) -> u64 {
+        self.metrics.get(&m).copied().unwrap_or(0)
+    }
+}
+
+impl Host for MemoryHost {
+    fn request_headers(&mut self) -> Vec<(String, String)> {
+        self.request_headers.clone()
+    }
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        self.request_headers.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            self.request_headers.push((name.to_string(), v.to_string()));
+        }
+    }
+    fn replace_request_headers(&mut self, headers: &[(&str, Cow<'_, str>)]) {
+        self.request_headers = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+    }
+    fn response_header(&mut self, name: &str) -> Option<String> {
+        self.response_headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn add_response_header(&mut self, name: &str, value: &str) {
+        self.response_headers
+            .push((name.to_string(), value.to_string()));
+    }
+    fn request_body(&mut self, size: usize) -> Option<Vec<u8>> {
+        self.request_body.get(..size).map(<[u8]>::to_vec)
+    }
+    fn replace_request_body(&mut self, body: &[u8]) {
+        self.request_body = body.to_vec();
+    }
+    fn response_body(&mut self, size: usize) -> Option<Vec<u8>> {
+        self.response_chunk.get(..size).map(<[u8]>::to_vec)
+    }
+    fn replace_response_body(&mut self, body: &[u8]) {
+        self.response_chunk = body.to_vec();
+    }
+    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        self.local_reply = Some(LocalReply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+        });
+    }
+    fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
+        let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        self.properties.get(&key).cloned()
+    }
+    fn now_ms(&mut self) -> u64 {
+        self.now_ms
+    }
+    fn increment_metric(&mut self, metric: Metric, delta: u64) {
+        *self.metrics.entry(metric).or_default() += delta;
+    }
+    fn shared_data_get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.shared.get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+    /// Envoy semantics: `None`/0 writes unconditionally, otherwise the cas must match.
+    fn shared_data_set(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), SharedDataError> {
+        let current = self.shared.get(key).map(|(_, c)| *c);
+        if let (Some(want), Some(have)) = (cas.filter(|c| *c != 0), current) {
+            if want != have {
+                return Err(SharedDataError::CasMismatch);
+            }
+        }
+        let next = current.unwrap_or(0) + 1;
+        self.shared.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+    fn dispatch(
+        &mut self,
+        upstream: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        _timeout_ms: u64,
+    ) -> Result<u32, DispatchError> {
+        if self.dispatch_fails {
+            return Err(DispatchError);
+        }
+        self.dispatched.push((
+            upstream.to_string(),
+            headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body.to_vec(),
+        ));
+        Ok(self.dispatched.len() as u32)
+    }
+}

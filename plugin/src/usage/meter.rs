@@ -1,0 +1,260 @@
+//! `ResponseMeter`: reads usage from one response as its chunks pass.
+
+use super::anthropic::AnthropicParser;
+use super::gemini::GeminiParser;
+use super::json_scan::CaptureScanner;
+use super::openai::ChatParser;
+use super::parser::{Tally, UsageParser, Verdict};
+use super::responses::ResponsesParser;
+use super::sse::{SseEvent, SseFramer, DEFAULT_EVENT_LIMIT};
+use super::strip::Stripper;
+use super::{ChunkEdit, Operation, RequestInfo, Route, Usage, MAX_JSON_BODY};
+
+/// Bound on one captured JSON value (`usage`, `model`): far above any real
+/// usage object, far below a body.
+const MAX_CAPTURED_VALUE: usize = 64 << 10;
+
+/// The provider parsers, dispatched statically (no allocation per request).
+#[derive(Debug)]
+enum Parser {
+    Chat(ChatParser),
+    Responses(ResponsesParser),
+    Anthropic(AnthropicParser),
+    Gemini(GeminiParser),
+}
+
+impl Parser {
+    /// The wire format follows the operation (an OpenAI-compatible chat
+    /// endpoint of another provider speaks OpenAI's format).
+    fn for_route(route: &Route, strip_usage_chunk: bool) -> Parser {
+        match route.operation {
+            Operation::Chat | Operation::Embeddings => {
+                Parser::Chat(ChatParser::new(strip_usage_chunk))
+            }
+            Operation::Responses => Parser::Responses(ResponsesParser::default()),
+            Operation::Messages => Parser::Anthropic(AnthropicParser::default()),
+            Operation::Generate => Parser::Gemini(GeminiParser::default()),
+        }
+    }
+
+    fn json_keys(&self) -> &'static [&'static str] {
+        match self {
+            Parser::Chat(p) => p.json_keys(),
+            Parser::Responses(p) => p.json_keys(),
+            Parser::Anthropic(p) => p.json_keys(),
+            Parser::Gemini(p) => p.json_keys(),
+        }
+    }
+
+    fn get(&mut self) -> &mut dyn UsageParser {
+        match self {
+            Parser::Chat(p) => p,
+            Parser::Responses(p) => p,
+            Parser::Anthropic(p) => p,
+            Parser::Gemini(p) => p,
+        }
+    }
+
+    fn read_event(&mut self, event: &SseEvent<'_>) -> Verdict {
+        match self {
+            Parser::Chat(p) => p.read_event(event),
+            Parser::Responses(p) => p.read_event(event),
+            Parser::Anthropic(p) => p.read_event(event),
+            Parser::Gemini(p) => p.read_event(event),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Body {
+    /// Error responses: nothing to read (the status says what happened).
+    Ignored,
+    Json(Box<CaptureScanner>),
+    Sse {
+        framer: Box<SseFramer>,
+        /// Present when the usage-only chunk is removed from the client's view.
+        stripper: Option<Box<Stripper>>,
+        finished: bool,
+    },
+}
+
+/// Reads usage from one response as its body chunks pass.
+#[derive(Debug)]
+pub struct ResponseMeter {
+    parser: Parser,
+    body: Body,
+}
+
+impl ResponseMeter {
+    pub fn new(
+        route: &Route,
+        request: &RequestInfo,
+        status: u32,
+        content_type: Option<&str>,
+    ) -> Self {
+        // OpenAI sends the usage-only chunk only when asked; when the client
+        // did not ask, the filter did (or nothing comes and nothing is cut).
+        let strip = route.operation == Operation::Chat && !request.client_wants_usage;
+        let parser = Parser::for_route(route, strip);
+        let json_keys = parser.json_keys();
+        let sse = match content_type {
+            Some(ct) => ct
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream"),
+            None => request.stream || route.path_stream,
+        };
+        let body = if status >= 400 {
+            Body::Ignored
+        } else if sse {
+            let limit = match route.operation {
+                // `response.completed` repeats the whole response.
+                Operation::Responses => MAX_JSON_BODY,
+                _ => DEFAULT_EVENT_LIMIT,
+            };
+            Body::Sse {
+                framer: Box::new(SseFramer::new(limit)),
+                stripper: strip.then(|| Box::new(Stripper::new(limit))),
+                finished: false,
+            }
+        } else {
+            Body::Json(Box::new(CaptureScanner::new(json_keys, MAX_CAPTURED_VALUE)))
+        };
+        ResponseMeter { parser, body }
+    }
+
+    /// Feed a response body chunk as it passes; the answer says whether the
+    /// client sees it unchanged.
+    pub fn feed(&mut self, chunk: &[u8]) -> ChunkEdit {
+        self.feed_end(chunk, false)
+    }
+
+    /// Like `feed`, for the body callback that knows whether this chunk is
+    /// the last. When the usage-only chunk is being removed, bytes of an
+    /// unfinished event are held until the event is complete (a client cannot
+    /// use half an event anyway); the last chunk releases whatever is held.
+    pub fn feed_end(&mut self, chunk: &[u8], end_of_stream: bool) -> ChunkEdit {
+        let parser = &mut self.parser;
+        match &mut self.body {
+            Body::Ignored => ChunkEdit::Keep,
+            Body::Json(scanner) => {
+                scanner.feed(chunk);
+                ChunkEdit::Keep
+            }
+            Body::Sse {
+                framer,
+                stripper,
+                finished,
+            } => {
+                if *finished {
+                    return ChunkEdit::Keep;
+                }
+                let chunk_start = framer.offset();
+                let mut on_event = |event: &SseEvent<'_>| {
+                    if parser.read_event(event) == Verdict::Strip {
+                        if let Some(s) = stripper.as_deref_mut() {
+                            s.cut(event.start, event.end);
+                        }
+                    }
+                };
+                framer.feed(chunk, &mut on_event);
+                if end_of_stream {
+                    framer.finish(&mut on_event);
+                    *finished = true;
+                }
+                let settled = if end_of_stream {
+                    framer.offset()
+                } else {
+                    framer.event_start()
+                };
+                match stripper.as_deref_mut() {
+                    Some(s) => s.edit(chunk, chunk_start, settled),
+                    None => ChunkEdit::Keep,
+                }
+            }
+        }
+    }
+
+    /// The usage of the whole response. `end_of_stream` is false when the
+    /// response was cut off before its end.
+    pub fn finish(&mut self, end_of_stream: bool) -> Usage {
+        let parser = &mut self.parser;
+        match &mut self.body {
+            Body::Ignored => Usage::default(),
+            Body::Json(scanner) => {
+                if scanner.overflowed() {
+                    return failed("body_too_large");
+                }
+                if !scanner.complete() {
+                    return failed(if end_of_stream {
+                        "unparseable_body"
+                    } else {
+                        "incomplete_stream"
+                    });
+                }
+                let p = parser.get();
+                let values: Vec<Option<&[u8]>> =
+                    (0..p.json_keys().len()).map(|k| scanner.value(k)).collect();
+                p.read_json(&values);
+                let tally = p.tally();
+                let error = if tally.malformed {
+                    Some("unparseable_body")
+                } else if !tally.usage_seen {
+                    Some("no_usage")
+                } else {
+                    None
+                };
+                usage(tally, error)
+            }
+            Body::Sse {
+                framer, finished, ..
+            } => {
+                if !*finished {
+                    framer.finish(|event| {
+                        parser.read_event(event);
+                    });
+                    *finished = true;
+                }
+                let p = parser.get();
+                p.settle();
+                let tally = p.tally();
+                let error = if tally.stream_error {
+                    Some("stream_error")
+                } else if tally.complete {
+                    None
+                } else if !end_of_stream {
+                    Some("incomplete_stream")
+                } else if framer.overflowed_events() > 0 {
+                    Some("event_too_large")
+                } else if tally.done_marker {
+                    // A finished OpenAI stream that was never asked for usage
+                    // (the config switch is off and the client did not ask).
+                    Some("no_usage")
+                } else {
+                    Some("incomplete_stream")
+                };
+                usage(tally, error)
+            }
+        }
+    }
+}
+
+fn failed(error: &'static str) -> Usage {
+    Usage {
+        error: Some(error),
+        ..Usage::default()
+    }
+}
+
+fn usage(tally: &Tally, error: Option<&'static str>) -> Usage {
+    let c = tally.counts;
+    Usage {
+        input_tokens: c.input_tokens,
+        cached_input_tokens: c.cached_input_tokens,
+        cache_write_input_tokens: c.cache_write_input_tokens,
+        output_tokens: c.output_tokens,
+        reasoning_tokens: c.reasoning_tokens,
+        model: tally.model.clone(),
+        error,
+    }
+}

@@ -1,0 +1,117 @@
+//! Arbitrary bytes, cut arbitrarily, never panic the framer, the scanner or
+//! any provider's meter (a panic would trap the gateway worker's VM), and the
+//! bytes reaching the client are always the upstream bytes minus whole events.
+
+use aispend_plugin::usage::json_scan::{top_level, CaptureScanner};
+use aispend_plugin::usage::sse::SseFramer;
+use aispend_plugin::usage::{detect, inspect_request, ChunkEdit, ResponseMeter, UsageOptions};
+use proptest::prelude::*;
+
+const PATHS: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/embeddings",
+    "/v1/messages",
+    "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+];
+
+/// Bytes biased toward SSE and JSON syntax so the interesting states are hit.
+fn wire_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let token = prop_oneof![
+        Just(b"data: ".to_vec()),
+        Just(b"event: message_delta\n".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\r".to_vec()),
+        Just(b":".to_vec()),
+        Just(
+            br#"{"usage":{"prompt_tokens":3,"output_tokens":2},"choices":[],"model":"m"}"#.to_vec()
+        ),
+        Just(br#"{"type":"response.completed","response":{"usage":{"input_tokens":1}}}"#.to_vec()),
+        Just(
+            br#"{"usageMetadata":{"promptTokenCount":1},"candidates":[{"finishReason":"STOP"}]}"#
+                .to_vec()
+        ),
+        Just(b"[DONE]".to_vec()),
+        Just(b"{\"\\\"[]}".to_vec()),
+        prop::collection::vec(any::<u8>(), 0..16),
+    ];
+    prop::collection::vec(token, 0..40).prop_map(|t| t.concat())
+}
+
+fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut last = 0;
+    for p in points.into_iter().chain([bytes.len()]) {
+        pieces.push(bytes[last..p].to_vec());
+        last = p;
+    }
+    pieces
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn framer_never_panics_and_ignores_splits(bytes in wire_bytes(), cuts in prop::collection::vec(any::<usize>(), 0..8)) {
+        let run = |pieces: &[Vec<u8>]| {
+            let mut framer = SseFramer::new(256);
+            let mut out = Vec::new();
+            for p in pieces {
+                framer.feed(p, |e| out.push((e.name.to_vec(), e.data.to_vec(), e.start, e.end)));
+            }
+            framer.finish(|e| out.push((e.name.to_vec(), e.data.to_vec(), e.start, e.end)));
+            out
+        };
+        prop_assert_eq!(run(&split(&bytes, &cuts)), run(std::slice::from_ref(&bytes)));
+    }
+
+    #[test]
+    fn scanners_never_panic(bytes in wire_bytes(), cuts in prop::collection::vec(any::<usize>(), 0..8)) {
+        let whole = top_level(&bytes, &["model", "usage"]).is_some();
+        let mut cap = CaptureScanner::new(&["model", "usage"], 64);
+        for p in split(&bytes, &cuts) {
+            cap.feed(&p);
+        }
+        prop_assert_eq!(cap.complete(), whole);
+    }
+
+    #[test]
+    fn meters_never_panic_and_only_cut_whole_events(
+        bytes in wire_bytes(),
+        request in prop::collection::vec(any::<u8>(), 0..64),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+        which in 0..PATHS.len(),
+        sse in any::<bool>(),
+        end in any::<bool>(),
+    ) {
+        let route = detect(PATHS[which]).unwrap();
+        let stream_req = br#"{"model":"m","stream":true}"#;
+        for body in [&request[..], &stream_req[..]] {
+            let info = inspect_request(&route, body, &UsageOptions::default());
+            let ct = if sse { "text/event-stream" } else { "application/json" };
+            let mut meter = ResponseMeter::new(&route, &info, 200, Some(ct));
+            let mut client = Vec::new();
+            for p in split(&bytes, &cuts) {
+                match meter.feed(&p) {
+                    ChunkEdit::Keep => client.extend_from_slice(&p),
+                    ChunkEdit::Replace(b) => client.extend_from_slice(&b),
+                }
+            }
+            if end {
+                if let ChunkEdit::Replace(b) = meter.feed_end(&[], true) {
+                    client.extend_from_slice(&b);
+                }
+            }
+            let _ = meter.finish(end);
+            // Nothing is invented: the client's bytes are a subsequence of the upstream's.
+            let mut it = bytes.iter();
+            prop_assert!(client.iter().all(|c| it.any(|b| b == c)));
+            if end {
+                prop_assert!(client.len() <= bytes.len());
+            }
+        }
+    }
+}

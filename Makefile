@@ -1,0 +1,84 @@
+# aispend — the only entry points. `make run` for the demo, `make test` for
+# everything CI runs. Targets install what they need and are quick when
+# nothing changed (cargo is incremental, the venv has a stamp file).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+VENV       := .venv
+PYTHON     := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+# Honour a CARGO_TARGET_DIR from the environment; the tests, `run` and `bench`
+# find the binaries through these two variables.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+WASM_DIR   := $(TARGET_DIR)/wasm32-wasip1/release
+export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
+export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
+export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
+
+.PHONY: run test bench wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help
+
+help:
+	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
+	@echo "make test       fmt check, clippy (native + wasm32), unit tests, builds, end-to-end tests"
+	@echo "make bench      gateway benchmark: no filter vs no-op wasm vs aispend (wrk)"
+	@echo "make wasm       build $(AISPEND_WASM) (+ the no-op baseline filter)"
+	@echo "make collector  build $(AISPEND_COLLECTOR_BIN)"
+	@echo "make fmt        cargo fmt --all"
+	@echo "make lint       fmt check + clippy"
+	@echo "make venv       Python venv with Envoy 1.40 and the test dependencies"
+
+# --- toolchain and venv ---------------------------------------------------
+toolchain:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+# --- builds ---------------------------------------------------------------
+wasm: toolchain
+	cargo build --release --target wasm32-wasip1 -p aispend-plugin -p noop-filter
+
+collector:
+	cargo build --release -p aispend-collector
+
+# --- checks ---------------------------------------------------------------
+fmt:
+	cargo fmt --all
+
+lint: toolchain
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p aispend-plugin --target wasm32-wasip1 -- -D warnings
+
+unit:
+	cargo test --workspace
+
+e2e: venv wasm collector
+	$(PYTHON) -m pytest tests/e2e -q -ra
+
+# The compiled .wasm under a proxy-wasm host enforcing Envoy's and Kong's
+# (ngx_wasm_module) semantics, plus the kong/ config schema.
+wasm-host: venv wasm
+	AISPEND_WASM_DIR=$(abspath $(WASM_DIR)) $(PYTHON) -m pytest tests/wasm_host -q -ra
+
+# Order matters (make without -j runs prerequisites left to right): cheap
+# checks first so a format slip fails in seconds, not after the builds.
+test: lint unit wasm collector venv wasm-host e2e
+
+# --- run and bench --------------------------------------------------------
+run: venv wasm collector
+	$(PYTHON) scripts/run.py
+
+bench: venv wasm collector
+	benches/gateway.sh
+
+clean-data:
+	rm -rf data/

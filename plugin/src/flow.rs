@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use crate::caps::CapsView;
+use crate::controls;
 use crate::decision::{Admitted, Decision, Denial};
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
@@ -31,6 +33,21 @@ pub struct Shared {
     pub filter: Rc<Filter>,
     pub shipper: Rc<RefCell<Shipper>>,
     pub ids: Rc<RefCell<IdGen>>,
+    /// This VM's decoded copy of the shared cap flags.
+    pub caps: Rc<RefCell<CapsView>>,
+}
+
+impl Shared {
+    /// Fresh per-VM state for `filter`, started at `now_ms`.
+    pub fn new(filter: Filter, ids: IdGen, now_ms: u64) -> Self {
+        let shipper = Shipper::new(filter.shipper_settings());
+        Shared {
+            filter: Rc::new(filter),
+            shipper: Rc::new(RefCell::new(shipper)),
+            ids: Rc::new(RefCell::new(ids)),
+            caps: Rc::new(RefCell::new(CapsView::new(now_ms))),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -45,6 +62,7 @@ enum Phase {
 pub struct RequestFlow {
     filter: Rc<Filter>,
     shipper: Rc<RefCell<Shipper>>,
+    caps: Rc<RefCell<CapsView>>,
     id: [u8; 32],
     phase: Phase,
     start_ms: u64,
@@ -56,6 +74,9 @@ pub struct RequestFlow {
     recorded: bool,
     /// `content-length` was removed upstream, so the body may change size.
     length_free: bool,
+    /// Headers the controls add to the client's response (rate-limit state,
+    /// budget warnings).
+    extra_response_headers: Vec<(&'static str, String)>,
 }
 
 impl RequestFlow {
@@ -68,6 +89,7 @@ impl RequestFlow {
         RequestFlow {
             filter: shared.filter.clone(),
             shipper: shared.shipper.clone(),
+            caps: shared.caps.clone(),
             id,
             phase: Phase::Start,
             start_ms: 0,
@@ -78,6 +100,7 @@ impl RequestFlow {
             ttft_ms: None,
             recorded: false,
             length_free: false,
+            extra_response_headers: Vec::new(),
         }
     }
 
@@ -110,24 +133,14 @@ impl RequestFlow {
             self.decide(&headers, &mut claims)
         };
         let admitted = match decision {
-            Decision::Deny(denial) => {
-                self.phase = Phase::Denied;
-                let metric = if denial.status == 400 {
-                    Metric::Denied400
-                } else {
-                    Metric::Denied401
-                };
-                host.increment_metric(metric, 1);
-                let mut extra: Vec<(&str, &str)> = vec![
-                    ("content-type", "application/json"),
-                    (tags::REQUEST_ID_HEADER, self.request_id()),
-                ];
-                extra.extend(denial.headers.iter().map(|(n, v)| (*n, v.as_str())));
-                host.send_response(denial.status, &extra, denial.body().as_bytes());
-                return Step::Pause;
-            }
+            Decision::Deny(denial) => return self.deny(host, &denial),
             Decision::Continue(admitted) => admitted,
         };
+        let controls = controls::enforce(host, &self.filter, &self.caps, &admitted.principal);
+        if let Some(denial) = controls.denial {
+            return self.deny(host, &denial);
+        }
+        self.extra_response_headers = controls.response_headers;
 
         let path = identity::header(&headers, ":path").unwrap_or("");
         self.route = usage::detect(path);
@@ -145,6 +158,26 @@ impl RequestFlow {
         host.replace_request_headers(&upstream);
         self.phase = Phase::Admitted(admitted);
         Step::Continue
+    }
+
+    /// Answer locally with `denial` and stop the request.
+    fn deny(&mut self, host: &mut dyn Host, denial: &Denial) -> Step {
+        self.phase = Phase::Denied;
+        let metric = match denial.status {
+            400 => Metric::Denied400,
+            402 => Metric::Denied402,
+            429 => Metric::Denied429,
+            503 => Metric::Denied503,
+            _ => Metric::Denied401,
+        };
+        host.increment_metric(metric, 1);
+        let mut extra: Vec<(&str, &str)> = vec![
+            ("content-type", "application/json"),
+            (tags::REQUEST_ID_HEADER, self.request_id()),
+        ];
+        extra.extend(denial.headers.iter().map(|(n, v)| (*n, v.as_str())));
+        host.send_response(denial.status, &extra, denial.body().as_bytes());
+        Step::Pause
     }
 
     /// The complete request header list toward the upstream. Built here and
@@ -230,6 +263,9 @@ impl RequestFlow {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
         host.add_response_header(tags::REQUEST_ID_HEADER, self.request_id());
+        for (name, value) in &self.extra_response_headers {
+            host.add_response_header(name, value);
+        }
         if let Some(route) = &self.route {
             let content_type = host.response_header("content-type");
             self.meter = Some(ResponseMeter::new(
@@ -337,6 +373,8 @@ impl RequestFlow {
                 shipper.push(json);
             }
         }
+        let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
+        controls::record_tokens(host, &self.filter, &admitted.principal, tokens);
     }
 }
 

@@ -17,12 +17,13 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: run test bench wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help
+.PHONY: run test bench bench-ttfb wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
 	@echo "make test       fmt check, clippy (native + wasm32), unit tests, builds, end-to-end tests"
 	@echo "make bench      gateway benchmark: no filter vs no-op wasm vs aispend (wrk)"
+	@echo "make bench-ttfb streamed time to first byte: no-op wasm filter vs aispend"
 	@echo "make wasm       build $(AISPEND_WASM) (+ the no-op baseline filter)"
 	@echo "make collector  build $(AISPEND_COLLECTOR_BIN)"
 	@echo "make fmt        cargo fmt --all"
@@ -79,6 +80,10 @@ run: venv wasm collector
 
 bench: venv wasm collector
 	benches/gateway.sh
+
+# Streamed time to first byte through Envoy: no-op wasm filter vs aispend.
+bench-ttfb: venv wasm collector
+	$(PYTHON) benches/gateway/ttfb.py
 
 clean-data:
 	rm -rf data/

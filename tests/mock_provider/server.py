@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -212,13 +213,24 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
 
+class _NoDelayServer(ThreadingHTTPServer):
+    """Sends each write at once (TCP_NODELAY), as real providers stream: without
+    it a small SSE event written after an unacknowledged one waits for the
+    peer's delayed ACK (Nagle), ~40 ms, which hides what the gateway adds."""
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, addr
+
+
 class MockProvider:
     """The mock server on a background thread (used in-process by the tests)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.recorder = Recorder()
         handler = type("BoundHandler", (Handler,), {"recorder": self.recorder})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = _NoDelayServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://{host}:{self.port}"

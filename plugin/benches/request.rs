@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use aispend_plugin::caps::CapsView;
 use aispend_plugin::filter::Filter;
 use aispend_plugin::flow::{RequestFlow, Shared};
 use aispend_plugin::record::IdGen;
@@ -51,6 +52,7 @@ fn request_flow(c: &mut Criterion) {
         filter: filter.clone(),
         shipper: shipper.clone(),
         ids: Rc::new(RefCell::new(IdGen::new([7; 16]))),
+        caps: Rc::new(RefCell::new(CapsView::new(0))),
     };
     let body = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}"#;
     let req_body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}"#;

@@ -27,6 +27,10 @@ pub struct Config {
     pub collector: CollectorConfig,
     #[serde(default)]
     pub usage: UsageConfig,
+    #[serde(default)]
+    pub caps: CapsConfig,
+    #[serde(default)]
+    pub limits: RateLimitsConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -258,6 +262,94 @@ fn yes() -> bool {
     true
 }
 
+/// What to do when a control cannot be enforced (caps too old, shared data
+/// refusing writes): keep serving and count it, or refuse.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    #[default]
+    FailOpen,
+    FailClosed,
+}
+
+/// Budget cap flags polled from the collector (`GET /v1/caps`, SPEC §6).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CapsConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Default: `collector.cluster`.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Default: `caps.cluster` if set, else `collector.authority`.
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "default_caps_path")]
+    pub path: String,
+    /// Read token; without one the poll carries no `authorization`.
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "default_stale_after_ms")]
+    pub stale_after_ms: u64,
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    #[serde(default)]
+    pub clamp_max_tokens: bool,
+}
+
+impl Default for CapsConfig {
+    fn default() -> Self {
+        CapsConfig {
+            enabled: true,
+            cluster: None,
+            authority: None,
+            path: default_caps_path(),
+            token: None,
+            poll_interval_ms: default_poll_interval_ms(),
+            stale_after_ms: default_stale_after_ms(),
+            failure_mode: FailureMode::FailOpen,
+            clamp_max_tokens: false,
+        }
+    }
+}
+
+impl CapsConfig {
+    /// Where to poll: `caps.cluster`, else the collector's cluster.
+    pub fn cluster<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
+        self.cluster.as_deref().unwrap_or(&collector.cluster)
+    }
+
+    /// `:authority` of the poll: `caps.authority`, else `caps.cluster` when
+    /// set, else the collector's authority.
+    pub fn authority<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
+        self.authority
+            .as_deref()
+            .or(self.cluster.as_deref())
+            .unwrap_or_else(|| collector.authority())
+    }
+}
+
+fn default_caps_path() -> String {
+    "/v1/caps".into()
+}
+fn default_poll_interval_ms() -> u64 {
+    2000
+}
+fn default_stale_after_ms() -> u64 {
+    10_000
+}
+
+/// Settings shared by every key's rate limits (the limits themselves are
+/// per key: `identity.keys[].limits`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
 /// A config error: where (`identity.keys[1].sha256`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -483,7 +575,86 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "must be at least collector.flush_interval_ms",
         ));
     }
+    validate_caps(c)?;
+    if c.gateway == Gateway::Kong {
+        validate_kong(c)?;
+    }
     Ok(())
+}
+
+fn validate_caps(c: &Config) -> Result<(), ConfigError> {
+    let caps = &c.caps;
+    if caps.cluster.as_deref() == Some("") {
+        return Err(err("caps.cluster", "must not be empty"));
+    }
+    if !caps.path.starts_with('/') {
+        return Err(err("caps.path", "must start with /"));
+    }
+    if caps.token.as_deref() == Some("") {
+        return Err(err(
+            "caps.token",
+            "must not be empty (leave it out instead)",
+        ));
+    }
+    if caps.poll_interval_ms < 10 {
+        return Err(err("caps.poll_interval_ms", "must be at least 10"));
+    }
+    if caps.stale_after_ms < caps.poll_interval_ms {
+        return Err(err(
+            "caps.stale_after_ms",
+            "must be at least caps.poll_interval_ms",
+        ));
+    }
+    Ok(())
+}
+
+/// Kong has no Envoy clusters (dispatch targets are `host:port` nginx
+/// resolves) and no dynamic metadata (so no verified JWT claims): refuse
+/// such configs at start instead of failing on every call (KONG-HOST.md).
+fn validate_kong(c: &Config) -> Result<(), ConfigError> {
+    if c.identity.sources.contains(&Source::Jwt) {
+        return Err(err(
+            "identity.sources",
+            "\"jwt\" needs Envoy's jwt_authn dynamic metadata, which Kong does not have; use \"kong_consumer\"",
+        ));
+    }
+    if !is_host_port(&c.collector.cluster) {
+        return Err(err(
+            "collector.cluster",
+            "with gateway \"kong\" this is the host:port nginx resolves, not an Envoy cluster name",
+        ));
+    }
+    if let Some(cluster) = &c.caps.cluster {
+        if !is_host_port(cluster) {
+            return Err(err(
+                "caps.cluster",
+                "with gateway \"kong\" this is the host:port nginx resolves, not an Envoy cluster name",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `host:port` with a 1..65535 port; host is a name, IPv4 or `[IPv6]`.
+pub fn is_host_port(target: &str) -> bool {
+    let Some((host, port)) = target.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u32>().is_ok_and(|p| (1..=65_535).contains(&p));
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner.strip_suffix(']').is_some_and(|ip| {
+            !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
+        })
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    port_ok && host_ok
 }
 
 /// 64 hex characters (either case) → the 32-byte digest.

@@ -199,3 +199,87 @@ fn tag_value_charset() {
     assert!(valid_tag_value(&"x".repeat(128)));
     assert!(!valid_tag_value(&"x".repeat(129)));
 }
+
+#[test]
+fn caps_and_limits_have_documented_defaults() {
+    let c = with(&format!("{{{COLLECTOR}}}")).unwrap();
+    assert!(c.caps.enabled);
+    assert_eq!(c.caps.cluster(&c.collector), "aispend_collector");
+    assert_eq!(c.caps.authority(&c.collector), "aispend_collector");
+    assert_eq!(c.caps.path, "/v1/caps");
+    assert_eq!(c.caps.token, None);
+    assert_eq!(c.caps.poll_interval_ms, 2000);
+    assert_eq!(c.caps.stale_after_ms, 10_000);
+    assert_eq!(c.caps.failure_mode, FailureMode::FailOpen);
+    assert!(!c.caps.clamp_max_tokens);
+    assert_eq!(c.limits.failure_mode, FailureMode::FailOpen);
+}
+
+#[test]
+fn caps_settings_are_validated() {
+    let cases = [
+        (r#""caps":{"poll_interval_ms":5}"#, "caps.poll_interval_ms"),
+        (
+            r#""caps":{"poll_interval_ms":500,"stale_after_ms":100}"#,
+            "caps.stale_after_ms",
+        ),
+        (r#""caps":{"path":"v1/caps"}"#, "caps.path"),
+        (r#""caps":{"token":""}"#, "caps.token"),
+        (
+            r#""caps":{"failure_mode":"fail_sideways"}"#,
+            "caps.failure_mode",
+        ),
+        (
+            r#""limits":{"failure_mode":"closed"}"#,
+            "limits.failure_mode",
+        ),
+    ];
+    for (extra, want) in cases {
+        let (path, _) = error_at(&format!("{{{COLLECTOR},{extra}}}"));
+        assert_eq!(path, want, "{extra}");
+    }
+}
+
+#[test]
+fn kong_needs_host_port_targets_and_no_jwt() {
+    let kong = |collector: &str, extra: &str| {
+        format!(
+            r#"{{"gateway":"kong","collector":{{"cluster":"{collector}","token":"t"}}{extra}}}"#
+        )
+    };
+    assert!(with(&kong("127.0.0.1:9090", "")).is_ok());
+    assert!(with(&kong("collector.internal:9090", "")).is_ok());
+    assert_eq!(
+        error_at(&kong("aispend_collector", "")).0,
+        "collector.cluster"
+    );
+    assert_eq!(
+        error_at(&kong(
+            "127.0.0.1:9090",
+            r#","caps":{"cluster":"caps_cluster"}"#
+        ))
+        .0,
+        "caps.cluster"
+    );
+    let jwt = r#","identity":{"sources":["api_key","jwt"],"jwt":{"claims":{"team":"team"}}}"#;
+    let (path, msg) = error_at(&kong("127.0.0.1:9090", jwt));
+    assert_eq!(path, "identity.sources");
+    assert!(msg.contains("jwt"), "{msg}");
+}
+
+#[test]
+fn host_port_forms() {
+    for ok in [
+        "a:1",
+        "10.0.0.7:9090",
+        "[::1]:80",
+        "collector-1.svc.local:65535",
+    ] {
+        assert!(is_host_port(ok), "{ok}");
+    }
+    for bad in [
+        "a", "a:", ":80", "a:0", "a:65536", "a_b:80", "[::1]", "a:8x",
+    ] {
+        assert!(!is_host_port(bad), "{bad}");
+    }
+}

@@ -63,6 +63,40 @@ impl Denial {
         }
     }
 
+    /// 429: the key is over its requests or tokens per minute; `headers`
+    /// carry `retry-after` and the `x-ratelimit-*` state.
+    pub fn rate_limited(headers: Vec<(&'static str, String)>) -> Self {
+        Denial {
+            status: 429,
+            kind: "rate_limit_exceeded",
+            message: "Rate limit reached for this API key. Retry after the time in the retry-after header.".to_string(),
+            headers,
+        }
+    }
+
+    /// 402: a budget covering this caller is at its hard cap (not retryable).
+    pub fn budget_exceeded(budget_id: &str) -> Self {
+        Denial {
+            status: 402,
+            kind: "budget_exceeded",
+            message: format!(
+                "Budget `{budget_id}` has reached its hard cap; calls are refused until it is raised or its period ends."
+            ),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 503: budget caps could not be fetched for too long (fail_closed).
+    pub fn caps_unavailable() -> Self {
+        Denial {
+            status: 503,
+            kind: "caps_unavailable",
+            message: "Budget caps are unavailable and this gateway fails closed; try again later."
+                .to_string(),
+            headers: vec![("retry-after", "1".to_string())],
+        }
+    }
+
     /// `{"error":{"message":…,"type":…,"code":…}}`
     pub fn body(&self) -> String {
         let mut out = String::with_capacity(self.message.len() + 2 * self.kind.len() + 48);

@@ -1,11 +1,9 @@
 //! The whole request flow against the in-memory host.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
 use crate::host::Metric;
-use crate::shipper::Shipper;
 use crate::testing::MemoryHost;
 use sha2::{Digest, Sha256};
 
@@ -29,11 +27,7 @@ fn shared(extra: &str) -> Shared {
         sha("sk-aispend-demo-search")
     );
     let filter = Filter::from_json(json.as_bytes()).unwrap();
-    Shared {
-        shipper: Rc::new(RefCell::new(Shipper::new(filter.shipper_settings()))),
-        filter: Rc::new(filter),
-        ids: Rc::new(RefCell::new(IdGen::new([9; 16]))),
-    }
+    Shared::new(filter, IdGen::new([9; 16]), 1_700_000_000_000)
 }
 
 fn records(shared: &Shared) -> Vec<serde_json::Value> {

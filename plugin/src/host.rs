@@ -16,10 +16,18 @@ pub enum Metric {
     Denied401,
     Denied400,
     Requests,
+    Denied402,
+    Denied429,
+    Denied503,
+    CapsPolls,
+    CapsPollFailures,
+    CapsStale,
+    CapsUnenforced,
+    LimitsUnenforced,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 16] = [
         Metric::RecordsEmitted,
         Metric::RecordsShipped,
         Metric::RecordsRetried,
@@ -28,6 +36,14 @@ impl Metric {
         Metric::Denied401,
         Metric::Denied400,
         Metric::Requests,
+        Metric::Denied402,
+        Metric::Denied429,
+        Metric::Denied503,
+        Metric::CapsPolls,
+        Metric::CapsPollFailures,
+        Metric::CapsStale,
+        Metric::CapsUnenforced,
+        Metric::LimitsUnenforced,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +56,14 @@ impl Metric {
             Metric::Denied401 => "aispend_denied_401",
             Metric::Denied400 => "aispend_denied_400",
             Metric::Requests => "aispend_requests",
+            Metric::Denied402 => "aispend_denied_402",
+            Metric::Denied429 => "aispend_denied_429",
+            Metric::Denied503 => "aispend_denied_503",
+            Metric::CapsPolls => "aispend_caps_polls",
+            Metric::CapsPollFailures => "aispend_caps_poll_failures",
+            Metric::CapsStale => "aispend_caps_stale",
+            Metric::CapsUnenforced => "aispend_caps_unenforced",
+            Metric::LimitsUnenforced => "aispend_limits_unenforced",
         }
     }
 

@@ -90,6 +90,25 @@ pub struct Principal {
     pub key_id: Rc<str>,
     pub auth: AuthKind,
     pub tags: Rc<TagSet>,
+    /// Per-key rate limits (registry keys only).
+    pub limits: Option<KeyLimits>,
+}
+
+/// A key's rate limits; a zero or absent limit is "unlimited".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLimits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+impl KeyLimits {
+    fn from_config(c: &config::LimitsConfig) -> Option<Self> {
+        let l = KeyLimits {
+            requests_per_minute: c.requests_per_minute.filter(|n| *n > 0),
+            tokens_per_minute: c.tokens_per_minute.filter(|n| *n > 0),
+        };
+        (l.requests_per_minute.is_some() || l.tokens_per_minute.is_some()).then_some(l)
+    }
 }
 
 /// Why no principal was found; each one is a 401 (SPEC §2).
@@ -142,6 +161,7 @@ impl Identity {
                         key_id: Rc::from(k.key_id.as_str()),
                         auth: AuthKind::ApiKey,
                         tags: Rc::new(schema.tag_set(&k.tags)),
+                        limits: k.limits.as_ref().and_then(KeyLimits::from_config),
                     },
                     revoked: k.status == KeyStatus::Revoked,
                 };
@@ -247,6 +267,7 @@ impl Identity {
             key_id: Rc::from(key_id),
             auth: AuthKind::Jwt,
             tags: Rc::new(tags),
+            limits: None,
         })
     }
 
@@ -271,6 +292,7 @@ impl Identity {
             key_id: Rc::from(key_id),
             auth: AuthKind::Consumer,
             tags,
+            limits: None,
         })
     }
 }

@@ -2,13 +2,17 @@
 //! modules below, tested natively; only `glue` (compiled on wasm32) talks to
 //! the host through proxy-wasm.
 
+pub mod caps;
+pub mod caps_poll;
 pub mod config;
+pub mod controls;
 pub mod decision;
 pub mod filter;
 pub mod flow;
 pub mod host;
 pub mod identity;
 pub mod ingest;
+pub mod limits;
 pub mod profile;
 pub mod record;
 pub mod shipper;

@@ -96,6 +96,7 @@ fn injected_headers_carry_tags_key_and_request_id() {
         key_id: Rc::from("demo-search"),
         auth: AuthKind::ApiKey,
         tags: Rc::new(vec![(1, "search".into()), (3, "CC-1001".into())]),
+        limits: None,
     };
     let got: Vec<_> = injected(&schema, &principal, "abc").collect();
     assert_eq!(

@@ -30,6 +30,16 @@ pub struct MemoryHost {
     pub dispatched: Vec<Dispatched>,
     /// Make `dispatch` fail (e.g. unknown cluster).
     pub dispatch_fails: bool,
+    /// Kong's CAS semantics: a set with cas `None`/0 only creates an absent
+    /// key (Envoy's: it writes unconditionally).
+    pub kong_cas: bool,
+    /// Simulated other workers: before each of the next `interference` sets,
+    /// someone else writes the key first (so our cas is stale).
+    pub interference: usize,
+    /// Make every shared-data set fail with a host error.
+    pub shared_fails: bool,
+    /// Every `dispatch`'s timeout, in order.
+    pub dispatch_timeouts: Vec<u64>,
 }
 
 impl MemoryHost {
@@ -120,18 +130,27 @@ impl Host for MemoryHost {
             None => (None, None),
         }
     }
-    /// Envoy semantics: `None`/0 writes unconditionally, otherwise the cas must match.
+    /// Envoy semantics: `None`/0 writes unconditionally, otherwise the cas
+    /// must match. With `kong_cas`, `None`/0 only creates an absent key.
     fn shared_data_set(
         &mut self,
         key: &str,
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), SharedDataError> {
+        if self.shared_fails {
+            return Err(SharedDataError::Other);
+        }
+        if self.interference > 0 {
+            self.interference -= 1;
+            let entry = self.shared.entry(key.to_string()).or_default();
+            entry.1 += 1;
+        }
         let current = self.shared.get(key).map(|(_, c)| *c);
-        if let (Some(want), Some(have)) = (cas.filter(|c| *c != 0), current) {
-            if want != have {
-                return Err(SharedDataError::CasMismatch);
-            }
+        match (cas.filter(|c| *c != 0), current) {
+            (Some(want), Some(have)) if want != have => return Err(SharedDataError::CasMismatch),
+            (None, Some(_)) if self.kong_cas => return Err(SharedDataError::CasMismatch),
+            _ => {}
         }
         let next = current.unwrap_or(0) + 1;
         self.shared.insert(key.to_string(), (value.to_vec(), next));
@@ -142,8 +161,9 @@ impl Host for MemoryHost {
         upstream: &str,
         headers: &[(&str, &str)],
         body: &[u8],
-        _timeout_ms: u64,
+        timeout_ms: u64,
     ) -> Result<u32, DispatchError> {
+        self.dispatch_timeouts.push(timeout_ms);
         if self.dispatch_fails {
             return Err(DispatchError);
         }

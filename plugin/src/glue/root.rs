@@ -9,9 +9,11 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MapType, MetricType};
 
+use crate::caps::CapsView;
+use crate::caps_poll::CapsPoller;
 use crate::filter::Filter;
 use crate::flow::Shared;
-use crate::host::Metric;
+use crate::host::{Host as _, Metric};
 use crate::ingest;
 use crate::record::IdGen;
 use crate::shipper::{Counters, Shipper};
@@ -25,6 +27,10 @@ pub struct Root {
     metrics: Option<MetricIds>,
     published: Counters,
     ids: Option<Rc<RefCell<IdGen>>>,
+    caps: CapsPoller,
+    /// The tick runs at the shorter of the flush and caps intervals; records
+    /// still go out at most once per flush interval.
+    next_flush_ms: u64,
 }
 
 impl Root {
@@ -36,10 +42,23 @@ impl Root {
     fn flush(&mut self) {
         let mut host = self.host();
         let Some(shared) = &self.shared else { return };
+        let now = host.now_ms();
+        // A tick may come slightly early; allow 1/8 of the interval.
+        let interval = shared.filter.config.collector.flush_interval_ms;
+        if now.saturating_add(interval / 8) < self.next_flush_ms {
+            return;
+        }
+        self.next_flush_ms = now.saturating_add(interval);
         if let Ok(mut shipper) = shared.shipper.try_borrow_mut() {
             ingest::flush(&mut host, &shared.filter, &mut shipper);
             ingest::publish_metrics(&mut host, &mut self.published, shipper.counters());
         }
+    }
+
+    fn poll_caps(&mut self) {
+        let mut host = self.host();
+        let Some(shared) = &self.shared else { return };
+        self.caps.tick(&mut host, &shared.filter);
     }
 }
 
@@ -71,9 +90,9 @@ fn seeded_ids() -> IdGen {
 impl Context for Root {
     fn on_http_call_response(
         &mut self,
-        _token: u32,
+        token: u32,
         _headers: usize,
-        _body: usize,
+        body_size: usize,
         _trailers: usize,
     ) {
         let mut host = self.host();
@@ -83,6 +102,21 @@ impl Context for Root {
             .ok()
             .flatten()
             .and_then(|s| std::str::from_utf8(&s).ok().and_then(|s| s.parse().ok()));
+        if self.caps.owns(token) {
+            let body = if body_size > 0 {
+                hostcalls::get_buffer(
+                    proxy_wasm::types::BufferType::HttpCallResponseBody,
+                    0,
+                    body_size,
+                )
+                .ok()
+                .flatten()
+            } else {
+                None
+            };
+            self.caps.on_response(&mut host, status, body.as_deref());
+            return;
+        }
         let Ok(mut shipper) = shared.shipper.try_borrow_mut() else {
             return;
         };
@@ -111,28 +145,42 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let _ = self.host();
+        let mut host = self.host();
         let ids = self
             .ids
             .get_or_insert_with(|| Rc::new(RefCell::new(seeded_ids())))
             .clone();
-        // A reconfigure keeps the records already buffered.
-        let shipper = match self.shared.take() {
-            Some(old) => old.shipper,
-            None => Rc::new(RefCell::new(Shipper::new(filter.shipper_settings()))),
+        // A reconfigure keeps the records already buffered and the caps seen.
+        let (shipper, caps) = match self.shared.take() {
+            Some(old) => (old.shipper, old.caps),
+            None => (
+                Rc::new(RefCell::new(Shipper::new(filter.shipper_settings()))),
+                Rc::new(RefCell::new(CapsView::new(crate::host::Host::now_ms(
+                    &mut host,
+                )))),
+            ),
         };
-        let interval = filter.config.collector.flush_interval_ms;
+        let flush = filter.config.collector.flush_interval_ms;
+        let caps_cfg = &filter.config.caps;
+        let interval = if caps_cfg.enabled {
+            crate::caps_poll::tick_period_ms(flush, caps_cfg.poll_interval_ms)
+        } else {
+            flush
+        };
         self.shared = Some(Shared {
             filter: Rc::new(filter),
             shipper,
             ids,
+            caps,
         });
         let _ = hostcalls::set_tick_period(Duration::from_millis(interval));
         true
     }
 
     fn on_tick(&mut self) {
+        // Records first: their call is the one a slow collector must not delay.
         self.flush();
+        self.poll_caps();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -205,6 +205,11 @@ async fn main() {
         started.elapsed().as_secs_f64(),
         rate
     );
+    // For profiling the store alone (e.g. under callgrind): skip HTTP and usage.
+    if std::env::var_os("AISPEND_BENCH_STORE_ONLY").is_some() {
+        store.close().await.expect("close");
+        return;
+    }
 
     // 2. Through the real HTTP endpoint on a TCP socket.
     let state = AppState::new(

@@ -15,6 +15,10 @@ pub enum AppError {
     Unauthorized,
     /// The request itself is malformed (bad JSON, bad query).
     BadRequest(String),
+    /// No such resource (e.g. an unknown budget id).
+    NotFound(String),
+    /// The resource already exists (e.g. creating a budget id twice).
+    Conflict(String),
     /// Body or batch over the limits.
     TooLarge(String),
     /// The database failed; details go to the log, not to the client.
@@ -36,6 +40,18 @@ impl AppError {
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "bad_request",
+                m.clone(),
+            ),
+            AppError::NotFound(m) => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "not_found",
+                m.clone(),
+            ),
+            AppError::Conflict(m) => (
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "conflict",
                 m.clone(),
             ),
             AppError::TooLarge(m) => (

@@ -29,7 +29,9 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         None => PriceTable::embedded()?,
     };
-    let store = store::open(&settings.database_url).map_err(|e| e.to_string())?;
+    let store = store::connect(&settings.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
     let tokens = Tokens {
         ingest: settings.ingest_token.clone(),
         read: settings.read_token.clone(),
@@ -43,11 +45,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         .map_or_else(|_| settings.listen.clone(), |a| a.to_string());
     eprintln!(
         "aispend-collector: listening on {local}, store {}, {} priced models (price_version {})",
-        settings.database_url,
+        store::redacted_url(&settings.database_url),
         prices.len(),
         prices.version()
     );
-    let state = AppState::new(store.clone(), prices, tokens);
+    let state =
+        AppState::new(store.clone(), prices, tokens).with_caps_poll_ms(settings.caps_poll_ms);
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -8,6 +8,8 @@ use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/aispend.db";
+/// How often gateways are told to poll `GET /v1/caps`.
+pub const DEFAULT_CAPS_POLL_MS: u64 = 2000;
 
 /// Command line; every flag also reads its `AISPEND_*` environment variable.
 #[derive(Debug, Parser, Default)]
@@ -19,7 +21,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/aispend.db";
 (POST /v1/records), prices them, stores them and answers GET /v1/usage.\n\n\
 Every setting can be given as a flag, as an AISPEND_* environment variable, or in a TOML \
 file passed with --config (keys: listen, database_url, ingest_token, read_token, \
-admin_token, prices, insecure_no_auth). Precedence: flags > environment > file > defaults.\n\n\
+admin_token, prices, caps_poll_ms, insecure_no_auth). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
 experiments only)."
@@ -31,7 +33,9 @@ pub struct Cli {
     /// Address to listen on [default: 127.0.0.1:9090].
     #[arg(long, env = "AISPEND_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<String>,
-    /// Database URL: sqlite://<path> (the directory is created)
+    /// Database URL: sqlite://<path> (the directory is created), or
+    /// postgres://user@host:port/db for several replicas on one database
+    /// (tables are created by versioned migrations at start-up)
     /// [default: sqlite://./data/aispend.db].
     #[arg(long, env = "AISPEND_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
@@ -63,6 +67,10 @@ pub struct Cli {
     /// replacing the embedded table.
     #[arg(long, env = "AISPEND_PRICES", value_name = "FILE")]
     pub prices: Option<PathBuf>,
+    /// poll_interval_ms that GET /v1/caps tells gateways [default: 2000].
+    #[arg(long, env = "AISPEND_CAPS_POLL_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub caps_poll_ms: Option<u64>,
     /// Allow unset tokens: the matching endpoints are then open to anyone.
     /// (environment: 1/true/yes enable it, 0/false/no/empty do not).
     #[arg(
@@ -84,6 +92,7 @@ pub struct FileSettings {
     pub read_token: Option<String>,
     pub admin_token: Option<String>,
     pub prices: Option<PathBuf>,
+    pub caps_poll_ms: Option<u64>,
     pub insecure_no_auth: Option<bool>,
 }
 
@@ -96,6 +105,7 @@ pub struct Settings {
     pub read_token: Option<String>,
     pub admin_token: Option<String>,
     pub prices: Option<PathBuf>,
+    pub caps_poll_ms: u64,
 }
 
 impl Settings {
@@ -129,6 +139,10 @@ impl Settings {
             read_token: non_empty(cli.read_token.or(file.read_token)),
             admin_token: non_empty(cli.admin_token.or(file.admin_token)),
             prices: cli.prices.or(file.prices),
+            caps_poll_ms: cli
+                .caps_poll_ms
+                .or(file.caps_poll_ms)
+                .unwrap_or(DEFAULT_CAPS_POLL_MS),
         };
         let insecure = cli.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
         let missing: Vec<&str> = [
@@ -176,6 +190,27 @@ mod tests {
         assert_eq!(s.listen, DEFAULT_LISTEN);
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(s.ingest_token.as_deref(), Some("i"));
+        assert_eq!(s.caps_poll_ms, DEFAULT_CAPS_POLL_MS);
+    }
+
+    #[test]
+    fn caps_poll_interval_from_flag_or_file() {
+        let file: FileSettings = toml::from_str("caps_poll_ms = 500").expect("toml");
+        let s = Settings::merge(cli(&TOKENS), file).expect("ok");
+        assert_eq!(s.caps_poll_ms, 500);
+        let mut args = TOKENS.to_vec();
+        args.extend(["--caps-poll-ms", "750"]);
+        let file: FileSettings = toml::from_str("caps_poll_ms = 500").expect("toml");
+        assert_eq!(
+            Settings::merge(cli(&args), file).expect("ok").caps_poll_ms,
+            750
+        );
+        let mut args = vec!["aispend-collector", "--caps-poll-ms", "0"];
+        args.extend_from_slice(&TOKENS);
+        assert!(
+            Cli::try_parse_from(args).is_err(),
+            "0 ms would hammer the collector"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Plain logic with no HTTP or storage: what a record is, how it is validated
 //! and priced, and how usage queries are parsed and aggregated.
 pub mod aggregate;
+pub mod budgets;
 pub mod pricing;
 pub mod record;
 pub mod time;

@@ -1,5 +1,7 @@
 //! HTTP handlers, one module per endpoint, and the bearer-token guard.
 
+pub mod budgets;
+pub mod caps;
 pub mod health;
 pub mod metrics;
 pub mod records;
@@ -33,7 +35,7 @@ pub async fn require_token(
     Ok(next.run(request).await)
 }
 
-fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+pub(crate) fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -15,10 +15,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::domain::aggregate::UsageReport;
+use crate::domain::budgets::{Budget, Scope};
 use crate::domain::record::PricedRecord;
 use crate::domain::time::{ceil_hour, floor_hour, DAY_MS};
-use crate::domain::usage_query::UsageQuery;
+use crate::domain::usage_query::{Dim, UsageQuery};
 
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -66,6 +68,91 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and releases what can be released before the process exits.
     fn close(&self) -> StoreFuture<'_, ()>;
+
+    // ---- Budgets (SPEC §6). Budgets are stored as given; spend is not
+    // stored with them but computed from the usage rollups on demand.
+
+    /// Stores a new budget. `Ok(false)`: a budget with this id already
+    /// exists (nothing changed; the API answers 409).
+    fn create_budget(&self, budget: Budget) -> StoreFuture<'_, bool>;
+
+    /// The budget with this id, if any.
+    fn get_budget(&self, id: String) -> StoreFuture<'_, Option<Budget>>;
+
+    /// Every budget, sorted by id.
+    fn list_budgets(&self) -> StoreFuture<'_, Vec<Budget>>;
+
+    /// Replaces the budget with `budget.id` wholesale. `Ok(false)`: no such
+    /// budget (nothing stored; the API answers 404).
+    fn replace_budget(&self, budget: Budget) -> StoreFuture<'_, bool>;
+
+    /// Deletes the budget. `Ok(false)`: no such budget.
+    fn delete_budget(&self, id: String) -> StoreFuture<'_, bool>;
+
+    /// Spend in USD over `[from_ms, to_ms)` for each scope, in order: the sum
+    /// of `cost_usd` of records whose tags (or `key_id`) match every pair of
+    /// the scope; unpriced records add 0.
+    ///
+    /// The default answers every scope with ONE `usage` query grouped by the
+    /// union of the scopes' keys (so it reads the rollups, stays exact for
+    /// any range, and costs the same for 1 or 100 budgets). A backend only
+    /// overrides it for speed; it must give the same numbers.
+    fn spend_usd(&self, scopes: Vec<Scope>, from_ms: i64, to_ms: i64) -> StoreFuture<'_, Vec<f64>> {
+        Box::pin(async move {
+            if scopes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let query = spend_query(&scopes, from_ms, to_ms);
+            let report = self.usage(query).await?;
+            Ok(spend_per_scope(&scopes, &report))
+        })
+    }
+}
+
+/// The usage query behind `spend_usd`: grouped by every key any scope uses.
+fn spend_query(scopes: &[Scope], from_ms: i64, to_ms: i64) -> UsageQuery {
+    let mut keys: Vec<&str> = scopes
+        .iter()
+        .flat_map(|s| s.keys().map(String::as_str))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let group_by = keys
+        .into_iter()
+        .map(|k| match k {
+            crate::domain::budgets::KEY_ID => Dim::KeyId,
+            tag => Dim::Tag(tag.to_owned()),
+        })
+        .collect();
+    UsageQuery {
+        from_ms,
+        to_ms,
+        group_by,
+        filters: Vec::new(),
+    }
+}
+
+/// Sums, per scope, the cost of the report rows whose values match the scope.
+fn spend_per_scope(scopes: &[Scope], report: &UsageReport) -> Vec<f64> {
+    scopes
+        .iter()
+        .map(|scope| {
+            report
+                .rows
+                .iter()
+                .filter(|row| {
+                    scope.iter().all(|(key, wanted)| {
+                        report
+                            .group_by
+                            .iter()
+                            .zip(&row.dims)
+                            .any(|(name, value)| name == key && value.as_deref() == Some(wanted))
+                    })
+                })
+                .map(|row| row.sums.cost_usd)
+                .sum()
+        })
+        .collect()
 }
 
 /// Opens the store named by a database URL (`sqlite://path`, `sqlite:path`).
@@ -76,14 +163,43 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     {
         return Ok(Arc::new(sqlite::SqliteStore::open(path)?));
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres_url(url) {
         return Err(StoreError(String::from(
-            "PostgreSQL is not supported by this build yet; use sqlite://<path>",
+            "a PostgreSQL store is opened with store::connect (it connects and migrates)",
         )));
     }
     Err(StoreError(format!(
         "unsupported database URL {url:?}: expected sqlite://<path>"
     )))
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Opens the store named by any database URL: `postgres://…` /
+/// `postgresql://…` (connects and runs migrations) or SQLite as in `open`.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if is_postgres_url(url) {
+        return Ok(Arc::new(postgres::PostgresStore::connect(url).await?));
+    }
+    open(url)
+}
+
+/// The database URL without its password, for logs.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest.get(..authority_end).and_then(|a| a.rsplit_once('@')) {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let path = rest.get(authority_end..).unwrap_or_default();
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// Where one part of a usage range is read from.

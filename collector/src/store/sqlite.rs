@@ -12,9 +12,13 @@ use rusqlite::{params, Connection, OpenFlags, Row};
 
 use super::{plan_segments, BatchOutcome, Source, Store, StoreError, StoreFuture};
 use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
+use crate::domain::budgets::Budget;
 use crate::domain::record::{map_to_json, PricedRecord};
 use crate::domain::time::{floor_hour, DAY_MS};
 use crate::domain::usage_query::UsageQuery;
+
+#[path = "sqlite_budgets.rs"]
+mod budgets;
 
 const SCHEMA: &str = include_str!("sqlite_schema.sql");
 /// Reader connections kept open between queries.
@@ -210,6 +214,26 @@ impl Store for SqliteStore {
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             Ok(())
         })
+    }
+
+    fn create_budget(&self, budget: Budget) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| budgets::create(&inner.writer()?.conn, &budget))
+    }
+
+    fn get_budget(&self, id: String) -> StoreFuture<'_, Option<Budget>> {
+        self.blocking(move |inner| inner.with_reader(|conn| budgets::get(conn, &id)))
+    }
+
+    fn list_budgets(&self) -> StoreFuture<'_, Vec<Budget>> {
+        self.blocking(|inner| inner.with_reader(budgets::list))
+    }
+
+    fn replace_budget(&self, budget: Budget) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| budgets::replace(&inner.writer()?.conn, &budget))
+    }
+
+    fn delete_budget(&self, id: String) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| budgets::delete(&inner.writer()?.conn, &id))
     }
 }
 

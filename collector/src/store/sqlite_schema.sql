@@ -77,3 +77,15 @@ CREATE TABLE IF NOT EXISTS usage_daily (
     unpriced_requests        INTEGER NOT NULL,
     PRIMARY KEY (day_ms, series_id)
 ) WITHOUT ROWID;
+
+-- Budgets (SPEC §6). Spend is not stored here: it is computed from the
+-- rollups when asked. `scope` is a canonical JSON object (sorted keys).
+CREATE TABLE IF NOT EXISTS budgets (
+    id         TEXT PRIMARY KEY,
+    scope      TEXT NOT NULL,
+    period     TEXT NOT NULL CHECK (period IN ('day', 'month')),
+    amount_usd REAL NOT NULL CHECK (amount_usd > 0),
+    soft       REAL NOT NULL,
+    hard       REAL NOT NULL,
+    CHECK (soft > 0 AND soft <= hard)
+);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::{BatchOutcome, Store};
 use crate::domain::aggregate::{Sums, UsageReport};
+use crate::domain::budgets::{Budget, Period, Scope};
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::time::{parse_rfc3339_ms, HOUR_MS};
 use crate::domain::usage_query::UsageQuery;
@@ -387,6 +388,167 @@ pub async fn concurrent_batches_never_double_count(store: Arc<dyn Store>) {
     store.close().await.expect("close");
 }
 
+fn budget(id: &str, scope: &[(&str, &str)], amount_usd: f64) -> Budget {
+    Budget {
+        id: id.to_owned(),
+        scope: scope
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        period: Period::Month,
+        amount_usd,
+        soft: 0.8,
+        hard: 1.0,
+    }
+}
+
+pub async fn budget_crud(store: &dyn Store) {
+    assert!(store.list_budgets().await.expect("list").is_empty());
+    let b2 = budget("b2", &[("team", "search"), ("key_id", "k1")], 50.0);
+    let b1 = budget("b1", &[("team", "search")], 100.0);
+    assert!(store.create_budget(b2.clone()).await.expect("create b2"));
+    assert!(store.create_budget(b1.clone()).await.expect("create b1"));
+    // A second create with the same id changes nothing.
+    let clash = budget("b1", &[("team", "growth")], 1.0);
+    assert!(!store.create_budget(clash).await.expect("create clash"));
+    assert_eq!(
+        store.get_budget("b1".into()).await.expect("get"),
+        Some(b1.clone())
+    );
+    assert_eq!(store.get_budget("nope".into()).await.expect("get"), None);
+    assert_eq!(
+        store.list_budgets().await.expect("list"),
+        vec![b1.clone(), b2.clone()],
+        "sorted by id, every field round-trips"
+    );
+
+    let raised = Budget {
+        period: Period::Day,
+        amount_usd: 250.5,
+        soft: 0.5,
+        hard: 1.1,
+        ..b1.clone()
+    };
+    assert!(store.replace_budget(raised.clone()).await.expect("replace"));
+    assert_eq!(
+        store.get_budget("b1".into()).await.expect("get"),
+        Some(raised)
+    );
+    let absent = budget("b3", &[("team", "x")], 1.0);
+    assert!(!store.replace_budget(absent).await.expect("replace absent"));
+    assert_eq!(store.get_budget("b3".into()).await.expect("get"), None);
+
+    assert!(store.delete_budget("b2".into()).await.expect("delete"));
+    assert!(!store
+        .delete_budget("b2".into())
+        .await
+        .expect("delete again"));
+    let ids: Vec<String> = store
+        .list_budgets()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(ids, vec!["b1".to_owned()]);
+}
+
+pub async fn spend_matches_every_scope_pair(store: &dyn Store) {
+    let nov = |day: u32, hour: u32| ts(&format!("2026-11-{day:02}T{hour:02}:10:00Z"));
+    let records = vec![
+        rec(
+            "s1",
+            nov(1, 0),
+            "k1",
+            Some("search"),
+            Some("m"),
+            10,
+            Some(1.25),
+        ),
+        rec(
+            "s2",
+            nov(15, 13),
+            "k2",
+            Some("search"),
+            Some("m"),
+            10,
+            Some(2.5),
+        ),
+        rec(
+            "s3",
+            nov(30, 23),
+            "k1",
+            Some("growth"),
+            Some("m"),
+            10,
+            Some(4.0),
+        ),
+        rec("s4", nov(20, 5), "k1", None, Some("m"), 10, Some(8.0)),
+        // Unpriced: counts as 0.
+        rec("s5", nov(20, 6), "k1", Some("search"), None, 10, None),
+        // Outside November on both sides.
+        rec(
+            "s6",
+            ts("2026-10-31T23:59:59Z"),
+            "k1",
+            Some("search"),
+            Some("m"),
+            10,
+            Some(16.0),
+        ),
+        rec(
+            "s7",
+            ts("2026-12-01T00:00:00Z"),
+            "k1",
+            Some("search"),
+            Some("m"),
+            10,
+            Some(32.0),
+        ),
+    ];
+    store.insert_batch(records).await.expect("insert");
+    let scope = |pairs: &[(&str, &str)]| -> Scope {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let scopes = vec![
+        scope(&[("team", "search")]),
+        scope(&[("key_id", "k1")]),
+        scope(&[("team", "search"), ("key_id", "k1")]),
+        scope(&[("org", "acme")]),
+        scope(&[("team", "nobody")]),
+        scope(&[("project", "ranking")]),
+    ];
+    let (from, to) = (ts("2026-11-01T00:00:00Z"), ts("2026-12-01T00:00:00Z"));
+    let spend = store.spend_usd(scopes, from, to).await.expect("spend");
+    let expected = [3.75, 13.25, 1.25, 15.75, 0.0, 0.0];
+    assert_eq!(spend.len(), expected.len());
+    for (i, (got, want)) in spend.iter().zip(expected).enumerate() {
+        assert!(
+            (got - want).abs() < 1e-9,
+            "scope {i}: got {got}, want {want}"
+        );
+    }
+    // A partial range reads raw edge hours too: 15 Nov 13:00 .. 30 Nov 23:30.
+    let spend = store
+        .spend_usd(
+            vec![scope(&[("org", "acme")])],
+            ts("2026-11-15T13:00:00Z"),
+            ts("2026-11-30T23:30:00Z"),
+        )
+        .await
+        .expect("spend");
+    assert_eq!(spend.len(), 1);
+    assert!((spend.iter().sum::<f64>() - 14.5).abs() < 1e-9, "{spend:?}");
+    assert!(store
+        .spend_usd(Vec::new(), from, to)
+        .await
+        .expect("empty")
+        .is_empty());
+}
+
 /// Instantiates the suite for one backend. `$open` evaluates to
 /// `(Arc<dyn Store>, guard)`; the guard (e.g. a temp dir) lives for the test.
 macro_rules! store_suite {
@@ -418,6 +580,18 @@ macro_rules! store_suite {
                 super::unpriced_missing_tags_filters_and_days(&*store).await;
             }
 
+            #[tokio::test]
+            async fn budget_crud() {
+                let (store, _guard) = $open;
+                super::budget_crud(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn spend_matches_every_scope_pair() {
+                let (store, _guard) = $open;
+                super::spend_matches_every_scope_pair(&*store).await;
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_batches_never_double_count() {
                 let (store, _guard) = $open;
@@ -436,9 +610,21 @@ fn open_sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
 
 store_suite!(sqlite, open_sqlite());
 
+/// A fresh PostgreSQL schema per test (dropped by the guard); fails with how
+/// to start PostgreSQL when it is not reachable, never skips.
+async fn open_postgres() -> (Arc<dyn Store>, super::postgres::test_schema::TestSchema) {
+    let schema = super::postgres::test_schema::TestSchema::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = super::connect(&schema.url()).await.expect("open postgres");
+    (store, schema)
+}
+
+store_suite!(postgres, open_postgres().await);
+
 #[test]
 fn unsupported_urls_are_clear_errors() {
     let err = |url: &str| super::open(url).err().map(|e| e.0).unwrap_or_default();
-    assert!(err("postgres://localhost/test").contains("PostgreSQL"));
+    assert!(err("postgres://localhost/test").contains("store::connect"));
     assert!(err("mysql://x").contains("unsupported database URL"));
 }

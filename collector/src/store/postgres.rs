@@ -1,0 +1,179 @@
+//! The PostgreSQL store, for several collector replicas on one database.
+//!
+//! - `connect` runs the versioned migrations (`postgres/migrate.rs`) before
+//!   serving, safely when several replicas start at once.
+//! - `insert_batch` is one transaction per batch, idempotent on record id
+//!   across replicas, rollups fed only by rows actually inserted
+//!   (`postgres/ingest.rs`).
+//! - `usage` follows the same raw/hourly/daily plan as SQLite
+//!   (`postgres/query.rs`).
+//!
+//! Connections: a deadpool pool of tokio-postgres clients, without TLS (the
+//! database is expected on loopback or a private network; TLS is a follow-up,
+//! and `sslmode=require` is refused rather than silently ignored). A schema
+//! other than `public` is chosen with the URL's `options`, e.g.
+//! `postgres://aispend@db/aispend?options=-c%20search_path%3Daispend`.
+
+mod budgets;
+mod ingest;
+mod migrate;
+mod query;
+mod series;
+#[doc(hidden)]
+pub mod test_schema;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Config, NoTls};
+
+use super::{BatchOutcome, Store, StoreError, StoreFuture};
+use crate::domain::aggregate::UsageReport;
+use crate::domain::budgets::Budget;
+use crate::domain::record::PricedRecord;
+use crate::domain::usage_query::UsageQuery;
+use series::SeriesCache;
+
+/// Connections per collector. Ingest batches and queries each hold one for a
+/// few milliseconds; more than a handful only adds contention in PostgreSQL.
+const POOL_SIZE: usize = 16;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The server's own message (e.g. "relation … does not exist") is in
+        // the DbError; the top-level Display only says "db error".
+        match e.as_db_error() {
+            Some(db) => StoreError(format!("postgres: {}: {}", db.code().code(), db.message())),
+            None => StoreError(format!("postgres: {e}")),
+        }
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Backend(e) => e.into(),
+            other => StoreError(format!("postgres pool: {other}")),
+        }
+    }
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    series: SeriesCache,
+}
+
+/// `host:port/dbname` of a config, for messages (never the password).
+pub fn describe(config: &Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => String::from("localhost"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("{host}:{port}/{db}")
+}
+
+impl PostgresStore {
+    /// Connects, checks the database answers and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config: Config = url
+            .parse()
+            .map_err(|e| StoreError(format!("invalid PostgreSQL URL: {e}")))?;
+        if matches!(config.get_ssl_mode(), SslMode::Require) {
+            return Err(StoreError(String::from(
+                "sslmode=require is not supported yet: this build connects without TLS \
+                 (use sslmode=disable on a trusted network)",
+            )));
+        }
+        let target = describe(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| StoreError(format!("cannot build PostgreSQL pool: {e}")))?;
+        let mut client = pool.get().await.map_err(|e| {
+            StoreError(format!(
+                "cannot connect to PostgreSQL at {target}: {}",
+                StoreError::from(e).0
+            ))
+        })?;
+        migrate::migrate(&mut client).await?;
+        drop(client);
+        Ok(Self {
+            pool,
+            series: SeriesCache::default(),
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn insert_batch(&self, records: Vec<PricedRecord>) -> StoreFuture<'_, BatchOutcome> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await?;
+            ingest::insert_batch(&mut client, &self.series, &records).await
+        })
+    }
+
+    fn usage(&self, query: UsageQuery) -> StoreFuture<'_, UsageReport> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            query::usage(&client, &query).await
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+    }
+
+    fn create_budget(&self, budget: Budget) -> StoreFuture<'_, bool> {
+        Box::pin(async move { budgets::create(&*self.pool.get().await?, &budget).await })
+    }
+
+    fn get_budget(&self, id: String) -> StoreFuture<'_, Option<Budget>> {
+        Box::pin(async move { budgets::get(&*self.pool.get().await?, &id).await })
+    }
+
+    fn list_budgets(&self) -> StoreFuture<'_, Vec<Budget>> {
+        Box::pin(async move { budgets::list(&*self.pool.get().await?).await })
+    }
+
+    fn replace_budget(&self, budget: Budget) -> StoreFuture<'_, bool> {
+        Box::pin(async move { budgets::replace(&*self.pool.get().await?, &budget).await })
+    }
+
+    fn delete_budget(&self, id: String) -> StoreFuture<'_, bool> {
+        Box::pin(async move { budgets::delete(&*self.pool.get().await?, &id).await })
+    }
+
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            // Every batch committed in its own transaction; only the idle
+            // connections are left to release.
+            self.pool.close();
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! The budget table of the PostgreSQL store (same rules as SQLite's).
+//! Spend comes from the trait's default `spend_usd` (one usage query).
+
+use tokio_postgres::{Client, Row};
+
+use crate::domain::budgets::{Budget, Period, Scope};
+use crate::domain::record::map_to_json;
+use crate::store::StoreError;
+
+const COLUMNS: &str = "id, scope, period, amount_usd, soft, hard";
+
+/// `Ok(false)` when the id is taken.
+pub async fn create(client: &Client, b: &Budget) -> Result<bool, StoreError> {
+    let inserted = client
+        .execute(
+            "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            &[
+                &b.id,
+                &map_to_json(&b.scope),
+                &b.period.as_str(),
+                &b.amount_usd,
+                &b.soft,
+                &b.hard,
+            ],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// `Ok(false)` when there is no budget with this id.
+pub async fn replace(client: &Client, b: &Budget) -> Result<bool, StoreError> {
+    let updated = client
+        .execute(
+            "UPDATE budgets SET scope = $2, period = $3, amount_usd = $4, soft = $5, hard = $6 \
+             WHERE id = $1",
+            &[
+                &b.id,
+                &map_to_json(&b.scope),
+                &b.period.as_str(),
+                &b.amount_usd,
+                &b.soft,
+                &b.hard,
+            ],
+        )
+        .await?;
+    Ok(updated == 1)
+}
+
+pub async fn delete(client: &Client, id: &str) -> Result<bool, StoreError> {
+    Ok(client
+        .execute("DELETE FROM budgets WHERE id = $1", &[&id])
+        .await?
+        == 1)
+}
+
+pub async fn get(client: &Client, id: &str) -> Result<Option<Budget>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM budgets WHERE id = $1");
+    client
+        .query_opt(&sql, &[&id])
+        .await?
+        .map(|row| decode(&row))
+        .transpose()
+}
+
+pub async fn list(client: &Client) -> Result<Vec<Budget>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM budgets ORDER BY id");
+    client.query(&sql, &[]).await?.iter().map(decode).collect()
+}
+
+fn decode(row: &Row) -> Result<Budget, StoreError> {
+    let id: String = row.try_get(0)?;
+    let scope: String = row.try_get(1)?;
+    let period: String = row.try_get(2)?;
+    let scope: Scope = serde_json::from_str(&scope)
+        .map_err(|e| StoreError(format!("budget {id}: stored scope is not valid: {e}")))?;
+    let period = Period::parse(&period)
+        .ok_or_else(|| StoreError(format!("budget {id}: unknown stored period {period:?}")))?;
+    Ok(Budget {
+        scope,
+        period,
+        amount_usd: row.try_get(3)?,
+        soft: row.try_get(4)?,
+        hard: row.try_get(5)?,
+        id,
+    })
+}

@@ -3,11 +3,15 @@
 //!
 //! 1. store ingest: `Store::insert_batch` with batches of 1,000 records;
 //! 2. HTTP ingest: `POST /v1/records` over a real TCP socket, batches of 1,000;
+//! 3. `GET /v1/usage` latency over AISPEND_BENCH_RECORDS (default 1,000,000)
+//!    stored records spread over one month, `group_by=team,model`.
 //!
 //! Records arrive in time order with random 128-bit ids, 50 keys, 8 teams and
 //! 6 models, as a gateway would ship them.
-//! 3. `GET /v1/usage` latency over AISPEND_BENCH_RECORDS (default 1,000,000)
-//!    stored records spread over one month, `group_by=team,model`.
+//!
+//! Profiling the store alone: `AISPEND_BENCH_STORE_ONLY=1` stops after 1, and
+//! `AISPEND_BENCH_SPREAD=1200000` keeps a small run at the full run's density,
+//! e.g. `AISPEND_BENCH_RECORDS=30000 valgrind --tool=callgrind <bench binary>`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -185,14 +189,21 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let spread: u64 = std::env::var("AISPEND_BENCH_SPREAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(total + 200_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}/bench.db", dir.path().display());
     let store: Arc<dyn Store> = store::open(&url).expect("open");
     let month_start = parse_rfc3339_ms("2026-11-01T00:00:00Z").expect("ts");
     let gen = Arc::new(Gen {
         month_start,
-        // The store and HTTP phases together cover the month.
-        ms_per_record: 30.0 * 86_400_000.0 / (total + 200_000) as f64,
+        // The store and HTTP phases together cover the month. A profile run
+        // with few records sets AISPEND_BENCH_SPREAD (records per month) to
+        // keep the full run's density, which sets how many rollup rows a
+        // batch touches.
+        ms_per_record: 30.0 * 86_400_000.0 / spread as f64,
         prices: PriceTable::embedded().expect("prices"),
     });
     println!("collector bench: SQLite at {url}, batches of {BATCH}");

@@ -13,48 +13,20 @@ use rusqlite::{params, Connection, OpenFlags, Row};
 use super::{plan_segments, BatchOutcome, Source, Store, StoreError, StoreFuture};
 use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
 use crate::domain::budgets::Budget;
-use crate::domain::record::{map_to_json, PricedRecord};
-use crate::domain::time::{floor_hour, DAY_MS};
+use crate::domain::record::PricedRecord;
+use crate::domain::time::DAY_MS;
 use crate::domain::usage_query::UsageQuery;
 
 #[path = "sqlite_budgets.rs"]
 mod budgets;
+#[path = "sqlite_ingest.rs"]
+mod ingest;
 
 const SCHEMA: &str = include_str!("sqlite_schema.sql");
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 4;
 
-const INSERT_RECORD: &str = "INSERT INTO records (id, ts_ms, duration_ms, ttft_ms, gateway, \
-     key_id, auth, tags, labels, provider, operation, model, requested_model, stream, status, \
-     error, input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, \
-     reasoning_tokens, cost_usd, price_version, series_id) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-     ?19, ?20, ?21, ?22, ?23, ?24) \
-     ON CONFLICT (id) DO NOTHING";
-
-const INSERT_SERIES: &str = "INSERT INTO series (key_id, tags, model, provider, operation) \
-     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
-
-const SELECT_SERIES_ID: &str = "SELECT id FROM series WHERE key_id = ?1 AND tags = ?2 \
-     AND model = ?3 AND provider = ?4 AND operation = ?5";
-
 const SELECT_ALL_SERIES: &str = "SELECT id, key_id, tags, model, provider, operation FROM series";
-
-/// Upsert into a rollup table; `{table}` and `{bucket}` name the table and
-/// its time column (both fixed strings, never user input).
-const UPSERT_ROLLUP: &str = "INSERT INTO {table} ({bucket}, series_id, requests, errors, \
-     input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, \
-     reasoning_tokens, cost_usd, unpriced_requests) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-     ON CONFLICT ({bucket}, series_id) DO UPDATE SET \
-     requests = requests + excluded.requests, errors = errors + excluded.errors, \
-     input_tokens = input_tokens + excluded.input_tokens, \
-     cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens, \
-     cache_write_input_tokens = cache_write_input_tokens + excluded.cache_write_input_tokens, \
-     output_tokens = output_tokens + excluded.output_tokens, \
-     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
-     cost_usd = cost_usd + excluded.cost_usd, \
-     unpriced_requests = unpriced_requests + excluded.unpriced_requests";
 
 const SELECT_HOURLY: &str = "SELECT series_id, hour_ms, requests, errors, input_tokens, \
      cached_input_tokens, cache_write_input_tokens, output_tokens, reasoning_tokens, cost_usd, \
@@ -71,20 +43,10 @@ const SELECT_RAW: &str = "SELECT series_id, ts_ms, 1, (status >= 400 OR error IS
      reasoning_tokens, coalesce(cost_usd, 0.0), (cost_usd IS NULL) \
      FROM records WHERE ts_ms >= ?1 AND ts_ms < ?2";
 
-/// The grouping dimensions of a record, interned as a `series` row.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct SeriesKey {
-    key_id: String,
-    tags: String,
-    model: String,
-    provider: String,
-    operation: String,
-}
-
 /// The single writer connection and the series ids it has already resolved.
 struct Writer {
     conn: Connection,
-    series: HashMap<SeriesKey, i64>,
+    series: HashMap<ingest::SeriesKey, i64>,
 }
 
 struct Inner {
@@ -117,7 +79,7 @@ impl SqliteStore {
                                                              // Checkpoint less often: fewer rewrites of the same hot index pages.
         writer.pragma_update(None, "wal_autocheckpoint", 16_384)?; // pages
         writer.busy_timeout(std::time::Duration::from_secs(5))?;
-        writer.execute_batch(SCHEMA)?;
+        ensure_schema(&writer, path)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Writer {
@@ -181,7 +143,7 @@ impl Store for SqliteStore {
     fn insert_batch(&self, records: Vec<PricedRecord>) -> StoreFuture<'_, BatchOutcome> {
         self.blocking(move |inner| {
             let mut writer = inner.writer()?;
-            let result = insert_batch(&mut writer, &records);
+            let result = ingest::insert_batch(&mut writer, &records);
             if result.is_err() {
                 // Series ids resolved in a rolled-back transaction may not exist.
                 writer.series.clear();
@@ -235,119 +197,6 @@ impl Store for SqliteStore {
     fn delete_budget(&self, id: String) -> StoreFuture<'_, bool> {
         self.blocking(move |inner| budgets::delete(&inner.writer()?.conn, &id))
     }
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn insert_batch(writer: &mut Writer, records: &[PricedRecord]) -> Result<BatchOutcome, StoreError> {
-    let tx = writer.conn.transaction()?;
-    let mut outcome = BatchOutcome::default();
-    let mut hourly: HashMap<(i64, i64), Sums> = HashMap::new();
-    let mut daily: HashMap<(i64, i64), Sums> = HashMap::new();
-    {
-        let mut insert = tx.prepare_cached(INSERT_RECORD)?;
-        for priced in records {
-            let r = &priced.record;
-            let key = SeriesKey {
-                key_id: r.key_id.clone(),
-                tags: map_to_json(&r.tags),
-                model: r.model.clone().unwrap_or_default(),
-                provider: r.provider.clone(),
-                operation: r.operation.clone(),
-            };
-            let series_id = match writer.series.get(&key) {
-                Some(id) => *id,
-                None => {
-                    let id = resolve_series(&tx, &key)?;
-                    writer.series.insert(key.clone(), id);
-                    id
-                }
-            };
-            let inserted = insert.execute(params![
-                r.id,
-                r.ts_ms,
-                r.duration_ms.map(to_i64),
-                r.ttft_ms.map(to_i64),
-                r.gateway,
-                r.key_id,
-                r.auth,
-                key.tags,
-                map_to_json(&r.labels),
-                r.provider,
-                r.operation,
-                r.model,
-                r.requested_model,
-                r.stream,
-                r.status,
-                r.error,
-                to_i64(r.tokens.input),
-                to_i64(r.tokens.cached_input),
-                to_i64(r.tokens.cache_write_input),
-                to_i64(r.tokens.output),
-                to_i64(r.tokens.reasoning),
-                priced.cost_usd,
-                priced.price_version,
-                series_id,
-            ])?;
-            if inserted == 0 {
-                outcome.duplicates += 1;
-                continue;
-            }
-            outcome.inserted += 1;
-            outcome.unpriced_inserted += u64::from(priced.cost_usd.is_none());
-            let sums = Sums::of_record(priced);
-            let day_ms = r.ts_ms.div_euclid(DAY_MS) * DAY_MS;
-            hourly
-                .entry((floor_hour(r.ts_ms), series_id))
-                .or_default()
-                .add(&sums);
-            daily.entry((day_ms, series_id)).or_default().add(&sums);
-        }
-        // One upsert per distinct (bucket, series) of the batch, not per record.
-        upsert_rollup(&tx, "usage_hourly", "hour_ms", &hourly)?;
-        upsert_rollup(&tx, "usage_daily", "day_ms", &daily)?;
-    }
-    tx.commit()?;
-    Ok(outcome)
-}
-
-fn upsert_rollup(
-    conn: &Connection,
-    table: &str,
-    bucket: &str,
-    sums: &HashMap<(i64, i64), Sums>,
-) -> Result<(), StoreError> {
-    let sql = UPSERT_ROLLUP
-        .replace("{table}", table)
-        .replace("{bucket}", bucket);
-    let mut upsert = conn.prepare_cached(&sql)?;
-    for ((bucket_ms, series_id), s) in sums {
-        upsert.execute(params![
-            bucket_ms,
-            series_id,
-            s.requests,
-            s.errors,
-            s.input_tokens,
-            s.cached_input_tokens,
-            s.cache_write_input_tokens,
-            s.output_tokens,
-            s.reasoning_tokens,
-            s.cost_usd,
-            s.unpriced_requests,
-        ])?;
-    }
-    Ok(())
-}
-
-/// Id of a series, creating it if new (insert-or-get, safe with several writers).
-fn resolve_series(conn: &Connection, key: &SeriesKey) -> Result<i64, StoreError> {
-    let values = params![key.key_id, key.tags, key.model, key.provider, key.operation];
-    conn.prepare_cached(INSERT_SERIES)?.execute(values)?;
-    Ok(conn
-        .prepare_cached(SELECT_SERIES_ID)?
-        .query_row(values, |row| row.get(0))?)
 }
 
 /// The grouping dimensions of one series, decoded for the aggregator.
@@ -448,4 +297,56 @@ fn sums_of(row: &Row<'_>) -> Result<Sums, rusqlite::Error> {
         cost_usd: row.get(9)?,
         unpriced_requests: row.get(10)?,
     })
+}
+
+/// Bumped whenever `sqlite_schema.sql` changes incompatibly. A file written by
+/// another schema version is refused with a clear message rather than failing
+/// later on its first insert (`CREATE TABLE IF NOT EXISTS` would keep old tables).
+const SCHEMA_VERSION: i64 = 2;
+
+fn ensure_schema(conn: &Connection, path: &str) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let has_tables: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records')",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_tables && version != SCHEMA_VERSION {
+        return Err(StoreError(format!(
+            "{path} was written by schema version {version}, this collector uses {SCHEMA_VERSION}: \
+             move the file away (or point AISPEND_DATABASE_URL elsewhere) and start again"
+        )));
+    }
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod schema_version_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_another_schema_version_is_refused_with_advice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let path = path.to_str().expect("utf-8 path");
+        {
+            let old = Connection::open(path).expect("open");
+            old.execute_batch(
+                "CREATE TABLE records (id TEXT PRIMARY KEY); PRAGMA user_version = 1;",
+            )
+            .expect("old schema");
+        }
+        let err = SqliteStore::open(path)
+            .err()
+            .expect("old schema must be refused");
+        assert!(err.0.contains("schema version 1"), "{err}");
+        assert!(err.0.contains("move the file away"), "{err}");
+        // A fresh file gets the current version and opens again.
+        let fresh = dir.path().join("fresh.db");
+        let fresh = fresh.to_str().expect("utf-8 path");
+        drop(SqliteStore::open(fresh).expect("fresh"));
+        assert!(SqliteStore::open(fresh).is_ok());
+    }
 }

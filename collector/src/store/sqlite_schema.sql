@@ -1,19 +1,21 @@
 -- aispend collector schema (SQLite). Applied at every start; idempotent.
 
 -- One row per call, as shipped by the filter plus the price applied at ingest.
+-- Its grouping dimensions (key_id, tags, model, provider, operation) live in
+-- its `series` row only: fewer bytes per record make ingest faster; the
+-- `records_full` view below shows a record with all of them.
+-- `id`: a 32-lowercase-hex-digit id is stored as its 16 bytes (a smaller
+-- unique index), any other id as text; no blob equals a text, so ids stay
+-- unique exactly as given.
 CREATE TABLE IF NOT EXISTS records (
-    id                       TEXT PRIMARY KEY,
+    id                       BLOB PRIMARY KEY,
     ts_ms                    INTEGER NOT NULL,
+    series_id                INTEGER NOT NULL REFERENCES series (id),
     duration_ms              INTEGER,
     ttft_ms                  INTEGER,
     gateway                  TEXT NOT NULL,
-    key_id                   TEXT NOT NULL,
     auth                     TEXT,
-    tags                     TEXT NOT NULL,  -- canonical JSON object, sorted keys
-    labels                   TEXT NOT NULL,
-    provider                 TEXT NOT NULL,
-    operation                TEXT NOT NULL,
-    model                    TEXT,
+    labels                   TEXT NOT NULL,  -- canonical JSON object, sorted keys
     requested_model          TEXT,
     stream                   INTEGER,
     status                   INTEGER NOT NULL,
@@ -24,8 +26,7 @@ CREATE TABLE IF NOT EXISTS records (
     output_tokens            INTEGER NOT NULL,
     reasoning_tokens         INTEGER NOT NULL,
     cost_usd                 REAL,           -- NULL: model not in the price table
-    price_version            TEXT NOT NULL,
-    series_id                INTEGER NOT NULL REFERENCES series (id)
+    price_version            TEXT NOT NULL
 );
 
 -- Partial edge hours of a usage query are read from raw records by time.
@@ -44,6 +45,16 @@ CREATE TABLE IF NOT EXISTS series (
     operation TEXT NOT NULL,
     UNIQUE (key_id, tags, model, provider, operation)
 );
+
+-- A record as shipped (id as text, every dimension), for people and exports.
+CREATE VIEW IF NOT EXISTS records_full AS
+SELECT CASE typeof(r.id) WHEN 'blob' THEN lower(hex(r.id)) ELSE r.id END AS id,
+       r.ts_ms, r.duration_ms, r.ttft_ms, r.gateway, s.key_id, r.auth,
+       s.tags, r.labels, s.provider, s.operation, nullif(s.model, '') AS model,
+       r.requested_model, r.stream, r.status, r.error, r.input_tokens,
+       r.cached_input_tokens, r.cache_write_input_tokens, r.output_tokens,
+       r.reasoning_tokens, r.cost_usd, r.price_version
+FROM records AS r JOIN series AS s ON s.id = r.series_id;
 
 -- Hourly rollup kept at ingest, in the insert's transaction.
 CREATE TABLE IF NOT EXISTS usage_hourly (

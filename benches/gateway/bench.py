@@ -35,6 +35,9 @@ COLLECTOR = Path(os.environ.get("AISPEND_COLLECTOR_BIN", ROOT / "target/release/
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
+# (name, wasm, per-key limits on): (d) is issue 6's "limits and caps on" run.
+VARIANTS = (("a) no filter", None, False), ("b) no-op wasm", NOOP, False), ("c) aispend", WASM, False),
+            ("d) aispend+limits", WASM, True))
 UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
 
 
@@ -80,9 +83,11 @@ def parse_wrk(out: str) -> dict:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Socket errors:.*", out)
     return {"rps": float(rps.group(1)) if rps else 0.0, "p50_us": us(pct.get("50", "")),
             "p99_us": us(pct.get("99", "")), "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "requests": int(total.group(1)) if total else 0,
             "socket_errors": errors.group(0) if errors else ""}
 
 
@@ -93,19 +98,36 @@ def wrk(port: int, connections: int, duration: int) -> dict:
     return parse_wrk(out)
 
 
-def run_variant(name: str, wasm: Path | None, upstream_port: int, collector_port: int, tmp: Path) -> dict:
+def demo_config(limits: bool) -> str:
+    """The demo filter config (budget caps polled every 2 s); with `limits`, the
+    benchmark key also gets per-key limits set far above the load, so every
+    request pays for the shared-data rate-limit update but none is refused."""
+    cfg = json.loads((ROOT / "envoy" / "demo-filter-config.json").read_text())
+    if limits:
+        for key in cfg["identity"]["keys"]:
+            key["limits"] = {"requests_per_minute": 100_000_000, "tokens_per_minute": 100_000_000_000}
+    return json.dumps(cfg)
+
+
+def run_variant(name: str, wasm: Path | None, upstream_port: int, collector_port: int, tmp: Path,
+                limits: bool = False) -> dict:
     port, admin = free_port(), free_port()
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(render.render(listen_port=port, admin_port=admin, collector_port=collector_port,
                                  upstream=f"http://127.0.0.1:{upstream_port}", wasm_path=str(wasm) if wasm else None,
-                                 filter_config=(ROOT / "envoy" / "demo-filter-config.json").read_text()))
+                                 filter_config=demo_config(limits)))
     log = tmp / f"{name}.log"
     envoy = spawn([str(ENVOY), "-c", str(cfg), "--concurrency", "1", "--disable-hot-restart",
                    "--log-level", "warn"], log)
     try:
         wait_ok(f"http://127.0.0.1:{admin}/ready", envoy, log)
         wrk(port, CONNECTIONS, 2)  # warm-up: JIT, connection pools
+        cpu_before = envoy_cpu_seconds(envoy.pid)
         loaded = wrk(port, CONNECTIONS, DURATION)
+        # CPU the Envoy under test spent per request: steadier than req/s on a
+        # shared machine, since it does not depend on who else got the cores.
+        loaded["cpu_us_per_req"] = ((envoy_cpu_seconds(envoy.pid) - cpu_before) * 1e6 / loaded["requests"]
+                                    if loaded["requests"] else float("nan"))
         single = wrk(port, 1, max(3, DURATION // 2))
         return {"loaded": loaded, "single": single}
     finally:
@@ -118,6 +140,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def envoy_cpu_seconds(pid: int) -> float:
+    """CPU of the `envoy` wrapper and the real binary it starts."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    total = 0.0
+    for p in [pid, *map(int, children)]:
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
 def median_result(runs: list[dict]) -> dict:
     from statistics import median as med
     return {kind: {k: (med([r[kind][k] for r in runs]) if isinstance(runs[0][kind][k], (int, float))
@@ -128,8 +162,8 @@ def median_result(runs: list[dict]) -> dict:
 def fmt_row(name: str, r: dict) -> str:
     lo, si = r["loaded"], r["single"]
     warn = f"  !! {lo['non2xx']} non-2xx" if lo["non2xx"] else ""
-    return (f"{name:<16}{lo['rps']:>12.0f}{lo['p50_us']:>10.0f}{lo['p99_us']:>10.0f}"
-            f"{si['rps']:>12.0f}{si['p50_us']:>10.0f}{warn}")
+    return (f"{name:<20}{lo['rps']:>10.0f}{lo['p50_us']:>10.0f}{lo['p99_us']:>10.0f}"
+            f"{si['rps']:>10.0f}{si['p50_us']:>10.0f}{lo['cpu_us_per_req']:>12.1f}{warn}")
 
 
 def main() -> int:
@@ -154,10 +188,11 @@ def main() -> int:
         runs: dict[str, list] = {}
         collector_cpu = 0.0
         for rnd in range(ROUNDS):
-            for name, wasm in (("a) no filter", None), ("b) no-op wasm", NOOP), ("c) aispend", WASM)):
+            for name, wasm, limits in VARIANTS:
                 print(f"bench: round {rnd + 1}/{ROUNDS}: {name} ...", file=sys.stderr, flush=True)
                 cpu_before = cpu_seconds(collector.pid)
-                runs.setdefault(name, []).append(run_variant(name.split()[1], wasm, up_port, coll_port, tmp))
+                runs.setdefault(name, []).append(run_variant(name.split()[1], wasm, up_port, coll_port, tmp,
+                                                             limits))
                 if wasm == WASM:
                     collector_cpu += cpu_seconds(collector.pid) - cpu_before
         results = {name: median_result(r) for name, r in runs.items()}
@@ -165,24 +200,29 @@ def main() -> int:
         stop(upstream)
         stop(collector)
 
-    a, b, c = (results[k] for k in ("a) no filter", "b) no-op wasm", "c) aispend"))
+    a, b, c, d = (results[name] for name, _, _ in VARIANTS)
     print(f"\ngateway benchmark: 1 Envoy worker, wrk -t1 -c{CONNECTIONS} -d{DURATION}s (and -c1), loopback, "
           f"median of {ROUNDS} round(s)")
-    print(f"{'variant':<16}{'req/s':>12}{'p50 us':>10}{'p99 us':>10}{'c1 req/s':>12}{'c1 p50':>10}")
+    print(f"{'variant':<20}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'c1 req/s':>10}{'c1 p50':>10}{'cpu us/req':>12}")
     for name, r in results.items():
         print(fmt_row(name, r))
     ratio_cb = c["loaded"]["rps"] / b["loaded"]["rps"] if b["loaded"]["rps"] else 0
     ratio_ba = b["loaded"]["rps"] / a["loaded"]["rps"] if a["loaded"]["rps"] else 0
     added_p50 = c["single"]["p50_us"] - b["single"]["p50_us"]
     size = WASM.stat().st_size
+    ratio_db = d["loaded"]["rps"] / b["loaded"]["rps"] if b["loaded"]["rps"] else 0
     print(f"\n(c)/(b) requests/s: {ratio_cb:.3f}   (target >= 0.90)  {'OK' if ratio_cb >= 0.9 else 'MISS'}")
+    print(f"(d)/(b) requests/s: {ratio_db:.3f}   (limits + caps on; target >= 0.90)  "
+          f"{'OK' if ratio_db >= 0.9 else 'MISS'}")
+    print(f"Envoy CPU per request added over (b): (c) {c['loaded']['cpu_us_per_req'] - b['loaded']['cpu_us_per_req']:.1f} us, "
+          f"(d) {d['loaded']['cpu_us_per_req'] - b['loaded']['cpu_us_per_req']:.1f} us")
     print(f"(b)/(a) requests/s: {ratio_ba:.3f}   (cost of loading any wasm filter)")
     print(f"added p50 (c)-(b), 1 connection: {added_p50:.1f} us   (target <= 30 us)  "
           f"{'OK' if added_p50 <= 30 else 'MISS'}")
     print(f"aispend_plugin.wasm: {size} bytes ({size / 1024:.0f} KiB)   (target <= 1 MiB)  "
           f"{'OK' if size <= 1 << 20 else 'MISS'}")
-    print(f"collector CPU during (c): {collector_cpu / ROUNDS:.2f} s per round (same 2 cores as Envoy and wrk)")
-    if c["loaded"]["non2xx"]:
+    print(f"collector CPU during (c) and (d): {collector_cpu / ROUNDS:.2f} s per round (same 2 cores as Envoy and wrk)")
+    if c["loaded"]["non2xx"] or d["loaded"]["non2xx"]:
         print("WARNING: aispend answered non-2xx during the run; its numbers do not measure the happy path")
     (tmp / "results.json").write_text(json.dumps({"median": results, "runs": runs}, indent=2))
     print(f"raw results and logs: {tmp}")

@@ -14,7 +14,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::domain::aggregate::UsageReport;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
 use crate::domain::budgets::{Budget, Scope};
 use crate::domain::record::PricedRecord;
 use crate::domain::time::{ceil_hour, floor_hour, DAY_MS};
@@ -213,6 +215,43 @@ pub enum Source {
 /// Splits `[from, to)` into non-empty, adjacent segments, each answered
 /// exactly by one source: raw records for partial hours, the hourly rollup
 /// for whole hours, the daily rollup for whole UTC days.
+/// The grouping dimensions of one series (one distinct key_id, tags, model,
+/// provider, operation), as both stores keep them, decoded for the aggregator.
+pub(crate) struct Series {
+    pub key_id: String,
+    pub tags: BTreeMap<String, String>,
+    pub model: Option<String>,
+    pub provider: String,
+    pub operation: String,
+}
+
+/// Both stores first fold their scans into integer sums per (series id, day);
+/// this groups those few partials by the query's dimensions.
+pub(crate) fn group_partials(
+    query: &UsageQuery,
+    partials: &HashMap<(i64, i64), Sums>,
+    series: &HashMap<i64, Series>,
+) -> Result<UsageReport, StoreError> {
+    let mut aggregator = Aggregator::new(query);
+    for ((series_id, day), sums) in partials {
+        let Some(s) = series.get(series_id) else {
+            return Err(StoreError(format!(
+                "usage references unknown series {series_id}"
+            )));
+        };
+        let slice = Slice {
+            hour_ms: day * DAY_MS,
+            key_id: &s.key_id,
+            tags: &s.tags,
+            model: s.model.as_deref(),
+            provider: &s.provider,
+            operation: &s.operation,
+        };
+        aggregator.add(&slice, sums);
+    }
+    Ok(aggregator.finish())
+}
+
 pub fn plan_segments(from: i64, to: i64) -> Vec<(Source, i64, i64)> {
     let (h0, h1) = (ceil_hour(from), floor_hour(to));
     let segments = if h0 >= h1 {

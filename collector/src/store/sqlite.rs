@@ -4,14 +4,16 @@
 //! rusqlite is blocking, so every call runs in `spawn_blocking` and the async
 //! runtime never waits on disk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OpenFlags, Row};
 
-use super::{plan_segments, BatchOutcome, Source, Store, StoreError, StoreFuture};
-use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
+use super::{
+    group_partials, plan_segments, BatchOutcome, Series, Source, Store, StoreError, StoreFuture,
+};
+use crate::domain::aggregate::{Sums, UsageReport};
 use crate::domain::budgets::Budget;
 use crate::domain::record::PricedRecord;
 use crate::domain::time::DAY_MS;
@@ -199,15 +201,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// The grouping dimensions of one series, decoded for the aggregator.
-struct Series {
-    key_id: String,
-    tags: BTreeMap<String, String>,
-    model: Option<String>,
-    provider: String,
-    operation: String,
-}
-
 fn load_series(conn: &Connection) -> Result<HashMap<i64, Series>, StoreError> {
     let mut stmt = conn.prepare_cached(SELECT_ALL_SERIES)?;
     let mut rows = stmt.query([])?;
@@ -241,24 +234,7 @@ fn usage(conn: &Connection, query: &UsageQuery) -> Result<UsageReport, StoreErro
         scan(conn, sql, from, to, &mut partials)?;
     }
     let series = load_series(conn)?;
-    let mut aggregator = Aggregator::new(query);
-    for ((series_id, day), sums) in &partials {
-        let Some(s) = series.get(series_id) else {
-            return Err(StoreError(format!(
-                "usage references unknown series {series_id}"
-            )));
-        };
-        let slice = Slice {
-            hour_ms: day * DAY_MS,
-            key_id: &s.key_id,
-            tags: &s.tags,
-            model: s.model.as_deref(),
-            provider: &s.provider,
-            operation: &s.operation,
-        };
-        aggregator.add(&slice, sums);
-    }
-    Ok(aggregator.finish())
+    group_partials(query, &partials, &series)
 }
 
 /// Folds rows of `sql` (raw or rollup, same column layout) per (series, day).

@@ -3,15 +3,14 @@
 //! days), but each segment is summed per (series, day) inside the database,
 //! so only a few rows per series cross the wire.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use deadpool_postgres::Client;
 use tokio_postgres::Row;
 
-use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
-use crate::domain::time::DAY_MS;
+use crate::domain::aggregate::{Sums, UsageReport};
 use crate::domain::usage_query::UsageQuery;
-use crate::store::{plan_segments, Source, StoreError};
+use crate::store::{group_partials, plan_segments, Series, Source, StoreError};
 
 /// Every segment query answers: series_id, day number, then the nine sums.
 /// `sum(bigint)` is numeric in PostgreSQL, hence the casts back to int8.
@@ -34,15 +33,6 @@ const SELECT_ROLLUP: &str = "SELECT series_id, floor({bucket} / 86400000.0)::int
 const SELECT_SERIES: &str = "SELECT id, key_id, tags, model, provider, operation FROM series \
      WHERE id = ANY($1)";
 
-/// The grouping dimensions of one series, decoded for the aggregator.
-struct Series {
-    key_id: String,
-    tags: BTreeMap<String, String>,
-    model: Option<String>,
-    provider: String,
-    operation: String,
-}
-
 pub async fn usage(client: &Client, query: &UsageQuery) -> Result<UsageReport, StoreError> {
     let mut partials: HashMap<(i64, i64), Sums> = HashMap::new();
     for (source, from, to) in plan_segments(query.from_ms, query.to_ms) {
@@ -63,24 +53,7 @@ pub async fn usage(client: &Client, query: &UsageQuery) -> Result<UsageReport, S
     }
     let ids: Vec<i64> = partials.keys().map(|(series, _)| *series).collect();
     let series = load_series(client, &ids).await?;
-    let mut aggregator = Aggregator::new(query);
-    for ((series_id, day), sums) in &partials {
-        let Some(s) = series.get(series_id) else {
-            return Err(StoreError(format!(
-                "usage references unknown series {series_id}"
-            )));
-        };
-        let slice = Slice {
-            hour_ms: day * DAY_MS,
-            key_id: &s.key_id,
-            tags: &s.tags,
-            model: s.model.as_deref(),
-            provider: &s.provider,
-            operation: &s.operation,
-        };
-        aggregator.add(&slice, sums);
-    }
-    Ok(aggregator.finish())
+    group_partials(query, &partials, &series)
 }
 
 fn sums_of(row: &Row) -> Result<Sums, tokio_postgres::Error> {

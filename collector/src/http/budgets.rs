@@ -158,16 +158,21 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<BudgetList>, App
     Ok(Json(BudgetList { budgets }))
 }
 
+/// The stored budget `id`, or 404.
+async fn existing(state: &AppState, id: &str) -> Result<Budget, AppError> {
+    state
+        .store
+        .get_budget(id.to_owned())
+        .await
+        .inspect_err(|e| state.count_store_error(e))?
+        .ok_or_else(|| not_found(id))
+}
+
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<BudgetView>, AppError> {
-    let budget = state
-        .store
-        .get_budget(id.clone())
-        .await
-        .inspect_err(|e| state.count_store_error(e))?
-        .ok_or_else(|| not_found(&id))?;
+    let budget = existing(&state, &id).await?;
     Ok(Json(view_of(&state, budget).await?))
 }
 
@@ -194,12 +199,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<BudgetView>, AppError> {
-    let budget = state
-        .store
-        .get_budget(id.clone())
-        .await
-        .inspect_err(|e| state.count_store_error(e))?
-        .ok_or_else(|| not_found(&id))?;
+    let budget = existing(&state, &id).await?;
     let view = view_of(&state, budget).await?;
     let deleted = state
         .store

@@ -54,15 +54,34 @@ fn bench(c: &mut Criterion) {
     let view = RefCell::new(CapsView::new(0));
     let mut host = host_with_caps(50);
     let plain = principal(None);
+    // What the root tick does: take the shared flags into this VM's view.
+    controls::sync_caps_view(&mut host, &f, &view);
+    let now = host.now_ms;
     c.bench_function("controls: caps check, 51 flags, unchanged", |b| {
-        b.iter(|| black_box(controls::enforce(&mut host, &f, &view, black_box(&plain))))
+        b.iter(|| {
+            black_box(controls::enforce(
+                &mut host,
+                &f,
+                &view,
+                black_box(&plain),
+                now,
+            ))
+        })
     });
     let limited = principal(Some(KeyLimits {
         requests_per_minute: Some(u64::MAX),
         tokens_per_minute: Some(u64::MAX),
     }));
     c.bench_function("controls: caps + rate limit (get + CAS set)", |b| {
-        b.iter(|| black_box(controls::enforce(&mut host, &f, &view, black_box(&limited))))
+        b.iter(|| {
+            black_box(controls::enforce(
+                &mut host,
+                &f,
+                &view,
+                black_box(&limited),
+                now,
+            ))
+        })
     });
 }
 

@@ -53,22 +53,21 @@ fn request_flow(c: &mut Criterion) {
         shipper: shipper.clone(),
         ids: Rc::new(RefCell::new(IdGen::new([7; 16]))),
         caps: Rc::new(RefCell::new(CapsView::new(0))),
+        requests: Rc::default(),
     };
     let body = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}"#;
     let req_body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}"#;
 
     c.bench_function("decide (identity + tags) with 1000 keys", |b| {
         let flow = RequestFlow::new(&shared);
-        let headers: Vec<(String, String)> = [
+        let headers: Vec<(&str, &str)> = [
             (":path", "/v1/chat/completions"),
             ("authorization", "Bearer sk-aispend-demo-search"),
             ("x-aispend-team", "spoofed"),
             ("x-aispend-label-feature", "summarize"),
             ("content-type", "application/json"),
         ]
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
+        .to_vec();
         struct NoClaims;
         impl aispend_plugin::identity::ClaimSource for NoClaims {
             fn claim(&mut self, _: &str) -> Option<String> {

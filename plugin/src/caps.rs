@@ -218,7 +218,8 @@ impl CapsView {
         }
     }
 
-    /// Update from a shared-data read (`value`, `cas`) at `now_ms`.
+    /// Update from a shared-data read (`value`, `cas`) at `now_ms`, then
+    /// answer the snapshot for that time.
     pub fn refresh(
         &mut self,
         value: Option<&[u8]>,
@@ -227,23 +228,35 @@ impl CapsView {
         stale_after_ms: u64,
         schema: &TagSchema,
     ) -> Snapshot {
-        if cas.is_none() || cas != self.cas {
-            self.cas = cas;
-            match value.and_then(split) {
-                Some((fetched, _version, flags)) => {
-                    self.fetched_at_ms = Some(fetched);
-                    if flags != self.flags_text {
-                        self.flags_text = flags.to_string();
-                        self.set = Rc::new(decode_flags(flags, schema));
-                    }
-                }
-                None => {
-                    self.fetched_at_ms = None;
-                    self.flags_text.clear();
-                    self.set = Rc::default();
+        self.update(value, cas, schema);
+        self.snapshot(now_ms, stale_after_ms)
+    }
+
+    /// Take in a shared-data read (`value`, `cas`). The root context does
+    /// this on its tick, so the request path makes no hostcall for caps.
+    pub fn update(&mut self, value: Option<&[u8]>, cas: Option<u32>, schema: &TagSchema) {
+        if cas.is_some() && cas == self.cas {
+            return;
+        }
+        self.cas = cas;
+        match value.and_then(split) {
+            Some((fetched, _version, flags)) => {
+                self.fetched_at_ms = Some(fetched);
+                if flags != self.flags_text {
+                    self.flags_text = flags.to_string();
+                    self.set = Rc::new(decode_flags(flags, schema));
                 }
             }
+            None => {
+                self.fetched_at_ms = None;
+                self.flags_text.clear();
+                self.set = Rc::default();
+            }
         }
+    }
+
+    /// The flags as last taken in, and whether they are too old at `now_ms`.
+    pub fn snapshot(&self, now_ms: u64, stale_after_ms: u64) -> Snapshot {
         let since = self.fetched_at_ms.unwrap_or(self.started_ms);
         Snapshot {
             set: self.set.clone(),

@@ -28,10 +28,11 @@ pub fn enforce(
     filter: &Filter,
     view: &RefCell<CapsView>,
     principal: &Principal,
+    now_ms: u64,
 ) -> Outcome {
     let mut out = Outcome::default();
     if filter.config.caps.enabled {
-        match check_caps(host, filter, view, principal) {
+        match check_caps(host, filter, view, principal, now_ms) {
             CapCheck::Pass { warnings } => {
                 if !warnings.is_empty() {
                     out.response_headers
@@ -70,21 +71,22 @@ pub fn enforce(
     out
 }
 
+/// Caps from this VM's copy of the shared flags (`sync_caps_view` keeps it
+/// current on the root tick): no hostcall on the request path.
 fn check_caps(
     host: &mut dyn Host,
     filter: &Filter,
     view: &RefCell<CapsView>,
     principal: &Principal,
+    now_ms: u64,
 ) -> CapCheck {
     let c = &filter.config.caps;
-    let (value, cas) = host.shared_data_get(caps::SHARED_KEY);
-    let now = host.now_ms();
-    let Ok(mut view) = view.try_borrow_mut() else {
+    let Ok(view) = view.try_borrow() else {
         return CapCheck::Pass {
             warnings: Vec::new(),
         };
     };
-    let snapshot = view.refresh(value.as_deref(), cas, now, c.stale_after_ms, &filter.schema);
+    let snapshot = view.snapshot(now_ms, c.stale_after_ms);
     drop(view);
     let result = caps::check(&snapshot, principal, c.failure_mode);
     if snapshot.stale {
@@ -94,6 +96,18 @@ fn check_caps(
         }
     }
     result
+}
+
+/// Bring this VM's copy of the cap flags up to date with shared data (the
+/// root context calls this on every tick and after its own poll lands).
+pub fn sync_caps_view(host: &mut dyn Host, filter: &Filter, view: &RefCell<CapsView>) {
+    if !filter.config.caps.enabled {
+        return;
+    }
+    let (value, cas) = host.shared_data_get(caps::SHARED_KEY);
+    if let Ok(mut view) = view.try_borrow_mut() {
+        view.update(value.as_deref(), cas, &filter.schema);
+    }
 }
 
 /// After the call: its tokens count toward the key's tokens-per-minute.

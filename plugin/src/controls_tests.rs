@@ -46,6 +46,8 @@ fn host(shared_from: Option<&MemoryHost>) -> MemoryHost {
 /// One call; returns its host (local reply or response headers) for checks.
 fn call(shared: &Shared, prev: Option<&MemoryHost>) -> MemoryHost {
     let mut h = host(prev);
+    // The root tick before the call takes in the shared flags.
+    shared.sync_caps(&mut h);
     let mut flow = RequestFlow::new(shared);
     if flow.on_request_headers(&mut h, true) == Step::Continue {
         h.response_headers = vec![(":status".into(), "200".into())];

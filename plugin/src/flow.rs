@@ -3,7 +3,7 @@
 //! The glue's HTTP context only forwards proxy-wasm callbacks to this.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::caps::CapsView;
@@ -35,6 +35,9 @@ pub struct Shared {
     pub ids: Rc<RefCell<IdGen>>,
     /// This VM's decoded copy of the shared cap flags.
     pub caps: Rc<RefCell<CapsView>>,
+    /// Requests seen since the root last published `aispend_requests`: a
+    /// hostcall per request for a counter is not worth its cost.
+    pub requests: Rc<Cell<u64>>,
 }
 
 impl Shared {
@@ -46,6 +49,20 @@ impl Shared {
             shipper: Rc::new(RefCell::new(shipper)),
             ids: Rc::new(RefCell::new(ids)),
             caps: Rc::new(RefCell::new(CapsView::new(now_ms))),
+            requests: Rc::default(),
+        }
+    }
+
+    /// Root tick: take in the shared cap flags (see `controls::sync_caps_view`).
+    pub fn sync_caps(&self, host: &mut dyn Host) {
+        controls::sync_caps_view(host, &self.filter, &self.caps);
+    }
+
+    /// Root tick: publish the requests counted since the last call.
+    pub fn publish_requests(&self, host: &mut dyn Host) {
+        let n = self.requests.replace(0);
+        if n > 0 {
+            host.increment_metric(Metric::Requests, n);
         }
     }
 }
@@ -63,6 +80,8 @@ pub struct RequestFlow {
     filter: Rc<Filter>,
     shipper: Rc<RefCell<Shipper>>,
     caps: Rc<RefCell<CapsView>>,
+    requests: Rc<Cell<u64>>,
+    ids: Rc<RefCell<IdGen>>,
     id: [u8; 32],
     phase: Phase,
     start_ms: u64,
@@ -81,16 +100,14 @@ pub struct RequestFlow {
 
 impl RequestFlow {
     pub fn new(shared: &Shared) -> Self {
-        let id = shared
-            .ids
-            .try_borrow_mut()
-            .map(|mut g| g.next_id())
-            .unwrap_or([b'0'; 32]);
         RequestFlow {
+            ids: shared.ids.clone(),
             filter: shared.filter.clone(),
             shipper: shared.shipper.clone(),
             caps: shared.caps.clone(),
-            id,
+            requests: shared.requests.clone(),
+            // Set in on_request_headers, once the start time is known.
+            id: [b'0'; 32],
             phase: Phase::Start,
             start_ms: 0,
             route: None,
@@ -109,7 +126,7 @@ impl RequestFlow {
     }
 
     /// Decide on the request from its headers (pure: no host effects).
-    pub fn decide(&self, headers: &[(String, String)], claims: &mut dyn ClaimSource) -> Decision {
+    pub fn decide(&self, headers: &[(&str, &str)], claims: &mut dyn ClaimSource) -> Decision {
         let f = &self.filter;
         let client = match f.tags.inspect_client(&f.schema, headers) {
             Ok(c) => c,
@@ -123,8 +140,12 @@ impl RequestFlow {
 
     pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Step {
         self.start_ms = host.now_ms();
-        host.increment_metric(Metric::Requests, 1);
-        let headers = host.request_headers();
+        if let Ok(mut ids) = self.ids.try_borrow_mut() {
+            self.id = ids.next_id(self.start_ms);
+        }
+        self.requests.set(self.requests.get().saturating_add(1));
+        let block = host.request_headers();
+        let headers = block.pairs();
         let decision = {
             let mut claims = HostClaims {
                 host: &mut *host,
@@ -136,7 +157,13 @@ impl RequestFlow {
             Decision::Deny(denial) => return self.deny(host, &denial),
             Decision::Continue(admitted) => admitted,
         };
-        let controls = controls::enforce(host, &self.filter, &self.caps, &admitted.principal);
+        let controls = controls::enforce(
+            host,
+            &self.filter,
+            &self.caps,
+            &admitted.principal,
+            self.start_ms,
+        );
         if let Some(denial) = controls.denial {
             return self.deny(host, &denial);
         }
@@ -185,7 +212,7 @@ impl RequestFlow {
     /// and editing header by header took a dozen of them.
     fn upstream_headers<'a>(
         &'a self,
-        headers: &'a [(String, String)],
+        headers: &[(&'a str, &'a str)],
         admitted: &'a Admitted,
     ) -> Vec<(&'a str, Cow<'a, str>)> {
         let f = &self.filter;
@@ -205,15 +232,15 @@ impl RequestFlow {
                 || (self.length_free && name.eq_ignore_ascii_case("content-length"))
         };
         let mut out: Vec<(&str, Cow<str>)> = Vec::with_capacity(headers.len() + 12);
-        for (name, value) in headers {
+        for &(name, value) in headers {
             if removed(name) {
                 continue;
             }
-            let value = match (name.as_str(), identity::path_without_key(value)) {
+            let value = match (name, identity::path_without_key(value)) {
                 (":path", Some(path)) => Cow::Owned(path),
-                _ => Cow::Borrowed(value.as_str()),
+                _ => Cow::Borrowed(value),
             };
-            out.push((name.as_str(), value));
+            out.push((name, value));
         }
         if let Some((name, value)) = credential {
             out.push((name, Cow::Borrowed(value)));
@@ -258,8 +285,9 @@ impl RequestFlow {
         if !matches!(self.phase, Phase::Admitted(_)) {
             return;
         }
-        self.status = host
-            .response_header(":status")
+        let response = host.response_headers();
+        self.status = response
+            .get(":status")
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
         host.add_response_header(tags::REQUEST_ID_HEADER, self.request_id());
@@ -267,12 +295,11 @@ impl RequestFlow {
             host.add_response_header(name, value);
         }
         if let Some(route) = &self.route {
-            let content_type = host.response_header("content-type");
             self.meter = Some(ResponseMeter::new(
                 route,
                 &self.request,
                 self.status,
-                content_type.as_deref(),
+                response.get("content-type"),
             ));
         }
     }
@@ -286,8 +313,13 @@ impl RequestFlow {
         if !matches!(self.phase, Phase::Admitted(_)) {
             return Step::Continue;
         }
+        // One clock read serves both the first byte and, when this chunk is
+        // also the last (a plain JSON answer), the record's duration.
+        let mut now = None;
         if self.ttft_ms.is_none() && body_size > 0 {
-            self.ttft_ms = Some(host.now_ms().saturating_sub(self.start_ms));
+            let t = host.now_ms();
+            self.ttft_ms = Some(t.saturating_sub(self.start_ms));
+            now = Some(t);
         }
         if let Some(meter) = self.meter.as_mut() {
             // The last callback is fed even when empty: bytes the meter held back
@@ -306,7 +338,7 @@ impl RequestFlow {
             }
         }
         if end_of_stream {
-            self.finish(host, true);
+            self.finish(host, true, now);
         }
         // Never hold a chunk back: streams reach the client as they come.
         Step::Continue
@@ -314,10 +346,11 @@ impl RequestFlow {
 
     /// The stream is over (possibly cut short): record it if not done yet.
     pub fn on_log(&mut self, host: &mut dyn Host) {
-        self.finish(host, false);
+        self.finish(host, false, None);
     }
 
-    fn finish(&mut self, host: &mut dyn Host, end_of_stream: bool) {
+    /// `now_ms`: the clock if the caller just read it.
+    fn finish(&mut self, host: &mut dyn Host, end_of_stream: bool, now_ms: Option<u64>) {
         if self.recorded {
             return;
         }
@@ -332,7 +365,7 @@ impl RequestFlow {
                 ..usage::Usage::default()
             },
         };
-        let now = host.now_ms();
+        let now = now_ms.unwrap_or_else(|| host.now_ms());
         let error = usage
             .error
             .or((self.status >= 400).then_some("upstream_error"));
@@ -368,10 +401,9 @@ impl RequestFlow {
             reasoning_tokens: usage.reasoning_tokens,
         };
         let mut json = Vec::with_capacity(512);
-        if record.write_json(&mut json).is_ok() {
-            if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
-                shipper.push(json);
-            }
+        record.write_json(&mut json);
+        if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
+            shipper.push(json);
         }
         let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
         controls::record_tokens(host, &self.filter, &admitted.principal, tokens);

@@ -76,9 +76,9 @@ fn admitted_chat_call_is_tagged_and_recorded_once() {
     let shared = shared("");
     let mut host = chat_request();
     let mut flow = RequestFlow::new(&shared);
-    let id = flow.request_id().to_string();
 
     assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    let id = flow.request_id().to_string();
     assert!(host.local_reply.is_none());
     // Upstream sees gateway-set tags, the provider credential, and no client copies.
     assert_eq!(host.request_header("x-aispend-team"), Some("search"));
@@ -299,12 +299,22 @@ fn unmetered_path_is_tagged_but_not_recorded() {
 }
 
 #[test]
-fn ids_differ_per_request() {
+fn ids_differ_per_request_and_start_with_its_time() {
     let shared = shared("");
-    let a = RequestFlow::new(&shared).request_id().to_string();
-    let b = RequestFlow::new(&shared).request_id().to_string();
+    let id = |shared: &Shared| {
+        let mut host = chat_request();
+        let mut flow = RequestFlow::new(shared);
+        flow.on_request_headers(&mut host, true);
+        (flow.request_id().to_string(), host.now_ms)
+    };
+    let (a, now) = id(&shared);
+    let (b, _) = id(&shared);
     assert_ne!(a, b);
     assert_eq!(a.len(), 32);
+    assert!(
+        a.starts_with(&format!("{now:012x}")),
+        "{a} starts with the time"
+    );
 }
 
 #[test]

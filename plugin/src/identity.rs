@@ -205,7 +205,7 @@ impl Identity {
     /// hosts deliver them) and, for JWT, the verified claims.
     pub fn resolve(
         &self,
-        headers: &[(String, String)],
+        headers: &[(&str, &str)],
         claims: &mut dyn ClaimSource,
     ) -> Result<Principal, Rejection> {
         // The most specific failure wins: a revoked key says more than "no key".
@@ -234,7 +234,7 @@ impl Identity {
         Ok(p)
     }
 
-    fn by_api_key(&self, headers: &[(String, String)]) -> Result<Principal, Rejection> {
+    fn by_api_key(&self, headers: &[(&str, &str)]) -> Result<Principal, Rejection> {
         let key = presented_key(headers).ok_or(Rejection::NoCredential)?;
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let entry = self.keys.get(&digest).ok_or(Rejection::UnknownKey)?;
@@ -271,7 +271,7 @@ impl Identity {
         })
     }
 
-    fn by_consumer(&self, headers: &[(String, String)]) -> Result<Principal, Rejection> {
+    fn by_consumer(&self, headers: &[(&str, &str)]) -> Result<Principal, Rejection> {
         if !self.kong_trusted {
             return Err(Rejection::NoCredential);
         }
@@ -298,15 +298,15 @@ impl Identity {
 }
 
 /// First value of a header (names are lowercase on both hosts).
-pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+pub fn header<'h>(headers: &[(&'h str, &'h str)], name: &str) -> Option<&'h str> {
     headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| *v)
 }
 
 /// The virtual key wherever the provider's SDK puts it (SPEC §2).
-pub fn presented_key(headers: &[(String, String)]) -> Option<&str> {
+pub fn presented_key<'h>(headers: &[(&'h str, &'h str)]) -> Option<&'h str> {
     if let Some(auth) = header(headers, "authorization") {
         let auth = auth.trim();
         if auth.len() > 7

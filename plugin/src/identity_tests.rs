@@ -29,11 +29,8 @@ fn setup(extra: &str) -> (Identity, TagSchema) {
     (Identity::new(&c, &schema), schema)
 }
 
-fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect()
+fn h<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pairs.to_vec()
 }
 
 #[derive(Default)]

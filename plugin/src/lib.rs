@@ -12,6 +12,7 @@ pub mod flow;
 pub mod host;
 pub mod identity;
 pub mod ingest;
+pub mod json_out;
 pub mod limits;
 pub mod profile;
 pub mod record;

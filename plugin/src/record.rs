@@ -1,17 +1,16 @@
 //! The usage record shipped per call (SPEC §4, CONFIG.md), its id and its
-//! timestamp format. Serialized straight from borrowed fields: no
-//! `serde_json::Value` on the hot path.
-
-use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
+//! timestamp format. Written straight from borrowed fields into the
+//! shipper's buffer by a small JSON writer (`json_out`): it runs once per
+//! call inside the gateway, where serde's generic serializer cost more.
 
 use crate::identity::{TagSchema, TagSet};
+use crate::json_out::JsonObject;
 
 /// One call, borrowed from the request's state for serialization.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Record<'a> {
     pub id: &'a str,
-    #[serde(serialize_with = "serialize_ts")]
+    /// Request start, ms since the epoch (written as RFC 3339).
     pub ts: u64,
     pub duration_ms: u64,
     pub ttft_ms: Option<u64>,
@@ -19,7 +18,6 @@ pub struct Record<'a> {
     pub key_id: &'a str,
     pub auth: &'a str,
     pub tags: Tags<'a>,
-    #[serde(serialize_with = "serialize_labels")]
     pub labels: &'a [(String, String)],
     pub provider: &'a str,
     pub operation: &'a str,
@@ -37,8 +35,43 @@ pub struct Record<'a> {
 
 impl Record<'_> {
     /// Append the record's JSON to `out` (a reused buffer).
-    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        serde_json::to_writer(out, self)
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = JsonObject::open(out);
+        o.str("id", self.id);
+        let ts = rfc3339_millis(self.ts);
+        o.str(
+            "ts",
+            std::str::from_utf8(&ts).unwrap_or("1970-01-01T00:00:00.000Z"),
+        );
+        o.u64("duration_ms", self.duration_ms);
+        o.opt_u64("ttft_ms", self.ttft_ms);
+        o.str("gateway", self.gateway);
+        o.str("key_id", self.key_id);
+        o.str("auth", self.auth);
+        o.map(
+            "tags",
+            self.tags
+                .set
+                .iter()
+                .map(|(i, v)| (self.tags.schema.name(*i), v.as_str())),
+        );
+        o.map(
+            "labels",
+            self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        o.str("provider", self.provider);
+        o.str("operation", self.operation);
+        o.opt_str("model", self.model);
+        o.opt_str("requested_model", self.requested_model);
+        o.bool("stream", self.stream);
+        o.u64("status", u64::from(self.status));
+        o.opt_str("error", self.error);
+        o.u64("input_tokens", self.input_tokens);
+        o.u64("cached_input_tokens", self.cached_input_tokens);
+        o.u64("cache_write_input_tokens", self.cache_write_input_tokens);
+        o.u64("output_tokens", self.output_tokens);
+        o.u64("reasoning_tokens", self.reasoning_tokens);
+        o.close();
     }
 }
 
@@ -47,29 +80,6 @@ impl Record<'_> {
 pub struct Tags<'a> {
     pub schema: &'a TagSchema,
     pub set: &'a TagSet,
-}
-
-impl Serialize for Tags<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.set.len()))?;
-        for (i, v) in self.set {
-            map.serialize_entry(self.schema.name(*i), v)?;
-        }
-        map.end()
-    }
-}
-
-fn serialize_labels<S: Serializer>(labels: &&[(String, String)], s: S) -> Result<S::Ok, S::Error> {
-    let mut map = s.serialize_map(Some(labels.len()))?;
-    for (k, v) in labels.iter() {
-        map.serialize_entry(k, v)?;
-    }
-    map.end()
-}
-
-fn serialize_ts<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
-    let buf = rfc3339_millis(*ms);
-    s.serialize_str(std::str::from_utf8(&buf).unwrap_or("1970-01-01T00:00:00.000Z"))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the Unix epoch (UTC).
@@ -112,9 +122,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Record ids: 32 lowercase hex chars from a per-VM random seed and a
-/// counter. The mix is a bijection of the counter, so one VM never repeats an
-/// id; the 128-bit random seed keeps VMs apart.
+/// Record ids: 32 lowercase hex chars, time-ordered like UUIDv7: 48 bits of
+/// the request's start (ms), then 80 bits from a per-VM random seed and a
+/// counter. The low 64 bits are a bijection of the counter, so one VM never
+/// repeats an id; the random seed keeps VMs apart. Time order lets the
+/// collector's unique index on `id` take appends instead of random inserts.
 #[derive(Debug, Clone)]
 pub struct IdGen {
     seed: [u64; 2],
@@ -144,17 +156,20 @@ impl IdGen {
         IdGen::new(seed)
     }
 
-    /// The next id, written into a stack buffer.
-    pub fn next_id(&mut self) -> [u8; 32] {
+    /// The next id for a request that started at `now_ms`, written into a
+    /// stack buffer.
+    pub fn next_id(&mut self, now_ms: u64) -> [u8; 32] {
         self.counter = self.counter.wrapping_add(1);
         let a = mix(self.seed[0] ^ self.counter);
         let b = mix(self.seed[1].wrapping_add(self.counter.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        // 6 bytes of time, 2 of `b`, 8 of `a`.
+        let high = (now_ms << 16) | (b & 0xffff);
         let mut out = [0u8; 32];
         let hex = b"0123456789abcdef";
-        for (i, byte) in a
+        for (i, byte) in high
             .to_be_bytes()
             .iter()
-            .chain(b.to_be_bytes().iter())
+            .chain(a.to_be_bytes().iter())
             .enumerate()
         {
             if let (Some(h), Some(l)) =

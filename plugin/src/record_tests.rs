@@ -16,7 +16,7 @@ fn ids_are_32_lowercase_hex_and_unique() {
     let mut g = IdGen::new([1; 16]);
     let mut seen = HashSet::new();
     for _ in 0..100_000 {
-        let id = g.next_id();
+        let id = g.next_id(1_795_503_000_123);
         assert!(id
             .iter()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
@@ -26,18 +26,31 @@ fn ids_are_32_lowercase_hex_and_unique() {
 
 #[test]
 fn different_seeds_give_different_ids() {
-    let a = IdGen::new([1; 16]).next_id();
-    let b = IdGen::new([2; 16]).next_id();
+    let a = IdGen::new([1; 16]).next_id(5);
+    let b = IdGen::new([2; 16]).next_id(5);
     assert_ne!(a, b);
-    let c = IdGen::from_time(123_456_789, 1).next_id();
-    let d = IdGen::from_time(123_456_790, 1).next_id();
+    let c = IdGen::from_time(123_456_789, 1).next_id(5);
+    let d = IdGen::from_time(123_456_790, 1).next_id(5);
     assert_ne!(c, d);
+}
+
+#[test]
+fn ids_start_with_the_time_so_they_sort_by_it() {
+    let mut g = IdGen::new([3; 16]);
+    let early = g.next_id(1_795_503_000_123);
+    let late = g.next_id(1_795_503_000_124);
+    let later = IdGen::new([4; 16]).next_id(1_795_503_060_000);
+    assert_eq!(
+        &early[..12],
+        format!("{:012x}", 1_795_503_000_123u64).as_bytes()
+    );
+    assert!(early < late && late < later);
 }
 
 #[test]
 fn record_serializes_every_field() {
     let schema = TagSchema::new(&["region".to_string()]);
-    let set: TagSet = vec![(1, "search".into()), (5, "eu".into())];
+    let set: TagSet = vec![(1, "search".into()), (5, "eu \"west\"\n".into())];
     let labels = vec![("feature".to_string(), "summarize".to_string())];
     let r = Record {
         id: "0123456789abcdef0123456789abcdef",
@@ -66,12 +79,12 @@ fn record_serializes_every_field() {
         reasoning_tokens: 3,
     };
     let mut out = Vec::new();
-    r.write_json(&mut out).unwrap();
+    r.write_json(&mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["ts"], "2026-11-24T06:50:00.123Z");
     assert_eq!(
         v["tags"],
-        serde_json::json!({"team":"search","region":"eu"})
+        serde_json::json!({"team":"search","region":"eu \"west\"\n"})
     );
     assert_eq!(v["labels"], serde_json::json!({"feature":"summarize"}));
     assert_eq!(v["error"], serde_json::Value::Null);

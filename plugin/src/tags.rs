@@ -70,10 +70,10 @@ impl TagPolicy {
     pub fn inspect_client(
         &self,
         schema: &TagSchema,
-        headers: &[(String, String)],
+        headers: &[(&str, &str)],
     ) -> Result<ClientTags, Conflict> {
         let mut out = ClientTags::default();
-        for (name, value) in headers {
+        for &(name, value) in headers {
             if !starts_with_ignore_case(name, PREFIX) {
                 continue;
             }
@@ -85,7 +85,7 @@ impl TagPolicy {
                 // An allowed label passes upstream untouched when its value is
                 // well-formed; a malformed one is dropped, never recorded.
                 if config::valid_tag_value(value) && !out.labels.iter().any(|(l, _)| l == label) {
-                    out.labels.push((label.clone(), value.clone()));
+                    out.labels.push((label.clone(), value.to_string()));
                     continue;
                 }
             } else if self.on_conflict == OnConflict::Reject
@@ -95,10 +95,10 @@ impl TagPolicy {
                     .any(|h| h.eq_ignore_ascii_case(name))
             {
                 return Err(Conflict {
-                    header: name.clone(),
+                    header: name.to_string(),
                 });
             }
-            out.strip.push(name.clone());
+            out.strip.push(name.to_string());
         }
         Ok(out)
     }

@@ -13,11 +13,8 @@ fn policy(tags: &str) -> (TagPolicy, TagSchema) {
     (TagPolicy::new(&c), TagSchema::new(&c.tags.extra))
 }
 
-fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect()
+fn h<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pairs.to_vec()
 }
 
 #[test]

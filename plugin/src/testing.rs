@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::host::{DispatchError, Host, Metric, SharedDataError};
+use crate::host::{DispatchError, HeaderBlock, Host, Metric, SharedDataError};
 
 /// One recorded `dispatch`: target, headers, body.
 pub type Dispatched = (String, Vec<(String, String)>, Vec<u8>);
@@ -67,8 +67,12 @@ impl MemoryHost {
 }
 
 impl Host for MemoryHost {
-    fn request_headers(&mut self) -> Vec<(String, String)> {
-        self.request_headers.clone()
+    fn request_headers(&mut self) -> HeaderBlock {
+        HeaderBlock::from_pairs(
+            self.request_headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        )
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         self.request_headers.retain(|(n, _)| n != name);
@@ -82,11 +86,12 @@ impl Host for MemoryHost {
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
     }
-    fn response_header(&mut self, name: &str) -> Option<String> {
-        self.response_headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+    fn response_headers(&mut self) -> HeaderBlock {
+        HeaderBlock::from_pairs(
+            self.response_headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        )
     }
     fn add_response_header(&mut self, name: &str, value: &str) {
         self.response_headers

@@ -100,9 +100,10 @@ def test_hard_cap_overshoot_stays_within_the_stated_bound(stack_factory):
     assert first_refusal is not None, "the hard cap was never enforced"
     overshoot = admitted * COST_PER_CALL - amount
     # the README ("Limits and budget caps"): overshoot ≤ rate × (flush + collector cache + poll +
-    # tick/request slack) × cost + calls in flight × cost. Ticks round the
-    # flush and poll up to the root tick (100 ms here); slack 300 ms.
-    window_s = (FLUSH_MS + COLLECTOR_CACHE_MS + POLL_MS + 100 + 100 + 300) / 1000
+    # 2 ticks + ingest) × cost + calls in flight × cost. The root tick is 100 ms here (it rounds
+    # the flush and poll, and a worker takes polled flags on its tick); ingest 100 ms, slack 300 ms.
+    TICK_MS = 100
+    window_s = (FLUSH_MS + COLLECTOR_CACHE_MS + POLL_MS + 2 * TICK_MS + 100 + 300) / 1000
     bound = (rate * window_s + 1) * COST_PER_CALL
     print(f"admitted {admitted} calls, overshoot ${overshoot:.5f} "
           f"({overshoot / COST_PER_CALL:.1f} calls), bound ${bound:.5f}")

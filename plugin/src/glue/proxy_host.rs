@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
 
-use crate::host::{DispatchError, Host, Metric, SharedDataError};
+use crate::host::{DispatchError, HeaderBlock, Host, Metric, SharedDataError};
 
 /// Metric ids by `Metric::index`, defined once per VM by the root context.
 pub type MetricIds = Rc<[Option<u32>; Metric::ALL.len()]>;
@@ -18,15 +18,36 @@ pub struct ProxyHost {
     pub metrics: MetricIds,
 }
 
-fn lossy(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+// The SDK's `get_map_bytes` copies every name and value into its own
+// allocation (and panics on an unexpected status); this takes the host's
+// serialized map as one buffer instead, for `HeaderBlock` to read in place.
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+}
+
+fn header_block(map: MapType) -> HeaderBlock {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer to `size` bytes it allocated in this
+    // module's memory through `proxy_on_memory_allocate` (a boxed slice of
+    // exactly `size` bytes), whose ownership passes to us.
+    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+    if status != Status::Ok || data.is_null() {
+        return HeaderBlock::default();
+    }
+    // SAFETY: see above; capacity == length == size as allocated.
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    HeaderBlock::from_wire(bytes)
 }
 
 impl Host for ProxyHost {
-    fn request_headers(&mut self) -> Vec<(String, String)> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-            .map(|pairs| pairs.into_iter().map(|(n, v)| (n, lossy(v))).collect())
-            .unwrap_or_default()
+    fn request_headers(&mut self) -> HeaderBlock {
+        header_block(MapType::HttpRequestHeaders)
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         let _ = hostcalls::set_map_value_bytes(
@@ -39,11 +60,8 @@ impl Host for ProxyHost {
         let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
         let _ = hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs);
     }
-    fn response_header(&mut self, name: &str) -> Option<String> {
-        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-            .ok()
-            .flatten()
-            .map(lossy)
+    fn response_headers(&mut self) -> HeaderBlock {
+        header_block(MapType::HttpResponseHeaders)
     }
     fn add_response_header(&mut self, name: &str, value: &str) {
         let _ =

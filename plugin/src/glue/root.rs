@@ -59,6 +59,9 @@ impl Root {
         let mut host = self.host();
         let Some(shared) = &self.shared else { return };
         self.caps.tick(&mut host, &shared.filter);
+        // Flags another worker fetched reach this VM's request path here.
+        shared.sync_caps(&mut host);
+        shared.publish_requests(&mut host);
     }
 }
 
@@ -115,6 +118,7 @@ impl Context for Root {
                 None
             };
             self.caps.on_response(&mut host, status, body.as_deref());
+            shared.sync_caps(&mut host);
             return;
         }
         let Ok(mut shipper) = shared.shipper.try_borrow_mut() else {
@@ -151,13 +155,14 @@ impl RootContext for Root {
             .get_or_insert_with(|| Rc::new(RefCell::new(seeded_ids())))
             .clone();
         // A reconfigure keeps the records already buffered and the caps seen.
-        let (shipper, caps) = match self.shared.take() {
-            Some(old) => (old.shipper, old.caps),
+        let (shipper, caps, requests) = match self.shared.take() {
+            Some(old) => (old.shipper, old.caps, old.requests),
             None => (
                 Rc::new(RefCell::new(Shipper::new(filter.shipper_settings()))),
                 Rc::new(RefCell::new(CapsView::new(crate::host::Host::now_ms(
                     &mut host,
                 )))),
+                Rc::default(),
             ),
         };
         let flush = filter.config.collector.flush_interval_ms;
@@ -172,6 +177,7 @@ impl RootContext for Root {
             shipper,
             ids,
             caps,
+            requests,
         });
         let _ = hostcalls::set_tick_period(Duration::from_millis(interval));
         true

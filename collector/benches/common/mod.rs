@@ -47,7 +47,8 @@ pub fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Records with random 128-bit ids, 50 keys, 8 teams and 6 models, as a
+/// Records with time-ordered 128-bit ids (48-bit ms timestamp, then 80 random
+/// bits, as the filter makes them), 50 keys, 8 teams and 6 models, as a
 /// gateway would ship them.
 pub struct Gen {
     pub month_start: i64,
@@ -78,11 +79,18 @@ impl Gen {
                 if key.is_multiple_of(3) { "dev" } else { "prod" }.to_owned(),
             ),
         ]);
+        let ts_ms = self.month_start
+            + (seq as f64 * self.ms_per_record) as i64
+            + (mix(seq ^ 0x1234) % 60_000) as i64;
+        let random = mix(seq ^ 0xABCD);
         UsageRecord {
-            id: format!("{:016x}{:016x}", mix(seq ^ 0xABCD), seq),
-            ts_ms: self.month_start
-                + (seq as f64 * self.ms_per_record) as i64
-                + (mix(seq ^ 0x1234) % 60_000) as i64,
+            id: format!(
+                "{:012x}{:04x}{:016x}",
+                ts_ms as u64 & 0xFFFF_FFFF_FFFF,
+                seq as u16,
+                random // mix is a bijection: unique per seq
+            ),
+            ts_ms,
             duration_ms: Some(200 + (r >> 40) % 3000),
             ttft_ms: Some(50),
             gateway: "envoy".into(),

@@ -45,7 +45,7 @@ $(VENV_STAMP): tests/requirements.txt
 
 # --- builds ---------------------------------------------------------------
 wasm: toolchain
-	cargo build --release --target wasm32-wasip1 -p aispend-plugin -p noop-filter
+	cargo build --release --target wasm32-wasip1 -p aispend-plugin -p noop-filter -p floor-filter
 
 collector:
 	cargo build --release -p aispend-collector

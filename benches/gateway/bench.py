@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Gateway benchmark (`make bench`): the same Envoy config with (a) no wasm
-filter, (b) the no-op wasm filter, (c) aispend, each under wrk on loopback
-against a fast direct_response upstream, one Envoy worker.
+filter, (b) the no-op wasm filter, (c) aispend, (d) aispend with per-key
+limits, (e) the floor filter (only the host calls aispend's job needs, no
+logic: the ceiling for any filter doing this job in this Envoy), each under
+wrk on loopback against a fast direct_response upstream, one Envoy worker.
 
 Environment: BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 16),
 BENCH_ROUNDS (default 1: a, b, c run in turn this many times and the median of
@@ -31,13 +33,14 @@ import render  # noqa: E402
 ENVOY = ROOT / ".venv" / "bin" / "envoy"
 WASM = Path(os.environ.get("AISPEND_WASM", ROOT / "target/wasm32-wasip1/release/aispend_plugin.wasm"))
 NOOP = Path(os.environ.get("AISPEND_NOOP_WASM", ROOT / "target/wasm32-wasip1/release/noop_filter.wasm"))
+FLOOR = NOOP.with_name("floor_filter.wasm")
 COLLECTOR = Path(os.environ.get("AISPEND_COLLECTOR_BIN", ROOT / "target/release/aispend-collector"))
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 # (name, wasm, per-key limits on): (d) is issue 6's "limits and caps on" run.
 VARIANTS = (("a) no filter", None, False), ("b) no-op wasm", NOOP, False), ("c) aispend", WASM, False),
-            ("d) aispend+limits", WASM, True))
+            ("d) aispend+limits", WASM, True), ("e) floor calls", FLOOR, False))
 UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
 
 
@@ -167,7 +170,7 @@ def fmt_row(name: str, r: dict) -> str:
 
 
 def main() -> int:
-    for f in (ENVOY, WASM, NOOP, COLLECTOR):
+    for f in (ENVOY, WASM, NOOP, FLOOR, COLLECTOR):
         if not f.exists():
             sys.exit(f"bench: {f} missing; run `make venv wasm collector`")
     if not shutil.which("wrk"):
@@ -200,7 +203,7 @@ def main() -> int:
         stop(upstream)
         stop(collector)
 
-    a, b, c, d = (results[name] for name, _, _ in VARIANTS)
+    a, b, c, d, e = (results[name] for name, _, _ in VARIANTS)
     print(f"\ngateway benchmark: 1 Envoy worker, wrk -t1 -c{CONNECTIONS} -d{DURATION}s (and -c1), loopback, "
           f"median of {ROUNDS} round(s)")
     print(f"{'variant':<20}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'c1 req/s':>10}{'c1 p50':>10}{'cpu us/req':>12}")
@@ -217,6 +220,9 @@ def main() -> int:
     print(f"Envoy CPU per request added over (b): (c) {c['loaded']['cpu_us_per_req'] - b['loaded']['cpu_us_per_req']:.1f} us, "
           f"(d) {d['loaded']['cpu_us_per_req'] - b['loaded']['cpu_us_per_req']:.1f} us")
     print(f"(b)/(a) requests/s: {ratio_ba:.3f}   (cost of loading any wasm filter)")
+    ratio_eb = e["loaded"]["rps"] / b["loaded"]["rps"] if b["loaded"]["rps"] else 0
+    print(f"(e)/(b) requests/s: {ratio_eb:.3f}   (floor: the host calls alone, no logic; "
+          f"(c)/(e) = {c['loaded']['rps'] / e['loaded']['rps'] if e['loaded']['rps'] else 0:.3f} is aispend's own logic)")
     print(f"added p50 (c)-(b), 1 connection: {added_p50:.1f} us   (target <= 30 us)  "
           f"{'OK' if added_p50 <= 30 else 'MISS'}")
     print(f"aispend_plugin.wasm: {size} bytes ({size / 1024:.0f} KiB)   (target <= 1 MiB)  "

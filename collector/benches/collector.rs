@@ -6,12 +6,18 @@
 //! 3. `GET /v1/usage` latency over AISPEND_BENCH_RECORDS (default 1,000,000)
 //!    stored records spread over one month, `group_by=team,model`.
 //!
-//! Records arrive in time order with random 128-bit ids, 50 keys, 8 teams and
-//! 6 models, as a gateway would ship them.
+//! Records arrive in time order with time-ordered 128-bit ids (as the filter
+//! makes them), 50 keys, 8 teams and 6 models, as a gateway would ship them.
 //!
 //! Profiling the store alone: `AISPEND_BENCH_STORE_ONLY=1` stops after 1, and
-//! `AISPEND_BENCH_SPREAD=1200000` keeps a small run at the full run's density,
-//! e.g. `AISPEND_BENCH_RECORDS=30000 valgrind --tool=callgrind <bench binary>`.
+//! `AISPEND_BENCH_SPREAD=1200000` keeps a small run at the full run's density.
+//! Instructions per record of the SQLite ingest (record generation left out),
+//! with a bench binary built with symbols
+//! (`CARGO_PROFILE_BENCH_DEBUG=line-tables-only CARGO_PROFILE_BENCH_STRIP=false`):
+//! `AISPEND_BENCH_RECORDS=30000 AISPEND_BENCH_SPREAD=1200000
+//! AISPEND_BENCH_STORE_ONLY=1 valgrind --tool=callgrind
+//! --toggle-collect='*sqlite::insert_blocking' <bench binary>`, then divide
+//! the "Collected" count by 30,000.
 
 mod common;
 

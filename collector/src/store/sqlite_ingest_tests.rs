@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use super::hex16;
+use super::records::hex16;
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::usage_query::UsageQuery;
 use crate::store::sqlite::SqliteStore;

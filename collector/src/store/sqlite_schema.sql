@@ -29,8 +29,19 @@ CREATE TABLE IF NOT EXISTS records (
     price_version            TEXT NOT NULL
 );
 
--- Partial edge hours of a usage query are read from raw records by time.
-CREATE INDEX IF NOT EXISTS records_by_ts ON records (ts_ms);
+-- Where each hour's records are: one row per (batch, hour) with the
+-- smallest and largest rowid the batch gave records of that hour. The
+-- partial edge hours of a usage query are read from raw records through
+-- these rowid ranges (filtered by ts_ms) instead of an index on ts_ms, which
+-- cost ~3,000 instructions per inserted record for a read that touches at
+-- most two hours. Rows are never deleted, so rowids
+-- only grow and a range holds every record it was written for.
+CREATE TABLE IF NOT EXISTS record_spans (
+    hour_ms     INTEGER NOT NULL,
+    first_rowid INTEGER NOT NULL,
+    last_rowid  INTEGER NOT NULL,
+    PRIMARY KEY (hour_ms, first_rowid)
+) WITHOUT ROWID;
 
 -- A series is one distinct (key_id, tags, model, provider, operation): the
 -- dimensions usage is grouped by. Interned so the rollup and the raw records
@@ -56,10 +67,14 @@ SELECT CASE typeof(r.id) WHEN 'blob' THEN lower(hex(r.id)) ELSE r.id END AS id,
        r.reasoning_tokens, r.cost_usd, r.price_version
 FROM records AS r JOIN series AS s ON s.id = r.series_id;
 
--- Hourly rollup kept at ingest, in the insert's transaction.
+-- Hourly rollup kept at ingest, in the insert's transaction. One row per
+-- (hour, series), keyed by one integer, `bucket` = hour number (hour_ms /
+-- 3,600,000) * 2^32 + series_id: as the rowid, that key makes an upsert one
+-- integer seek and an overwrite in place (rollups cost ~30% fewer
+-- instructions than with a (hour_ms, series_id) WITHOUT ROWID key), and a
+-- time range is still one key range. `usage_hourly_rows` shows it decoded.
 CREATE TABLE IF NOT EXISTS usage_hourly (
-    hour_ms                  INTEGER NOT NULL,
-    series_id                INTEGER NOT NULL REFERENCES series (id),
+    bucket                   INTEGER PRIMARY KEY,
     requests                 INTEGER NOT NULL,
     errors                   INTEGER NOT NULL,
     input_tokens             INTEGER NOT NULL,
@@ -68,15 +83,20 @@ CREATE TABLE IF NOT EXISTS usage_hourly (
     output_tokens            INTEGER NOT NULL,
     reasoning_tokens         INTEGER NOT NULL,
     cost_usd                 REAL NOT NULL,
-    unpriced_requests        INTEGER NOT NULL,
-    PRIMARY KEY (hour_ms, series_id)
-) WITHOUT ROWID;
+    unpriced_requests        INTEGER NOT NULL
+);
 
--- Daily rollup, same shape: whole days of a long range are read from here,
--- so a month costs ~30 rows per series instead of ~720.
+-- Daily rollup, same shape, `bucket` = day number (day_ms / 86,400,000) *
+-- 2^32 + series_id: whole days of a long range are read from here, so a
+-- month costs ~30 rows per series instead of ~720. It holds exactly the days
+-- before `rollup_state.daily_before_ms` ("sealed" days) and nothing after:
+-- ingest adds a record here only when its day is sealed (a late record),
+-- and a batch whose oldest record is more than an hour into a later day
+-- seals the days before it by summing their hourly rows, once. Upserting
+-- every record's day at ingest cost ~2,000 instructions per record (the
+-- bench's batches touch ~290 daily rows per 1,000 records).
 CREATE TABLE IF NOT EXISTS usage_daily (
-    day_ms                   INTEGER NOT NULL,
-    series_id                INTEGER NOT NULL REFERENCES series (id),
+    bucket                   INTEGER PRIMARY KEY,
     requests                 INTEGER NOT NULL,
     errors                   INTEGER NOT NULL,
     input_tokens             INTEGER NOT NULL,
@@ -85,9 +105,27 @@ CREATE TABLE IF NOT EXISTS usage_daily (
     output_tokens            INTEGER NOT NULL,
     reasoning_tokens         INTEGER NOT NULL,
     cost_usd                 REAL NOT NULL,
-    unpriced_requests        INTEGER NOT NULL,
-    PRIMARY KEY (day_ms, series_id)
-) WITHOUT ROWID;
+    unpriced_requests        INTEGER NOT NULL
+);
+
+-- One row (id 1) once a day has been sealed; no row: no day sealed yet.
+CREATE TABLE IF NOT EXISTS rollup_state (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    daily_before_ms INTEGER NOT NULL
+);
+
+-- The rollups with their keys decoded, for people and exports.
+CREATE VIEW IF NOT EXISTS usage_hourly_rows AS
+SELECT (bucket >> 32) * 3600000 AS hour_ms, bucket & 4294967295 AS series_id, requests,
+       errors, input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens,
+       reasoning_tokens, cost_usd, unpriced_requests
+FROM usage_hourly;
+
+CREATE VIEW IF NOT EXISTS usage_daily_rows AS
+SELECT (bucket >> 32) * 86400000 AS day_ms, bucket & 4294967295 AS series_id, requests,
+       errors, input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens,
+       reasoning_tokens, cost_usd, unpriced_requests
+FROM usage_daily;
 
 -- Budgets (SPEC §6). Spend is not stored here: it is computed from the
 -- rollups when asked. `scope` is a canonical JSON object (sorted keys).

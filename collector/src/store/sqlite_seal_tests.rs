@@ -1,0 +1,165 @@
+//! SQLite-only checks of sealed days and record spans: a time-ordered stream
+//! over several days (so days get sealed), then late records for sealed
+//! days and retried duplicates; every range must still be exact. The
+//! behaviour every store shares is in `store/tests.rs`.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+use crate::domain::aggregate::Sums;
+use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
+use crate::domain::time::{DAY_MS, HOUR_MS};
+use crate::domain::usage_query::UsageQuery;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+
+const DAY0: i64 = 1_793_577_600_000; // 2026-11-01T00:00:00Z
+
+fn record(i: i64, ts_ms: i64) -> PricedRecord {
+    let n = u64::try_from(i % 37).unwrap_or(0) + 1;
+    PricedRecord {
+        record: UsageRecord {
+            id: format!("{:012x}{:020x}", ts_ms, i),
+            ts_ms,
+            duration_ms: Some(5),
+            ttft_ms: None,
+            gateway: "envoy".into(),
+            key_id: format!("k{}", i % 3),
+            auth: Some("api_key".into()),
+            tags: BTreeMap::from([("team".to_owned(), format!("t{}", i % 2))]),
+            labels: BTreeMap::new(),
+            provider: "openai".into(),
+            operation: "chat".into(),
+            model: Some("m".into()),
+            requested_model: None,
+            stream: Some(false),
+            status: if i % 11 == 0 { 500 } else { 200 },
+            error: None,
+            tokens: Tokens {
+                input: n,
+                cached_input: n / 2,
+                cache_write_input: 0,
+                output: 2 * n,
+                reasoning: 0,
+            },
+        },
+        cost_usd: (i % 5 != 0).then_some(n as f64 / 1000.0),
+        price_version: "test".into(),
+    }
+}
+
+fn expected(records: &[PricedRecord], from: i64, to: i64) -> Sums {
+    let mut sums = Sums::default();
+    for r in records
+        .iter()
+        .filter(|r| (from..to).contains(&r.record.ts_ms))
+    {
+        sums.add(&Sums::of_record(r));
+    }
+    sums
+}
+
+async fn totals(store: &SqliteStore, from: i64, to: i64) -> Sums {
+    let mut query = UsageQuery::parse(Some("group_by=key_id"), to).expect("valid query");
+    query.from_ms = from;
+    query.to_ms = to;
+    store.usage(query).await.expect("usage").totals
+}
+
+fn assert_close(actual: Sums, expected: Sums, context: &str) {
+    assert!(
+        (actual.cost_usd - expected.cost_usd).abs() < 1e-9,
+        "{context}: {actual:?} vs {expected:?}"
+    );
+    let zero_cost = |s: Sums| Sums { cost_usd: 0.0, ..s };
+    assert_eq!(zero_cost(actual), zero_cost(expected), "{context}");
+}
+
+fn sealed_before(path: &str) -> Option<i64> {
+    let conn = Connection::open(path).expect("open");
+    conn.query_row(
+        "SELECT daily_before_ms FROM rollup_state WHERE id = 1",
+        [],
+        |row| row.get(0),
+    )
+    .ok()
+}
+
+#[tokio::test]
+async fn sealed_days_late_records_and_retries_stay_exact() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("seal.db");
+    let path = path.to_str().expect("utf-8 path");
+    let store = SqliteStore::open(path).expect("open");
+
+    // Four days, one record every 7 minutes, shipped in time order.
+    let mut stored: Vec<PricedRecord> = (0..820)
+        .map(|i| record(i, DAY0 + i * 7 * 60_000 + i % 13))
+        .collect();
+    for batch in stored.chunks(50) {
+        let outcome = store.insert_batch(batch.to_vec()).await.expect("insert");
+        assert_eq!(outcome.inserted, 50.min(batch.len() as u64));
+    }
+    let sealed = sealed_before(path).expect("days were sealed");
+    assert!(sealed >= DAY0 + 2 * DAY_MS, "sealed before {sealed}");
+    // The daily rollup holds the sealed days only, and decodes (view).
+    let (first_day, last_day, requests): (i64, i64, i64) = Connection::open(path)
+        .expect("open")
+        .query_row(
+            "SELECT min(day_ms), max(day_ms), sum(requests) FROM usage_daily_rows",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .expect("daily rows");
+    assert_eq!((first_day, last_day), (DAY0, sealed - DAY_MS));
+    assert_eq!(
+        requests,
+        expected(&stored, DAY0, sealed).requests,
+        "sealed days sum their records"
+    );
+
+    // Late records for a sealed day and an unsealed one, with a retried
+    // record of the stream among them.
+    let late = vec![
+        record(10_001, DAY0 + 3 * HOUR_MS + 17),
+        record(10_002, DAY0 + DAY_MS + 20 * HOUR_MS),
+        record(10_003, sealed + 5 * HOUR_MS + 1),
+        stored[3].clone(),
+    ];
+    let outcome = store.insert_batch(late.clone()).await.expect("late");
+    assert_eq!((outcome.inserted, outcome.duplicates), (3, 1));
+    stored.extend(late.into_iter().take(3));
+
+    let edges = [
+        DAY0 - DAY_MS,
+        DAY0,
+        DAY0 + 3 * HOUR_MS + 17,
+        DAY0 + 3 * HOUR_MS + 18,
+        DAY0 + DAY_MS,
+        DAY0 + DAY_MS + 20 * HOUR_MS + 30 * 60_000,
+        sealed,
+        sealed + 5 * HOUR_MS + 30_000,
+        DAY0 + 4 * DAY_MS + 1,
+        DAY0 + 6 * DAY_MS,
+    ];
+    for (i, &from) in edges.iter().enumerate() {
+        for &to in &edges[i + 1..] {
+            assert_close(
+                totals(&store, from, to).await,
+                expected(&stored, from, to),
+                &format!("{from}..{to}"),
+            );
+        }
+    }
+
+    // Reopened, the file answers the same.
+    drop(store);
+    let store = SqliteStore::open(path).expect("reopen");
+    let (from, to) = (DAY0, DAY0 + 6 * DAY_MS);
+    assert_close(
+        totals(&store, from, to).await,
+        expected(&stored, from, to),
+        "after reopen",
+    );
+}

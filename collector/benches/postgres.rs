@@ -2,15 +2,23 @@
 //! a plain `--release` binary printing figures, never asserting on time.
 //!
 //! 1. store ingest: `PostgresStore::insert_batch`, batches of 1,000, with 1
-//!    and with AISPEND_BENCH_PG_TASKS (default 4) batches in flight;
+//!    batch in flight, then AISPEND_BENCH_PG_TASKS (default 4), then twice
+//!    that; each phase also reports CPU time per record of this process
+//!    (client) and of every `postgres` process (server: backends, WAL writer,
+//!    checkpointer), steadier than wall-clock figures on a shared machine;
 //! 2. HTTP ingest: `POST /v1/records` on a real socket, batches of 1,000;
 //! 3. `GET /v1/usage` latency over AISPEND_BENCH_RECORDS (default 1,000,000)
 //!    records spread over one month, `group_by=team,model`.
 //!
+//! AISPEND_BENCH_PG_LANES (comma list) replaces the batches-in-flight
+//! phases of step 1 and AISPEND_BENCH_PG_STORE_ONLY=1 stops after it, for
+//! profiling one phase (e.g. with `perf record -a`, counting per process).
+//!
 //! The records are the SQLite bench's (`common::Gen`), so the figures compare.
 //!
 //! Runs in a throw-away schema of AISPEND_TEST_POSTGRES_URL (default
-//! postgres://postgres@127.0.0.1:5432/test), dropped at the end.
+//! postgres://postgres@127.0.0.1:5432/test), dropped at the end unless
+//! AISPEND_BENCH_KEEP_SCHEMA=1.
 
 mod common;
 
@@ -25,9 +33,53 @@ use aispend_collector::store::{self, Store};
 use common::{env_u64, percentile_ms, post_batches, serve, usage_latencies, Gen, BATCH};
 use hyper::body::Bytes;
 
+/// CPU time (user + system, clock ticks) of this process and of every
+/// process named `postgres`, from /proc (Linux only; zeros elsewhere).
+fn cpu_ticks() -> (u64, u64) {
+    fn ticks(stat: &str) -> Option<(&str, u64)> {
+        let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+        let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some((stat.get(open + 1..close)?, utime + stime))
+    }
+    let me = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| ticks(&s).map(|(_, t)| t))
+        .unwrap_or(0);
+    let server = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter_map(|s| ticks(&s).filter(|(n, _)| *n == "postgres").map(|(_, t)| t))
+                .sum()
+        })
+        .unwrap_or(0);
+    (me, server)
+}
+
+/// "client X µs, server Y µs of CPU per record" since `before`.
+fn cpu_per_record(before: (u64, u64), records: u64) -> String {
+    let after = cpu_ticks();
+    // Linux reports in USER_HZ, 100 per second on every mainstream arch.
+    let us = |ticks: u64| ticks as f64 * 10_000.0 / records.max(1) as f64;
+    format!(
+        "CPU per record: client {:.2} us, server {:.2} us",
+        us(after.0.saturating_sub(before.0)),
+        us(after.1.saturating_sub(before.1))
+    )
+}
+
 /// Inserts `[first, first + count)` with `tasks` batches in flight; records/s
-/// over the wall time (record generation happens before the clock starts).
-async fn ingest(store: &Arc<dyn Store>, gen: &Gen, first: u64, count: u64, tasks: u64) -> f64 {
+/// over the wall time and CPU per record (record generation happens before
+/// the clock starts).
+async fn ingest(
+    store: &Arc<dyn Store>,
+    gen: &Gen,
+    first: u64,
+    count: u64,
+    tasks: u64,
+) -> (f64, String) {
     let batches: Vec<Vec<PricedRecord>> = (0..count / BATCH)
         .map(|b| gen.batch(first + b * BATCH, BATCH))
         .collect();
@@ -37,6 +89,7 @@ async fn ingest(store: &Arc<dyn Store>, gen: &Gen, first: u64, count: u64, tasks
             lane.push(batch);
         }
     }
+    let before = cpu_ticks();
     let started = Instant::now();
     let handles: Vec<_> = lanes
         .into_iter()
@@ -53,7 +106,8 @@ async fn ingest(store: &Arc<dyn Store>, gen: &Gen, first: u64, count: u64, tasks
     for handle in handles {
         handle.await.expect("task");
     }
-    count as f64 / started.elapsed().as_secs_f64()
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    (rate, cpu_per_record(before, count))
 }
 
 #[tokio::main]
@@ -70,26 +124,58 @@ async fn main() {
     });
     println!("postgres bench: schema {}, batches of {BATCH}", schema.name);
 
-    // 1. Store ingest: one batch in flight, then `tasks` at once (as several
-    // HTTP requests or replicas would), filling the database for step 3.
-    let sequential = (total / 10).max(BATCH);
-    let rate = ingest(&store, &gen, 0, sequential, 1).await;
-    println!("store ingest, 1 batch in flight: {sequential} records, {rate:.0} records/s");
-    let rest = total - sequential;
-    let rate = ingest(&store, &gen, sequential, rest, tasks).await;
-    println!("store ingest, {tasks} batches in flight: {rest} records, {rate:.0} records/s");
+    // 1. Store ingest: one batch in flight, then `tasks` and `2 * tasks` at
+    // once (as several HTTP requests would), filling the database for step 3.
+    // AISPEND_BENCH_PG_LANES (e.g. "8") replaces that list; the first phase
+    // gets a tenth of the records when there are several.
+    let lanes: Vec<u64> = std::env::var("AISPEND_BENCH_PG_LANES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|l: &Vec<u64>| !l.is_empty() && l.iter().all(|n| *n > 0))
+        .unwrap_or_else(|| vec![1, tasks, 2 * tasks]);
+    let phases = lanes.len() as u64;
+    let head = if phases > 1 {
+        (total / 10).max(BATCH)
+    } else {
+        total
+    };
+    let each = (total - head) / (phases - 1).max(1) / BATCH * BATCH;
+    let mut first = 0;
+    for (i, in_flight) in lanes.iter().enumerate() {
+        let count = if i == 0 {
+            head
+        } else if i + 1 == lanes.len() {
+            total - first
+        } else {
+            each
+        };
+        let (rate, cpu) = ingest(&store, &gen, first, count, *in_flight).await;
+        let batches = if *in_flight == 1 { "batch" } else { "batches" };
+        println!(
+            "store ingest, {in_flight} {batches} in flight: {count} records, {rate:.0} records/s; \
+             {cpu}"
+        );
+        first += count;
+    }
+    if env_u64("AISPEND_BENCH_PG_STORE_ONLY", 0) == 1 {
+        store.close().await.expect("close");
+        return;
+    }
 
     // 2. HTTP ingest through app() on a TCP socket.
     let port = serve(&store).await;
     let bodies: Vec<Bytes> = (0..http_records / BATCH)
         .map(|b| gen.json_batch(total + b * BATCH))
         .collect();
+    let before = cpu_ticks();
     let secs = post_batches(port, &bodies, tasks as usize)
         .await
         .as_secs_f64();
     println!(
-        "HTTP ingest: {http_records} records over {tasks} connections in {secs:.2} s: {:.0} records/s",
-        http_records as f64 / secs
+        "HTTP ingest: {http_records} records over {tasks} connections in {secs:.2} s: \
+         {:.0} records/s; {}",
+        http_records as f64 / secs,
+        cpu_per_record(before, http_records)
     );
 
     // 3. Usage latency over everything stored, month range with ragged edges.
@@ -103,4 +189,9 @@ async fn main() {
         latencies.len()
     );
     store.close().await.expect("close");
+    if env_u64("AISPEND_BENCH_KEEP_SCHEMA", 0) == 1 {
+        // Left in place for EXPLAIN and friends; drop it by hand.
+        println!("schema {} kept", schema.name);
+        std::mem::forget(schema);
+    }
 }

@@ -2,9 +2,11 @@
 //!
 //! - `connect` runs the versioned migrations (`postgres/migrate.rs`) before
 //!   serving, safely when several replicas start at once.
-//! - `insert_batch` is one transaction per batch, idempotent on record id
-//!   across replicas, rollups fed only by rows actually inserted
-//!   (`postgres/ingest.rs`).
+//! - `insert_batch` prepares its batch (series ids, binary COPY tuples,
+//!   rollup partials: `postgres/prepare.rs`) and hands it to a group commit
+//!   (`postgres/writer.rs`) that stores every queued batch in one
+//!   transaction, idempotent on record id across replicas, rollups fed only
+//!   by rows actually inserted (`postgres/ingest.rs`).
 //! - `usage` follows the same raw/hourly/daily plan as SQLite
 //!   (`postgres/query.rs`).
 //!
@@ -15,14 +17,24 @@
 //! `postgres://aispend@db/aispend?options=-c%20search_path%3Daispend`.
 
 mod budgets;
+mod copy_format;
 mod ingest;
+#[cfg(test)]
+mod ingest_tests;
 mod migrate;
+#[cfg(test)]
+mod migrate_tests;
+mod prepare;
 mod query;
+#[cfg(test)]
+mod query_tests;
 mod series;
+mod stored_id;
 #[doc(hidden)]
 pub mod test_schema;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::time::Duration;
 
@@ -35,10 +47,13 @@ use crate::domain::aggregate::UsageReport;
 use crate::domain::budgets::Budget;
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
+use prepare::Prepared;
 use series::SeriesCache;
+use writer::Writer;
 
-/// Connections per collector. Ingest batches and queries each hold one for a
-/// few milliseconds; more than a handful only adds contention in PostgreSQL.
+/// Connections per collector. The ingest writer holds one per group commit;
+/// queries, budget calls and new-series lookups one each for a few
+/// milliseconds; more than a handful only adds contention in PostgreSQL.
 const POOL_SIZE: usize = 16;
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -64,6 +79,7 @@ impl From<PoolError> for StoreError {
 pub struct PostgresStore {
     pool: Pool,
     series: SeriesCache,
+    writer: Writer,
 }
 
 /// `host:port/dbname` of a config, for messages (never the password).
@@ -119,6 +135,7 @@ impl PostgresStore {
         migrate::migrate(&mut client).await?;
         drop(client);
         Ok(Self {
+            writer: Writer::start(&pool),
             pool,
             series: SeriesCache::default(),
         })
@@ -128,8 +145,22 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn insert_batch(&self, records: Vec<PricedRecord>) -> StoreFuture<'_, BatchOutcome> {
         Box::pin(async move {
-            let mut client = self.pool.get().await?;
-            ingest::insert_batch(&mut client, &self.series, &records).await
+            if records.is_empty() {
+                return Ok(BatchOutcome::default());
+            }
+            let _in_flight = self.writer.enter();
+            let mut ids = self.series.cached(&records);
+            if ids.iter().any(Option::is_none) {
+                let client = self.pool.get().await?;
+                self.series
+                    .resolve_missing(&client, &records, &mut ids)
+                    .await?;
+            }
+            let series_ids = ids
+                .into_iter()
+                .map(|id| id.ok_or_else(|| StoreError(String::from("unresolved series"))))
+                .collect::<Result<Vec<i64>, _>>()?;
+            self.writer.write(Prepared::new(records, series_ids)).await
         })
     }
 
@@ -170,8 +201,8 @@ impl Store for PostgresStore {
 
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            // Every batch committed in its own transaction; only the idle
-            // connections are left to release.
+            // Batches already queued are stored (and answered) first.
+            self.writer.close().await;
             self.pool.close();
             Ok(())
         })

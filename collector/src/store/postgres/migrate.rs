@@ -27,6 +27,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "budgets",
         include_str!("../../../migrations/postgres/0002_budgets.sql"),
     ),
+    (
+        3,
+        "narrow_records",
+        include_str!("../../../migrations/postgres/0003_narrow_records.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

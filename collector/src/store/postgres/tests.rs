@@ -11,11 +11,11 @@ use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::usage_query::UsageQuery;
 use crate::store::Store;
 
-async fn schema() -> TestSchema {
+pub(super) async fn schema() -> TestSchema {
     TestSchema::create().await.unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn count(url: &str, sql: &str) -> i64 {
+pub(super) async fn count(url: &str, sql: &str) -> i64 {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect");
@@ -52,7 +52,7 @@ async fn concurrent_starts_apply_each_migration_once() {
         .is_empty());
 }
 
-async fn deadpool_client(url: &str) -> deadpool_postgres::Client {
+pub(super) async fn deadpool_client(url: &str) -> deadpool_postgres::Client {
     let config: tokio_postgres::Config = url.parse().expect("url");
     let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
     let pool = deadpool_postgres::Pool::builder(manager)
@@ -62,10 +62,17 @@ async fn deadpool_client(url: &str) -> deadpool_postgres::Client {
     pool.get().await.expect("client")
 }
 
-fn record(i: u64) -> PricedRecord {
+/// Record `i`: even ones carry a filter-style id (32 hex digits, stored as a
+/// uuid), odd ones a free-form id (stored as text), so both paths are used.
+pub(super) fn record(i: u64) -> PricedRecord {
+    let id = if i.is_multiple_of(2) {
+        format!("{:016x}{i:016x}", 0x0193_0000_0000_u64 + i)
+    } else {
+        format!("rec-{i:05}")
+    };
     PricedRecord {
         record: UsageRecord {
-            id: format!("rec-{i:05}"),
+            id,
             // Spread over two days so hourly and daily rollups both get rows.
             ts_ms: 1_793_491_200_000 + i64::try_from(i * 97_003).unwrap_or(0),
             duration_ms: Some(3),

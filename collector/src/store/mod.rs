@@ -227,6 +227,29 @@ pub(crate) struct Series {
 
 /// Both stores first fold their scans into integer sums per (series id, day);
 /// this groups those few partials by the query's dimensions.
+/// The 16 bytes of exactly 32 lowercase hex digits (the filter's record ids),
+/// else `None`. Uppercase is left to the text form so that two different ids
+/// never map to one stored value. Both stores keep such ids as 16 bytes.
+pub(crate) fn hex16(text: &str) -> Option<[u8; 16]> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let digits = text.as_bytes();
+    if digits.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        let [high, low] = pair else { return None };
+        *byte = (nibble(*high)? << 4) | nibble(*low)?;
+    }
+    Some(bytes)
+}
+
 pub(crate) fn group_partials(
     query: &UsageQuery,
     partials: &HashMap<(i64, i64), Sums>,

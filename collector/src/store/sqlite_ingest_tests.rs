@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use super::records::hex16;
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::usage_query::UsageQuery;
+use crate::store::hex16;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, Statement, ToSql};
 use super::chunks::{self, Statements};
 
 use crate::domain::record::{map_to_json, PricedRecord};
-use crate::store::StoreError;
+use crate::store::{hex16, StoreError};
 
 const COLUMNS: &str = "id, ts_ms, series_id, duration_ms, ttft_ms, gateway, auth, labels, \
      requested_model, stream, status, error, input_tokens, cached_input_tokens, \
@@ -66,27 +66,6 @@ impl ToSql for StoredId<'_> {
             StoredId::Text(text) => ValueRef::Text(text.as_bytes()),
         }))
     }
-}
-
-/// The 16 bytes of exactly 32 lowercase hex digits, else `None`.
-pub(super) fn hex16(text: &str) -> Option<[u8; 16]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let digits = text.as_bytes();
-    if digits.len() != 32 {
-        return None;
-    }
-    let mut bytes = [0u8; 16];
-    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-        let [high, low] = pair else { return None };
-        *byte = (nibble(*high)? << 4) | nibble(*low)?;
-    }
-    Some(bytes)
 }
 
 fn to_i64(n: u64) -> i64 {

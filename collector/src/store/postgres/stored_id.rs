@@ -8,6 +8,8 @@
 //! same records as `ts_ms` in `[from, to)`, so the unique index on `id`
 //! answers time ranges and no `ts_ms` index entry is needed for them.
 
+use crate::store::hex16;
+
 /// How a record id is stored: the filter's 32 lowercase hex digits as a uuid,
 /// anything else as text in its own column. The derived order (every uuid
 /// before every text, then by value) is the order rows are written in, the
@@ -27,27 +29,6 @@ impl StoredId {
             None => StoredId::Text(id.to_owned()),
         }
     }
-}
-
-/// The 16 bytes of exactly 32 lowercase hex digits. Uppercase is left to
-/// `Text` so that two different ids never map to one stored value.
-fn hex16(text: &str) -> Option<[u8; 16]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let digits = text.as_bytes();
-    if digits.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
 }
 
 /// Times whose 48-bit prefix can stand for them: `0 <= ms < TS_LIMIT`. The

@@ -17,13 +17,14 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: run test bench bench-ttfb wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help
+.PHONY: run test bench bench-ttfb bench-fuel wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
 	@echo "make test       fmt check, clippy (native + wasm32), unit tests, builds, end-to-end tests"
 	@echo "make bench      gateway benchmark: no filter vs no-op wasm vs aispend (wrk)"
 	@echo "make bench-ttfb streamed time to first byte: no-op wasm filter vs aispend"
+	@echo "make bench-fuel wasm instructions per request: no-op, aispend, floor (exact, not timed)"
 	@echo "make wasm       build $(AISPEND_WASM) (+ the no-op baseline filter)"
 	@echo "make collector  build $(AISPEND_COLLECTOR_BIN)"
 	@echo "make fmt        cargo fmt --all"
@@ -84,6 +85,11 @@ bench: venv wasm collector
 # Streamed time to first byte through Envoy: no-op wasm filter vs aispend.
 bench-ttfb: venv wasm collector
 	$(PYTHON) benches/gateway/ttfb.py
+
+# Wasm instructions per request (wasmtime fuel): exact and repeatable on any
+# machine, so a change to the filter's logic shows even where wrk is noise.
+bench-fuel: venv wasm
+	$(PYTHON) benches/gateway/fuel.py
 
 clean-data:
 	rm -rf data/

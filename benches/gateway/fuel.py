@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Wasm instructions per request (`make bench-fuel`): the bench's chat call
+through aispend, the floor filter and the no-op filter, run under the
+proxy-wasm test host (tests/wasm_host) with wasmtime fuel metering on.
+
+Fuel counts wasm operators executed inside the module, so the figure is the
+same on every run and every machine, however busy: it is what the filter's
+own logic costs, without the host calls' cost (which `make bench` measures in
+a real Envoy). Printed per callback so a change shows where it landed.
+
+Environment: AISPEND_WASM / AISPEND_NOOP_WASM as for `make bench`.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import sys
+from pathlib import Path
+
+import wasmtime
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from wasm_host import host as host_mod  # noqa: E402
+from wasm_host import vm as vm_mod  # noqa: E402
+from wasm_host import Host, Reply  # noqa: E402
+
+WASM = Path(os.environ.get("AISPEND_WASM", ROOT / "target/wasm32-wasip1/release/aispend_plugin.wasm"))
+NOOP = Path(os.environ.get("AISPEND_NOOP_WASM", ROOT / "target/wasm32-wasip1/release/noop_filter.wasm"))
+FLOOR = NOOP.with_name("floor_filter.wasm")
+WARMUP, MEASURED = 200, 2000
+# Root ticks per request: the bench runs ~8k req/s and the filter flushes
+# every second, so one tick per 1,000 requests is the bench's share.
+TICK_EVERY = 1000
+CAPS_REPLY = b'{"version":"v1","caps":[]}'
+
+# What wrk sends (benches/gateway/post.lua) and the fast upstream answers
+# (benches/gateway/upstream.yaml.tmpl), with the headers Envoy adds before
+# the filter runs.
+BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"say hello to the benchmark please"}]}'
+HEADERS = [("content-type", "application/json"), ("authorization", "Bearer sk-aispend-demo-search"),
+           ("content-length", str(len(BODY))), ("x-forwarded-proto", "http"),
+           ("x-request-id", "6f1c1ab4-1f83-4a5e-9c53-2f2c8a7d4e1b")]
+REPLY = (b'{"id":"chatcmpl-bench","object":"chat.completion","created":1732430000,'
+         b'"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant",'
+         b'"content":"w0 w1 w2 w3 w4"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,'
+         b'"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":0},'
+         b'"completion_tokens_details":{"reasoning_tokens":0}}}')
+
+FUEL = 1 << 62
+
+
+def fuel_engine() -> None:
+    """Swap the test host's engine for one that meters fuel."""
+    cfg = wasmtime.Config()
+    cfg.consume_fuel = True
+    host_mod._ENGINE = wasmtime.Engine(cfg)
+    host_mod._MODULES.clear()
+    init = vm_mod.Worker.__init__
+
+    def worker_init(self, *a, **kw):
+        init(self, *a, **kw)
+        self.store.set_fuel(FUEL)
+
+    vm_mod.Worker.__init__ = worker_init
+
+
+class Meter:
+    """Fuel spent per export, over every worker."""
+
+    def __init__(self) -> None:
+        self.by_export: collections.Counter = collections.Counter()
+        self.on = False
+        invoke = vm_mod.Worker._invoke
+        meter = self
+
+        def metered(worker, export, *args):
+            before = worker.store.get_fuel()
+            try:
+                return invoke(worker, export, *args)
+            finally:
+                if meter.on:
+                    meter.by_export[export] += before - worker.store.get_fuel()
+
+        vm_mod.Worker._invoke = metered
+
+
+def demo_config(limits: bool) -> bytes:
+    cfg = json.loads((ROOT / "envoy" / "demo-filter-config.json").read_text())
+    if limits:
+        for key in cfg["identity"]["keys"]:
+            key["limits"] = {"requests_per_minute": 100_000_000, "tokens_per_minute": 100_000_000_000}
+    return json.dumps(cfg).encode()
+
+
+def measure(meter: Meter, wasm: Path, config: bytes) -> dict:
+    def collector(call):
+        return Reply(200, [("content-type", "application/json")],
+                     CAPS_REPLY if call.path.startswith("/v1/caps") else b'{"accepted":0}')
+
+    vm = Host("envoy", wasm, config, workers=1, clusters={"aispend_collector": "127.0.0.1:9"},
+              strict=False, dispatch=collector)
+    served = 0
+
+    def upstream(_request):
+        return Reply(200, [("content-type", "application/json")], REPLY)
+
+    def once() -> None:
+        nonlocal served
+        served += 1
+        if served % TICK_EVERY == 0:
+            vm.tick()
+        ex = vm.http_request(path="/v1/chat/completions", headers=HEADERS, body=BODY, upstream=upstream)
+        if ex.client.status != 200:
+            sys.exit(f"fuel: {wasm.name} answered {ex.client.status}: {ex.client.body[:200]!r}")
+
+    for _ in range(WARMUP):
+        once()
+    meter.by_export.clear()
+    meter.on = True
+    for _ in range(MEASURED):
+        once()
+    meter.on = False
+    return {k: v / MEASURED for k, v in meter.by_export.items()}
+
+
+def main() -> int:
+    for f in (WASM, NOOP, FLOOR):
+        if not f.exists():
+            sys.exit(f"fuel: {f} missing; run `make wasm`")
+    fuel_engine()
+    meter = Meter()
+    variants = [("b) no-op wasm", NOOP, b""), ("c) aispend", WASM, demo_config(False)),
+                ("d) aispend+limits", WASM, demo_config(True)), ("e) floor calls", FLOOR, b"")]
+    results = {name: measure(meter, wasm, cfg) for name, wasm, cfg in variants}
+    exports = sorted({e for r in results.values() for e in r}, key=lambda e: -results["c) aispend"].get(e, 0))
+    print("wasm instructions (fuel) per request, by callback")
+    print(f"{'callback':<28}" + "".join(f"{n:>20}" for n in results))
+    for e in exports:
+        print(f"{e:<28}" + "".join(f"{r.get(e, 0):>20.0f}" for r in results.values()))
+    print(f"{'total':<28}" + "".join(f"{sum(r.values()):>20.0f}" for r in results.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -236,8 +236,10 @@ impl RequestFlow {
             if removed(name) {
                 continue;
             }
-            let value = match (name, identity::path_without_key(value)) {
-                (":path", Some(path)) => Cow::Owned(path),
+            let value = match name {
+                ":path" => {
+                    identity::path_without_key(value).map_or(Cow::Borrowed(value), Cow::Owned)
+                }
                 _ => Cow::Borrowed(value),
             };
             out.push((name, value));
@@ -400,9 +402,9 @@ impl RequestFlow {
             output_tokens: usage.output_tokens,
             reasoning_tokens: usage.reasoning_tokens,
         };
-        let mut json = Vec::with_capacity(512);
-        record.write_json(&mut json);
         if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
+            let mut json = shipper.take_buffer();
+            record.write_json(&mut json);
             shipper.push(json);
         }
         let tokens = usage.input_tokens.saturating_add(usage.output_tokens);

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::config;
+use sha2::{Digest, Sha256};
 
 fn sha(s: &str) -> String {
     Sha256::digest(s.as_bytes())

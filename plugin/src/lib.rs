@@ -2,6 +2,7 @@
 //! modules below, tested natively; only `glue` (compiled on wasm32) talks to
 //! the host through proxy-wasm.
 
+pub mod bytes;
 pub mod caps;
 pub mod caps_poll;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod host;
 pub mod identity;
 pub mod ingest;
 pub mod json_out;
+pub mod key_digest;
 pub mod limits;
 pub mod profile;
 pub mod record;

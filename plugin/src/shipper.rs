@@ -4,6 +4,9 @@
 
 use std::collections::VecDeque;
 
+/// Room for one record's JSON (about 600 bytes with five tags and a label).
+const RECORD_CAPACITY: usize = 1024;
+
 /// Counters since the VM started; the glue turns their deltas into metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -39,6 +42,9 @@ pub struct Shipper {
     settings: ShipperSettings,
     /// Serialized records, oldest first. The first `in_flight` are being sent.
     buffer: VecDeque<Vec<u8>>,
+    /// Buffers of shipped records, cleared, for the next records to be
+    /// written into: in steady state a record allocates nothing.
+    spare: Vec<Vec<u8>>,
     in_flight: usize,
     sending: bool,
     next_attempt_ms: u64,
@@ -51,6 +57,7 @@ impl Shipper {
         Shipper {
             settings,
             buffer: VecDeque::new(),
+            spare: Vec::new(),
             in_flight: 0,
             sending: false,
             next_attempt_ms: 0,
@@ -74,10 +81,27 @@ impl Shipper {
 
     /// Buffer one serialized record. When full, the oldest record is dropped
     /// and counted: recent usage is worth more than old, and memory is bounded.
+    /// An empty buffer to write the next record into (`push` it back).
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(RECORD_CAPACITY))
+    }
+
+    fn recycle(&mut self, mut record: Vec<u8>) {
+        // Bounded: at most one batch's worth, and only buffers of a usual size.
+        if self.spare.len() < self.settings.max_batch && record.capacity() <= 4 * RECORD_CAPACITY {
+            record.clear();
+            self.spare.push(record);
+        }
+    }
+
     pub fn push(&mut self, record: Vec<u8>) {
         self.counters.emitted += 1;
         if self.buffer.len() >= self.settings.max_buffer {
-            self.buffer.pop_front();
+            if let Some(old) = self.buffer.pop_front() {
+                self.recycle(old);
+            }
             self.counters.dropped += 1;
             // The dropped record may have been part of the batch in flight;
             // the batch's result must then settle one record fewer.
@@ -119,7 +143,11 @@ impl Shipper {
         let n = self.in_flight.min(self.buffer.len());
         self.in_flight = 0;
         if ok {
-            self.buffer.drain(..n);
+            for _ in 0..n {
+                if let Some(shipped) = self.buffer.pop_front() {
+                    self.recycle(shipped);
+                }
+            }
             self.counters.shipped += n as u64;
             self.backoff_ms = 0;
             self.next_attempt_ms = now_ms;

@@ -205,9 +205,28 @@ fn request_side_matches_expectations() {
     }
 }
 
+/// The whole body in the callback that ends the stream (how a plain JSON
+/// answer usually arrives): read in place, not through the chunk scanner.
+fn run_in_one_callback(case: &Case) -> Usage {
+    let route = detect(&case.path).expect("metered path");
+    let info = inspect_request(&route, &case.request_body, &UsageOptions::default());
+    let mut meter = ResponseMeter::new(&route, &info, case.status, Some(&case.content_type));
+    let _ = meter.feed_end(&case.response, true);
+    meter.finish(true)
+}
+
 #[test]
 fn whole_bodies() {
     for case in load_cases() {
+        if !case.truncated {
+            let (chunked, _) = run(&case, &[&case.response], true);
+            assert_eq!(
+                run_in_one_callback(&case),
+                chunked,
+                "{}: in one callback",
+                case.name
+            );
+        }
         check(&case, &[&case.response], "whole");
         // Without the end-of-stream feed the usage is the same.
         let (got, _) = run(&case, &[&case.response], false);

@@ -104,10 +104,7 @@ impl Scanner {
             if self.depth > self.record_depth && self.await_value.is_none() {
                 // Deep inside a value nothing but nesting and strings matter:
                 // skip numbers, literals and separators in one pass.
-                match rest
-                    .iter()
-                    .position(|&b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']'))
-                {
+                match crate::bytes::find_structural(rest) {
                     Some(p) => i += p,
                     None => return,
                 }
@@ -127,7 +124,7 @@ impl Scanner {
             }
             return 1;
         }
-        match rest.iter().position(|&b| b == b'"' || b == b'\\') {
+        match crate::bytes::find_quote_or_backslash(rest) {
             None => {
                 self.push_key(rest);
                 rest.len()
@@ -299,6 +296,34 @@ pub fn top_level_ranges<const N: usize>(
         *range = start..start + trim(value).len();
     }
     Some(found)
+}
+
+/// Most keys a parser asks the JSON scanner for (every parser asks for two).
+pub const MAX_KEYS: usize = 4;
+
+/// Like `top_level`, for a key list known only as a slice (a parser's
+/// `json_keys`); keys past `MAX_KEYS` are never found.
+pub fn top_level_of<'a>(
+    bytes: &'a [u8],
+    keys: &'static [&'static str],
+) -> Option<[Option<&'a [u8]>; MAX_KEYS]> {
+    let mut scanner = Scanner::new(keys);
+    let mut found: [Option<Range<usize>>; MAX_KEYS] = Default::default();
+    let mut open: Option<(usize, usize)> = None;
+    scanner.scan(bytes, |mark| match mark {
+        Mark::Start { key, at } => open = Some((key, at)),
+        Mark::End { at } => {
+            if let Some((key, start)) = open.take() {
+                if let Some(slot) = found.get_mut(key) {
+                    *slot = Some(start..at);
+                }
+            }
+        }
+    });
+    if !scanner.complete() {
+        return None;
+    }
+    Some(found.map(|r| r.and_then(|r| bytes.get(r)).map(trim)))
 }
 
 /// The top-level values of `keys` in a complete document, borrowed from it.

@@ -2,7 +2,7 @@
 
 use super::anthropic::AnthropicParser;
 use super::gemini::GeminiParser;
-use super::json_scan::CaptureScanner;
+use super::json_scan::{top_level_of, CaptureScanner, MAX_KEYS};
 use super::openai::ChatParser;
 use super::parser::{Tally, UsageParser, Verdict};
 use super::responses::ResponsesParser;
@@ -65,11 +65,25 @@ impl Parser {
     }
 }
 
+/// A JSON body: most arrive whole in one callback and are read in place;
+/// only a body split across callbacks pays for a scanner and its copies.
+#[derive(Debug)]
+enum JsonBody {
+    /// No byte yet.
+    Fresh,
+    /// Read in place from its only chunk.
+    Whole {
+        complete: bool,
+        too_large: bool,
+    },
+    Chunked(Box<CaptureScanner>),
+}
+
 #[derive(Debug)]
 enum Body {
     /// Error responses: nothing to read (the status says what happened).
     Ignored,
-    Json(Box<CaptureScanner>),
+    Json(JsonBody),
     Sse {
         framer: Box<SseFramer>,
         /// Present when the usage-only chunk is removed from the client's view.
@@ -96,12 +110,11 @@ impl ResponseMeter {
         // did not ask, the filter did (or nothing comes and nothing is cut).
         let strip = route.operation == Operation::Chat && !request.client_wants_usage;
         let parser = Parser::for_route(route, strip);
-        let json_keys = parser.json_keys();
         let sse = match content_type {
             Some(ct) => ct
                 .trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream"),
+                .get(..17)
+                .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream")),
             None => request.stream || route.path_stream,
         };
         let body = if status >= 400 {
@@ -118,7 +131,7 @@ impl ResponseMeter {
                 finished: false,
             }
         } else {
-            Body::Json(Box::new(CaptureScanner::new(json_keys, MAX_CAPTURED_VALUE)))
+            Body::Json(JsonBody::Fresh)
         };
         ResponseMeter { parser, body }
     }
@@ -137,8 +150,40 @@ impl ResponseMeter {
         let parser = &mut self.parser;
         match &mut self.body {
             Body::Ignored => ChunkEdit::Keep,
-            Body::Json(scanner) => {
-                scanner.feed(chunk);
+            Body::Json(json) => {
+                match json {
+                    JsonBody::Fresh if end_of_stream => {
+                        let p = parser.get();
+                        *json = match top_level_of(chunk, p.json_keys()) {
+                            Some(values) => {
+                                let too_large = values
+                                    .iter()
+                                    .flatten()
+                                    .any(|v| v.len() > MAX_CAPTURED_VALUE);
+                                if !too_large {
+                                    p.read_json(&values);
+                                }
+                                JsonBody::Whole {
+                                    complete: true,
+                                    too_large,
+                                }
+                            }
+                            None => JsonBody::Whole {
+                                complete: false,
+                                too_large: false,
+                            },
+                        };
+                    }
+                    JsonBody::Fresh => {
+                        let mut scanner =
+                            CaptureScanner::new(parser.json_keys(), MAX_CAPTURED_VALUE);
+                        scanner.feed(chunk);
+                        *json = JsonBody::Chunked(Box::new(scanner));
+                    }
+                    JsonBody::Chunked(scanner) => scanner.feed(chunk),
+                    // Nothing follows the end of the stream.
+                    JsonBody::Whole { .. } => {}
+                }
                 ChunkEdit::Keep
             }
             Body::Sse {
@@ -181,11 +226,19 @@ impl ResponseMeter {
         let parser = &mut self.parser;
         match &mut self.body {
             Body::Ignored => Usage::default(),
-            Body::Json(scanner) => {
-                if scanner.overflowed() {
+            Body::Json(json) => {
+                let (complete, too_large) = match json {
+                    JsonBody::Fresh => (false, false),
+                    JsonBody::Whole {
+                        complete,
+                        too_large,
+                    } => (*complete, *too_large),
+                    JsonBody::Chunked(scanner) => (scanner.complete(), scanner.overflowed()),
+                };
+                if too_large {
                     return failed("body_too_large");
                 }
-                if !scanner.complete() {
+                if !complete {
                     return failed(if end_of_stream {
                         "unparseable_body"
                     } else {
@@ -193,9 +246,13 @@ impl ResponseMeter {
                     });
                 }
                 let p = parser.get();
-                let values: Vec<Option<&[u8]>> =
-                    (0..p.json_keys().len()).map(|k| scanner.value(k)).collect();
-                p.read_json(&values);
+                if let JsonBody::Chunked(scanner) = json {
+                    let mut values: [Option<&[u8]>; MAX_KEYS] = [None; MAX_KEYS];
+                    for (k, slot) in values.iter_mut().enumerate().take(p.json_keys().len()) {
+                        *slot = scanner.value(k);
+                    }
+                    p.read_json(&values);
+                }
                 let tally = p.tally();
                 let error = if tally.malformed {
                     Some("unparseable_body")

@@ -6,6 +6,7 @@
 //! Stream: with `stream_options.include_usage` every chunk carries `"usage":null`
 //! and one last chunk before `data: [DONE]` has `"choices":[]` and the usage.
 
+use super::json_fast::{members, nested_uint, once, uint_or_null};
 use super::json_scan::{has_object_member, is_empty_array, is_null, top_level};
 use super::parser::{n, parse, Counts, Tally, UsageParser, Verdict};
 use super::sse::SseEvent;
@@ -32,6 +33,39 @@ struct ChatUsage {
 /// Normalize an OpenAI `usage` object. `prompt_tokens` already includes the
 /// cached share and `completion_tokens` the reasoning share.
 pub fn chat_counts(raw: &[u8]) -> Option<Counts> {
+    fast_chat_counts(raw).or_else(|| serde_chat_counts(raw))
+}
+
+/// `chat_counts` without serde, for the usage objects OpenAI actually sends.
+fn fast_chat_counts(raw: &[u8]) -> Option<Counts> {
+    let mut c = Counts::default();
+    let mut seen = 0;
+    members(raw, |key, value| {
+        match key {
+            b"prompt_tokens" => {
+                once(&mut seen, 1)?;
+                c.input_tokens = uint_or_null(value)?;
+            }
+            b"completion_tokens" => {
+                once(&mut seen, 2)?;
+                c.output_tokens = uint_or_null(value)?;
+            }
+            b"prompt_tokens_details" => {
+                once(&mut seen, 4)?;
+                c.cached_input_tokens = nested_uint(value, b"cached_tokens")?;
+            }
+            b"completion_tokens_details" => {
+                once(&mut seen, 8)?;
+                c.reasoning_tokens = nested_uint(value, b"reasoning_tokens")?;
+            }
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some(c)
+}
+
+fn serde_chat_counts(raw: &[u8]) -> Option<Counts> {
     let u: ChatUsage = parse(raw)?;
     Some(Counts {
         input_tokens: n(u.prompt_tokens),

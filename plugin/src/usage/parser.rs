@@ -36,10 +36,15 @@ impl Tally {
     /// content-filter chunk) are ignored.
     pub fn set_model(&mut self, raw: Option<&[u8]>) {
         let Some(raw) = raw else { return };
-        if let Ok(Some(name)) = serde_json::from_slice::<Option<Cow<'_, str>>>(raw) {
-            if !name.is_empty() && self.model.as_deref() != Some(name.as_ref()) {
-                self.model = Some(name.into_owned());
-            }
+        let name = match super::json_fast::plain_string(raw) {
+            Some(plain) => Cow::Borrowed(plain),
+            None => match serde_json::from_slice::<Option<Cow<'_, str>>>(raw) {
+                Ok(Some(name)) => name,
+                _ => return,
+            },
+        };
+        if !name.is_empty() && self.model.as_deref() != Some(name.as_ref()) {
+            self.model = Some(name.into_owned());
         }
     }
 

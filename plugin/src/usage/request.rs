@@ -27,7 +27,10 @@ pub fn inspect_request(route: &Route, body: &[u8], opts: &UsageOptions) -> Reque
     };
     let value = |r: &Option<std::ops::Range<usize>>| r.clone().and_then(|r| body.get(r));
     let body_model = value(&model)
-        .and_then(|m| serde_json::from_slice::<Cow<'_, str>>(m).ok())
+        .and_then(|m| match super::json_fast::plain_string(m) {
+            Some(plain) => Some(Cow::Borrowed(plain)),
+            None => serde_json::from_slice::<Cow<'_, str>>(m).ok(),
+        })
         .filter(|m| !m.is_empty())
         .map(Cow::into_owned);
     let stream = route.path_stream || value(&stream) == Some(b"true");

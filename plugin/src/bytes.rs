@@ -1,0 +1,131 @@
+//! Byte searches eight bytes at a time. wasm32 has no SIMD in our build and
+//! `iter().position` costs about five wasm instructions per byte; a 64-bit
+//! word test costs about two. These run over every JSON byte the filter reads
+//! or writes on a call.
+//!
+//! `zero_bytes(x)` sets the high bit of each zero byte of `x`. A byte above a
+//! zero byte can be flagged too (the subtraction borrows), but never one
+//! below, so the lowest flagged byte is always exact.
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+#[inline]
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+#[inline]
+fn splat(b: u8) -> u64 {
+    ONES * u64::from(b)
+}
+
+/// Bytes below `n` (n ≤ 0x80), flagged like `zero_bytes`.
+#[inline]
+fn below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(splat(n)) & !x & HIGHS
+}
+
+/// Index of the first byte of `bytes` whose word mask (from `test`) is set,
+/// or that `slow` accepts in the tail shorter than a word.
+#[inline]
+fn first(bytes: &[u8], test: impl Fn(u64) -> u64, slow: impl Fn(u8) -> bool) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let m = test(u64::from_le_bytes(word));
+        if m != 0 {
+            return Some(at + (m.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| slow(b))
+        .map(|p| at + p)
+}
+
+/// First `"` or `\` (the end of a JSON string's plain run).
+pub fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    first(
+        bytes,
+        |w| zero_bytes(w ^ splat(b'"')) | zero_bytes(w ^ splat(b'\\')),
+        |b| b == b'"' || b == b'\\',
+    )
+}
+
+/// First byte that matters to JSON nesting outside strings: `"`, `{`, `}`,
+/// `[` or `]`.
+pub fn find_structural(bytes: &[u8]) -> Option<usize> {
+    first(
+        bytes,
+        |w| {
+            // `[`/`]` are `{`/`}` without bit 5, and no other byte maps onto them.
+            let folded = w | splat(0x20);
+            zero_bytes(w ^ splat(b'"'))
+                | zero_bytes(folded ^ splat(b'{'))
+                | zero_bytes(folded ^ splat(b'}'))
+        },
+        |b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'),
+    )
+}
+
+/// True when a JSON string needs escaping: a `"`, a `\` or a control byte.
+pub fn needs_json_escape(bytes: &[u8]) -> bool {
+    first(
+        bytes,
+        |w| zero_bytes(w ^ splat(b'"')) | zero_bytes(w ^ splat(b'\\')) | below(w, 0x20),
+        |b| b == b'"' || b == b'\\' || b < 0x20,
+    )
+    .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn slow_structural(b: u8) -> bool {
+        matches!(b, b'"' | b'{' | b'}' | b'[' | b']')
+    }
+
+    #[test]
+    fn finds_the_first_match_in_words_and_tails() {
+        assert_eq!(find_quote_or_backslash(b"abcdefghij\"kl"), Some(10));
+        assert_eq!(find_quote_or_backslash(b"ab\\c\""), Some(2));
+        assert_eq!(find_quote_or_backslash(b"plain text, no end"), None);
+        assert_eq!(find_structural(b"12345678,9 ]"), Some(11));
+        assert_eq!(find_structural(b"\x00\x01[\"}"), Some(2));
+        assert!(needs_json_escape(b"0123456789\n"));
+        assert!(!needs_json_escape("é ü 🙂 gpt-4o-mini".as_bytes()));
+    }
+
+    proptest! {
+        // Bytes chosen near the edges the word tricks could get wrong:
+        // zero, the targets, their bit-5 twins and high bytes.
+        #[test]
+        fn word_search_equals_byte_search(
+            bytes in proptest::collection::vec(
+                prop_oneof![
+                    Just(0u8), Just(1), Just(0x1f), Just(0x20), Just(b'"'), Just(b'\\'),
+                    Just(b'{'), Just(b'}'), Just(b'['), Just(b']'), Just(0x5c ^ 0x20),
+                    Just(0x7f), Just(0x80), Just(0xff), any::<u8>()
+                ],
+                0..40,
+            )
+        ) {
+            prop_assert_eq!(
+                find_quote_or_backslash(&bytes),
+                bytes.iter().position(|&b| b == b'"' || b == b'\\')
+            );
+            prop_assert_eq!(find_structural(&bytes), bytes.iter().position(|&b| slow_structural(b)));
+            prop_assert_eq!(
+                needs_json_escape(&bytes),
+                bytes.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            );
+        }
+    }
+}

@@ -143,3 +143,29 @@ fn result_without_send_is_ignored() {
     assert_eq!(s.counters().shipped, 0);
     assert_eq!(s.buffered(), 1);
 }
+
+#[test]
+fn shipped_buffers_come_back_empty_for_new_records() {
+    let mut s = Shipper::new(settings());
+    let fresh = s.take_buffer();
+    assert!(fresh.is_empty() && fresh.capacity() >= 512);
+    for i in 0..3 {
+        let mut buf = s.take_buffer();
+        buf.extend_from_slice(&rec(i));
+        s.push(buf);
+    }
+    let batch = s.poll(0).unwrap();
+    // Not recycled while the batch is in flight: a retry needs the records.
+    s.on_result(0, false);
+    assert_eq!(s.buffered(), 3);
+    let retry = s.poll(u64::MAX).unwrap();
+    assert_eq!(ids(&retry), ids(&batch));
+    s.on_result(u64::MAX, true);
+    // Shipped: the next records reuse those buffers, emptied.
+    let reused = s.take_buffer();
+    assert!(reused.is_empty() && reused.capacity() >= rec(0).len());
+    let mut buf = reused;
+    buf.extend_from_slice(&rec(9));
+    s.push(buf);
+    assert_eq!(ids(&s.poll(u64::MAX).unwrap()), [9]);
+}

@@ -6,6 +6,8 @@
 //! (an escaped key, a number with a fraction, a duplicate wanted key, a
 //! structure they do not expect); the caller then asks serde, which decides.
 
+use std::ops::Range;
+
 use crate::bytes::{find_quote_or_backslash, find_structural, needs_json_escape};
 
 /// A JSON string without escapes (`"gpt-4o"`), borrowed.
@@ -136,6 +138,30 @@ pub fn members<'a>(
     }
 }
 
+/// Where the top-level members named in `keys` are in the JSON object
+/// `obj` (the last occurrence wins), as ranges into `obj`; the members walk
+/// skips everything else by its structure alone. `None` as for `members`
+/// (the caller then asks the byte-at-a-time scanner, which decides).
+pub fn top_level_ranges<const N: usize>(
+    obj: &[u8],
+    keys: &[&str],
+) -> Option<[Option<Range<usize>>; N]> {
+    let mut out: [Option<Range<usize>>; N] = std::array::from_fn(|_| None);
+    let base = obj.as_ptr() as usize;
+    members(obj, |key, value| {
+        if let Some(slot) = keys
+            .iter()
+            .position(|k| k.as_bytes() == key)
+            .and_then(|i| out.get_mut(i))
+        {
+            let start = value.as_ptr() as usize - base;
+            *slot = Some(start..start + value.len());
+        }
+        Some(())
+    })?;
+    Some(out)
+}
+
 /// Marks `bit` seen; `None` the second time (serde refuses duplicate fields,
 /// so the fast path leaves that case to it).
 pub fn once(seen: &mut u32, bit: u32) -> Option<()> {
@@ -232,6 +258,30 @@ mod tests {
         assert_eq!(plain_string(br#""a\"b""#), None);
         assert_eq!(plain_string(b"null"), None);
         assert_eq!(plain_string(b"\"tab\there\""), None);
+    }
+
+    #[test]
+    fn top_level_ranges_agree_with_the_scanner() {
+        use crate::usage::json_scan;
+        const KEYS: &[&str; 2] = &["model", "usage"];
+        for doc in [
+            &br#"{"data":[{"model":"inner","usage":1}],"model" : "gpt-4o" ,"usage":{"a":[1,{"b":"}"}]}}"#[..],
+            br#"{"text":"say \"usage\": {","usage":{"n":2}}"#,
+            br#"{"usage":{"n":1},"usage":{"n":2}}"#,
+            b"{ \"model\" :\n \"x\" \n, \"usage\": 12 }",
+            br#"{}"#,
+        ] {
+            let fast: [Option<Range<usize>>; 2] = top_level_ranges(doc, KEYS).unwrap();
+            assert_eq!(Some(fast), json_scan::top_level_ranges(doc, KEYS), "{}", String::from_utf8_lossy(doc));
+        }
+        // Not an object, or not one this walk reads: the scanner decides.
+        for doc in [
+            &br#"[{"usage":{"n":1}}]"#[..],
+            br#"{"\u0075sage":1}"#,
+            br#"{"usage":{"n":1}"#,
+        ] {
+            assert!(top_level_ranges::<2>(doc, KEYS).is_none());
+        }
     }
 
     #[test]

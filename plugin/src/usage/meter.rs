@@ -2,6 +2,7 @@
 
 use super::anthropic::AnthropicParser;
 use super::gemini::GeminiParser;
+use super::json_fast;
 use super::json_scan::{top_level_of, CaptureScanner, MAX_KEYS};
 use super::openai::ChatParser;
 use super::parser::{Tally, UsageParser, Verdict};
@@ -65,8 +66,23 @@ impl Parser {
     }
 }
 
-/// A JSON body: most arrive whole in one callback and are read in place;
-/// only a body split across callbacks pays for a scanner and its copies.
+/// Hand a whole body's values to the parser, unless one is too large.
+fn read_whole(p: &mut dyn UsageParser, values: &[Option<&[u8]>; MAX_KEYS]) -> JsonBody {
+    let too_large = values
+        .iter()
+        .flatten()
+        .any(|v| v.len() > MAX_CAPTURED_VALUE);
+    if !too_large {
+        p.read_json(values);
+    }
+    JsonBody::Whole {
+        complete: true,
+        too_large,
+    }
+}
+
+/// A JSON body: most arrive whole in their first callback and are read in
+/// place; only a body split across callbacks pays for a scanner and copies.
 #[derive(Debug)]
 enum JsonBody {
     /// No byte yet.
@@ -152,37 +168,37 @@ impl ResponseMeter {
             Body::Ignored => ChunkEdit::Keep,
             Body::Json(json) => {
                 match json {
-                    JsonBody::Fresh if end_of_stream => {
+                    JsonBody::Fresh => {
                         let p = parser.get();
-                        *json = match top_level_of(chunk, p.json_keys()) {
-                            Some(values) => {
-                                let too_large = values
-                                    .iter()
-                                    .flatten()
-                                    .any(|v| v.len() > MAX_CAPTURED_VALUE);
-                                if !too_large {
-                                    p.read_json(&values);
-                                }
-                                JsonBody::Whole {
-                                    complete: true,
-                                    too_large,
-                                }
-                            }
-                            None => JsonBody::Whole {
+                        let keys = p.json_keys();
+                        // A first chunk that is a complete object is the whole
+                        // document (only whitespace may follow), however the
+                        // host flags the end: read it in place.
+                        let whole = match json_fast::top_level_ranges::<MAX_KEYS>(chunk, keys) {
+                            Some(ranges) => Some(ranges.map(|r| r.and_then(|r| chunk.get(r)))),
+                            None if end_of_stream => top_level_of(chunk, keys),
+                            None => None,
+                        };
+                        *json = match whole {
+                            Some(values) => read_whole(p, &values),
+                            None if end_of_stream => JsonBody::Whole {
                                 complete: false,
                                 too_large: false,
                             },
+                            None => {
+                                let mut scanner = CaptureScanner::new(keys, MAX_CAPTURED_VALUE);
+                                scanner.feed(chunk);
+                                JsonBody::Chunked(Box::new(scanner))
+                            }
                         };
                     }
-                    JsonBody::Fresh => {
-                        let mut scanner =
-                            CaptureScanner::new(parser.json_keys(), MAX_CAPTURED_VALUE);
-                        scanner.feed(chunk);
-                        *json = JsonBody::Chunked(Box::new(scanner));
-                    }
                     JsonBody::Chunked(scanner) => scanner.feed(chunk),
-                    // Nothing follows the end of the stream.
-                    JsonBody::Whole { .. } => {}
+                    JsonBody::Whole { complete, .. } => {
+                        if !chunk.iter().all(u8::is_ascii_whitespace) {
+                            // Bytes after the document: not one JSON value.
+                            *complete = false;
+                        }
+                    }
                 }
                 ChunkEdit::Keep
             }

@@ -22,7 +22,9 @@ pub fn inspect_request(route: &Route, body: &[u8], opts: &UsageOptions) -> Reque
         stream: route.path_stream,
         ..RequestInfo::default()
     };
-    let Some([model, stream, stream_options]) = top_level_ranges(body, KEYS) else {
+    let ranges =
+        super::json_fast::top_level_ranges(body, KEYS).or_else(|| top_level_ranges(body, KEYS));
+    let Some([model, stream, stream_options]) = ranges else {
         return fallback;
     };
     let value = |r: &Option<std::ops::Range<usize>>| r.clone().and_then(|r| body.get(r));

@@ -28,6 +28,30 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> Status;
+    fn proxy_set_header_map_pairs(
+        map_type: MapType,
+        map_data: *const u8,
+        map_size: usize,
+    ) -> Status;
+}
+
+/// proxy-wasm's serialized map (the inverse of `HeaderBlock::from_wire`),
+/// built in one buffer straight from the filter's list.
+fn serialize_headers(headers: &[(&str, Cow<'_, str>)]) -> Vec<u8> {
+    let text: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    let mut out = Vec::with_capacity(4 + 8 * headers.len() + text);
+    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value.as_bytes());
+        out.push(0);
+    }
+    out
 }
 
 fn header_block(map: MapType) -> HeaderBlock {
@@ -57,8 +81,11 @@ impl Host for ProxyHost {
         );
     }
     fn replace_request_headers(&mut self, headers: &[(&str, Cow<'_, str>)]) {
-        let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
-        let _ = hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs);
+        let map = serialize_headers(headers);
+        // SAFETY: the host reads `map.len()` bytes from `map`, alive for the call.
+        let _ = unsafe {
+            proxy_set_header_map_pairs(MapType::HttpRequestHeaders, map.as_ptr(), map.len())
+        };
     }
     fn response_headers(&mut self) -> HeaderBlock {
         header_block(MapType::HttpResponseHeaders)

@@ -38,15 +38,6 @@ impl Parser {
         }
     }
 
-    fn json_keys(&self) -> &'static [&'static str] {
-        match self {
-            Parser::Chat(p) => p.json_keys(),
-            Parser::Responses(p) => p.json_keys(),
-            Parser::Anthropic(p) => p.json_keys(),
-            Parser::Gemini(p) => p.json_keys(),
-        }
-    }
-
     fn get(&mut self) -> &mut dyn UsageParser {
         match self {
             Parser::Chat(p) => p,

@@ -115,3 +115,65 @@ proptest! {
         }
     }
 }
+
+/// JSON documents whose top level holds the keys parsers ask for, beside
+/// nested decoys, escaped strings and every kind of value.
+fn json_doc() -> impl Strategy<Value = Vec<u8>> {
+    use serde_json::{Map, Value};
+    let key = prop_oneof![
+        Just("model".to_string()),
+        Just("usage".to_string()),
+        Just("choices".to_string()),
+        Just("q\"uote".to_string()),
+        "[a-z]{1,6}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        "[ -~]{0,12}".prop_map(Value::String),
+        Just(Value::String("say \"usage\": {\\".into())),
+    ];
+    let value = leaf.prop_recursive(4, 32, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec(
+                (prop_oneof![Just("usage".to_string()), "[a-z]{1,4}"], inner),
+                0..4
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+        ]
+    });
+    (prop::collection::vec((key, value), 0..6), any::<bool>()).prop_map(|(members, pretty)| {
+        let doc = Value::Object(members.into_iter().collect());
+        if pretty {
+            serde_json::to_vec_pretty(&doc).unwrap()
+        } else {
+            serde_json::to_vec(&doc).unwrap()
+        }
+    })
+}
+
+proptest! {
+    // The members walk (json_fast) is the fast path for whole bodies; where
+    // it answers, it must find exactly what the byte scanner finds, whole
+    // or cut short.
+    #[test]
+    fn members_walk_agrees_with_the_scanner(doc in json_doc(), cut in any::<prop::sample::Index>()) {
+        use aispend_plugin::usage::{json_fast, json_scan};
+        const KEYS: &[&str; 2] = &["model", "usage"];
+        let fast: Option<[Option<std::ops::Range<usize>>; 2]> = json_fast::top_level_ranges(&doc, KEYS);
+        // Escaped keys are left to the scanner; anything else is read.
+        prop_assert!(fast.is_some() || doc.contains(&b'\\'), "walk refused a plain document");
+        if fast.is_some() {
+            prop_assert_eq!(fast, json_scan::top_level_ranges(&doc, KEYS));
+        }
+        let prefix = &doc[..cut.index(doc.len() + 1)];
+        if let Some(fast) = json_fast::top_level_ranges::<2>(prefix, KEYS) {
+            prop_assert_eq!(Some(fast), json_scan::top_level_ranges(prefix, KEYS));
+        }
+    }
+}

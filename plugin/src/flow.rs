@@ -67,6 +67,15 @@ impl Shared {
     }
 }
 
+/// How far the request body has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestBody {
+    Unseen,
+    /// The first chunk was not the whole body: the host buffers until the end.
+    Buffering,
+    Read,
+}
+
 #[derive(Debug)]
 enum Phase {
     Start,
@@ -87,6 +96,7 @@ pub struct RequestFlow {
     start_ms: u64,
     route: Option<Route>,
     request: RequestInfo,
+    request_body: RequestBody,
     meter: Option<ResponseMeter>,
     status: u32,
     ttft_ms: Option<u64>,
@@ -112,6 +122,7 @@ impl RequestFlow {
             start_ms: 0,
             route: None,
             request: RequestInfo::default(),
+            request_body: RequestBody::Unseen,
             meter: None,
             status: 0,
             ttft_ms: None,
@@ -265,13 +276,41 @@ impl RequestFlow {
         if !matches!(self.phase, Phase::Admitted(_)) {
             return Step::Continue;
         }
-        if !end_of_stream {
-            // Let the host buffer the whole (small) body; we read it once.
-            return Step::Pause;
+        match self.request_body {
+            RequestBody::Read => return Step::Continue,
+            RequestBody::Buffering if !end_of_stream => return Step::Pause,
+            RequestBody::Buffering => {}
+            RequestBody::Unseen if !end_of_stream => {
+                // Envoy hands over the body, then flags its end in a later,
+                // empty callback. A first chunk that is a complete JSON object
+                // is the whole body: read it now and let it pass, rather than
+                // have the host buffer it. Only the first chunk is tried, so a
+                // large body is not re-read as it grows.
+                let body = host.request_body(body_size).unwrap_or_default();
+                match usage::inspect_whole_request(route, &body, &self.filter.usage) {
+                    Some(info) => {
+                        self.request_body = RequestBody::Read;
+                        self.take_request_info(host, info);
+                        return Step::Continue;
+                    }
+                    None => {
+                        self.request_body = RequestBody::Buffering;
+                        return Step::Pause;
+                    }
+                }
+            }
+            RequestBody::Unseen => {}
         }
+        self.request_body = RequestBody::Read;
         let body = host.request_body(body_size).unwrap_or_default();
-        self.request = usage::inspect_request(route, &body, &self.filter.usage);
-        if let Some(new_body) = self.request.body_rewrite.take() {
+        let info = usage::inspect_request(route, &body, &self.filter.usage);
+        self.take_request_info(host, info);
+        Step::Continue
+    }
+
+    /// Keep what the request body said, and apply its rewrite if any.
+    fn take_request_info(&mut self, host: &mut dyn Host, mut info: RequestInfo) {
+        if let Some(new_body) = info.body_rewrite.take() {
             if self.length_free {
                 host.replace_request_body(&new_body);
             } else {
@@ -280,7 +319,7 @@ impl RequestFlow {
                 log::warn!("aispend: body rewrite skipped, content-length already sent");
             }
         }
-        Step::Continue
+        self.request = info;
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn Host) {

@@ -378,3 +378,71 @@ fn rewrite_is_skipped_when_the_length_already_went_upstream() {
     flow.on_request_body(&mut host, body.len(), true);
     assert_eq!(host.request_body, body.to_vec());
 }
+
+#[test]
+fn a_whole_body_before_the_end_flag_passes_without_buffering() {
+    // Envoy hands over the body, then ends the stream in an empty callback.
+    let shared = shared("");
+    let mut host = chat_request();
+    host.request_body = CHAT_BODY.to_vec();
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    assert_eq!(
+        flow.on_request_body(&mut host, CHAT_BODY.len(), false),
+        Step::Continue,
+        "a complete object is the whole body: no need to buffer"
+    );
+    host.request_body.clear();
+    assert_eq!(flow.on_request_body(&mut host, 0, true), Step::Continue);
+    respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
+    flow.on_log(&mut host);
+    let r = &records(&shared)[0];
+    assert_eq!(
+        r["requested_model"], "gpt-4o-mini",
+        "the empty end did not erase it"
+    );
+    assert_eq!(r["stream"], false);
+}
+
+#[test]
+fn a_whole_stream_body_before_the_end_flag_is_rewritten_in_place() {
+    let shared = shared("");
+    let body = br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
+    let mut host = chat_request();
+    host.request_body = body.to_vec();
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    assert_eq!(
+        flow.on_request_body(&mut host, body.len(), false),
+        Step::Continue
+    );
+    let sent: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    // The end of the stream leaves the rewritten chunk alone.
+    let rewritten = host.request_body.clone();
+    assert_eq!(flow.on_request_body(&mut host, 0, true), Step::Continue);
+    assert_eq!(host.request_body, rewritten);
+}
+
+#[test]
+fn a_partial_first_chunk_is_buffered_and_read_once_at_the_end() {
+    let shared = shared("");
+    let mut host = chat_request();
+    host.request_body = CHAT_BODY.to_vec();
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    assert_eq!(flow.on_request_body(&mut host, 10, false), Step::Pause);
+    // Later chunks are not re-read while the host buffers (a large body
+    // would be copied again at every chunk): still paused, whole or not.
+    assert_eq!(
+        flow.on_request_body(&mut host, CHAT_BODY.len(), false),
+        Step::Pause
+    );
+    assert_eq!(
+        flow.on_request_body(&mut host, CHAT_BODY.len(), true),
+        Step::Continue
+    );
+    respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
+    flow.on_log(&mut host);
+    assert_eq!(records(&shared)[0]["requested_model"], "gpt-4o-mini");
+}

@@ -36,7 +36,7 @@ pub mod sse;
 mod strip;
 
 pub use meter::ResponseMeter;
-pub use request::inspect_request;
+pub use request::{inspect_request, inspect_whole_request};
 pub use route::detect;
 
 /// Who serves the call. `as_str` values are the record's `provider` field.

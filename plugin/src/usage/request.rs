@@ -17,16 +17,36 @@ const KEYS: &[&str; 3] = &["model", "stream", "stream_options"];
 /// Unparseable bodies give defaults and are never rewritten: the provider
 /// answers the error, and the record shows it.
 pub fn inspect_request(route: &Route, body: &[u8], opts: &UsageOptions) -> RequestInfo {
-    let fallback = RequestInfo {
-        model: route.path_model.clone(),
-        stream: route.path_stream,
-        ..RequestInfo::default()
-    };
     let ranges =
         super::json_fast::top_level_ranges(body, KEYS).or_else(|| top_level_ranges(body, KEYS));
-    let Some([model, stream, stream_options]) = ranges else {
-        return fallback;
-    };
+    match ranges {
+        Some(ranges) => read(route, body, ranges, opts),
+        None => RequestInfo {
+            model: route.path_model.clone(),
+            stream: route.path_stream,
+            ..RequestInfo::default()
+        },
+    }
+}
+
+/// `inspect_request` for bytes that may be only the start of the body: `None`
+/// unless they are one complete JSON object the members walk reads (then
+/// nothing but whitespace can follow, so they are the whole body).
+pub fn inspect_whole_request(
+    route: &Route,
+    body: &[u8],
+    opts: &UsageOptions,
+) -> Option<RequestInfo> {
+    let ranges = super::json_fast::top_level_ranges(body, KEYS)?;
+    Some(read(route, body, ranges, opts))
+}
+
+fn read(
+    route: &Route,
+    body: &[u8],
+    [model, stream, stream_options]: [Option<std::ops::Range<usize>>; 3],
+    opts: &UsageOptions,
+) -> RequestInfo {
     let value = |r: &Option<std::ops::Range<usize>>| r.clone().and_then(|r| body.get(r));
     let body_model = value(&model)
         .and_then(|m| match super::json_fast::plain_string(m) {

@@ -379,14 +379,20 @@ fn rewrite_is_skipped_when_the_length_already_went_upstream() {
     assert_eq!(host.request_body, body.to_vec());
 }
 
+/// A chat call past its headers, its body waiting in the host.
+fn admitted_chat(shared: &Shared, body: &[u8]) -> (RequestFlow, MemoryHost) {
+    let mut host = chat_request();
+    host.request_body = body.to_vec();
+    let mut flow = RequestFlow::new(shared);
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    (flow, host)
+}
+
 #[test]
 fn a_whole_body_before_the_end_flag_passes_without_buffering() {
     // Envoy hands over the body, then ends the stream in an empty callback.
     let shared = shared("");
-    let mut host = chat_request();
-    host.request_body = CHAT_BODY.to_vec();
-    let mut flow = RequestFlow::new(&shared);
-    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    let (mut flow, mut host) = admitted_chat(&shared, CHAT_BODY);
     assert_eq!(
         flow.on_request_body(&mut host, CHAT_BODY.len(), false),
         Step::Continue,
@@ -408,10 +414,7 @@ fn a_whole_body_before_the_end_flag_passes_without_buffering() {
 fn a_whole_stream_body_before_the_end_flag_is_rewritten_in_place() {
     let shared = shared("");
     let body = br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
-    let mut host = chat_request();
-    host.request_body = body.to_vec();
-    let mut flow = RequestFlow::new(&shared);
-    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    let (mut flow, mut host) = admitted_chat(&shared, body);
     assert_eq!(
         flow.on_request_body(&mut host, body.len(), false),
         Step::Continue
@@ -427,10 +430,7 @@ fn a_whole_stream_body_before_the_end_flag_is_rewritten_in_place() {
 #[test]
 fn a_partial_first_chunk_is_buffered_and_read_once_at_the_end() {
     let shared = shared("");
-    let mut host = chat_request();
-    host.request_body = CHAT_BODY.to_vec();
-    let mut flow = RequestFlow::new(&shared);
-    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    let (mut flow, mut host) = admitted_chat(&shared, CHAT_BODY);
     assert_eq!(flow.on_request_body(&mut host, 10, false), Step::Pause);
     // Later chunks are not re-read while the host buffers (a large body
     // would be copied again at every chunk): still paused, whole or not.

@@ -273,6 +273,14 @@ pub fn top_level_ranges<const N: usize>(
     bytes: &[u8],
     keys: &'static [&'static str; N],
 ) -> Option<[Option<Range<usize>>; N]> {
+    ranges_of(bytes, keys)
+}
+
+/// `top_level_ranges` for `keys` as a slice; keys past `N` are never found.
+fn ranges_of<const N: usize>(
+    bytes: &[u8],
+    keys: &'static [&'static str],
+) -> Option<[Option<Range<usize>>; N]> {
     let mut scanner = Scanner::new(keys);
     let mut found: [Option<Range<usize>>; N] = std::array::from_fn(|_| None);
     let mut open: Option<(usize, usize)> = None;
@@ -307,23 +315,8 @@ pub fn top_level_of<'a>(
     bytes: &'a [u8],
     keys: &'static [&'static str],
 ) -> Option<[Option<&'a [u8]>; MAX_KEYS]> {
-    let mut scanner = Scanner::new(keys);
-    let mut found: [Option<Range<usize>>; MAX_KEYS] = Default::default();
-    let mut open: Option<(usize, usize)> = None;
-    scanner.scan(bytes, |mark| match mark {
-        Mark::Start { key, at } => open = Some((key, at)),
-        Mark::End { at } => {
-            if let Some((key, start)) = open.take() {
-                if let Some(slot) = found.get_mut(key) {
-                    *slot = Some(start..at);
-                }
-            }
-        }
-    });
-    if !scanner.complete() {
-        return None;
-    }
-    Some(found.map(|r| r.and_then(|r| bytes.get(r)).map(trim)))
+    let ranges = ranges_of::<MAX_KEYS>(bytes, keys)?;
+    Some(ranges.map(|r| r.and_then(|r| bytes.get(r))))
 }
 
 /// The top-level values of `keys` in a complete document, borrowed from it.

@@ -169,11 +169,11 @@ proptest! {
         // Escaped keys are left to the scanner; anything else is read.
         prop_assert!(fast.is_some() || doc.contains(&b'\\'), "walk refused a plain document");
         if fast.is_some() {
-            prop_assert_eq!(fast, json_scan::top_level_ranges(&doc, KEYS));
+            prop_assert_eq!(fast, json_scan::scanned_ranges(&doc, KEYS));
         }
         let prefix = &doc[..cut.index(doc.len() + 1)];
         if let Some(fast) = json_fast::top_level_ranges::<2>(prefix, KEYS) {
-            prop_assert_eq!(Some(fast), json_scan::top_level_ranges(prefix, KEYS));
+            prop_assert_eq!(Some(fast), json_scan::scanned_ranges(prefix, KEYS));
         }
     }
 }

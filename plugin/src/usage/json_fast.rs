@@ -272,7 +272,7 @@ mod tests {
             br#"{}"#,
         ] {
             let fast: [Option<Range<usize>>; 2] = top_level_ranges(doc, KEYS).unwrap();
-            assert_eq!(Some(fast), json_scan::top_level_ranges(doc, KEYS), "{}", String::from_utf8_lossy(doc));
+            assert_eq!(Some(fast), json_scan::scanned_ranges(doc, KEYS), "{}", String::from_utf8_lossy(doc));
         }
         // Not an object, or not one this walk reads: the scanner decides.
         for doc in [

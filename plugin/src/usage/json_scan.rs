@@ -277,7 +277,18 @@ pub fn top_level_ranges<const N: usize>(
 }
 
 /// `top_level_ranges` for `keys` as a slice; keys past `N` are never found.
+/// The members walk (`json_fast`) answers the documents it reads exactly;
+/// the byte scanner decides the rest (arrays, escaped keys, malformed bytes).
 fn ranges_of<const N: usize>(
+    bytes: &[u8],
+    keys: &'static [&'static str],
+) -> Option<[Option<Range<usize>>; N]> {
+    super::json_fast::top_level_ranges(bytes, keys).or_else(|| scanned_ranges(bytes, keys))
+}
+
+/// `top_level_ranges` by the byte scanner alone (the reference the members
+/// walk is tested against).
+pub fn scanned_ranges<const N: usize>(
     bytes: &[u8],
     keys: &'static [&'static str],
 ) -> Option<[Option<Range<usize>>; N]> {

@@ -165,10 +165,13 @@ impl ResponseMeter {
                         // A first chunk that is a complete object is the whole
                         // document (only whitespace may follow), however the
                         // host flags the end: read it in place.
-                        let whole = match json_fast::top_level_ranges::<MAX_KEYS>(chunk, keys) {
-                            Some(ranges) => Some(ranges.map(|r| r.and_then(|r| chunk.get(r)))),
-                            None if end_of_stream => top_level_of(chunk, keys),
-                            None => None,
+                        let whole = if end_of_stream {
+                            top_level_of(chunk, keys)
+                        } else {
+                            // Not known to be the last chunk: the members walk
+                            // only, so a partial body is not scanned twice.
+                            json_fast::top_level_ranges::<MAX_KEYS>(chunk, keys)
+                                .map(|ranges| ranges.map(|r| r.and_then(|r| chunk.get(r))))
                         };
                         *json = match whole {
                             Some(values) => read_whole(p, &values),

@@ -17,9 +17,7 @@ const KEYS: &[&str; 3] = &["model", "stream", "stream_options"];
 /// Unparseable bodies give defaults and are never rewritten: the provider
 /// answers the error, and the record shows it.
 pub fn inspect_request(route: &Route, body: &[u8], opts: &UsageOptions) -> RequestInfo {
-    let ranges =
-        super::json_fast::top_level_ranges(body, KEYS).or_else(|| top_level_ranges(body, KEYS));
-    match ranges {
+    match top_level_ranges(body, KEYS) {
         Some(ranges) => read(route, body, ranges, opts),
         None => RequestInfo {
             model: route.path_model.clone(),

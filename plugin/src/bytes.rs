@@ -129,3 +129,36 @@ mod tests {
         }
     }
 }
+
+/// Whether `needle` occurs in `haystack`: a first-byte scan, then a compare.
+/// For short header values this is cheaper than `str::contains`, which
+/// builds a two-way searcher on every call.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    if haystack.len() < needle.len() {
+        return false;
+    }
+    let last_start = haystack.len() - needle.len();
+    haystack
+        .iter()
+        .take(last_start + 1)
+        .enumerate()
+        .any(|(i, &b)| b == first && haystack.get(i + 1..i + needle.len()) == Some(rest))
+}
+
+#[cfg(test)]
+mod contains_tests {
+    use super::contains;
+
+    #[test]
+    fn finds_a_needle_anywhere_and_only_whole() {
+        assert!(contains(b"k=sk-1; a=b", b"sk-1"));
+        assert!(contains(b"sk-1", b"sk-1"));
+        assert!(contains(b"xxsk-1", b"sk-1"));
+        assert!(!contains(b"sk-", b"sk-1"));
+        assert!(!contains(b"s k-1", b"sk-1"));
+        assert!(contains(b"abc", b""));
+    }
+}

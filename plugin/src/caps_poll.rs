@@ -66,7 +66,7 @@ impl CapsPoller {
         if let Some((_, version, _)) = shared.filter(|(_, v, _)| !v.is_empty()) {
             headers.push(("if-none-match", version));
         }
-        let target = filter.profile.dispatch_target(c.cluster(col));
+        let target = c.cluster(col);
         // An answer older than the staleness limit is worthless anyway.
         let timeout = col.timeout_ms.min(c.stale_after_ms).max(1);
         host.increment_metric(Metric::CapsPolls, 1);

@@ -63,6 +63,19 @@ impl Denial {
         }
     }
 
+    /// 400: a header the gateway must keep from the provider came twice, and
+    /// this host (Kong) can only overwrite the first copy.
+    pub fn duplicate_header(name: &str) -> Self {
+        Denial {
+            status: 400,
+            kind: "duplicate_header",
+            message: format!(
+                "Header `{name}` was sent more than once; this gateway can only replace one copy before the request goes to the provider. Send it once."
+            ),
+            headers: Vec::new(),
+        }
+    }
+
     /// 429: the key is over its requests or tokens per minute; `headers`
     /// carry `retry-after` and the `x-ratelimit-*` state.
     pub fn rate_limited(headers: Vec<(&'static str, String)>) -> Self {

@@ -2,7 +2,6 @@
 //! headers → identity/tags decision → request body → response → record.
 //! The glue's HTTP context only forwards proxy-wasm callbacks to this.
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -11,10 +10,11 @@ use crate::controls;
 use crate::decision::{Admitted, Decision, Denial};
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
-use crate::identity::{self, ClaimSource, CREDENTIAL_HEADERS};
+use crate::identity::{self, ClaimSource};
 use crate::record::{IdGen, Record, Tags};
 use crate::shipper::Shipper;
 use crate::tags;
+use crate::upstream;
 use crate::usage::{self, ChunkEdit, Operation, RequestInfo, ResponseMeter, Route};
 
 /// What the glue returns to the host for a body or headers callback.
@@ -191,9 +191,23 @@ impl RequestFlow {
         let may_rewrite = self.route.as_ref().is_some_and(|r| {
             self.filter.usage.openai_stream_usage && r.operation == Operation::Chat
         });
-        self.length_free = may_rewrite && !end_of_stream;
-        let upstream = self.upstream_headers(&headers, &admitted);
-        host.replace_request_headers(&upstream);
+        let profile = self.filter.profile;
+        let no_body = end_of_stream && profile.headers_eos_reliable();
+        self.length_free = may_rewrite && !no_body;
+        let planned = upstream::plan(
+            &headers,
+            &upstream::Inputs {
+                filter: &self.filter,
+                admitted: &admitted,
+                route: self.route.as_ref(),
+                request_id: self.request_id(),
+                body_may_change: self.length_free,
+            },
+        );
+        match planned {
+            Ok(edits) => upstream::apply(host, &self.filter, &edits),
+            Err(denial) => return self.deny(host, &denial),
+        }
         self.phase = Phase::Admitted(admitted);
         Step::Continue
     }
@@ -216,52 +230,6 @@ impl RequestFlow {
         extra.extend(denial.headers.iter().map(|(n, v)| (*n, v.as_str())));
         host.send_response(denial.status, &extra, denial.body().as_bytes());
         Step::Pause
-    }
-
-    /// The complete request header list toward the upstream. Built here and
-    /// set with one hostcall: each hostcall costs microseconds in a wasm VM,
-    /// and editing header by header took a dozen of them.
-    fn upstream_headers<'a>(
-        &'a self,
-        headers: &[(&'a str, &'a str)],
-        admitted: &'a Admitted,
-    ) -> Vec<(&'a str, Cow<'a, str>)> {
-        let f = &self.filter;
-        let credential = self
-            .route
-            .as_ref()
-            .and_then(|r| f.tags.credential(r.provider));
-        let strip_encoding = self.route.is_some() && f.config.usage.strip_accept_encoding;
-        let removed = |name: &str| {
-            // The virtual key (or JWT) never reaches the provider.
-            CREDENTIAL_HEADERS
-                .iter()
-                .any(|c| name.eq_ignore_ascii_case(c))
-                || admitted.client.strip.iter().any(|s| s == name)
-                || credential.is_some_and(|(c, _)| name.eq_ignore_ascii_case(c))
-                || (strip_encoding && name.eq_ignore_ascii_case("accept-encoding"))
-                || (self.length_free && name.eq_ignore_ascii_case("content-length"))
-        };
-        let mut out: Vec<(&str, Cow<str>)> = Vec::with_capacity(headers.len() + 12);
-        for &(name, value) in headers {
-            if removed(name) {
-                continue;
-            }
-            let value = match name {
-                ":path" => {
-                    identity::path_without_key(value).map_or(Cow::Borrowed(value), Cow::Owned)
-                }
-                _ => Cow::Borrowed(value),
-            };
-            out.push((name, value));
-        }
-        if let Some((name, value)) = credential {
-            out.push((name, Cow::Borrowed(value)));
-        }
-        for (name, value) in tags::injected(&f.schema, &admitted.principal, self.request_id()) {
-            out.push((name, Cow::Borrowed(value)));
-        }
-        out
     }
 
     pub fn on_request_body(
@@ -469,10 +437,8 @@ impl ClaimSource for HostClaims<'_> {
             &jwt.payload_key,
             name,
         ])?;
-        self.filter
-            .profile
-            .property_string(&raw)
-            .filter(|s| !s.is_empty())
+        // Envoy hands a string leaf over as its UTF-8 bytes, Kong as a string.
+        String::from_utf8(raw).ok().filter(|s| !s.is_empty())
     }
 }
 

@@ -3,8 +3,6 @@
 //! call is fallible on the host side; the trait absorbs failures into
 //! `Option`/`Result` so nothing here can trap the VM.
 
-use std::borrow::Cow;
-
 /// The counters the filter exports (Envoy shows them as `wasmcustom.<name>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
@@ -177,10 +175,12 @@ impl HeaderBlock {
 pub trait Host {
     /// All request headers (lowercase names).
     fn request_headers(&mut self) -> HeaderBlock;
-    /// Set (`Some`) or remove (`None`) a request header.
+    /// Set (`Some`: overwrite, or add when absent) or remove (`None`) a
+    /// request header. Never a whole-map write (see `profile`).
     fn set_request_header(&mut self, name: &str, value: Option<&str>);
-    /// Replace the whole request header map (one hostcall for all edits).
-    fn replace_request_headers(&mut self, headers: &[(&str, Cow<'_, str>)]);
+    /// Set a writable host property (Kong: `request.query`); false when the
+    /// host refused it.
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool;
     /// All response headers, in one hostcall (cheaper than one per name).
     fn response_headers(&mut self) -> HeaderBlock;
     fn add_response_header(&mut self, name: &str, value: &str);

@@ -170,10 +170,16 @@ impl std::hash::Hasher for DigestHasher {
     }
 }
 
-/// Headers that may carry a client credential (SPEC §2); all are removed
-/// before the request goes upstream.
-pub const CREDENTIAL_HEADERS: [&str; 4] =
-    ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+/// Headers that may carry a client credential (SPEC §2, and
+/// `proxy-authorization`, which some HTTP clients fill from the same key);
+/// none of them reaches the provider with the client's value.
+pub const CREDENTIAL_HEADERS: [&str; 5] = [
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+    "proxy-authorization",
+];
 
 impl Identity {
     pub fn new(config: &Config, schema: &TagSchema) -> Self {
@@ -362,30 +368,50 @@ pub fn presented_key<'h>(headers: &[(&'h str, &'h str)]) -> Option<&'h str> {
     header(headers, ":path").and_then(query_key)
 }
 
-/// The `key` query parameter (Gemini). Keys are URL-safe in practice; a
+/// Query parameter names a client may put its key in: Gemini's `key`, and
+/// the `api_key`/`apikey` spellings other clients use (any letter case).
+pub fn is_key_param(name: &str) -> bool {
+    ["key", "api_key", "apikey"]
+        .iter()
+        .any(|k| name.eq_ignore_ascii_case(k))
+}
+
+/// The key from the query string (Gemini). Keys are URL-safe in practice; a
 /// percent-encoded key is not decoded and simply won't match.
 pub fn query_key(path: &str) -> Option<&str> {
     let (_, query) = path.split_once('?')?;
     query
         .split('&')
-        .find_map(|pair| pair.strip_prefix("key="))
+        .find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            is_key_param(name).then_some(value)
+        })
         .filter(|k| !k.is_empty())
 }
 
-/// `path` without its `key` query parameter, or None when it has none.
-pub fn path_without_key(path: &str) -> Option<String> {
+/// The query string without any parameter that may carry the virtual key
+/// (by name, or whose value is `key` whatever its name), or None when there
+/// is nothing to remove.
+pub fn query_without_key<'a>(path: &'a str, key: Option<&str>) -> Option<(&'a str, String)> {
     let (base, query) = path.split_once('?')?;
-    if !query.split('&').any(|p| p.starts_with("key=")) {
+    let carries_key = |pair: &str| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        is_key_param(name) || key.is_some_and(|k| !k.is_empty() && value == k)
+    };
+    if !query.split('&').any(carries_key) {
         return None;
     }
-    let rest: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.starts_with("key="))
-        .collect();
+    let rest: Vec<&str> = query.split('&').filter(|p| !carries_key(p)).collect();
+    Some((base, rest.join("&")))
+}
+
+/// `path` without its key-carrying query parameters, or None when it has none.
+pub fn path_without_key(path: &str) -> Option<String> {
+    let (base, rest) = query_without_key(path, None)?;
     Some(if rest.is_empty() {
         base.to_string()
     } else {
-        format!("{base}?{}", rest.join("&"))
+        format!("{base}?{rest}")
     })
 }
 

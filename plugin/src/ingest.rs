@@ -19,7 +19,7 @@ pub fn flush(host: &mut dyn Host, filter: &Filter, shipper: &mut Shipper) -> Opt
         ("content-type", "application/json"),
         ("authorization", auth.as_str()),
     ];
-    let target = filter.profile.dispatch_target(&c.cluster);
+    let target = c.cluster.as_str();
     match host.dispatch(target, &headers, &batch.body, c.timeout_ms) {
         Ok(token) => Some(token),
         Err(DispatchError) => {

@@ -21,6 +21,7 @@ pub mod record;
 pub mod shipper;
 pub mod tags;
 pub mod testing;
+pub mod upstream;
 pub mod usage;
 
 #[cfg(target_arch = "wasm32")]

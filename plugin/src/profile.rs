@@ -1,30 +1,36 @@
 //! Envoy vs Kong: every host difference the logic cares about, in one place.
 //!
-//! Kong 3.9 runs proxy-wasm filters in ngx_wasm_module (prerelease-0.6.0 line,
-//! Wasmtime). What this module and the code around it rely on, from its docs:
-//! - `docs/PROXY_WASM.md`, "Supported Host ABI": calling `proxy_get_log_level`,
-//!   `proxy_done`, `proxy_resume_*`, `proxy_close_stream`,
-//!   `proxy_continue_response`, `proxy_grpc_*`, `proxy_get_status` or
-//!   `proxy_resolve_shared_queue` traps. The filter calls none of them on any
-//!   host: it never pauses then resumes (the request body is buffered by
-//!   returning Pause until end of stream, then Continue), never uses queues
-//!   or gRPC, and reads the dispatch status from the `:status` header.
-//! - `docs/PROXY_WASM.md`, "HTTP Dispatches": the target is `host:port`
-//!   resolved by nginx, not a cluster (config validation enforces the form
-//!   for `gateway: "kong"`); dispatches are allowed from `on_tick`, where the
-//!   filter makes them, and answer on the root context.
-//! - `docs/DIRECTIVES.md` (`shm_kv`) and `src/common/shm/ngx_wa_shm_kv.c`:
-//!   `set` with cas 0 succeeds only if the key is absent ([`Profile::create_cas`]);
-//!   zones may evict: a rate-limit key that disappeared starts a new window,
-//!   and the caps key is written again by the next poll.
-//! - `docs/PROXY_WASM_HOST_DIFFERENCES.md`: no Envoy `metadata.*` properties
-//!   (so the `jwt` identity source is refused for Kong at configure time),
-//!   values come back as strings ([`Profile::property_string`]).
-//! - `docs/PROXY_WASM.md`, callbacks: `end_of_stream` is always false in the
-//!   headers callbacks ([`Profile::headers_eos_reliable`]).
-//!
-//! The same rules are enforced on the compiled .wasm by the test host in
-//! `tests/wasm_host/` (its `profiles.py` cites the same documents).
+//! Kong 3.9 runs proxy-wasm filters in ngx_wasm_module (commit 9136e463,
+//! which Kong 3.9.0–3.9.3 pin) on Wasmtime, behind nginx's `proxy_pass`.
+//! What this module relies on, read from the engine's sources and checked by
+//! running aispend in it (the test host `tests/wasm_host/` reproduces each
+//! rule; its `headers.py` and `profiles.py` cite the source lines):
+//! - Request headers ([`Profile::removal`], [`Profile::clears_duplicates`]):
+//!   a removed header is only marked (`hash = 0`) and nginx's `proxy_pass`
+//!   still forwards it; setting a header overwrites its first copy in place
+//!   and marks the others, which then leak the same way. So on Kong a header
+//!   the provider must not see is overwritten with an empty value, and a
+//!   request carrying two copies of such a header is refused (400). A header
+//!   map write clears every header, then stops at the read-only `:scheme`:
+//!   the filter never writes whole maps, on either host.
+//! - The request line ([`Profile::query_edit`]): `:path` edits do not reach
+//!   the upstream (`proxy_pass` keeps sending the client's unparsed URI);
+//!   the `request.query` property (nginx's `$args`) does.
+//! - Request body length ([`Profile::recomputes_content_length`]): nginx
+//!   writes `Content-Length` from the body it sends; Envoy forwards the
+//!   client's, so a rewritten body needs it removed first.
+//! - `dispatch_http_call` from inside `on_http_call_response` crashes nginx
+//!   workers under load ([`Profile::dispatch_in_call_response`]); targets
+//!   are `host:port` resolved by nginx, not clusters (config validation).
+//! - Shared data: `set` with cas 0 succeeds only if the key is absent
+//!   ([`Profile::create_cas`]); zones may evict keys.
+//! - No Envoy `metadata.*` properties (the `jwt` source is refused for Kong
+//!   at configure time); `end_of_stream` is always false in the headers
+//!   callbacks ([`Profile::headers_eos_reliable`]).
+//! - Calling `proxy_get_log_level`, `proxy_done`, `proxy_resume_*`,
+//!   `proxy_close_stream`, `proxy_continue_response`, `proxy_grpc_*`,
+//!   `proxy_get_status` or `proxy_resolve_shared_queue` traps: the filter
+//!   calls none of them on any host.
 
 use crate::config::Gateway;
 
@@ -33,9 +39,31 @@ pub struct Profile {
     pub gateway: Gateway,
 }
 
+/// How a request header the upstream must not see is taken out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed (Envoy).
+    Remove,
+    /// Overwritten in place with an empty value (Kong: removal leaks).
+    Blank,
+}
+
+/// Where a query-string change goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryEdit {
+    /// Rewrite the `:path` header (Envoy).
+    Path,
+    /// Set the `request.query` property (Kong: nginx's `$args`).
+    QueryProperty,
+}
+
 impl Profile {
     pub fn new(gateway: Gateway) -> Self {
         Profile { gateway }
+    }
+
+    fn is_kong(self) -> bool {
+        matches!(self.gateway, Gateway::Kong)
     }
 
     /// The record's `gateway` field.
@@ -46,33 +74,74 @@ impl Profile {
         }
     }
 
-    /// `dispatch_http_call`'s upstream: an Envoy cluster name, or for Kong
-    /// the `host:port` nginx resolves. Both are the configured
-    /// `collector.cluster` verbatim; the difference is what operators write
-    /// there, and CONFIG.md says so.
-    pub fn dispatch_target(self, cluster: &str) -> &str {
-        cluster
+    pub fn removal(self) -> Removal {
+        if self.is_kong() {
+            Removal::Blank
+        } else {
+            Removal::Remove
+        }
+    }
+
+    /// Whether one edit takes out every copy of a repeated header (Envoy's
+    /// remove and set do; Kong's leave the later copies to the upstream).
+    pub fn clears_duplicates(self) -> bool {
+        !self.is_kong()
+    }
+
+    pub fn query_edit(self) -> QueryEdit {
+        if self.is_kong() {
+            QueryEdit::QueryProperty
+        } else {
+            QueryEdit::Path
+        }
+    }
+
+    /// Whether the host writes the upstream `content-length` from the body it
+    /// sends (nginx), so a rewritten body needs no header edit.
+    pub fn recomputes_content_length(self) -> bool {
+        self.is_kong()
+    }
+
+    /// Whether a dispatch may start from inside another call's response.
+    pub fn dispatch_in_call_response(self) -> bool {
+        !self.is_kong()
     }
 
     /// The cas to create a key that may not exist. Envoy: 0 writes
     /// unconditionally, so `None` with a prior read is the safe form; Kong:
     /// 0 means "only if absent" (a real create-if-missing).
     pub fn create_cas(self) -> Option<u32> {
-        match self.gateway {
-            Gateway::Envoy => None,
-            Gateway::Kong => Some(0),
+        if self.is_kong() {
+            Some(0)
+        } else {
+            None
         }
     }
 
     /// Whether `end_of_stream` in a headers callback can be trusted to mean
     /// "no body" (Kong always says false).
     pub fn headers_eos_reliable(self) -> bool {
-        matches!(self.gateway, Gateway::Envoy)
+        !self.is_kong()
     }
+}
 
-    /// Properties come back as raw bytes in Envoy (a string leaf is its
-    /// UTF-8) and as strings in Kong; both decode the same way here.
-    pub fn property_string(self, raw: &[u8]) -> Option<String> {
-        std::str::from_utf8(raw).ok().map(str::to_string)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_difference_has_one_answer_per_host() {
+        let envoy = Profile::new(Gateway::Envoy);
+        let kong = Profile::new(Gateway::Kong);
+        assert_eq!((envoy.name(), kong.name()), ("envoy", "kong"));
+        assert_eq!(envoy.removal(), Removal::Remove);
+        assert_eq!(kong.removal(), Removal::Blank);
+        assert!(envoy.clears_duplicates() && !kong.clears_duplicates());
+        assert_eq!(envoy.query_edit(), QueryEdit::Path);
+        assert_eq!(kong.query_edit(), QueryEdit::QueryProperty);
+        assert!(!envoy.recomputes_content_length() && kong.recomputes_content_length());
+        assert!(envoy.dispatch_in_call_response() && !kong.dispatch_in_call_response());
+        assert_eq!((envoy.create_cas(), kong.create_cas()), (None, Some(0)));
+        assert!(envoy.headers_eos_reliable() && !kong.headers_eos_reliable());
     }
 }

@@ -1,7 +1,6 @@
 //! An in-memory `Host` for tests and benches: headers, bodies, properties,
 //! shared data and a settable clock, recording every effect for assertions.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::host::{DispatchError, HeaderBlock, Host, Metric, SharedDataError};
@@ -80,11 +79,10 @@ impl Host for MemoryHost {
             self.request_headers.push((name.to_string(), v.to_string()));
         }
     }
-    fn replace_request_headers(&mut self, headers: &[(&str, Cow<'_, str>)]) {
-        self.request_headers = headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool {
+        let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        self.properties.insert(key, value.to_vec());
+        true
     }
     fn response_headers(&mut self) -> HeaderBlock {
         HeaderBlock::from_pairs(

@@ -110,3 +110,23 @@ def test_stream_record_has_timings_and_rfc3339_start(sink_stack):
     assert rec["duration_ms"] >= 1050 and rec["duration_ms"] >= rec["ttft_ms"]
     ts = dt.datetime.fromisoformat(rec["ts"].replace("Z", "+00:00"))
     assert abs((ts - started).total_seconds()) < 5
+
+
+def test_virtual_key_never_reaches_the_provider_in_any_spelling(demo):
+    """Issue 26: the key sent again in a cookie, proxy-authorization or a
+    query parameter spelled otherwise than `key` is taken out too."""
+    extra = {"cookie": f"session=1; token={SEARCH_KEY}", "proxy-authorization": f"Bearer {SEARCH_KEY}",
+             "x-forwarded-key": SEARCH_KEY}
+    status, _headers, body = demo.chat(SEARCH_KEY, chat_body(2), extra)
+    assert status == 200, body
+    for path in ("/v1/chat/completions?KEY=" + SEARCH_KEY,
+                 "/v1/chat/completions?api_key=" + SEARCH_KEY + "&x=1",
+                 "/v1/chat/completions?token=" + SEARCH_KEY):
+        status, _headers, body = demo.chat(SEARCH_KEY, chat_body(2), path=path)
+        assert status == 200, (path, body)
+    seen = demo.mock.requests()
+    assert len(seen) == 4
+    for request in seen:
+        assert all(SEARCH_KEY not in v for _, v in request["header_list"]), request["header_list"]
+        assert SEARCH_KEY not in request["path"], request["path"]
+    assert seen[2]["path"].endswith("?x=1")

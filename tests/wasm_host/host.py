@@ -61,6 +61,10 @@ class UpstreamRequest:
     def header(self, name):
         return _header(self.headers, name)
 
+    def values(self, name):
+        """Every value of `name` the upstream received, in order."""
+        return [v for n, v in self.headers if n == name]
+
     def header_names(self):
         return [n for n, _ in self.headers]
 
@@ -234,8 +238,11 @@ class Host:
         if stream.request_body:
             return self._stalled(w, stream, "request body")
 
+        upstream_headers, problems = stream.request_headers.upstream()
+        for problem in problems:
+            self.violation(f"worker {w.index}: {problem}")
         sent = UpstreamRequest([(n, v.decode("utf-8", "replace")) for n, v in
-                                stream.request_headers], bytes(forwarded))
+                                upstream_headers], bytes(forwarded))
         reply = upstream(sent)
         response_chunks = reply.body if isinstance(reply.body, list) else (
             [reply.body] if reply.body else [])
@@ -298,7 +305,9 @@ class Host:
             return fixed[dotted]
         if stream is None:
             return None
-        request = {n: v.decode("utf-8", "replace") for n, v in stream.request_headers}
+        request = {}
+        for n, v in stream.request_headers.pairs():
+            request.setdefault(n, v.decode("utf-8", "replace"))
         if dotted.startswith("request.headers."):
             return request.get(dotted.removeprefix("request.headers."))
         if dotted.startswith("response.headers."):

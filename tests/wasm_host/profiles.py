@@ -175,7 +175,17 @@ class KongProfile(Profile):
         # context checks: 'can only send HTTP dispatch during
         # "on_request_headers", "on_request_body", "on_dispatch_response",
         # "on_tick"'.
-        if phase not in REQUEST_PHASES | {Phase.TICK, Phase.HTTP_CALL_RESPONSE}:
+        if phase == Phase.HTTP_CALL_RESPONSE:
+            # KONG-HOST.md: allowed by the docs, but under load the worker
+            # dies (signal 11, a null pool in
+            # ngx_http_proxy_wasm_dispatch_request reached from the dispatch
+            # resume handler) and takes its buffered records with it. Seen
+            # on 9136e463 and prerelease-0.6.0; fatal here every time.
+            raise HostTrap(
+                "worker exited on signal 11: dispatch_http_call from on_http_call_response "
+                "(null pool in ngx_http_proxy_wasm_dispatch_request)"
+            )
+        if phase not in REQUEST_PHASES | {Phase.TICK}:
             raise HostTrap(
                 "host trap (bad usage): can only send HTTP dispatch during "
                 '"on_request_headers", "on_request_body", "on_dispatch_response", '

@@ -180,13 +180,21 @@ def test_kong_dispatch_outside_request_tick_and_call_response_traps(probe_wat, p
         _dispatch(probe, "127.0.0.1:9090", phase, ctx)
 
 
-@pytest.mark.parametrize("phase", [Phase.REQUEST_HEADERS, Phase.REQUEST_BODY, Phase.TICK,
-                                   Phase.HTTP_CALL_RESPONSE])
+@pytest.mark.parametrize("phase", [Phase.REQUEST_HEADERS, Phase.REQUEST_BODY, Phase.TICK])
 def test_kong_dispatch_allowed_phases(probe_wat, phase):
     probe = Probe(probe_host("kong", probe_wat))
     ctx = probe.stream().id if phase in (Phase.REQUEST_HEADERS, Phase.REQUEST_BODY) \
         else ROOT_CONTEXT_ID
     assert _dispatch(probe, "127.0.0.1:9090", phase, ctx) == Status.OK
+
+
+def test_kong_dispatch_from_a_call_response_kills_the_worker(probe_wat):
+    # The docs allow it; the engine crashes under load (KONG-HOST.md).
+    probe = Probe(probe_host("kong", probe_wat))
+    with pytest.raises(VmTrapped, match="signal 11"):
+        _dispatch(probe, "127.0.0.1:9090", Phase.HTTP_CALL_RESPONSE)
+    envoy = Probe(probe_host("envoy", probe_wat, clusters={"c": "127.0.0.1:1"}))
+    assert _dispatch(envoy, "c", Phase.HTTP_CALL_RESPONSE) == Status.OK
 
 
 def test_envoy_dispatch_from_on_log_is_fine(probe_wat):

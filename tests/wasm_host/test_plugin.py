@@ -52,7 +52,10 @@ def test_virtual_key_becomes_tags_upstream(profile, plugin_wasm):
     assert up.header("x-aispend-org") == "acme"
     assert up.header("x-aispend-cost-center") == "CC-1001"
     assert up.header("x-aispend-key-id") == "demo-search"
-    assert up.header("authorization") is None, "the virtual key never reaches the provider"
+    # Envoy removes the virtual key; Kong's engine cannot (a removed header
+    # still reaches the upstream), so the filter blanks it in place.
+    assert up.values("authorization") == ([] if profile == "envoy" else [""]), \
+        "the virtual key never reaches the provider"
     request_id = up.header("x-aispend-request-id")
     assert len(request_id) == 32
     assert ex.client.status == 200

@@ -23,6 +23,7 @@ from .abi import (
     split_property_path,
 )
 from .dispatch import Call
+from .headers import ReadOnlyHeader, for_profile
 from .memory import GuestMemory
 from .profiles import HostTrap
 
@@ -113,14 +114,15 @@ class Worker:
 
     def new_stream(self, request_headers, properties):
         ctx = next(self._next_context)
-        self.streams[ctx] = Stream(ctx, request_headers, properties)
+        headers = for_profile(self.profile.name, request_headers)
+        self.streams[ctx] = Stream(ctx, headers, properties)
         self._invoke("proxy_on_context_create", Phase.CONTEXT_CREATE, ctx, ctx, ROOT_CONTEXT_ID)
         return self.streams[ctx]
 
     def on_request_headers(self, stream, end_of_stream):
         eos = self.profile.headers_end_of_stream(end_of_stream)
         return self._action(Phase.REQUEST_HEADERS, stream.id, "proxy_on_request_headers",
-                            len(stream.request_headers), int(eos))
+                            len(stream.request_headers.pairs()), int(eos))
 
     def on_request_body(self, stream, size, end_of_stream):
         return self._action(Phase.REQUEST_BODY, stream.id, "proxy_on_request_body",
@@ -287,10 +289,21 @@ class Worker:
         return Status.OK
 
     # --- hostcalls: header maps ------------------------------------------
-    def _map(self, kind):
+    def _request_headers(self, kind):
+        """The stream's request header store when `kind` names it (its edits
+        follow the profile's engine, see headers.py), else None."""
         stream = self._stream()
         if kind == MapType.HTTP_REQUEST_HEADERS and stream is not None:
             return stream.request_headers
+        return None
+
+    def _log_error(self, message):
+        self.log_line("error", f"[host] {message}")
+
+    def _map(self, kind):
+        stream = self._stream()
+        if kind == MapType.HTTP_REQUEST_HEADERS and stream is not None:
+            return stream.request_headers.pairs()
         if kind == MapType.HTTP_RESPONSE_HEADERS and stream is not None:
             return stream.response_headers
         if kind == MapType.HTTP_CALL_RESPONSE_HEADERS and self.phase == Phase.HTTP_CALL_RESPONSE:
@@ -315,6 +328,16 @@ class Worker:
             new = deserialize_map(GuestMemory(caller).read(ptr, size))
         except ValueError:
             return Status.BAD_ARGUMENT
+        request = self._request_headers(kind)
+        if request is not None:
+            pseudo = [n for n, _ in new if n.startswith(":")]
+            if pseudo:
+                # aispend's own rule on both hosts (KONG-HOST.md): Kong's engine
+                # stops at the first read-only pseudo-header of a map write.
+                self.host.violation(f"worker {self.index}: request header map write with "
+                                    f"pseudo-headers {pseudo}")
+            request.set_all(new, self._log_error)
+            return Status.OK
         pairs[:] = [(n.lower(), v) for n, v in new]
         return Status.OK
 
@@ -336,6 +359,13 @@ class Worker:
             return Status.NOT_FOUND
         mem = GuestMemory(caller)
         name, value = mem.read_str(kptr, ksize).lower(), mem.read(vptr, vsize)
+        request = self._request_headers(kind)
+        if request is not None:
+            try:
+                request.set(name, value, self._log_error)
+            except ReadOnlyHeader:
+                pass  # logged; the call itself answers Ok, as ngx_wasm_module's does
+            return Status.OK
         pairs[:] = [(n, v) for n, v in pairs if n != name] + [(name, value)]
         return Status.OK
 
@@ -344,7 +374,12 @@ class Worker:
         if pairs is None:
             return Status.NOT_FOUND
         mem = GuestMemory(caller)
-        pairs.append((mem.read_str(kptr, ksize).lower(), mem.read(vptr, vsize)))
+        name, value = mem.read_str(kptr, ksize).lower(), mem.read(vptr, vsize)
+        request = self._request_headers(kind)
+        if request is not None:
+            request.add(name, value, self._log_error)
+            return Status.OK
+        pairs.append((name, value))
         return Status.OK
 
     def _h_remove_header_map_value(self, caller, kind, kptr, ksize):
@@ -352,6 +387,10 @@ class Worker:
         if pairs is None:
             return Status.NOT_FOUND
         name = GuestMemory(caller).read_str(kptr, ksize).lower()
+        request = self._request_headers(kind)
+        if request is not None:
+            request.remove(name)
+            return Status.OK
         pairs[:] = [(n, v) for n, v in pairs if n != name]
         return Status.OK
 
@@ -371,8 +410,10 @@ class Worker:
         mem = GuestMemory(caller)
         path = split_property_path(mem.read(pptr, psize))
         status = self.profile.set_property_status(path)
+        stream = self._stream()
+        if status == Status.OK and stream is not None and path == ["request", "query"]:
+            stream.request_headers.set_query(mem.read(vptr, vsize))
         if status == Status.OK:
-            stream = self._stream()
             target = stream.properties if stream is not None else self.host.root_properties
             target[tuple(path)] = mem.read(vptr, vsize)
         return status

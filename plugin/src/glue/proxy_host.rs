@@ -2,7 +2,6 @@
 //! failed call degrades to "absent", it never unwraps (a panic would trap the
 //! VM and take the worker's filter down with it).
 
-use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -21,6 +20,7 @@ pub struct ProxyHost {
 // The SDK's `get_map_bytes` copies every name and value into its own
 // allocation (and panics on an unexpected status); this takes the host's
 // serialized map as one buffer instead, for `HeaderBlock` to read in place.
+// (Header map *writes* are never used: see `profile`.)
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_get_header_map_pairs(
@@ -28,30 +28,6 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> Status;
-    fn proxy_set_header_map_pairs(
-        map_type: MapType,
-        map_data: *const u8,
-        map_size: usize,
-    ) -> Status;
-}
-
-/// proxy-wasm's serialized map (the inverse of `HeaderBlock::from_wire`),
-/// built in one buffer straight from the filter's list.
-fn serialize_headers(headers: &[(&str, Cow<'_, str>)]) -> Vec<u8> {
-    let text: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
-    let mut out = Vec::with_capacity(4 + 8 * headers.len() + text);
-    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
-    for (name, value) in headers {
-        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    }
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        out.extend_from_slice(value.as_bytes());
-        out.push(0);
-    }
-    out
 }
 
 fn header_block(map: MapType) -> HeaderBlock {
@@ -80,12 +56,8 @@ impl Host for ProxyHost {
             value.map(str::as_bytes),
         );
     }
-    fn replace_request_headers(&mut self, headers: &[(&str, Cow<'_, str>)]) {
-        let map = serialize_headers(headers);
-        // SAFETY: the host reads `map.len()` bytes from `map`, alive for the call.
-        let _ = unsafe {
-            proxy_set_header_map_pairs(MapType::HttpRequestHeaders, map.as_ptr(), map.len())
-        };
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool {
+        hostcalls::set_property(path.to_vec(), Some(value)).is_ok()
     }
     fn response_headers(&mut self) -> HeaderBlock {
         header_block(MapType::HttpResponseHeaders)

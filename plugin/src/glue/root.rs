@@ -125,9 +125,16 @@ impl Context for Root {
             return;
         };
         ingest::on_response(&mut host, &mut shipper, status);
-        // Drain a backlog (after an outage) faster than one batch per tick.
+        // Drain a backlog (after an outage) faster than one batch per flush
+        // interval: at once where the host allows a dispatch from inside a
+        // call's response (Envoy), else on the very next tick (Kong, whose
+        // workers crash on a dispatch made here).
         if status == Some(200) && shipper.buffered() >= shared.filter.config.collector.max_batch {
-            ingest::flush(&mut host, &shared.filter, &mut shipper);
+            if shared.filter.profile.dispatch_in_call_response() {
+                ingest::flush(&mut host, &shared.filter, &mut shipper);
+            } else {
+                self.next_flush_ms = 0;
+            }
         }
     }
 }

@@ -20,6 +20,11 @@
   (import "env" "proxy_define_metric" (func $define_metric (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_increment_metric" (func $increment_metric (param i32 i64) (result i32)))
   (import "env" "proxy_get_metric" (func $get_metric (param i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_pairs" (func $get_map (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_header_map_pairs" (func $set_map (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_replace_header_map_value" (func $replace_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_remove_header_map_value" (func $remove_header (param i32 i32 i32) (result i32)))
 
   (memory (export "memory") 4)
   (global $heap (mut i32) (i32.const 0x20000))
@@ -66,6 +71,17 @@
     (call $increment_metric (local.get 0) (local.get 1)))
   (func (export "probe_get_metric") (param i32) (result i32)
     (call $get_metric (local.get 0) (i32.const 0x100)))
+  ;; Request header map (type 0): pairs back through (0x100, 0x104).
+  (func (export "probe_get_request_map") (result i32)
+    (call $get_map (i32.const 0) (i32.const 0x100) (i32.const 0x104)))
+  (func (export "probe_set_request_map") (param i32 i32) (result i32)
+    (call $set_map (i32.const 0) (local.get 0) (local.get 1)))
+  (func (export "probe_replace_request_header") (param i32 i32 i32 i32) (result i32)
+    (call $replace_header (i32.const 0) (local.get 0) (local.get 1) (local.get 2) (local.get 3)))
+  (func (export "probe_add_request_header") (param i32 i32 i32 i32) (result i32)
+    (call $add_header (i32.const 0) (local.get 0) (local.get 1) (local.get 2) (local.get 3)))
+  (func (export "probe_remove_request_header") (param i32 i32) (result i32)
+    (call $remove_header (i32.const 0) (local.get 0) (local.get 1)))
 
   ;; Callbacks: remember end_of_stream, answer the action the test stored.
   ;; 0x10C/0x114: end_of_stream seen by request/response headers;

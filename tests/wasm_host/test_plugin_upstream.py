@@ -1,0 +1,103 @@
+"""What the provider receives through each engine: the Kong profile applies
+header edits as ngx_wasm_module 9136e463 does (headers.py), so a removal
+that leaks, a map write that stops at `:scheme` or a dispatch from a call
+response fails here as it did in the real engine."""
+
+import json
+
+import pytest
+
+from wasm_host import Host, Reply
+from wasm_host.plugin_configs import DEMO_KEY, clusters, plugin_config
+
+from wasm_host.test_plugin import CHAT, CHAT_BODY, gateway, ingest_calls, openai_reply, shipped
+
+CANONICAL = {"x-aispend-org": "acme", "x-aispend-team": "search", "x-aispend-project": "ranking",
+             "x-aispend-cost-center": "CC-1001", "x-aispend-environment": "prod",
+             "x-aispend-key-id": "demo-search"}
+
+
+def _aispend_headers(upstream):
+    return [(n, v) for n, v in upstream.headers if n.startswith("x-aispend-")]
+
+
+def _call(vm, headers, path=CHAT, body=CHAT_BODY, reply=openai_reply):
+    return vm.http_request(path=path, headers=headers, body=body, upstream=reply)
+
+
+def test_spoofed_call_reaches_the_provider_with_only_what_the_filter_set(profile, plugin_wasm):
+    vm = gateway(profile, plugin_wasm)
+    ex = _call(vm, [("authorization", f"Bearer {DEMO_KEY}"), ("x-aispend-team", "evil"),
+                    ("x-aispend-key-id", "forged"), ("x-aispend-extra", "sneaky"),
+                    ("cookie", f"k={DEMO_KEY}"), ("content-type", "application/json")])
+    up = ex.upstream
+    assert up is not None, ex.client
+    assert not any(DEMO_KEY in v for _, v in up.headers), up.headers
+    request_id = up.header("x-aispend-request-id")
+    allowed = {**CANONICAL, "x-aispend-request-id": request_id}
+    for name, value in _aispend_headers(up):
+        # Kong: the one header the filter cannot remove is blanked in place.
+        assert value == allowed.get(name, ""), (name, value)
+        if profile == "envoy":
+            assert name in allowed, name
+    for name, value in CANONICAL.items():
+        assert up.values(name) == [value], name
+    if profile == "kong":
+        assert len(up.values("host")) == 1, "Host is left to nginx"
+    assert ex.client.status == 200
+
+
+def test_clean_call_carries_each_tag_once(profile, plugin_wasm):
+    vm = gateway(profile, plugin_wasm)
+    up = _call(vm, [("authorization", f"Bearer {DEMO_KEY}")]).upstream
+    names = [n for n, _ in _aispend_headers(up)]
+    assert sorted(names) == sorted([*CANONICAL, "x-aispend-request-id"])
+    assert up.values("authorization") == ([] if profile == "envoy" else [""])
+
+
+def test_provider_credential_replaces_the_virtual_key(profile, plugin_wasm):
+    config = plugin_config(profile)
+    config["providers"] = {"openai": {"credential": {"header": "authorization",
+                                                     "value": "Bearer sk-provider"}}}
+    vm = Host(profile, plugin_wasm, config, clusters=clusters())
+    up = _call(vm, [("authorization", f"Bearer {DEMO_KEY}")]).upstream
+    assert up.values("authorization") == ["Bearer sk-provider"]
+
+
+def test_a_repeated_tag_header_is_refused_on_kong_only(profile, plugin_wasm):
+    vm = gateway(profile, plugin_wasm)
+    ex = _call(vm, [("authorization", f"Bearer {DEMO_KEY}"), ("x-aispend-team", "evil"),
+                    ("x-aispend-team", "evil2")])
+    if profile == "kong":
+        assert ex.client.status == 400 and ex.upstream is None
+        assert ex.client.json()["error"]["code"] == "duplicate_header"
+    else:
+        assert ex.upstream.values("x-aispend-team") == ["search"]
+
+
+@pytest.mark.parametrize("param", ["key", "KEY", "api_key"])
+def test_query_key_never_reaches_the_provider(profile, plugin_wasm, param):
+    vm = gateway(profile, plugin_wasm)
+    path = f"/v1beta/models/gemini-2.0-flash:generateContent?{param}={DEMO_KEY}&alt=json"
+    reply = Reply(200, [("content-type", "application/json")],
+                  json.dumps({"usageMetadata": {"promptTokenCount": 3,
+                                                "candidatesTokenCount": 2}}).encode())
+    ex = _call(vm, [], path=path, body=json.dumps({"contents": []}), reply=lambda _r: reply)
+    assert ex.upstream is not None, ex.client
+    assert ex.upstream.header(":path") == "/v1beta/models/gemini-2.0-flash:generateContent?alt=json"
+
+
+def test_backlog_drains_from_the_tick_on_kong(profile, plugin_wasm):
+    config = plugin_config(profile, max_batch=2)
+    vm = Host(profile, plugin_wasm, config, clusters=clusters())
+    for _ in range(5):
+        _call(vm, [("authorization", f"Bearer {DEMO_KEY}")])
+    vm.tick()
+    [first] = ingest_calls(vm)
+    assert len(shipped(first)) == 2
+    vm.respond(first, 200, b'{"accepted":2,"duplicates":0,"rejected":[]}')
+    if profile == "kong":
+        assert ingest_calls(vm) == [], "no dispatch from inside a call response on Kong"
+        vm.tick()
+    [second] = ingest_calls(vm)
+    assert len(shipped(second)) == 2

@@ -105,7 +105,10 @@ fn request_flow(c: &mut Criterion) {
         // Keep memory flat across iterations.
         let mut s = shipper.borrow_mut();
         while let Some(batch) = s.poll(u64::MAX) {
-            s.on_result(u64::MAX, true);
+            s.on_result(
+                u64::MAX,
+                aispend_plugin::shipper::Outcome::Acked { rejected: 0 },
+            );
             black_box(batch);
         }
     });

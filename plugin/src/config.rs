@@ -207,6 +207,10 @@ pub struct CollectorConfig {
     pub flush_interval_ms: u64,
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Upper bound of one batch body in bytes (the collector refuses bodies
+    /// over 8 MiB with 413).
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
     #[serde(default = "default_max_buffer")]
     pub max_buffer: usize,
     #[serde(default = "default_timeout_ms")]
@@ -230,6 +234,11 @@ fn default_flush_interval_ms() -> u64 {
 fn default_max_batch() -> usize {
     500
 }
+fn default_max_batch_bytes() -> usize {
+    1 << 20
+}
+/// The collector's request body limit.
+pub const COLLECTOR_MAX_BODY_BYTES: usize = 8 << 20;
 fn default_max_buffer() -> usize {
     10_000
 }
@@ -559,6 +568,12 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if !(1..=10_000).contains(&col.max_batch) {
         return Err(err("collector.max_batch", "must be between 1 and 10000"));
+    }
+    if !(1024..=COLLECTOR_MAX_BODY_BYTES).contains(&col.max_batch_bytes) {
+        return Err(err(
+            "collector.max_batch_bytes",
+            "must be between 1024 and 8388608 (the collector's body limit)",
+        ));
     }
     if col.max_buffer < col.max_batch {
         return Err(err(

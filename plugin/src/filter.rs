@@ -49,6 +49,7 @@ impl Filter {
         ShipperSettings {
             flush_interval_ms: c.flush_interval_ms,
             max_batch: c.max_batch,
+            max_batch_bytes: c.max_batch_bytes,
             max_buffer: c.max_buffer,
             max_backoff_ms: c.max_backoff_ms,
         }

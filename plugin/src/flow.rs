@@ -11,7 +11,7 @@ use crate::decision::{Admitted, Decision, Denial};
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
 use crate::identity::{self, ClaimSource};
-use crate::record::{IdGen, Record, Tags};
+use crate::record::{self, IdGen, Record, Tags};
 use crate::shipper::Shipper;
 use crate::tags;
 use crate::upstream;
@@ -375,14 +375,33 @@ impl RequestFlow {
             },
         };
         let now = now_ms.unwrap_or_else(|| host.now_ms());
+        // Values clients and providers chose are made storable here, so the
+        // collector never refuses a record for its shape.
+        let mut tokens = [
+            usage.input_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_input_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+        ];
+        let clamped = record::clamp_tokens(&mut tokens);
+        let [input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, reasoning_tokens] =
+            tokens;
         let error = usage
             .error
-            .or((self.status >= 400).then_some("upstream_error"));
+            .or((self.status >= 400).then_some("upstream_error"))
+            .or(clamped.then_some("tokens_clamped"));
         let requested_model = self
             .request
             .model
             .as_deref()
-            .or(route.path_model.as_deref());
+            .or(route.path_model.as_deref())
+            .and_then(record::storable_model);
+        let model = usage
+            .model
+            .as_deref()
+            .and_then(record::storable_model)
+            .or_else(|| requested_model.clone());
         let record = Record {
             id: std::str::from_utf8(&self.id).unwrap_or(""),
             ts: self.start_ms,
@@ -398,23 +417,23 @@ impl RequestFlow {
             labels: &admitted.client.labels,
             provider: route.provider.as_str(),
             operation: route.operation.as_str(),
-            model: usage.model.as_deref().or(requested_model),
-            requested_model,
+            model: model.as_deref(),
+            requested_model: requested_model.as_deref(),
             stream: self.request.stream,
-            status: self.status,
+            status: record::storable_status(self.status),
             error,
-            input_tokens: usage.input_tokens,
-            cached_input_tokens: usage.cached_input_tokens,
-            cache_write_input_tokens: usage.cache_write_input_tokens,
-            output_tokens: usage.output_tokens,
-            reasoning_tokens: usage.reasoning_tokens,
+            input_tokens,
+            cached_input_tokens,
+            cache_write_input_tokens,
+            output_tokens,
+            reasoning_tokens,
         };
         if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
             let mut json = shipper.take_buffer();
             record.write_json(&mut json);
             shipper.push(json);
         }
-        let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
+        let tokens = input_tokens.saturating_add(output_tokens);
         controls::record_tokens(host, &self.filter, &admitted.principal, tokens);
     }
 }

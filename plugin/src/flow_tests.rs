@@ -36,7 +36,7 @@ fn records(shared: &Shared) -> Vec<serde_json::Value> {
     while let Some(batch) = s.poll(u64::MAX) {
         let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
         out.extend(v["records"].as_array().unwrap().iter().cloned());
-        s.on_result(u64::MAX, true);
+        s.on_result(u64::MAX, crate::shipper::Outcome::Acked { rejected: 0 });
     }
     out
 }
@@ -229,7 +229,8 @@ fn client_reset_is_recorded_once_from_on_log() {
     flow.on_log(&mut host);
     let recs = records(&shared);
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0]["status"], 0);
+    // No response status: 499 (client closed), which the collector stores.
+    assert_eq!(recs[0]["status"], 499);
     assert_eq!(recs[0]["error"], "no_response");
 }
 
@@ -445,4 +446,29 @@ fn a_partial_first_chunk_is_buffered_and_read_once_at_the_end() {
     respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
     flow.on_log(&mut host);
     assert_eq!(records(&shared)[0]["requested_model"], "gpt-4o-mini");
+}
+
+#[test]
+fn provider_and_client_values_are_made_storable() {
+    use crate::record::{clamp_tokens, storable_model, MAX_MODEL_BYTES, MAX_TOKENS};
+    assert_eq!(storable_model("gpt-4o").as_deref(), Some("gpt-4o"));
+    assert_eq!(storable_model(""), None);
+    assert_eq!(
+        storable_model("gpt-4o-mini\u{1}").as_deref(),
+        Some("gpt-4o-mini\\u0001")
+    );
+    let long = "m".repeat(300);
+    let cut = storable_model(&long).unwrap();
+    assert!(
+        cut.len() <= MAX_MODEL_BYTES && cut.ends_with('\u{2026}'),
+        "{cut}"
+    );
+    let wide = "é".repeat(200); // 400 bytes, 2 per char
+    let cut = storable_model(&wide).unwrap();
+    assert!(cut.len() <= MAX_MODEL_BYTES && cut.ends_with('\u{2026}'));
+    let mut t = [10, 30, 5, u64::MAX, 7];
+    assert!(clamp_tokens(&mut t));
+    assert_eq!(t, [10, 10, 0, MAX_TOKENS, 7]);
+    let mut ok = [10, 3, 2, 5, 1];
+    assert!(!clamp_tokens(&mut ok));
 }

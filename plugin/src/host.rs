@@ -22,10 +22,11 @@ pub enum Metric {
     CapsStale,
     CapsUnenforced,
     LimitsUnenforced,
+    RecordsRejected,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 17] = [
         Metric::RecordsEmitted,
         Metric::RecordsShipped,
         Metric::RecordsRetried,
@@ -42,6 +43,7 @@ impl Metric {
         Metric::CapsStale,
         Metric::CapsUnenforced,
         Metric::LimitsUnenforced,
+        Metric::RecordsRejected,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +64,7 @@ impl Metric {
             Metric::CapsStale => "aispend_caps_stale",
             Metric::CapsUnenforced => "aispend_caps_unenforced",
             Metric::LimitsUnenforced => "aispend_limits_unenforced",
+            Metric::RecordsRejected => "aispend_records_rejected",
         }
     }
 

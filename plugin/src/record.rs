@@ -3,8 +3,90 @@
 //! shipper's buffer by a small JSON writer (`json_out`): it runs once per
 //! call inside the gateway, where serde's generic serializer cost more.
 
+use std::borrow::Cow;
+
 use crate::identity::{TagSchema, TagSet};
 use crate::json_out::{string, unsigned};
+
+/// The collector's limits on what a record may hold (its
+/// `domain/validate.rs`); the writer keeps every record inside them, so a
+/// value a client or provider chose never gets a record refused at ingest.
+pub const MAX_MODEL_BYTES: usize = 256;
+/// Largest token count the collector stores.
+pub const MAX_TOKENS: u64 = 1_000_000_000_000;
+/// Marks a model name cut to `MAX_MODEL_BYTES`.
+pub const TRUNCATED: &str = "\u{2026}";
+
+/// A model name as the collector can store it: control characters written
+/// out as `\u00XX` text, cut to `MAX_MODEL_BYTES` with a trailing `…` when
+/// longer; None for an empty name. Borrowed when nothing needed changing.
+pub fn storable_model(name: &str) -> Option<Cow<'_, str>> {
+    if name.is_empty() {
+        return None;
+    }
+    // Control characters are C0, DEL and C1 (U+0080..U+009F, UTF-8 0xC2 0x80..0x9F):
+    // a byte scan finds every candidate without decoding characters.
+    let clean =
+        name.len() <= MAX_MODEL_BYTES && !name.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    if clean {
+        return Some(Cow::Borrowed(name));
+    }
+    if name.len() <= MAX_MODEL_BYTES && !name.chars().any(char::is_control) {
+        return Some(Cow::Borrowed(name)); // a 0xC2 that was not C1
+    }
+    let mut out = String::with_capacity(name.len().min(MAX_MODEL_BYTES + 8));
+    for c in name.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+        if out.len() > MAX_MODEL_BYTES {
+            break;
+        }
+    }
+    if out.len() > MAX_MODEL_BYTES {
+        let mut cut = MAX_MODEL_BYTES - TRUNCATED.len();
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str(TRUNCATED);
+    }
+    Some(Cow::Owned(out))
+}
+
+/// Token counts as the collector can store them: each at most `MAX_TOKENS`,
+/// cache reads and writes within the input, reasoning within the output.
+/// Returns whether anything had to change (the record then says
+/// `tokens_clamped`).
+pub fn clamp_tokens(t: &mut [u64; 5]) -> bool {
+    let before = *t;
+    let [input, cached, cache_write, output, reasoning] = t;
+    for v in [
+        &mut *input,
+        &mut *cached,
+        &mut *cache_write,
+        &mut *output,
+        &mut *reasoning,
+    ] {
+        *v = (*v).min(MAX_TOKENS);
+    }
+    *cached = (*cached).min(*input);
+    *cache_write = (*cache_write).min(*input - *cached);
+    *reasoning = (*reasoning).min(*output);
+    *t != before
+}
+
+/// A response status the collector stores (100..=599); a call that ended
+/// without one (the client went away first) is 499, as nginx logs it.
+pub fn storable_status(status: u32) -> u32 {
+    if (100..=599).contains(&status) {
+        status
+    } else {
+        499
+    }
+}
 
 /// One call, borrowed from the request's state for serialization.
 #[derive(Debug)]

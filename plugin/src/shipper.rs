@@ -18,6 +18,9 @@ pub struct Counters {
     pub retried: u64,
     /// Records lost because the buffer was full (oldest first).
     pub dropped: u64,
+    /// Records the collector refused for their content: listed in a 200's
+    /// `rejected`, or refused alone after their batch was split. Never retried.
+    pub rejected: u64,
     /// Failed sends (each may carry many records).
     pub failed_sends: u64,
 }
@@ -26,8 +29,25 @@ pub struct Counters {
 pub struct ShipperSettings {
     pub flush_interval_ms: u64,
     pub max_batch: usize,
+    /// A batch body stays under this many bytes (the collector refuses
+    /// larger bodies), except a single record larger than it.
+    pub max_batch_bytes: usize,
     pub max_buffer: usize,
     pub max_backoff_ms: u64,
+}
+
+/// What became of a sent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 200: stored, except `rejected` records the collector named (dropped).
+    Acked { rejected: u64 },
+    /// The collector refused the batch as a whole for its content (a 4xx
+    /// other than 401/408/429): split it until each acceptable record
+    /// ships; a record refused alone is dropped and counted.
+    Refused,
+    /// Failed or refused for now (timeout, 5xx, 401, 429): retried as is,
+    /// with backoff.
+    Retry,
 }
 
 /// A batch ready to send: the body of `POST /v1/records`.
@@ -47,6 +67,10 @@ pub struct Shipper {
     spare: Vec<Vec<u8>>,
     in_flight: usize,
     sending: bool,
+    /// While a refused batch is being split: at most this many records per
+    /// batch, for the next `suspect` records at the front of the buffer.
+    split_limit: usize,
+    suspect: usize,
     next_attempt_ms: u64,
     backoff_ms: u64,
     counters: Counters,
@@ -60,6 +84,8 @@ impl Shipper {
             spare: Vec::new(),
             in_flight: 0,
             sending: false,
+            split_limit: usize::MAX,
+            suspect: 0,
             next_attempt_ms: 0,
             backoff_ms: 0,
             counters: Counters::default(),
@@ -111,14 +137,25 @@ impl Shipper {
     }
 
     /// The batch to send now, if any: nothing in flight, the backoff has
-    /// passed and records are waiting. At most `max_batch` records.
+    /// passed and records are waiting. At most `max_batch` records and
+    /// `max_batch_bytes` of body (one record always goes, however large).
     pub fn poll(&mut self, now_ms: u64) -> Option<Batch> {
         if self.sending || now_ms < self.next_attempt_ms || self.buffer.is_empty() {
             return None;
         }
-        let n = self.buffer.len().min(self.settings.max_batch);
-        let size: usize = self.buffer.iter().take(n).map(|r| r.len() + 1).sum();
-        let mut body = Vec::with_capacity(size + 16);
+        let limit = self.settings.max_batch.min(self.split_limit).max(1);
+        // `{"records":[` + `]}` + a comma per record.
+        let mut size = 14usize;
+        let mut n = 0usize;
+        for r in self.buffer.iter().take(limit) {
+            let grown = size.saturating_add(r.len() + 1);
+            if n > 0 && grown > self.settings.max_batch_bytes {
+                break;
+            }
+            size = grown;
+            n += 1;
+        }
+        let mut body = Vec::with_capacity(size);
         body.extend_from_slice(b"{\"records\":[");
         for (i, r) in self.buffer.iter().take(n).enumerate() {
             if i > 0 {
@@ -132,35 +169,67 @@ impl Shipper {
         Some(Batch { body, records: n })
     }
 
-    /// Report the result of the outstanding send (`true` only for a 200).
-    /// Success removes the batch and resets the backoff; failure keeps the
-    /// records and waits twice as long as last time, up to `max_backoff_ms`.
-    pub fn on_result(&mut self, now_ms: u64, ok: bool) {
+    /// Report the result of the outstanding send. Success removes the batch
+    /// and resets the backoff; a retryable failure keeps the records and
+    /// waits twice as long as last time, up to `max_backoff_ms`; a refusal
+    /// splits the batch (no wait: the collector answered).
+    pub fn on_result(&mut self, now_ms: u64, outcome: Outcome) {
         if !self.sending {
             return;
         }
         self.sending = false;
         let n = self.in_flight.min(self.buffer.len());
         self.in_flight = 0;
-        if ok {
-            for _ in 0..n {
-                if let Some(shipped) = self.buffer.pop_front() {
-                    self.recycle(shipped);
+        match outcome {
+            Outcome::Acked { rejected } => {
+                self.remove_front(n);
+                let rejected = rejected.min(n as u64);
+                self.counters.rejected += rejected;
+                self.counters.shipped += n as u64 - rejected;
+                self.settle_split(n);
+                self.backoff_ms = 0;
+                self.next_attempt_ms = now_ms;
+            }
+            Outcome::Refused if n <= 1 => {
+                // A record refused alone: it can never be stored as it is.
+                self.remove_front(n);
+                self.counters.rejected += n as u64;
+                self.settle_split(n);
+                self.next_attempt_ms = now_ms;
+            }
+            Outcome::Refused => {
+                self.suspect = n;
+                self.split_limit = n.div_ceil(2);
+                self.next_attempt_ms = now_ms;
+            }
+            Outcome::Retry => {
+                self.counters.retried += n as u64;
+                self.counters.failed_sends += 1;
+                self.backoff_ms = if self.backoff_ms == 0 {
+                    self.settings.flush_interval_ms
+                } else {
+                    self.backoff_ms.saturating_mul(2)
                 }
+                .min(self.settings.max_backoff_ms);
+                self.next_attempt_ms = now_ms.saturating_add(self.backoff_ms);
             }
-            self.counters.shipped += n as u64;
-            self.backoff_ms = 0;
-            self.next_attempt_ms = now_ms;
-        } else {
-            self.counters.retried += n as u64;
-            self.counters.failed_sends += 1;
-            self.backoff_ms = if self.backoff_ms == 0 {
-                self.settings.flush_interval_ms
-            } else {
-                self.backoff_ms.saturating_mul(2)
+        }
+    }
+
+    fn remove_front(&mut self, n: usize) {
+        for _ in 0..n {
+            if let Some(done) = self.buffer.pop_front() {
+                self.recycle(done);
             }
-            .min(self.settings.max_backoff_ms);
-            self.next_attempt_ms = now_ms.saturating_add(self.backoff_ms);
+        }
+    }
+
+    /// `n` records of a split batch are settled; past the refused span,
+    /// batches are whole again.
+    fn settle_split(&mut self, n: usize) {
+        self.suspect = self.suspect.saturating_sub(n);
+        if self.suspect == 0 {
+            self.split_limit = usize::MAX;
         }
     }
 

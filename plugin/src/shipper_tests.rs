@@ -1,9 +1,13 @@
 use super::*;
 
+const OK: Outcome = Outcome::Acked { rejected: 0 };
+const FAIL: Outcome = Outcome::Retry;
+
 fn settings() -> ShipperSettings {
     ShipperSettings {
         flush_interval_ms: 1000,
         max_batch: 3,
+        max_batch_bytes: 1 << 20,
         max_buffer: 5,
         max_backoff_ms: 8000,
     }
@@ -33,10 +37,10 @@ fn batches_hold_at_most_max_batch_in_order() {
     assert_eq!(ids(&b), vec![0, 1, 2]);
     assert_eq!(b.records, 3);
     assert!(s.poll(0).is_none(), "one send at a time");
-    s.on_result(10, true);
+    s.on_result(10, OK);
     let b = s.poll(10).unwrap();
     assert_eq!(ids(&b), vec![3]);
-    s.on_result(20, true);
+    s.on_result(20, OK);
     assert!(s.poll(20).is_none(), "empty buffer sends nothing");
     assert_eq!(s.counters().shipped, 4);
     assert_eq!(s.counters().emitted, 4);
@@ -51,7 +55,7 @@ fn failures_back_off_doubling_up_to_the_cap() {
     for _ in 0..6 {
         let b = s.poll(now).expect("due");
         assert_eq!(ids(&b), vec![0], "the same record is retried");
-        s.on_result(now, false);
+        s.on_result(now, FAIL);
         waits.push(s.backoff_ms());
         assert!(
             s.poll(now + s.backoff_ms() - 1).is_none(),
@@ -62,7 +66,7 @@ fn failures_back_off_doubling_up_to_the_cap() {
     assert_eq!(waits, vec![1000, 2000, 4000, 8000, 8000, 8000]);
     assert_eq!(s.counters().retried, 6);
     s.poll(now).unwrap();
-    s.on_result(now, true);
+    s.on_result(now, OK);
     assert_eq!(s.backoff_ms(), 0, "success resets the backoff");
     assert_eq!(s.counters().shipped, 1);
 }
@@ -88,7 +92,7 @@ fn dropping_during_a_send_settles_the_right_records() {
     // Two new records push out 0 and 1 while the batch is in flight.
     s.push(rec(5));
     s.push(rec(6));
-    s.on_result(1, true);
+    s.on_result(1, OK);
     // Only record 2 of the batch was still buffered; 3..=6 remain.
     assert_eq!(s.buffered(), 4);
     assert_eq!(ids(&s.poll(1).unwrap()), vec![3, 4, 5]);
@@ -103,6 +107,7 @@ fn minute_long_outage_at_demo_load_loses_nothing() {
     let mut s = Shipper::new(ShipperSettings {
         flush_interval_ms: 1000,
         max_batch: 500,
+        max_batch_bytes: 1 << 20,
         max_buffer: 10_000,
         max_backoff_ms: 30_000,
     });
@@ -121,7 +126,7 @@ fn minute_long_outage_at_demo_load_loses_nothing() {
                 if up {
                     delivered += b.records as u64;
                 }
-                s.on_result(now, up);
+                s.on_result(now, if up { OK } else { FAIL });
             }
         }
         now += 10;
@@ -139,7 +144,7 @@ fn minute_long_outage_at_demo_load_loses_nothing() {
 fn result_without_send_is_ignored() {
     let mut s = Shipper::new(settings());
     s.push(rec(0));
-    s.on_result(0, true);
+    s.on_result(0, OK);
     assert_eq!(s.counters().shipped, 0);
     assert_eq!(s.buffered(), 1);
 }
@@ -156,11 +161,11 @@ fn shipped_buffers_come_back_empty_for_new_records() {
     }
     let batch = s.poll(0).unwrap();
     // Not recycled while the batch is in flight: a retry needs the records.
-    s.on_result(0, false);
+    s.on_result(0, FAIL);
     assert_eq!(s.buffered(), 3);
     let retry = s.poll(u64::MAX).unwrap();
     assert_eq!(ids(&retry), ids(&batch));
-    s.on_result(u64::MAX, true);
+    s.on_result(u64::MAX, OK);
     // Shipped: the next records reuse those buffers, emptied.
     let reused = s.take_buffer();
     assert!(reused.is_empty() && reused.capacity() >= rec(0).len());
@@ -168,4 +173,68 @@ fn shipped_buffers_come_back_empty_for_new_records() {
     buf.extend_from_slice(&rec(9));
     s.push(buf);
     assert_eq!(ids(&s.poll(u64::MAX).unwrap()), [9]);
+}
+
+#[test]
+fn batches_stay_under_max_batch_bytes_but_a_huge_record_still_goes() {
+    let mut s = Shipper::new(ShipperSettings {
+        max_batch_bytes: 40,
+        ..settings()
+    });
+    for i in 0..3 {
+        s.push(rec(i)); // 7 bytes each
+    }
+    s.push(vec![b'x'; 100]);
+    let b = s.poll(0).unwrap();
+    assert_eq!(ids(&b), vec![0, 1, 2]);
+    assert!(b.body.len() <= 40, "{}", b.body.len());
+    s.on_result(0, OK);
+    let b = s.poll(0).unwrap();
+    assert_eq!(b.records, 1, "one record over the limit goes alone");
+}
+
+/// A batch refused as a whole is split until every acceptable record is
+/// shipped; the record refused alone is dropped and counted, never retried.
+#[test]
+fn a_refused_batch_is_split_around_the_poisoned_record() {
+    let mut s = Shipper::new(ShipperSettings {
+        max_batch: 8,
+        max_buffer: 100,
+        ..settings()
+    });
+    let poison = 5;
+    for i in 0..12 {
+        s.push(rec(i));
+    }
+    let mut shipped = Vec::new();
+    let mut sends = 0;
+    while let Some(b) = s.poll(0) {
+        sends += 1;
+        assert!(sends < 40, "converges");
+        let got = ids(&b);
+        if got.contains(&poison) {
+            s.on_result(0, Outcome::Refused);
+        } else {
+            shipped.extend(got);
+            s.on_result(0, OK);
+        }
+    }
+    let expected: Vec<u64> = (0..12).filter(|i| *i != poison).collect();
+    assert_eq!(shipped, expected, "every ordinary record, in order");
+    assert_eq!(s.counters().rejected, 1);
+    assert_eq!(s.counters().shipped, 11);
+    assert_eq!(s.counters().retried, 0, "a refusal is not a retry");
+    assert_eq!(s.buffered(), 0);
+}
+
+#[test]
+fn records_named_in_rejected_are_counted_not_shipped() {
+    let mut s = Shipper::new(settings());
+    for i in 0..3 {
+        s.push(rec(i));
+    }
+    s.poll(0).unwrap();
+    s.on_result(0, Outcome::Acked { rejected: 1 });
+    assert_eq!((s.counters().shipped, s.counters().rejected), (2, 1));
+    assert_eq!(s.buffered(), 0, "rejected records are not retried");
 }

@@ -213,3 +213,28 @@ def test_caps_are_polled_on_tick(profile, plugin_wasm):
     vm = gateway(profile, plugin_wasm)
     vm.tick()
     assert any(c.path and c.path.startswith("/v1/caps") for c in vm.calls)
+
+
+def test_a_refused_batch_is_split_and_a_record_refused_alone_is_dropped(profile, plugin_wasm):
+    vm = Host(profile, plugin_wasm, plugin_config(profile, max_batch=4), clusters=clusters())
+    ids = [chat(vm).upstream.header("x-aispend-request-id") for _ in range(3)]
+    sizes, delivered = [], []
+    for _ in range(10):
+        vm.tick()
+        calls = ingest_calls(vm)
+        if not calls:
+            continue
+        [call] = calls
+        batch = [r["id"] for r in shipped(call)]
+        sizes.append(len(batch))
+        if ids[0] in batch:  # the collector refuses any batch holding the first record
+            vm.respond(call, 413, b"payload too large")
+        else:
+            delivered += batch
+            vm.respond(call, 200, b'{"accepted":1,"duplicates":0,"rejected":[]}')
+    assert sizes[:3] == [3, 2, 1], sizes
+    assert delivered == ids[1:], "every acceptable record ships, in order"
+    vm.tick()
+    assert vm.metric("aispend_records_rejected") == 1
+    assert vm.metric("aispend_records_shipped") == 2
+    assert vm.metric("aispend_records_retried") == 0

@@ -105,18 +105,18 @@ impl Context for Root {
             .ok()
             .flatten()
             .and_then(|s| std::str::from_utf8(&s).ok().and_then(|s| s.parse().ok()));
+        let body = if body_size > 0 {
+            hostcalls::get_buffer(
+                proxy_wasm::types::BufferType::HttpCallResponseBody,
+                0,
+                body_size,
+            )
+            .ok()
+            .flatten()
+        } else {
+            None
+        };
         if self.caps.owns(token) {
-            let body = if body_size > 0 {
-                hostcalls::get_buffer(
-                    proxy_wasm::types::BufferType::HttpCallResponseBody,
-                    0,
-                    body_size,
-                )
-                .ok()
-                .flatten()
-            } else {
-                None
-            };
             self.caps.on_response(&mut host, status, body.as_deref());
             shared.sync_caps(&mut host);
             return;
@@ -124,7 +124,12 @@ impl Context for Root {
         let Ok(mut shipper) = shared.shipper.try_borrow_mut() else {
             return;
         };
-        ingest::on_response(&mut host, &mut shipper, status);
+        ingest::on_response(
+            &mut host,
+            &mut shipper,
+            status,
+            body.as_deref().unwrap_or_default(),
+        );
         // Drain a backlog (after an outage) faster than one batch per flush
         // interval: at once where the host allows a dispatch from inside a
         // call's response (Envoy), else on the very next tick (Kong, whose

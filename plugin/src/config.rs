@@ -256,6 +256,24 @@ pub struct UsageConfig {
     pub openai_stream_usage: bool,
     #[serde(default = "yes")]
     pub strip_accept_encoding: bool,
+    #[serde(default)]
+    pub unknown_paths: UnknownPaths,
+    /// Largest request body that passes (413 above).
+    #[serde(default = "default_max_request_body_bytes")]
+    pub max_request_body_bytes: usize,
+    /// Largest request body the host is asked to hold so it can be rewritten
+    /// (`openai_stream_usage`); larger ones stream through unbuffered.
+    #[serde(default = "default_max_buffered_body_bytes")]
+    pub max_buffered_body_bytes: usize,
+}
+
+fn default_max_request_body_bytes() -> usize {
+    32 << 20
+}
+/// Half of Envoy's default `per_connection_buffer_limit_bytes` (1 MiB): the
+/// host may add a large read to the held body before the filter sees it.
+fn default_max_buffered_body_bytes() -> usize {
+    512 << 10
 }
 
 impl Default for UsageConfig {
@@ -263,8 +281,22 @@ impl Default for UsageConfig {
         UsageConfig {
             openai_stream_usage: true,
             strip_accept_encoding: true,
+            unknown_paths: UnknownPaths::Meter,
+            max_request_body_bytes: default_max_request_body_bytes(),
+            max_buffered_body_bytes: default_max_buffered_body_bytes(),
         }
     }
+}
+
+/// A path on the filter's route that is no known LLM call.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownPaths {
+    /// Forward it and record it as provider/operation `unknown`.
+    #[default]
+    Meter,
+    /// Answer 404 `unknown_path`; nothing goes upstream.
+    Reject,
 }
 
 fn yes() -> bool {
@@ -568,6 +600,16 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if !(1..=10_000).contains(&col.max_batch) {
         return Err(err("collector.max_batch", "must be between 1 and 10000"));
+    }
+    let usage = &c.usage;
+    if usage.max_request_body_bytes < 1024 {
+        return Err(err("usage.max_request_body_bytes", "must be at least 1024"));
+    }
+    if usage.max_buffered_body_bytes > usage.max_request_body_bytes {
+        return Err(err(
+            "usage.max_buffered_body_bytes",
+            "must be at most usage.max_request_body_bytes",
+        ));
     }
     if !(1024..=COLLECTOR_MAX_BODY_BYTES).contains(&col.max_batch_bytes) {
         return Err(err(

@@ -76,6 +76,26 @@ impl Denial {
         }
     }
 
+    /// 404: the path is no LLM call this gateway knows (`unknown_paths: reject`).
+    pub fn unknown_path() -> Self {
+        Denial {
+            status: 404,
+            kind: "unknown_path",
+            message: "This path is not an LLM API call this gateway meters.".to_string(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 413: the request body is over `usage.max_request_body_bytes`.
+    pub fn request_too_large(limit: usize) -> Self {
+        Denial {
+            status: 413,
+            kind: "request_too_large",
+            message: format!("The request body is over this gateway's limit of {limit} bytes."),
+            headers: Vec::new(),
+        }
+    }
+
     /// 429: the key is over its requests or tokens per minute; `headers`
     /// carry `retry-after` and the `x-ratelimit-*` state.
     pub fn rate_limited(headers: Vec<(&'static str, String)>) -> Self {

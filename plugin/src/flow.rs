@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::caps::CapsView;
+use crate::config::UnknownPaths;
 use crate::controls;
 use crate::decision::{Admitted, Decision, Denial};
 use crate::filter::Filter;
@@ -15,7 +16,7 @@ use crate::record::{self, IdGen, Record, Tags};
 use crate::shipper::Shipper;
 use crate::tags;
 use crate::upstream;
-use crate::usage::{self, ChunkEdit, Operation, RequestInfo, ResponseMeter, Route};
+use crate::usage::{self, ChunkEdit, Operation, PathKind, RequestInfo, ResponseMeter, Route};
 
 /// What the glue returns to the host for a body or headers callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,11 +69,15 @@ impl Shared {
 }
 
 /// How far the request body has been read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum RequestBody {
     Unseen,
-    /// The first chunk was not the whole body: the host buffers until the end.
+    /// The first chunk was not the whole body and may be rewritten: the host
+    /// buffers it until the end (up to `usage.max_buffered_body_bytes`).
     Buffering,
+    /// Too large to hold, or never rewritten: chunks pass as they come and
+    /// only the values the filter reads are kept.
+    Streaming(Box<usage::json_scan::CaptureScanner>),
     Read,
 }
 
@@ -97,6 +102,10 @@ pub struct RequestFlow {
     route: Option<Route>,
     request: RequestInfo,
     request_body: RequestBody,
+    /// Request body bytes seen so far.
+    body_bytes: usize,
+    /// The request's `content-length`, when it sent one.
+    declared_length: Option<usize>,
     meter: Option<ResponseMeter>,
     status: u32,
     ttft_ms: Option<u64>,
@@ -123,6 +132,8 @@ impl RequestFlow {
             route: None,
             request: RequestInfo::default(),
             request_body: RequestBody::Unseen,
+            body_bytes: 0,
+            declared_length: None,
             meter: None,
             status: 0,
             ttft_ms: None,
@@ -181,7 +192,14 @@ impl RequestFlow {
         self.extra_response_headers = controls.response_headers;
 
         let path = identity::header(&headers, ":path").unwrap_or("");
-        self.route = usage::detect(path);
+        self.route = match usage::classify(path) {
+            PathKind::Metered(route) => Some(route),
+            PathKind::Free => None,
+            PathKind::Unknown => match self.filter.config.usage.unknown_paths {
+                UnknownPaths::Meter => Some(usage::unknown_route()),
+                UnknownPaths::Reject => return self.deny(host, &Denial::unknown_path()),
+            },
+        };
         // A metered body is read in on_request_body and may be rewritten
         // there, after the headers went on: its length is not known yet.
         // (Holding the headers instead would need resume_http_request, since
@@ -191,6 +209,12 @@ impl RequestFlow {
         let may_rewrite = self.route.as_ref().is_some_and(|r| {
             self.filter.usage.openai_stream_usage && r.operation == Operation::Chat
         });
+        self.declared_length =
+            identity::header(&headers, "content-length").and_then(|v| v.trim().parse().ok());
+        let max_body = self.filter.config.usage.max_request_body_bytes;
+        if self.declared_length.is_some_and(|n| n > max_body) {
+            return self.deny(host, &Denial::request_too_large(max_body));
+        }
         let profile = self.filter.profile;
         let no_body = end_of_stream && profile.headers_eos_reliable();
         self.length_free = may_rewrite && !no_body;
@@ -217,6 +241,7 @@ impl RequestFlow {
         self.phase = Phase::Denied;
         let metric = match denial.status {
             400 => Metric::Denied400,
+            404 => Metric::Denied404,
             402 => Metric::Denied402,
             429 => Metric::Denied429,
             503 => Metric::Denied503,
@@ -244,9 +269,34 @@ impl RequestFlow {
         if !matches!(self.phase, Phase::Admitted(_)) {
             return Step::Continue;
         }
-        match self.request_body {
+        self.body_bytes = self.body_bytes.saturating_add(body_size);
+        let usage_cfg = &self.filter.config.usage;
+        if self.body_bytes > usage_cfg.max_request_body_bytes {
+            return self.deny(
+                host,
+                &Denial::request_too_large(usage_cfg.max_request_body_bytes),
+            );
+        }
+        let hold = usage_cfg.max_buffered_body_bytes;
+        match &mut self.request_body {
             RequestBody::Read => return Step::Continue,
-            RequestBody::Buffering if !end_of_stream => return Step::Pause,
+            RequestBody::Streaming(scanner) => {
+                if let Some(chunk) = host.request_body(body_size) {
+                    scanner.feed(&chunk);
+                }
+                if end_of_stream {
+                    self.request = usage::inspect_scanned(route, scanner);
+                    self.request_body = RequestBody::Read;
+                }
+                return Step::Continue;
+            }
+            RequestBody::Buffering if !end_of_stream && body_size <= hold => return Step::Pause,
+            RequestBody::Buffering if !end_of_stream => {
+                // Grown past what the filter holds: let it all go on and
+                // read the rest as it passes (no include_usage rewrite).
+                log::info!("aispend: request body over {hold} bytes streams through unbuffered");
+                return self.start_streaming(host, body_size);
+            }
             RequestBody::Buffering => {}
             RequestBody::Unseen if !end_of_stream => {
                 // Envoy hands over the body, then flags its end in a later,
@@ -255,17 +305,23 @@ impl RequestFlow {
                 // have the host buffer it. Only the first chunk is tried, so a
                 // large body is not re-read as it grows.
                 let body = host.request_body(body_size).unwrap_or_default();
-                match usage::inspect_whole_request(route, &body, &self.filter.usage) {
-                    Some(info) => {
-                        self.request_body = RequestBody::Read;
-                        self.take_request_info(host, info);
-                        return Step::Continue;
-                    }
-                    None => {
-                        self.request_body = RequestBody::Buffering;
-                        return Step::Pause;
-                    }
+                if let Some(info) = usage::inspect_whole_request(route, &body, &self.filter.usage) {
+                    self.request_body = RequestBody::Read;
+                    self.take_request_info(host, info);
+                    return Step::Continue;
                 }
+                // Only a body that may be rewritten is worth holding, and only
+                // one known to fit: the host may add a large read to a held
+                // body before the filter sees it, past its own limit (413).
+                let fits = self.declared_length.unwrap_or(body_size) <= hold;
+                if self.length_free && fits {
+                    self.request_body = RequestBody::Buffering;
+                    return Step::Pause;
+                }
+                let mut scanner = Box::new(usage::body_scanner());
+                scanner.feed(&body);
+                self.request_body = RequestBody::Streaming(scanner);
+                return Step::Continue;
             }
             RequestBody::Unseen => {}
         }
@@ -273,6 +329,16 @@ impl RequestFlow {
         let body = host.request_body(body_size).unwrap_or_default();
         let info = usage::inspect_request(route, &body, &self.filter.usage);
         self.take_request_info(host, info);
+        Step::Continue
+    }
+
+    /// Read what the host holds so far and let the rest stream.
+    fn start_streaming(&mut self, host: &mut dyn Host, body_size: usize) -> Step {
+        let mut scanner = Box::new(usage::body_scanner());
+        if let Some(held) = host.request_body(body_size) {
+            scanner.feed(&held);
+        }
+        self.request_body = RequestBody::Streaming(scanner);
         Step::Continue
     }
 

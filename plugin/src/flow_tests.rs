@@ -472,3 +472,96 @@ fn provider_and_client_values_are_made_storable() {
     let mut ok = [10, 3, 2, 5, 1];
     assert!(!clamp_tokens(&mut ok));
 }
+
+/// Envoy after a Continue: the body buffer holds only the newest chunk.
+fn feed_streamed(
+    flow: &mut RequestFlow,
+    host: &mut MemoryHost,
+    body: &[u8],
+    chunk: usize,
+) -> Vec<Step> {
+    let parts: Vec<&[u8]> = body.chunks(chunk).collect();
+    let mut steps = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        host.request_body = part.to_vec();
+        steps.push(flow.on_request_body(host, part.len(), i + 1 == parts.len()));
+    }
+    steps
+}
+
+fn big_chat_body(words: usize, stream: bool) -> Vec<u8> {
+    format!(
+        r#"{{"messages":[{{"role":"user","content":"{}"}}],"model":"gpt-4o","stream":{stream}}}"#,
+        "w ".repeat(words)
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_large_body_that_is_never_rewritten_streams_without_being_held() {
+    // Rewrites off: no chunk is held, however large the body.
+    let shared = shared(r#","usage":{"openai_stream_usage":false}"#);
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+    flow.on_request_headers(&mut host, false);
+    let body = big_chat_body(2_000_000, false); // ~4 MB
+    let steps = feed_streamed(&mut flow, &mut host, &body, 64 * 1024);
+    assert!(steps.iter().all(|s| *s == Step::Continue), "never paused");
+    respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
+    let r = &records(&shared)[0];
+    assert_eq!(
+        r["requested_model"], "gpt-4o",
+        "read from the tail of a streamed body"
+    );
+}
+
+#[test]
+fn a_chat_body_past_the_hold_limit_is_released_and_read_as_it_passes() {
+    let shared = shared(r#","usage":{"max_buffered_body_bytes":100000}"#);
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+    flow.on_request_headers(&mut host, false);
+    let body = big_chat_body(200_000, true); // ~400 KB
+                                             // Held (Pause) while under the limit, as Envoy buffers: the host's
+                                             // buffer grows; past the limit everything goes on.
+    let mut held = Vec::new();
+    let mut steps = Vec::new();
+    let parts: Vec<&[u8]> = body.chunks(32 * 1024).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if steps.last() == Some(&Step::Continue) {
+            held.clear();
+        }
+        held.extend_from_slice(part);
+        host.request_body = held.clone();
+        steps.push(flow.on_request_body(&mut host, held.len(), i + 1 == parts.len()));
+    }
+    assert_eq!(steps[0], Step::Pause);
+    assert!(
+        steps.iter().skip(4).all(|s| *s == Step::Continue),
+        "{steps:?}"
+    );
+    respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
+    let r = &records(&shared)[0];
+    assert_eq!(r["requested_model"], "gpt-4o");
+    assert_eq!(r["stream"], true);
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_with_413() {
+    let shared =
+        shared(r#","usage":{"max_request_body_bytes":50000,"max_buffered_body_bytes":1024}"#);
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+    flow.on_request_headers(&mut host, false);
+    let steps = feed_streamed(
+        &mut flow,
+        &mut host,
+        &big_chat_body(40_000, false),
+        16 * 1024,
+    );
+    assert!(
+        steps.contains(&Step::Pause),
+        "the request stops once over the limit"
+    );
+    assert_eq!(host.local_reply.as_ref().unwrap().status, 413);
+}

@@ -23,10 +23,11 @@ pub enum Metric {
     CapsUnenforced,
     LimitsUnenforced,
     RecordsRejected,
+    Denied404,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 18] = [
         Metric::RecordsEmitted,
         Metric::RecordsShipped,
         Metric::RecordsRetried,
@@ -44,6 +45,7 @@ impl Metric {
         Metric::CapsUnenforced,
         Metric::LimitsUnenforced,
         Metric::RecordsRejected,
+        Metric::Denied404,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +67,7 @@ impl Metric {
             Metric::CapsUnenforced => "aispend_caps_unenforced",
             Metric::LimitsUnenforced => "aispend_limits_unenforced",
             Metric::RecordsRejected => "aispend_records_rejected",
+            Metric::Denied404 => "aispend_denied_404",
         }
     }
 

@@ -110,6 +110,8 @@ impl TagPolicy {
             Provider::Azure => 1,
             Provider::Anthropic => 2,
             Provider::Gemini => 3,
+            // No credential is guessed for a path nobody recognised.
+            Provider::Unknown => return None,
         };
         self.credentials
             .get(slot)

@@ -1,7 +1,7 @@
 """Issue 26: every call metered, every record delivered — values a client or
 provider chose never get a record refused, and ordinary records queued
 behind them all arrive."""
-from helpers import SEARCH_KEY, chat_body, usage_window_start, wait_for_requests
+from helpers import SEARCH_KEY, chat_body, filter_config, usage_window_start, wait_for_requests
 from procs import call, wait_until
 from test_resilience import stat
 
@@ -45,3 +45,53 @@ def test_poisoned_calls_then_ordinary_calls_all_arrive(stack_factory):
                "aispend_records_shipped == 9")
     assert stat(s.envoy.stats(), "aispend_records_rejected") == 0
     assert _collector_metric(s.collector, "aispend_records_rejected_total") == 0
+
+
+PATH_FORMS = ["//v1/chat/completions", "/v1//chat/completions", "/./v1/chat/completions",
+              "/v1/./chat/completions", "/v1/x/../chat/completions", "/v1/chat/completions/",
+              "/v1%2Fchat%2Fcompletions", "/v1/chat%2fcompletions", "/V1/chat/completions",
+              "/v1/Chat/Completions"]
+
+
+def test_every_path_form_is_metered(stack_factory):
+    """Issue 26: path spellings the provider would accept are LLM calls;
+    each one is recorded (as chat), none goes through unmetered."""
+    s = stack_factory()
+    since = usage_window_start()
+    for path in PATH_FORMS:
+        status, _, body = s.chat(SEARCH_KEY, chat_body(2), path=path)
+        # The mock (like a provider may) answers 404 to a trailing slash or
+        # capitals; what matters is that the call is recorded.
+        assert status in (200, 404), (path, body[:200])
+    # An unknown path on the LLM route is metered too, as `unknown`.
+    status, _, _ = s.chat(SEARCH_KEY, chat_body(2), path="/v1/completions")
+    usage = wait_for_requests(s.collector, since, len(PATH_FORMS) + 1, timeout=30,
+                              group_by="provider,operation")
+    rows = {(r["provider"], r["operation"]): r["requests"] for r in usage["rows"]}
+    assert rows == {("openai", "chat"): len(PATH_FORMS), ("unknown", "unknown"): 1}, rows
+    # Envoy normalised what it could; the provider saw a canonical path for the rest.
+    seen = [r["path"] for r in s.mock.requests()]
+    assert all("//" not in p and "/./" not in p and "%2f" not in p.lower() for p in seen), seen
+
+
+def test_unknown_paths_can_be_refused(stack_factory):
+    s = stack_factory(filter_config(usage={"unknown_paths": "reject"}))
+    status, _, body = s.chat(SEARCH_KEY, chat_body(2), path="/v1/completions")
+    assert status == 404 and b"unknown_path" in body
+    assert s.mock.requests() == []
+    status, _, _ = s.envoy.request("GET", "/v1/models", None, {"authorization": f"Bearer {SEARCH_KEY}"})
+    assert len(s.mock.requests()) == 1, "free calls pass"
+
+
+def test_a_5_mb_request_passes_and_is_metered(stack_factory):
+    """Issue 26: bodies over Envoy's 1 MiB buffer pass (the filter streams
+    what it does not need to hold) and are recorded."""
+    s = stack_factory()
+    since = usage_window_start()
+    words = 2_500_000  # ~5 MB of prompt
+    body = {"messages": [{"role": "user", "content": "w " * words}], "model": "gpt-4o-mini"}
+    status, _, answer = s.chat(SEARCH_KEY, body)
+    assert status == 200, answer[:300]
+    usage = wait_for_requests(s.collector, since, 1, timeout=30, group_by="model")
+    assert usage["rows"][0]["model"] == "gpt-4o-mini-2024-07-18"
+    assert usage["totals"]["input_tokens"] == words

@@ -29,7 +29,7 @@ impl Parser {
     /// endpoint of another provider speaks OpenAI's format).
     fn for_route(route: &Route, strip_usage_chunk: bool) -> Parser {
         match route.operation {
-            Operation::Chat | Operation::Embeddings => {
+            Operation::Chat | Operation::Embeddings | Operation::Unknown => {
                 Parser::Chat(ChatParser::new(strip_usage_chunk))
             }
             Operation::Responses => Parser::Responses(ResponsesParser::default()),

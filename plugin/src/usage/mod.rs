@@ -36,8 +36,8 @@ pub mod sse;
 mod strip;
 
 pub use meter::ResponseMeter;
-pub use request::{inspect_request, inspect_whole_request};
-pub use route::detect;
+pub use request::{body_scanner, inspect_request, inspect_scanned, inspect_whole_request};
+pub use route::{classify, detect, unknown as unknown_route, PathKind};
 
 /// Who serves the call. `as_str` values are the record's `provider` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,9 @@ pub enum Provider {
     Azure,
     Anthropic,
     Gemini,
+    /// A path on an LLM route that matches no known call
+    /// (`usage.unknown_paths: "meter"`).
+    Unknown,
 }
 
 impl Provider {
@@ -55,6 +58,7 @@ impl Provider {
             Provider::Azure => "azure",
             Provider::Anthropic => "anthropic",
             Provider::Gemini => "gemini",
+            Provider::Unknown => "unknown",
         }
     }
 }
@@ -67,6 +71,8 @@ pub enum Operation {
     Embeddings,
     Messages,
     Generate,
+    /// Read as OpenAI-format JSON/SSE usage, if any.
+    Unknown,
 }
 
 impl Operation {
@@ -77,6 +83,7 @@ impl Operation {
             Operation::Embeddings => "embeddings",
             Operation::Messages => "messages",
             Operation::Generate => "generate",
+            Operation::Unknown => "unknown",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What the client asked for (request body), and the one edit the filter
 //! makes to it: asking OpenAI-format chat streams for their usage chunk.
 
-use super::json_scan::{is_null, top_level_ranges};
+use super::json_scan::{is_null, top_level_ranges, CaptureScanner};
 use super::{Operation, RequestInfo, Route, UsageOptions};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -25,6 +25,35 @@ pub fn inspect_request(route: &Route, body: &[u8], opts: &UsageOptions) -> Reque
             ..RequestInfo::default()
         },
     }
+}
+
+/// A reader for a body that passes in chunks without being held: it keeps
+/// only the few values `inspect_request` reads (each at most 4 KiB).
+pub fn body_scanner() -> CaptureScanner {
+    CaptureScanner::new(KEYS, 4096)
+}
+
+/// What a streamed body said, from `body_scanner`'s captures. Such a body
+/// has already gone upstream, so nothing is rewritten.
+pub fn inspect_scanned(route: &Route, scanner: &CaptureScanner) -> RequestInfo {
+    let mut doc = Vec::with_capacity(128);
+    doc.push(b'{');
+    for (i, key) in KEYS.iter().enumerate() {
+        if let Some(value) = scanner.value(i) {
+            if doc.len() > 1 {
+                doc.push(b',');
+            }
+            doc.push(b'"');
+            doc.extend_from_slice(key.as_bytes());
+            doc.extend_from_slice(b"\":");
+            doc.extend_from_slice(value);
+        }
+    }
+    doc.push(b'}');
+    let no_rewrite = UsageOptions {
+        openai_stream_usage: false,
+    };
+    inspect_request(route, &doc, &no_rewrite)
 }
 
 /// `inspect_request` for bytes that may be only the start of the body: `None`
@@ -189,5 +218,36 @@ mod tests {
         assert_eq!(info.model.as_deref(), Some("gemini-2.5-pro"));
         assert!(info.stream);
         assert!(info.body_rewrite.is_none());
+    }
+}
+
+#[cfg(test)]
+mod streamed_tests {
+    use super::*;
+    use crate::usage::Provider;
+
+    #[test]
+    fn a_streamed_body_reads_like_a_whole_one() {
+        let route = Route {
+            provider: Provider::OpenAi,
+            operation: Operation::Chat,
+            path_model: None,
+            path_stream: false,
+        };
+        let filler = "x ".repeat(50_000);
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"gpt-4o","stream":true}}"#
+        );
+        let mut scanner = body_scanner();
+        for chunk in body.as_bytes().chunks(16_384) {
+            scanner.feed(chunk);
+        }
+        let info = inspect_scanned(&route, &scanner);
+        assert_eq!(info.model.as_deref(), Some("gpt-4o"));
+        assert!(info.stream && !info.client_wants_usage);
+        assert_eq!(
+            info.body_rewrite, None,
+            "a streamed body is never rewritten"
+        );
     }
 }

@@ -6,11 +6,11 @@
 use std::cell::RefCell;
 use std::fmt::Write;
 
-use aispend_plugin::caps::{self, CapsView};
 use aispend_plugin::controls;
+use aispend_plugin::controls::caps::{self, CapsView};
 use aispend_plugin::filter::Filter;
-use aispend_plugin::identity::{AuthKind, KeyLimits, Principal};
-use aispend_plugin::testing::MemoryHost;
+use aispend_plugin::host::memory::MemoryHost;
+use aispend_plugin::request::identity::{AuthKind, KeyLimits, Principal};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 fn filter() -> Filter {

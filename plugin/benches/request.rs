@@ -5,12 +5,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use aispend_plugin::caps::CapsView;
+use aispend_plugin::controls::caps::CapsView;
 use aispend_plugin::filter::Filter;
-use aispend_plugin::flow::{RequestFlow, Shared};
-use aispend_plugin::record::IdGen;
-use aispend_plugin::shipper::Shipper;
-use aispend_plugin::testing::MemoryHost;
+use aispend_plugin::host::memory::MemoryHost;
+use aispend_plugin::jobs::shipper::Shipper;
+use aispend_plugin::request::flow::{RequestFlow, Shared};
+use aispend_plugin::request::record::IdGen;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 fn filter_with_keys(n: usize) -> Filter {
@@ -69,7 +69,7 @@ fn request_flow(c: &mut Criterion) {
         ]
         .to_vec();
         struct NoClaims;
-        impl aispend_plugin::identity::ClaimSource for NoClaims {
+        impl aispend_plugin::request::identity::ClaimSource for NoClaims {
             fn claim(&mut self, _: &str) -> Option<String> {
                 None
             }
@@ -107,7 +107,7 @@ fn request_flow(c: &mut Criterion) {
         while let Some(batch) = s.poll(u64::MAX) {
             s.on_result(
                 u64::MAX,
-                aispend_plugin::shipper::Outcome::Acked { rejected: 0 },
+                aispend_plugin::jobs::shipper::Outcome::Acked { rejected: 0 },
             );
             black_box(batch);
         }

@@ -2,10 +2,10 @@
 //! shared (read-only) by every HTTP context of the VM.
 
 use crate::config::{Config, JwtConfig};
-use crate::identity::{Identity, TagSchema};
-use crate::profile::Profile;
-use crate::shipper::ShipperSettings;
-use crate::tags::TagPolicy;
+use crate::host::profile::Profile;
+use crate::jobs::shipper::ShipperSettings;
+use crate::request::identity::{Identity, TagSchema};
+use crate::request::tags::TagPolicy;
 use crate::usage::UsageOptions;
 
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! any provider's meter (a panic would trap the gateway worker's VM), and the
 //! bytes reaching the client are always the upstream bytes minus whole events.
 
-use aispend_plugin::usage::json_scan::{top_level, CaptureScanner};
+use aispend_plugin::json::scan::{top_level, CaptureScanner};
 use aispend_plugin::usage::sse::SseFramer;
 use aispend_plugin::usage::{detect, inspect_request, ChunkEdit, ResponseMeter, UsageOptions};
 use proptest::prelude::*;
@@ -163,7 +163,7 @@ proptest! {
     // or cut short.
     #[test]
     fn members_walk_agrees_with_the_scanner(doc in json_doc(), cut in any::<prop::sample::Index>()) {
-        use aispend_plugin::usage::{json_fast, json_scan};
+        use aispend_plugin::json::{fast as json_fast, scan as json_scan};
         const KEYS: &[&str; 2] = &["model", "usage"];
         let fast: Option<[Option<std::ops::Range<usize>>; 2]> = json_fast::top_level_ranges(&doc, KEYS);
         // Escaped keys are left to the scanner; anything else is read.

@@ -3,7 +3,7 @@
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use crate::flow::{RequestFlow, Shared, Step};
+use crate::request::flow::{RequestFlow, Shared, Step};
 
 use super::proxy_host::{MetricIds, ProxyHost};
 

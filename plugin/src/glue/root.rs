@@ -9,14 +9,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MapType, MetricType};
 
-use crate::caps::CapsView;
-use crate::caps_poll::CapsPoller;
+use crate::controls::caps::CapsView;
 use crate::filter::Filter;
-use crate::flow::Shared;
 use crate::host::{Host as _, Metric};
-use crate::ingest;
-use crate::record::IdGen;
-use crate::shipper::{Counters, Shipper};
+use crate::jobs::caps_poll::CapsPoller;
+use crate::jobs::ship;
+use crate::jobs::shipper::{Counters, Shipper};
+use crate::request::flow::Shared;
+use crate::request::record::IdGen;
 
 use super::http::Http;
 use super::proxy_host::{MetricIds, ProxyHost};
@@ -50,8 +50,8 @@ impl Root {
         }
         self.next_flush_ms = now.saturating_add(interval);
         if let Ok(mut shipper) = shared.shipper.try_borrow_mut() {
-            ingest::flush(&mut host, &shared.filter, &mut shipper);
-            ingest::publish_metrics(&mut host, &mut self.published, shipper.counters());
+            ship::flush(&mut host, &shared.filter, &mut shipper);
+            ship::publish_metrics(&mut host, &mut self.published, shipper.counters());
         }
     }
 
@@ -124,7 +124,7 @@ impl Context for Root {
         let Ok(mut shipper) = shared.shipper.try_borrow_mut() else {
             return;
         };
-        ingest::on_response(
+        ship::on_response(
             &mut host,
             &mut shipper,
             status,
@@ -136,7 +136,7 @@ impl Context for Root {
         // workers crash on a dispatch made here).
         if status == Some(200) && shipper.buffered() >= shared.filter.config.collector.max_batch {
             if shared.filter.profile.dispatch_in_call_response() {
-                ingest::flush(&mut host, &shared.filter, &mut shipper);
+                ship::flush(&mut host, &shared.filter, &mut shipper);
             } else {
                 self.next_flush_ms = 0;
             }
@@ -180,7 +180,7 @@ impl RootContext for Root {
         let flush = filter.config.collector.flush_interval_ms;
         let caps_cfg = &filter.config.caps;
         let interval = if caps_cfg.enabled {
-            crate::caps_poll::tick_period_ms(flush, caps_cfg.poll_interval_ms)
+            crate::jobs::caps_poll::tick_period_ms(flush, caps_cfg.poll_interval_ms)
         } else {
             flush
         };

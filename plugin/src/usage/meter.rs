@@ -1,15 +1,15 @@
 //! `ResponseMeter`: reads usage from one response as its chunks pass.
 
-use super::anthropic::AnthropicParser;
-use super::gemini::GeminiParser;
-use super::json_fast;
-use super::json_scan::{top_level_of, CaptureScanner, MAX_KEYS};
-use super::openai::ChatParser;
 use super::parser::{Tally, UsageParser, Verdict};
-use super::responses::ResponsesParser;
+use super::providers::anthropic::AnthropicParser;
+use super::providers::gemini::GeminiParser;
+use super::providers::openai::ChatParser;
+use super::providers::responses::ResponsesParser;
 use super::sse::{SseEvent, SseFramer, DEFAULT_EVENT_LIMIT};
 use super::strip::Stripper;
 use super::{ChunkEdit, Operation, RequestInfo, Route, Usage, MAX_JSON_BODY};
+use crate::json::fast as json_fast;
+use crate::json::scan::{top_level_of, CaptureScanner, MAX_KEYS};
 
 /// Bound on one captured JSON value (`usage`, `model`): far above any real
 /// usage object, far below a body.

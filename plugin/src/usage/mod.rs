@@ -17,20 +17,14 @@
 //!
 //! Layout: `route` (paths), `request` (request body and its rewrite), `meter`
 //! (per-response state and the final `Usage`), `sse` (event framer),
-//! `json_scan` (top-level value scanner), `json_fast` (serde-free reads of
-//! model names and usage integers), `strip` (removing the injected usage
-//! chunk), `parser` (the trait) and one module per wire format: `openai`
-//! (chat, embeddings), `responses`, `anthropic`, `gemini`.
+//! `strip` (removing the injected usage chunk), `parser` (the trait) and
+//! `providers/`, one module per wire format: `openai` (chat, embeddings),
+//! `responses`, `anthropic`, `gemini`. JSON scanning lives in `crate::json`.
 
-mod anthropic;
-mod gemini;
-pub mod json_fast;
-pub mod json_scan;
 mod meter;
-mod openai;
 pub mod parser;
+pub mod providers;
 mod request;
-mod responses;
 mod route;
 pub mod sse;
 mod strip;

@@ -36,7 +36,7 @@ impl Tally {
     /// content-filter chunk) are ignored.
     pub fn set_model(&mut self, raw: Option<&[u8]>) {
         let Some(raw) = raw else { return };
-        let name = match super::json_fast::plain_string(raw) {
+        let name = match crate::json::fast::plain_string(raw) {
             Some(plain) => Cow::Borrowed(plain),
             None => match serde_json::from_slice::<Option<Cow<'_, str>>>(raw) {
                 Ok(Some(name)) => name,

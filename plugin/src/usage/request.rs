@@ -1,8 +1,8 @@
 //! What the client asked for (request body), and the one edit the filter
 //! makes to it: asking OpenAI-format chat streams for their usage chunk.
 
-use super::json_scan::{is_null, top_level_ranges, CaptureScanner};
 use super::{Operation, RequestInfo, Route, UsageOptions};
+use crate::json::scan::{is_null, top_level_ranges, CaptureScanner};
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -64,7 +64,7 @@ pub fn inspect_whole_request(
     body: &[u8],
     opts: &UsageOptions,
 ) -> Option<RequestInfo> {
-    let ranges = super::json_fast::top_level_ranges(body, KEYS)?;
+    let ranges = crate::json::fast::top_level_ranges(body, KEYS)?;
     Some(read(route, body, ranges, opts))
 }
 
@@ -76,7 +76,7 @@ fn read(
 ) -> RequestInfo {
     let value = |r: &Option<std::ops::Range<usize>>| r.clone().and_then(|r| body.get(r));
     let body_model = value(&model)
-        .and_then(|m| match super::json_fast::plain_string(m) {
+        .and_then(|m| match crate::json::fast::plain_string(m) {
             Some(plain) => Some(Cow::Borrowed(plain)),
             None => serde_json::from_slice::<Cow<'_, str>>(m).ok(),
         })

@@ -1,0 +1,742 @@
+//! The filter's one JSON config (plugin/CONFIG.md): types, defaults and
+//! validation. Every error names the field path, because the only feedback an
+//! operator gets is one log line when the plugin refuses to start.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// Canonical tags every deployment knows (SPEC §2); `tags.extra` adds more.
+pub const CANONICAL_TAGS: [&str; 5] = ["org", "team", "project", "cost_center", "environment"];
+
+/// Longest tag value (SPEC §2).
+pub const MAX_TAG_VALUE: usize = 128;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub gateway: Gateway,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub tags: TagsConfig,
+    #[serde(default)]
+    pub providers: ProvidersConfig,
+    pub collector: CollectorConfig,
+    #[serde(default)]
+    pub usage: UsageConfig,
+    #[serde(default)]
+    pub caps: CapsConfig,
+    #[serde(default)]
+    pub limits: RateLimitsConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Gateway {
+    #[default]
+    Envoy,
+    Kong,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    ApiKey,
+    Jwt,
+    KongConsumer,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    #[serde(default = "default_sources")]
+    pub sources: Vec<Source>,
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    #[serde(default)]
+    pub kong_consumer: KongConsumerConfig,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            sources: default_sources(),
+            keys: Vec::new(),
+            jwt: None,
+            kong_consumer: KongConsumerConfig::default(),
+        }
+    }
+}
+
+fn default_sources() -> Vec<Source> {
+    vec![Source::ApiKey]
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    #[default]
+    Active,
+    Revoked,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub key_id: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub status: KeyStatus,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Option<LimitsConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    #[serde(default = "default_jwt_namespace")]
+    pub metadata_namespace: String,
+    #[serde(default = "default_jwt_payload_key")]
+    pub payload_key: String,
+    #[serde(default = "default_key_id_claim")]
+    pub key_id_claim: String,
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+}
+
+fn default_jwt_namespace() -> String {
+    "envoy.filters.http.jwt_authn".into()
+}
+fn default_jwt_payload_key() -> String {
+    "jwt_payload".into()
+}
+fn default_key_id_claim() -> String {
+    "sub".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KongConsumerConfig {
+    #[serde(default)]
+    pub trusted: bool,
+    #[serde(default)]
+    pub tags_by_consumer: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    #[default]
+    Strip,
+    Reject,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TagsConfig {
+    #[serde(default)]
+    pub required: Vec<String>,
+    #[serde(default)]
+    pub extra: Vec<String>,
+    #[serde(default)]
+    pub on_conflict: OnConflict,
+    #[serde(default)]
+    pub labels: LabelsConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsConfig {
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    #[serde(default)]
+    pub openai: Option<ProviderConfig>,
+    #[serde(default)]
+    pub azure: Option<ProviderConfig>,
+    #[serde(default)]
+    pub anthropic: Option<ProviderConfig>,
+    #[serde(default)]
+    pub gemini: Option<ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    #[serde(default)]
+    pub credential: Option<CredentialConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    pub header: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    pub cluster: String,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "default_collector_path")]
+    pub path: String,
+    pub token: String,
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Upper bound of one batch body in bytes (the collector refuses bodies
+    /// over 8 MiB with 413).
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    #[serde(default = "default_max_buffer")]
+    pub max_buffer: usize,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+impl CollectorConfig {
+    pub fn authority(&self) -> &str {
+        self.authority.as_deref().unwrap_or(&self.cluster)
+    }
+}
+
+fn default_collector_path() -> String {
+    "/v1/records".into()
+}
+fn default_flush_interval_ms() -> u64 {
+    1000
+}
+fn default_max_batch() -> usize {
+    500
+}
+fn default_max_batch_bytes() -> usize {
+    1 << 20
+}
+/// The collector's request body limit.
+pub const COLLECTOR_MAX_BODY_BYTES: usize = 8 << 20;
+fn default_max_buffer() -> usize {
+    10_000
+}
+fn default_timeout_ms() -> u64 {
+    5000
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UsageConfig {
+    #[serde(default = "yes")]
+    pub openai_stream_usage: bool,
+    #[serde(default = "yes")]
+    pub strip_accept_encoding: bool,
+    #[serde(default)]
+    pub unknown_paths: UnknownPaths,
+    /// Largest request body that passes (413 above).
+    #[serde(default = "default_max_request_body_bytes")]
+    pub max_request_body_bytes: usize,
+    /// Largest request body the host is asked to hold so it can be rewritten
+    /// (`openai_stream_usage`); larger ones stream through unbuffered.
+    #[serde(default = "default_max_buffered_body_bytes")]
+    pub max_buffered_body_bytes: usize,
+}
+
+fn default_max_request_body_bytes() -> usize {
+    32 << 20
+}
+/// Half of Envoy's default `per_connection_buffer_limit_bytes` (1 MiB): the
+/// host may add a large read to the held body before the filter sees it.
+fn default_max_buffered_body_bytes() -> usize {
+    512 << 10
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            openai_stream_usage: true,
+            strip_accept_encoding: true,
+            unknown_paths: UnknownPaths::Meter,
+            max_request_body_bytes: default_max_request_body_bytes(),
+            max_buffered_body_bytes: default_max_buffered_body_bytes(),
+        }
+    }
+}
+
+/// A path on the filter's route that is no known LLM call.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownPaths {
+    /// Forward it and record it as provider/operation `unknown`.
+    #[default]
+    Meter,
+    /// Answer 404 `unknown_path`; nothing goes upstream.
+    Reject,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What to do when a control cannot be enforced (caps too old, shared data
+/// refusing writes): keep serving and count it, or refuse.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    #[default]
+    FailOpen,
+    FailClosed,
+}
+
+/// Budget cap flags polled from the collector (`GET /v1/caps`, SPEC §6).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CapsConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Default: `collector.cluster`.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Default: `caps.cluster` if set, else `collector.authority`.
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "default_caps_path")]
+    pub path: String,
+    /// Read token; without one the poll carries no `authorization`.
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "default_stale_after_ms")]
+    pub stale_after_ms: u64,
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    #[serde(default)]
+    pub clamp_max_tokens: bool,
+}
+
+impl Default for CapsConfig {
+    fn default() -> Self {
+        CapsConfig {
+            enabled: true,
+            cluster: None,
+            authority: None,
+            path: default_caps_path(),
+            token: None,
+            poll_interval_ms: default_poll_interval_ms(),
+            stale_after_ms: default_stale_after_ms(),
+            failure_mode: FailureMode::FailOpen,
+            clamp_max_tokens: false,
+        }
+    }
+}
+
+impl CapsConfig {
+    /// Where to poll: `caps.cluster`, else the collector's cluster.
+    pub fn cluster<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
+        self.cluster.as_deref().unwrap_or(&collector.cluster)
+    }
+
+    /// `:authority` of the poll: `caps.authority`, else `caps.cluster` when
+    /// set, else the collector's authority.
+    pub fn authority<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
+        self.authority
+            .as_deref()
+            .or(self.cluster.as_deref())
+            .unwrap_or_else(|| collector.authority())
+    }
+}
+
+fn default_caps_path() -> String {
+    "/v1/caps".into()
+}
+fn default_poll_interval_ms() -> u64 {
+    2000
+}
+fn default_stale_after_ms() -> u64 {
+    10_000
+}
+
+/// Settings shared by every key's rate limits (the limits themselves are
+/// per key: `identity.keys[].limits`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+/// A config error: where (`identity.keys[1].sha256`) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config at {}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Parse and validate the config document.
+pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        // serde_json appends "at line L column C"; keep it, it helps with big files.
+        err(
+            if path == "." { "(root)".into() } else { path },
+            e.into_inner().to_string(),
+        )
+    })?;
+    validate(&config)?;
+    Ok(config)
+}
+
+/// `[A-Za-z0-9._:/-]`, 1..=128 bytes (SPEC §2).
+pub fn valid_tag_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_TAG_VALUE
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
+}
+
+/// Tag names become header names (`x-aispend-<name>` with `_` → `-`), so
+/// they are lowercase identifiers.
+fn valid_tag_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name
+            .as_bytes()
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase())
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn validate(c: &Config) -> Result<(), ConfigError> {
+    let known_tag =
+        |name: &str| CANONICAL_TAGS.contains(&name) || c.tags.extra.iter().any(|e| e == name);
+
+    for (i, name) in c.tags.extra.iter().enumerate() {
+        let path = format!("tags.extra[{i}]");
+        if !valid_tag_name(name) {
+            return Err(err(path, "expected a lowercase tag name ([a-z][a-z0-9_]*)"));
+        }
+        // `key-id`, `request-id` and `label-*` are the filter's own headers.
+        if CANONICAL_TAGS.contains(&name.as_str())
+            || matches!(name.as_str(), "key_id" | "request_id")
+            || name.starts_with("label")
+        {
+            return Err(err(path, format!("`{name}` is reserved")));
+        }
+    }
+    for (i, name) in c.tags.required.iter().enumerate() {
+        if !known_tag(name) {
+            return Err(err(
+                format!("tags.required[{i}]"),
+                format!("unknown tag `{name}` (add it to tags.extra)"),
+            ));
+        }
+    }
+    for (i, header) in c.tags.labels.allow.iter().enumerate() {
+        let suffix = header.strip_prefix("x-aispend-label-").unwrap_or("");
+        if suffix.is_empty() || !valid_header_name(header) {
+            return Err(err(
+                format!("tags.labels.allow[{i}]"),
+                "expected a lowercase header name x-aispend-label-<name>",
+            ));
+        }
+    }
+
+    let id = &c.identity;
+    if id.sources.is_empty() {
+        return Err(err("identity.sources", "at least one source is needed"));
+    }
+    if id.sources.contains(&Source::Jwt) && id.jwt.is_none() {
+        return Err(err(
+            "identity.jwt",
+            "required when identity.sources has \"jwt\"",
+        ));
+    }
+    let check_tags = |path: &str, tags: &BTreeMap<String, String>| -> Result<(), ConfigError> {
+        for (name, value) in tags {
+            if !known_tag(name) {
+                return Err(err(
+                    format!("{path}.{name}"),
+                    format!("unknown tag `{name}` (add it to tags.extra)"),
+                ));
+            }
+            if !valid_tag_value(value) {
+                return Err(err(
+                    format!("{path}.{name}"),
+                    "expected 1..128 characters of [A-Za-z0-9._:/-]",
+                ));
+            }
+        }
+        Ok(())
+    };
+    let mut seen_hashes = std::collections::HashSet::new();
+    let mut seen_ids = std::collections::HashSet::new();
+    for (i, key) in id.keys.iter().enumerate() {
+        let base = format!("identity.keys[{i}]");
+        if !valid_tag_value(&key.key_id) {
+            return Err(err(
+                format!("{base}.key_id"),
+                "expected 1..128 characters of [A-Za-z0-9._:/-]",
+            ));
+        }
+        if !seen_ids.insert(key.key_id.as_str()) {
+            return Err(err(
+                format!("{base}.key_id"),
+                format!("duplicate key_id `{}`", key.key_id),
+            ));
+        }
+        if parse_sha256_hex(&key.sha256).is_none() {
+            return Err(err(format!("{base}.sha256"), "expected 64 hex characters"));
+        }
+        if !seen_hashes.insert(key.sha256.to_ascii_lowercase()) {
+            return Err(err(format!("{base}.sha256"), "duplicate key hash"));
+        }
+        check_tags(&format!("{base}.tags"), &key.tags)?;
+    }
+    if let Some(jwt) = &id.jwt {
+        for (tag, claim) in &jwt.claims {
+            let path = format!("identity.jwt.claims.{tag}");
+            if !known_tag(tag) {
+                return Err(err(
+                    path,
+                    format!("unknown tag `{tag}` (add it to tags.extra)"),
+                ));
+            }
+            if claim.is_empty() {
+                return Err(err(path, "empty claim name"));
+            }
+        }
+        if jwt.key_id_claim.is_empty() {
+            return Err(err("identity.jwt.key_id_claim", "empty claim name"));
+        }
+    }
+    for (consumer, tags) in &id.kong_consumer.tags_by_consumer {
+        check_tags(
+            &format!("identity.kong_consumer.tags_by_consumer.{consumer}"),
+            tags,
+        )?;
+    }
+
+    let providers = [
+        ("openai", &c.providers.openai),
+        ("azure", &c.providers.azure),
+        ("anthropic", &c.providers.anthropic),
+        ("gemini", &c.providers.gemini),
+    ];
+    for (name, p) in providers {
+        if let Some(cred) = p.as_ref().and_then(|p| p.credential.as_ref()) {
+            if !valid_header_name(&cred.header) {
+                return Err(err(
+                    format!("providers.{name}.credential.header"),
+                    "expected a lowercase header name",
+                ));
+            }
+        }
+    }
+
+    let col = &c.collector;
+    if col.cluster.is_empty() {
+        return Err(err("collector.cluster", "must not be empty"));
+    }
+    if col.token.is_empty() {
+        return Err(err("collector.token", "must not be empty"));
+    }
+    if !col.path.starts_with('/') {
+        return Err(err("collector.path", "must start with /"));
+    }
+    if col.flush_interval_ms < 10 {
+        return Err(err("collector.flush_interval_ms", "must be at least 10"));
+    }
+    if !(1..=10_000).contains(&col.max_batch) {
+        return Err(err("collector.max_batch", "must be between 1 and 10000"));
+    }
+    let usage = &c.usage;
+    if usage.max_request_body_bytes < 1024 {
+        return Err(err("usage.max_request_body_bytes", "must be at least 1024"));
+    }
+    if usage.max_buffered_body_bytes > usage.max_request_body_bytes {
+        return Err(err(
+            "usage.max_buffered_body_bytes",
+            "must be at most usage.max_request_body_bytes",
+        ));
+    }
+    if !(1024..=COLLECTOR_MAX_BODY_BYTES).contains(&col.max_batch_bytes) {
+        return Err(err(
+            "collector.max_batch_bytes",
+            "must be between 1024 and 8388608 (the collector's body limit)",
+        ));
+    }
+    if col.max_buffer < col.max_batch {
+        return Err(err(
+            "collector.max_buffer",
+            "must be at least collector.max_batch",
+        ));
+    }
+    if col.timeout_ms == 0 {
+        return Err(err("collector.timeout_ms", "must be positive"));
+    }
+    if col.max_backoff_ms < col.flush_interval_ms {
+        return Err(err(
+            "collector.max_backoff_ms",
+            "must be at least collector.flush_interval_ms",
+        ));
+    }
+    validate_caps(c)?;
+    if c.gateway == Gateway::Kong {
+        validate_kong(c)?;
+    }
+    Ok(())
+}
+
+fn validate_caps(c: &Config) -> Result<(), ConfigError> {
+    let caps = &c.caps;
+    if caps.cluster.as_deref() == Some("") {
+        return Err(err("caps.cluster", "must not be empty"));
+    }
+    if !caps.path.starts_with('/') {
+        return Err(err("caps.path", "must start with /"));
+    }
+    if caps.token.as_deref() == Some("") {
+        return Err(err(
+            "caps.token",
+            "must not be empty (leave it out instead)",
+        ));
+    }
+    if caps.poll_interval_ms < 10 {
+        return Err(err("caps.poll_interval_ms", "must be at least 10"));
+    }
+    if caps.stale_after_ms < caps.poll_interval_ms {
+        return Err(err(
+            "caps.stale_after_ms",
+            "must be at least caps.poll_interval_ms",
+        ));
+    }
+    Ok(())
+}
+
+/// Kong has no Envoy clusters (dispatch targets are `host:port` nginx
+/// resolves) and no dynamic metadata (so no verified JWT claims): refuse
+/// such configs at start instead of failing on every call (KONG-HOST.md).
+fn validate_kong(c: &Config) -> Result<(), ConfigError> {
+    if c.identity.sources.contains(&Source::Jwt) {
+        return Err(err(
+            "identity.sources",
+            "\"jwt\" needs Envoy's jwt_authn dynamic metadata, which Kong does not have; use \"kong_consumer\"",
+        ));
+    }
+    if !is_host_port(&c.collector.cluster) {
+        return Err(err(
+            "collector.cluster",
+            "with gateway \"kong\" this is the host:port nginx resolves, not an Envoy cluster name",
+        ));
+    }
+    if let Some(cluster) = &c.caps.cluster {
+        if !is_host_port(cluster) {
+            return Err(err(
+                "caps.cluster",
+                "with gateway \"kong\" this is the host:port nginx resolves, not an Envoy cluster name",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `host:port` with a 1..65535 port; host is a name, IPv4 or `[IPv6]`.
+pub fn is_host_port(target: &str) -> bool {
+    let Some((host, port)) = target.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u32>().is_ok_and(|p| (1..=65_535).contains(&p));
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner.strip_suffix(']').is_some_and(|ip| {
+            !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
+        })
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    port_ok && host_ok
+}
+
+/// 64 hex characters (either case) → the 32-byte digest.
+pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let hi = hex_value(*pair.first()?)?;
+        let lo = hex_value(*pair.get(1)?)?;
+        *slot = (hi << 4) | lo;
+    }
+    Some(out)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! Spending controls on an admitted request: budget caps (402 / warning),
+//! then the key's rate limits (429 + `x-ratelimit-*`). Caps go first, so a
+//! request refused for its budget does not use up rate-limit room.
+//! Costs per request: one shared-data get for the caps, and for a key with
+//! a request limit one get + one set.
+
+use std::cell::RefCell;
+
+pub mod caps;
+pub mod limits;
+
+use crate::filter::Filter;
+use crate::host::{Host, Metric};
+use crate::request::decision::Denial;
+use crate::request::identity::Principal;
+use caps::{CapCheck, CapsView};
+use limits::Admission;
+
+pub const BUDGET_WARNING_HEADER: &str = "x-aispend-budget-warning";
+
+/// What the controls decided: a denial, and/or headers for the client's
+/// response (rate-limit state, budget warnings).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub denial: Option<Denial>,
+    pub response_headers: Vec<(&'static str, String)>,
+}
+
+pub fn enforce(
+    host: &mut dyn Host,
+    filter: &Filter,
+    view: &RefCell<CapsView>,
+    principal: &Principal,
+    now_ms: u64,
+) -> Outcome {
+    let mut out = Outcome::default();
+    if filter.config.caps.enabled {
+        match check_caps(host, filter, view, principal, now_ms) {
+            CapCheck::Pass { warnings } => {
+                if !warnings.is_empty() {
+                    out.response_headers
+                        .push((BUDGET_WARNING_HEADER, warnings.join(",")));
+                }
+            }
+            CapCheck::Exceeded(budget) => {
+                out.denial = Some(Denial::budget_exceeded(&budget));
+                return out;
+            }
+            CapCheck::Unavailable => {
+                out.denial = Some(Denial::caps_unavailable());
+                return out;
+            }
+        }
+    }
+    if let Some(key_limits) = &principal.limits {
+        match limits::admit(host, filter.profile, &principal.key_id, key_limits) {
+            Admission::Allowed(state) => state.headers(&mut out.response_headers),
+            Admission::Limited {
+                state,
+                retry_after_s,
+            } => {
+                let mut headers = vec![("retry-after", retry_after_s.to_string())];
+                state.headers(&mut headers);
+                out.denial = Some(Denial::rate_limited(headers));
+            }
+            Admission::Unenforced => {
+                host.increment_metric(Metric::LimitsUnenforced, 1);
+                if !limits::open_on_failure(filter.config.limits.failure_mode) {
+                    out.denial = Some(Denial::rate_limited(vec![("retry-after", "1".to_string())]));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Caps from this VM's copy of the shared flags (`sync_caps_view` keeps it
+/// current on the root tick): no hostcall on the request path.
+fn check_caps(
+    host: &mut dyn Host,
+    filter: &Filter,
+    view: &RefCell<CapsView>,
+    principal: &Principal,
+    now_ms: u64,
+) -> CapCheck {
+    let c = &filter.config.caps;
+    let Ok(view) = view.try_borrow() else {
+        return CapCheck::Pass {
+            warnings: Vec::new(),
+        };
+    };
+    let snapshot = view.snapshot(now_ms, c.stale_after_ms);
+    drop(view);
+    let result = caps::check(&snapshot, principal, c.failure_mode);
+    if snapshot.stale {
+        host.increment_metric(Metric::CapsStale, 1);
+        if matches!(result, CapCheck::Pass { .. }) {
+            host.increment_metric(Metric::CapsUnenforced, 1);
+        }
+    }
+    result
+}
+
+/// Bring this VM's copy of the cap flags up to date with shared data (the
+/// root context calls this on every tick and after its own poll lands).
+pub fn sync_caps_view(host: &mut dyn Host, filter: &Filter, view: &RefCell<CapsView>) {
+    if !filter.config.caps.enabled {
+        return;
+    }
+    let (value, cas) = host.shared_data_get(caps::SHARED_KEY);
+    if let Ok(mut view) = view.try_borrow_mut() {
+        view.update(value.as_deref(), cas, &filter.schema);
+    }
+}
+
+/// After the call: its tokens count toward the key's tokens-per-minute.
+pub fn record_tokens(host: &mut dyn Host, filter: &Filter, principal: &Principal, tokens: u64) {
+    let Some(l) = &principal.limits else { return };
+    if l.tokens_per_minute.is_none() {
+        return;
+    }
+    if !limits::add_tokens(host, filter.profile, &principal.key_id, tokens) {
+        host.increment_metric(Metric::LimitsUnenforced, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests;

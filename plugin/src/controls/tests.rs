@@ -1,0 +1,206 @@
+//! The controls through a whole request (`RequestFlow` on the memory host).
+
+use crate::controls::caps;
+use crate::filter::Filter;
+use crate::host::memory::MemoryHost;
+use crate::host::Metric;
+use crate::request::flow::{RequestFlow, Shared, Step};
+use crate::request::record::IdGen;
+use sha2::{Digest, Sha256};
+
+const START: u64 = 1_700_000_000_000;
+const RESPONSE: &[u8] =
+    br#"{"model":"gpt-4o-mini","usage":{"prompt_tokens":12,"completion_tokens":8}}"#;
+
+fn shared(limits: &str, caps: &str) -> Shared {
+    let sha: String = Sha256::digest(b"sk-key")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let json = format!(
+        r#"{{"identity":{{"keys":[{{"key_id":"k1","sha256":"{sha}","tags":{{"team":"search"}},
+              "limits":{limits}}}]}},
+            "collector":{{"cluster":"c","token":"t"}},"caps":{caps}}}"#
+    );
+    Shared::new(
+        Filter::from_json(json.as_bytes()).unwrap(),
+        IdGen::new([1; 16]),
+        START,
+    )
+}
+
+fn host(shared_from: Option<&MemoryHost>) -> MemoryHost {
+    let mut h = MemoryHost::with_request(&[
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("authorization", "Bearer sk-key"),
+    ]);
+    h.now_ms = START + 1000;
+    if let Some(prev) = shared_from {
+        h.shared = prev.shared.clone();
+        h.now_ms = prev.now_ms;
+    }
+    h
+}
+
+/// One call; returns its host (local reply or response headers) for checks.
+fn call(shared: &Shared, prev: Option<&MemoryHost>) -> MemoryHost {
+    let mut h = host(prev);
+    // The root tick before the call takes in the shared flags.
+    shared.sync_caps(&mut h);
+    let mut flow = RequestFlow::new(shared);
+    if flow.on_request_headers(&mut h, true) == Step::Continue {
+        h.response_headers = vec![(":status".into(), "200".into())];
+        flow.on_response_headers(&mut h);
+        h.response_chunk = RESPONSE.to_vec();
+        flow.on_response_body(&mut h, RESPONSE.len(), true);
+    }
+    h
+}
+
+fn header<'a>(h: &'a MemoryHost, name: &str) -> Option<&'a str> {
+    let list = match &h.local_reply {
+        Some(r) => &r.headers,
+        None => &h.response_headers,
+    };
+    list.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn error_type(h: &MemoryHost) -> String {
+    let body = &h.local_reply.as_ref().unwrap().body;
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    v["error"]["type"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn rate_limited_key_sees_its_state_on_200s_and_a_429() {
+    let s = shared(
+        r#"{"requests_per_minute":2,"tokens_per_minute":1000}"#,
+        "{}",
+    );
+    let first = call(&s, None);
+    assert!(first.local_reply.is_none());
+    assert_eq!(header(&first, "x-ratelimit-limit-requests"), Some("2"));
+    assert_eq!(header(&first, "x-ratelimit-remaining-requests"), Some("1"));
+    assert_eq!(header(&first, "x-ratelimit-limit-tokens"), Some("1000"));
+    assert_eq!(header(&first, "x-ratelimit-remaining-tokens"), Some("1000"));
+    let second = call(&s, Some(&first));
+    assert_eq!(
+        header(&second, "x-ratelimit-remaining-tokens"),
+        Some("980"),
+        "12 + 8 tokens"
+    );
+    let third = call(&s, Some(&second));
+    let reply = third.local_reply.as_ref().unwrap();
+    assert_eq!(reply.status, 429);
+    assert_eq!(error_type(&third), "rate_limit_exceeded");
+    assert!(
+        header(&third, "retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(header(&third, "x-ratelimit-remaining-requests"), Some("0"));
+    assert_eq!(third.metric(Metric::Denied429), 1);
+}
+
+#[test]
+fn unlimited_keys_touch_no_rate_counter() {
+    let s = shared("null", "{}");
+    let h = call(&s, None);
+    assert!(h
+        .shared
+        .keys()
+        .all(|k| !k.starts_with(crate::controls::limits::KEY_PREFIX)));
+    assert_eq!(header(&h, "x-ratelimit-limit-requests"), None);
+}
+
+/// Put cap flags in shared data as a poll would, fetched now.
+fn with_caps(h: &mut MemoryHost, flags_json: &str) {
+    let fetched_at = h.now_ms;
+    let (v, f) = caps::from_collector(flags_json.as_bytes()).unwrap();
+    let cas = h.shared.get(caps::SHARED_KEY).map_or(1, |(_, c)| c + 1);
+    h.shared.insert(
+        caps::SHARED_KEY.into(),
+        (caps::encode(fetched_at, &v, &f), cas),
+    );
+}
+
+#[test]
+fn soft_cap_warns_and_hard_cap_answers_402_until_lifted() {
+    let s = shared("null", "{}");
+    let mut h = host(None);
+    with_caps(
+        &mut h,
+        r#"{"caps":[{"budget_id":"b1","scope":{"team":"search"},"state":"soft"}]}"#,
+    );
+    let soft = call(&s, Some(&h));
+    assert!(soft.local_reply.is_none());
+    assert_eq!(header(&soft, "x-aispend-budget-warning"), Some("b1"));
+
+    with_caps(
+        &mut h,
+        r#"{"caps":[{"budget_id":"b1","scope":{"team":"search"},"state":"hard"}]}"#,
+    );
+    let hard = call(&s, Some(&h));
+    assert_eq!(hard.local_reply.as_ref().unwrap().status, 402);
+    assert_eq!(error_type(&hard), "budget_exceeded");
+    assert_eq!(hard.metric(Metric::Denied402), 1);
+
+    with_caps(&mut h, r#"{"caps":[]}"#);
+    let lifted = call(&s, Some(&h));
+    assert!(lifted.local_reply.is_none());
+    assert_eq!(header(&lifted, "x-aispend-budget-warning"), None);
+}
+
+#[test]
+fn stale_caps_fail_open_or_closed_and_are_counted() {
+    let mut h = host(None);
+    with_caps(&mut h, r#"{"caps":[]}"#);
+    h.now_ms += 10_001;
+    let open = call(&shared("null", "{}"), Some(&h));
+    assert!(open.local_reply.is_none());
+    assert_eq!(open.metric(Metric::CapsStale), 1);
+    assert_eq!(open.metric(Metric::CapsUnenforced), 1);
+    let closed = call(
+        &shared("null", r#"{"failure_mode":"fail_closed"}"#),
+        Some(&h),
+    );
+    assert_eq!(closed.local_reply.as_ref().unwrap().status, 503);
+    assert_eq!(error_type(&closed), "caps_unavailable");
+    assert_eq!(closed.metric(Metric::Denied503), 1);
+}
+
+#[test]
+fn a_hard_cap_does_not_use_up_rate_limit_room() {
+    let s = shared(r#"{"requests_per_minute":1}"#, "{}");
+    let mut h = host(None);
+    with_caps(
+        &mut h,
+        r#"{"caps":[{"budget_id":"b","scope":{"key_id":"k1"},"state":"hard"}]}"#,
+    );
+    assert_eq!(call(&s, Some(&h)).local_reply.unwrap().status, 402);
+    with_caps(&mut h, r#"{"caps":[]}"#);
+    assert!(call(&s, Some(&h)).local_reply.is_none());
+}
+
+#[test]
+fn rate_limit_store_failure_follows_the_failure_mode() {
+    for (mode, status) in [("fail_open", None), ("fail_closed", Some(429))] {
+        let sh = {
+            let s = shared(r#"{"requests_per_minute":5}"#, "{}");
+            let mut cfg = s.filter.config.clone();
+            cfg.limits.failure_mode = serde_json::from_str(&format!("\"{mode}\"")).unwrap();
+            Shared::new(Filter::new(cfg), IdGen::new([2; 16]), START)
+        };
+        let mut h = host(None);
+        h.shared_fails = true;
+        let mut flow = RequestFlow::new(&sh);
+        flow.on_request_headers(&mut h, true);
+        assert_eq!(h.local_reply.as_ref().map(|r| r.status), status, "{mode}");
+        assert_eq!(h.metric(Metric::LimitsUnenforced), 1);
+    }
+}

@@ -1,0 +1,290 @@
+//! What the filter needs from its host, as a trait: the glue implements it
+//! over proxy-wasm hostcalls, tests implement it in memory (`memory`, built
+//! for tests and with the `testing` feature); `profile` holds every way
+//! Envoy and Kong differ. Every
+//! call is fallible on the host side; the trait absorbs failures into
+//! `Option`/`Result` so nothing here can trap the VM.
+
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
+pub mod profile;
+
+/// The counters the filter exports (Envoy shows them as `wasmcustom.<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    RecordsEmitted,
+    RecordsShipped,
+    RecordsRetried,
+    RecordsDropped,
+    ShipFailures,
+    Denied401,
+    Denied400,
+    Requests,
+    Denied402,
+    Denied429,
+    Denied503,
+    CapsPolls,
+    CapsPollFailures,
+    CapsStale,
+    CapsUnenforced,
+    LimitsUnenforced,
+    RecordsRejected,
+    Denied404,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 18] = [
+        Metric::RecordsEmitted,
+        Metric::RecordsShipped,
+        Metric::RecordsRetried,
+        Metric::RecordsDropped,
+        Metric::ShipFailures,
+        Metric::Denied401,
+        Metric::Denied400,
+        Metric::Requests,
+        Metric::Denied402,
+        Metric::Denied429,
+        Metric::Denied503,
+        Metric::CapsPolls,
+        Metric::CapsPollFailures,
+        Metric::CapsStale,
+        Metric::CapsUnenforced,
+        Metric::LimitsUnenforced,
+        Metric::RecordsRejected,
+        Metric::Denied404,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::RecordsEmitted => "aispend_records_emitted",
+            Metric::RecordsShipped => "aispend_records_shipped",
+            Metric::RecordsRetried => "aispend_records_retried",
+            Metric::RecordsDropped => "aispend_records_dropped",
+            Metric::ShipFailures => "aispend_ship_failures",
+            Metric::Denied401 => "aispend_denied_401",
+            Metric::Denied400 => "aispend_denied_400",
+            Metric::Requests => "aispend_requests",
+            Metric::Denied402 => "aispend_denied_402",
+            Metric::Denied429 => "aispend_denied_429",
+            Metric::Denied503 => "aispend_denied_503",
+            Metric::CapsPolls => "aispend_caps_polls",
+            Metric::CapsPollFailures => "aispend_caps_poll_failures",
+            Metric::CapsStale => "aispend_caps_stale",
+            Metric::CapsUnenforced => "aispend_caps_unenforced",
+            Metric::LimitsUnenforced => "aispend_limits_unenforced",
+            Metric::RecordsRejected => "aispend_records_rejected",
+            Metric::Denied404 => "aispend_denied_404",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The host refused to start an HTTP call (unknown cluster, bad target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedDataError {
+    /// Someone else wrote the key since our read (retry with a fresh cas).
+    CasMismatch,
+    Other,
+}
+
+/// A header map as the host hands it over, kept as one string plus the
+/// length of every name and value, and read in place: a request costs a
+/// few allocations here, not two per header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderBlock {
+    /// `name\0value\0name\0value\0…` (header fields cannot contain NUL).
+    text: String,
+    /// (name length, value length) per header, in order.
+    lens: Vec<(u32, u32)>,
+}
+
+impl HeaderBlock {
+    /// From proxy-wasm's serialized map: a u32 count, `count` pairs of u32
+    /// lengths, then every name and value each followed by a NUL. Values
+    /// that are not UTF-8 are read lossily (as a per-header copy would be).
+    pub fn from_wire(mut bytes: Vec<u8>) -> Self {
+        let word = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u32::from_le_bytes)
+        };
+        let count = word(0) as usize;
+        let start = count.saturating_mul(8).saturating_add(4);
+        if count == 0 || start > bytes.len() {
+            return HeaderBlock::default();
+        }
+        let lens: Vec<(u32, u32)> = (0..count)
+            .map(|i| (word(4 + 8 * i), word(8 + 8 * i)))
+            .collect();
+        bytes.drain(..start);
+        let expected: usize = lens.iter().fold(0usize, |sum, &(n, v)| {
+            sum.saturating_add(n as usize)
+                .saturating_add(v as usize)
+                .saturating_add(2)
+        });
+        match String::from_utf8(bytes) {
+            Ok(text) if text.len() == expected => HeaderBlock { text, lens },
+            Ok(text) => Self::from_nul_separated(text),
+            Err(e) => Self::from_nul_separated(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        }
+    }
+
+    /// Lengths found by scanning for the NULs (lossy or inconsistent input).
+    fn from_nul_separated(text: String) -> Self {
+        let mut lens = Vec::new();
+        let mut parts = text.split('\0');
+        while let (Some(n), Some(v)) = (parts.next(), parts.next()) {
+            lens.push((n.len() as u32, v.len() as u32));
+        }
+        HeaderBlock { text, lens }
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut text = String::new();
+        let mut lens = Vec::new();
+        for (name, value) in pairs {
+            for part in [name, value] {
+                text.push_str(part);
+                text.push('\0');
+            }
+            lens.push((name.len() as u32, value.len() as u32));
+        }
+        HeaderBlock { text, lens }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut at = 0usize;
+        self.lens.iter().map_while(move |&(n, v)| {
+            let name = self.text.get(at..at.saturating_add(n as usize))?;
+            at = at.saturating_add(n as usize + 1);
+            let value = self.text.get(at..at.saturating_add(v as usize))?;
+            at = at.saturating_add(v as usize + 1);
+            Some((name, value))
+        })
+    }
+
+    /// The (name, value) pairs in order, borrowed from the block.
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        self.iter().collect()
+    }
+
+    /// First value of `name` (names are lowercase on both hosts).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// Host services used by the per-request flow and the root context.
+pub trait Host {
+    /// All request headers (lowercase names).
+    fn request_headers(&mut self) -> HeaderBlock;
+    /// Set (`Some`: overwrite, or add when absent) or remove (`None`) a
+    /// request header. Never a whole-map write (see `profile`).
+    fn set_request_header(&mut self, name: &str, value: Option<&str>);
+    /// Set a writable host property (Kong: `request.query`); false when the
+    /// host refused it.
+    fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool;
+    /// All response headers, in one hostcall (cheaper than one per name).
+    fn response_headers(&mut self) -> HeaderBlock;
+    fn add_response_header(&mut self, name: &str, value: &str);
+    /// `size` bytes of the (buffered) request body from its start.
+    fn request_body(&mut self, size: usize) -> Option<Vec<u8>>;
+    fn replace_request_body(&mut self, body: &[u8]);
+    /// The current response body chunk.
+    fn response_body(&mut self, size: usize) -> Option<Vec<u8>>;
+    fn replace_response_body(&mut self, body: &[u8]);
+    /// Answer locally instead of going upstream.
+    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
+    /// A host property (`["metadata", "filter_metadata", …]`), raw bytes.
+    fn property(&mut self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Wall clock, milliseconds since the Unix epoch.
+    fn now_ms(&mut self) -> u64;
+    fn increment_metric(&mut self, metric: Metric, delta: u64);
+    fn shared_data_get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    fn shared_data_set(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), SharedDataError>;
+    /// Start an HTTP call; the answer arrives later on the root context.
+    fn dispatch(
+        &mut self,
+        upstream: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, DispatchError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeaderBlock;
+
+    /// proxy-wasm's serialized map for `pairs`, as a host sends it.
+    fn wire(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (n, v) in pairs {
+            out.extend((n.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (n, v) in pairs {
+            for part in [n, v] {
+                out.extend_from_slice(part);
+                out.push(0);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reads_the_wire_form_in_place() {
+        let block = HeaderBlock::from_wire(wire(&[
+            (b":path", b"/v1/chat/completions"),
+            (b"authorization", b"Bearer sk-1"),
+            (b"x-empty", b""),
+            (b"accept", b"*/*"),
+        ]));
+        assert_eq!(
+            block.pairs(),
+            [
+                (":path", "/v1/chat/completions"),
+                ("authorization", "Bearer sk-1"),
+                ("x-empty", ""),
+                ("accept", "*/*")
+            ]
+        );
+        assert_eq!(block.get("Authorization"), Some("Bearer sk-1"));
+        assert_eq!(block.get("x-empty"), Some(""));
+        assert_eq!(block.get("missing"), None);
+        assert_eq!(block, HeaderBlock::from_pairs(block.pairs()));
+    }
+
+    #[test]
+    fn bad_input_degrades_without_losing_other_headers() {
+        // A value that is not UTF-8 is read lossily; its neighbours stay intact.
+        let block = HeaderBlock::from_wire(wire(&[(b"a", b"x\xffy"), (b"b", b"2")]));
+        assert_eq!(block.pairs(), [("a", "x\u{fffd}y"), ("b", "2")]);
+        // Truncated or empty maps are empty, never a trap.
+        assert!(HeaderBlock::from_wire(vec![9, 0, 0, 0, 1])
+            .pairs()
+            .is_empty());
+        assert!(HeaderBlock::from_wire(Vec::new()).pairs().is_empty());
+        // Lengths that disagree with the data: found again from the NULs.
+        let mut bad = wire(&[(b"a", b"1"), (b"b", b"2")]);
+        bad[4] = 9;
+        assert_eq!(
+            HeaderBlock::from_wire(bad).pairs(),
+            [("a", "1"), ("b", "2")]
+        );
+    }
+}

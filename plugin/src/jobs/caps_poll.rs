@@ -1,0 +1,159 @@
+//! The root context's side of caps: on its tick, poll the collector's
+//! `GET /v1/caps` (with `If-None-Match`) and keep the answer in shared data
+//! for every worker's request path. Pure over `Host`, so it is unit-tested.
+//!
+//! Workers share one copy: a worker skips its poll when the shared copy is
+//! younger than the poll interval (another worker fetched it), so a gateway
+//! with N workers makes about one poll per interval, at most N.
+
+use crate::controls::caps::{self, SHARED_KEY};
+use crate::filter::Filter;
+use crate::host::{DispatchError, Host, Metric, SharedDataError};
+
+/// CAS attempts when writing the flags (only pollers write this key).
+const MAX_ATTEMPTS: usize = 4;
+
+#[derive(Debug, Default)]
+pub struct CapsPoller {
+    /// Token of the poll in flight.
+    in_flight: Option<u32>,
+    last_attempt_ms: Option<u64>,
+}
+
+impl CapsPoller {
+    pub fn is_polling(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Whether `token` answers our poll (the root also gets ingest answers).
+    pub fn owns(&self, token: u32) -> bool {
+        self.in_flight == Some(token)
+    }
+
+    /// Start a poll if one is due. Returns the call's token.
+    pub fn tick(&mut self, host: &mut dyn Host, filter: &Filter) -> Option<u32> {
+        let c = &filter.config.caps;
+        if !c.enabled || self.in_flight.is_some() {
+            return None;
+        }
+        let now = host.now_ms();
+        // Ticks may come a little early; 1/8 of the interval of slack keeps
+        // a poll per interval instead of one per two.
+        let due_after = c.poll_interval_ms - c.poll_interval_ms / 8;
+        if self
+            .last_attempt_ms
+            .is_some_and(|t| now.saturating_sub(t) < due_after)
+        {
+            return None;
+        }
+        let (value, _) = host.shared_data_get(SHARED_KEY);
+        let shared = value.as_deref().and_then(caps::split);
+        if shared.is_some_and(|(fetched, _, _)| now.saturating_sub(fetched) < due_after) {
+            return None;
+        }
+        self.last_attempt_ms = Some(now);
+        let col = &filter.config.collector;
+        let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", c.path.as_str()),
+            (":authority", c.authority(col)),
+            ("accept", "application/json"),
+        ];
+        if let Some(auth) = &auth {
+            headers.push(("authorization", auth.as_str()));
+        }
+        if let Some((_, version, _)) = shared.filter(|(_, v, _)| !v.is_empty()) {
+            headers.push(("if-none-match", version));
+        }
+        let target = c.cluster(col);
+        // An answer older than the staleness limit is worthless anyway.
+        let timeout = col.timeout_ms.min(c.stale_after_ms).max(1);
+        host.increment_metric(Metric::CapsPolls, 1);
+        match host.dispatch(target, &headers, b"", timeout) {
+            Ok(token) => {
+                self.in_flight = Some(token);
+                Some(token)
+            }
+            Err(DispatchError) => {
+                log::warn!("aispend: cannot dispatch caps poll to {target}");
+                host.increment_metric(Metric::CapsPollFailures, 1);
+                None
+            }
+        }
+    }
+
+    /// Settle the poll: 200 replaces the flags, 304 only renews their
+    /// fetched-at time, anything else keeps the old flags (they age toward
+    /// `stale_after_ms`). Returns whether the shared copy was renewed.
+    pub fn on_response(
+        &mut self,
+        host: &mut dyn Host,
+        status: Option<u32>,
+        body: Option<&[u8]>,
+    ) -> bool {
+        self.in_flight = None;
+        let now = host.now_ms();
+        let renewed = match status {
+            Some(200) => match caps::from_collector(body.unwrap_or_default()) {
+                Ok((version, flags)) => write(host, &caps::encode(now, &version, &flags)),
+                Err(e) => {
+                    log::warn!("aispend: bad /v1/caps answer: {e}");
+                    false
+                }
+            },
+            Some(304) => {
+                let (value, _) = host.shared_data_get(SHARED_KEY);
+                match value.as_deref().and_then(caps::split) {
+                    Some((_, version, flags)) => write(host, &caps::encode(now, version, flags)),
+                    // Evicted meanwhile (Kong zones can evict): poll afresh.
+                    None => {
+                        self.last_attempt_ms = None;
+                        false
+                    }
+                }
+            }
+            other => {
+                log::warn!("aispend: caps poll answered {other:?}");
+                false
+            }
+        };
+        if !renewed {
+            host.increment_metric(Metric::CapsPollFailures, 1);
+        }
+        renewed
+    }
+}
+
+/// The root tick period serving both the flush and the caps intervals: their
+/// greatest common divisor, so each runs on time (200 and 300 ms → 100), or
+/// the shorter one when the divisor would make ticks needlessly frequent.
+pub fn tick_period_ms(flush_ms: u64, poll_ms: u64) -> u64 {
+    let (mut a, mut b) = (flush_ms, poll_ms);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    if a >= 50 {
+        a
+    } else {
+        flush_ms.min(poll_ms)
+    }
+}
+
+/// Replace the shared flags (get for the cas, then set; create when absent).
+fn write(host: &mut dyn Host, value: &[u8]) -> bool {
+    for _ in 0..MAX_ATTEMPTS {
+        let (current, cas) = host.shared_data_get(SHARED_KEY);
+        // Kong: cas 0 creates only if absent; Envoy: 0 writes unconditionally.
+        let cas = if current.is_some() { cas } else { Some(0) };
+        match host.shared_data_set(SHARED_KEY, value, cas) {
+            Ok(()) => return true,
+            Err(SharedDataError::CasMismatch) => continue,
+            Err(SharedDataError::Other) => return false,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,307 @@
+//! Fast paths for the small JSON values read on every call: a model name and
+//! the integer members of a `usage` object. serde_json costs about 4k wasm
+//! instructions for a usage object of 150 bytes; these walk it once.
+//!
+//! They accept only what they can read exactly and answer `None` otherwise
+//! (an escaped key, a number with a fraction, a duplicate wanted key, a
+//! structure they do not expect); the caller then asks serde, which decides.
+
+use std::ops::Range;
+
+use crate::json::bytes::{find_quote_or_backslash, find_structural, needs_json_escape};
+
+/// A JSON string without escapes (`"gpt-4o"`), borrowed.
+pub fn plain_string(raw: &[u8]) -> Option<&str> {
+    let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if needs_json_escape(inner) {
+        return None;
+    }
+    std::str::from_utf8(inner).ok()
+}
+
+/// A non-negative JSON integer that fits u64 (`0`, `12`; not `012`, `1.0`, `-1`).
+pub fn uint(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() || raw.len() > 19 || (raw.len() > 1 && raw.first() == Some(&b'0')) {
+        return None;
+    }
+    raw.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// `null` as 0, else `uint`.
+pub fn uint_or_null(raw: &[u8]) -> Option<u64> {
+    if raw == b"null" {
+        Some(0)
+    } else {
+        uint(raw)
+    }
+}
+
+fn skip_ws(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at).is_some_and(|b| b.is_ascii_whitespace()) {
+        at += 1;
+    }
+    at
+}
+
+/// End (exclusive) of the string whose opening quote is at `at`.
+fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    loop {
+        let p = find_quote_or_backslash(bytes.get(i..)?)?;
+        i += p;
+        if bytes.get(i) == Some(&b'"') {
+            return Some(i + 1);
+        }
+        i += 2; // a backslash and the byte it escapes
+    }
+}
+
+/// End (exclusive) of the object or array opening at `at`.
+fn container_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut depth = 0u32;
+    let mut i = at;
+    loop {
+        i += find_structural(bytes.get(i..)?)?;
+        match bytes.get(i)? {
+            b'"' => i = string_end(bytes, i)?,
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            _ => {
+                depth = depth.checked_sub(1)?;
+                i += 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+        }
+    }
+}
+
+/// End (exclusive) of the value starting at `at`.
+fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => string_end(bytes, at),
+        b'{' | b'[' => container_end(bytes, at),
+        b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+            let len = bytes
+                .get(at..)?
+                .iter()
+                .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'0'..=b'9' | b'a'..=b'z' | b'E'))
+                .unwrap_or(bytes.len() - at);
+            Some(at + len)
+        }
+        _ => None,
+    }
+}
+
+/// Calls `f(key, value)` for each member of the JSON object `obj`, in order,
+/// with the key's raw bytes and the value's bytes. `None` when `obj` is not
+/// an object this walk reads exactly, or when `f` answers `None`.
+pub fn members<'a>(
+    obj: &'a [u8],
+    mut f: impl FnMut(&'a [u8], &'a [u8]) -> Option<()>,
+) -> Option<()> {
+    let mut i = skip_ws(obj, 0);
+    if obj.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(obj, i + 1);
+    if obj.get(i) == Some(&b'}') {
+        return (skip_ws(obj, i + 1) == obj.len()).then_some(());
+    }
+    loop {
+        if obj.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(obj, i)?;
+        let key = obj.get(i + 1..key_end - 1)?;
+        if key.contains(&b'\\') {
+            return None;
+        }
+        i = skip_ws(obj, key_end);
+        if obj.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(obj, i + 1);
+        let end = value_end(obj, start)?;
+        f(key, obj.get(start..end)?)?;
+        i = skip_ws(obj, end);
+        match obj.get(i)? {
+            b',' => i = skip_ws(obj, i + 1),
+            b'}' => return (skip_ws(obj, i + 1) == obj.len()).then_some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// Where the top-level members named in `keys` are in the JSON object
+/// `obj` (the last occurrence wins), as ranges into `obj`; the members walk
+/// skips everything else by its structure alone. `None` as for `members`
+/// (the caller then asks the byte-at-a-time scanner, which decides).
+pub fn top_level_ranges<const N: usize>(
+    obj: &[u8],
+    keys: &[&str],
+) -> Option<[Option<Range<usize>>; N]> {
+    let mut out: [Option<Range<usize>>; N] = std::array::from_fn(|_| None);
+    let base = obj.as_ptr() as usize;
+    members(obj, |key, value| {
+        if let Some(slot) = keys
+            .iter()
+            .position(|k| k.as_bytes() == key)
+            .and_then(|i| out.get_mut(i))
+        {
+            let start = value.as_ptr() as usize - base;
+            *slot = Some(start..start + value.len());
+        }
+        Some(())
+    })?;
+    Some(out)
+}
+
+/// Marks `bit` seen; `None` the second time (serde refuses duplicate fields,
+/// so the fast path leaves that case to it).
+pub fn once(seen: &mut u32, bit: u32) -> Option<()> {
+    if *seen & bit != 0 {
+        return None;
+    }
+    *seen |= bit;
+    Some(())
+}
+
+/// The integer member `key` of `obj` (`null` or absent → 0); `obj` itself may be `null`.
+pub fn nested_uint(obj: &[u8], key: &[u8]) -> Option<u64> {
+    if obj == b"null" {
+        return Some(0);
+    }
+    let mut out = 0;
+    let mut seen = 0;
+    members(obj, |k, v| {
+        if k == key {
+            once(&mut seen, 1)?;
+            out = uint_or_null(v)?;
+        }
+        Some(())
+    })?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(obj: &[u8]) -> Option<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        members(obj, |k, v| {
+            out.push((
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            ));
+            Some(())
+        })?;
+        Some(out)
+    }
+
+    #[test]
+    fn walks_members_of_every_kind() {
+        let obj =
+            br#"{ "a" : 1 , "b":"x\"}" ,"c":{"d":[1,{"e":"]"}]},"f":null,"g":-1.5e3,"h":true}"#;
+        let got = collect(obj).unwrap();
+        let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c", "f", "g", "h"]);
+        assert_eq!(got[1].1, r#""x\"}""#);
+        assert_eq!(got[2].1, r#"{"d":[1,{"e":"]"}]}"#);
+        assert_eq!(got[4].1, "-1.5e3");
+        assert_eq!(collect(b" {} ").unwrap(), []);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read_exactly() {
+        for bad in [
+            &br#"{"a":1"#[..],
+            br#"{"a":1}x"#,
+            br#"{"a" 1}"#,
+            br#"{"a":1,}"#,
+            br#"{"\u0061":1}"#,
+            br#"{"a":{"b":1}"#,
+            br#"["a"]"#,
+            b"",
+        ] {
+            assert!(collect(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn integers_and_strings() {
+        assert_eq!(uint(b"0"), Some(0));
+        assert_eq!(uint(b"1234"), Some(1234));
+        assert_eq!(
+            uint(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        for bad in [
+            &b"012"[..],
+            b"1.0",
+            b"-1",
+            b"1e3",
+            b"",
+            b"\"1\"",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(uint(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(uint_or_null(b"null"), Some(0));
+        assert_eq!(plain_string(br#""gpt-4o""#), Some("gpt-4o"));
+        assert_eq!(plain_string(br#""a\"b""#), None);
+        assert_eq!(plain_string(b"null"), None);
+        assert_eq!(plain_string(b"\"tab\there\""), None);
+    }
+
+    #[test]
+    fn top_level_ranges_agree_with_the_scanner() {
+        use crate::json::scan as json_scan;
+        const KEYS: &[&str; 2] = &["model", "usage"];
+        for doc in [
+            &br#"{"data":[{"model":"inner","usage":1}],"model" : "gpt-4o" ,"usage":{"a":[1,{"b":"}"}]}}"#[..],
+            br#"{"text":"say \"usage\": {","usage":{"n":2}}"#,
+            br#"{"usage":{"n":1},"usage":{"n":2}}"#,
+            b"{ \"model\" :\n \"x\" \n, \"usage\": 12 }",
+            br#"{}"#,
+        ] {
+            let fast: [Option<Range<usize>>; 2] = top_level_ranges(doc, KEYS).unwrap();
+            assert_eq!(Some(fast), json_scan::scanned_ranges(doc, KEYS), "{}", String::from_utf8_lossy(doc));
+        }
+        // Not an object, or not one this walk reads: the scanner decides.
+        for doc in [
+            &br#"[{"usage":{"n":1}}]"#[..],
+            br#"{"\u0075sage":1}"#,
+            br#"{"usage":{"n":1}"#,
+        ] {
+            assert!(top_level_ranges::<2>(doc, KEYS).is_none());
+        }
+    }
+
+    #[test]
+    fn nested_integers() {
+        assert_eq!(
+            nested_uint(br#"{"cached_tokens":7,"x":[1]}"#, b"cached_tokens"),
+            Some(7)
+        );
+        assert_eq!(nested_uint(b"null", b"cached_tokens"), Some(0));
+        assert_eq!(nested_uint(b"{}", b"cached_tokens"), Some(0));
+        assert_eq!(
+            nested_uint(
+                br#"{"cached_tokens":1,"cached_tokens":2}"#,
+                b"cached_tokens"
+            ),
+            None
+        );
+        assert_eq!(
+            nested_uint(br#"{"cached_tokens":"7"}"#, b"cached_tokens"),
+            None
+        );
+    }
+}

@@ -1,0 +1,531 @@
+//! One request through the filter, phase by phase, against the `Host` trait:
+//! headers → identity/tags decision → request body → response → record.
+//! The glue's HTTP context only forwards proxy-wasm callbacks to this.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use crate::config::UnknownPaths;
+use crate::controls;
+use crate::controls::caps::CapsView;
+use crate::filter::Filter;
+use crate::host::{Host, Metric};
+use crate::jobs::shipper::Shipper;
+use crate::request::decision::{Admitted, Decision, Denial};
+use crate::request::identity::{self, ClaimSource};
+use crate::request::record::{self, IdGen, Record, Tags};
+use crate::request::tags;
+use crate::request::upstream;
+use crate::usage::{self, ChunkEdit, Operation, PathKind, RequestInfo, ResponseMeter, Route};
+
+/// What the glue returns to the host for a body or headers callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    /// Stop iteration (request body: let the host buffer it; after a local
+    /// reply: stop the original request).
+    Pause,
+}
+
+/// State shared by the root context and every HTTP context of one VM
+/// (proxy-wasm runs them all on one thread).
+#[derive(Debug)]
+pub struct Shared {
+    pub filter: Rc<Filter>,
+    pub shipper: Rc<RefCell<Shipper>>,
+    pub ids: Rc<RefCell<IdGen>>,
+    /// This VM's decoded copy of the shared cap flags.
+    pub caps: Rc<RefCell<CapsView>>,
+    /// Requests seen since the root last published `aispend_requests`: a
+    /// hostcall per request for a counter is not worth its cost.
+    pub requests: Rc<Cell<u64>>,
+}
+
+impl Shared {
+    /// Fresh per-VM state for `filter`, started at `now_ms`.
+    pub fn new(filter: Filter, ids: IdGen, now_ms: u64) -> Self {
+        let shipper = Shipper::new(filter.shipper_settings());
+        Shared {
+            filter: Rc::new(filter),
+            shipper: Rc::new(RefCell::new(shipper)),
+            ids: Rc::new(RefCell::new(ids)),
+            caps: Rc::new(RefCell::new(CapsView::new(now_ms))),
+            requests: Rc::default(),
+        }
+    }
+
+    /// Root tick: take in the shared cap flags (see `controls::sync_caps_view`).
+    pub fn sync_caps(&self, host: &mut dyn Host) {
+        controls::sync_caps_view(host, &self.filter, &self.caps);
+    }
+
+    /// Root tick: publish the requests counted since the last call.
+    pub fn publish_requests(&self, host: &mut dyn Host) {
+        let n = self.requests.replace(0);
+        if n > 0 {
+            host.increment_metric(Metric::Requests, n);
+        }
+    }
+}
+
+/// How far the request body has been read.
+#[derive(Debug)]
+enum RequestBody {
+    Unseen,
+    /// The first chunk was not the whole body and may be rewritten: the host
+    /// buffers it until the end (up to `usage.max_buffered_body_bytes`).
+    Buffering,
+    /// Too large to hold, or never rewritten: chunks pass as they come and
+    /// only the values the filter reads are kept.
+    Streaming(Box<crate::json::scan::CaptureScanner>),
+    Read,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Start,
+    Denied,
+    Admitted(Box<Admitted>),
+}
+
+/// Per-request state.
+#[derive(Debug)]
+pub struct RequestFlow {
+    filter: Rc<Filter>,
+    shipper: Rc<RefCell<Shipper>>,
+    caps: Rc<RefCell<CapsView>>,
+    requests: Rc<Cell<u64>>,
+    ids: Rc<RefCell<IdGen>>,
+    id: [u8; 32],
+    phase: Phase,
+    start_ms: u64,
+    route: Option<Route>,
+    request: RequestInfo,
+    request_body: RequestBody,
+    /// Request body bytes seen so far.
+    body_bytes: usize,
+    /// The request's `content-length`, when it sent one.
+    declared_length: Option<usize>,
+    meter: Option<ResponseMeter>,
+    status: u32,
+    ttft_ms: Option<u64>,
+    recorded: bool,
+    /// `content-length` was removed upstream, so the body may change size.
+    length_free: bool,
+    /// Headers the controls add to the client's response (rate-limit state,
+    /// budget warnings).
+    extra_response_headers: Vec<(&'static str, String)>,
+}
+
+impl RequestFlow {
+    pub fn new(shared: &Shared) -> Self {
+        RequestFlow {
+            ids: shared.ids.clone(),
+            filter: shared.filter.clone(),
+            shipper: shared.shipper.clone(),
+            caps: shared.caps.clone(),
+            requests: shared.requests.clone(),
+            // Set in on_request_headers, once the start time is known.
+            id: [b'0'; 32],
+            phase: Phase::Start,
+            start_ms: 0,
+            route: None,
+            request: RequestInfo::default(),
+            request_body: RequestBody::Unseen,
+            body_bytes: 0,
+            declared_length: None,
+            meter: None,
+            status: 0,
+            ttft_ms: None,
+            recorded: false,
+            length_free: false,
+            extra_response_headers: Vec::new(),
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        std::str::from_utf8(&self.id).unwrap_or("")
+    }
+
+    /// Decide on the request from its headers (pure: no host effects).
+    pub fn decide(&self, headers: &[(&str, &str)], claims: &mut dyn ClaimSource) -> Decision {
+        let f = &self.filter;
+        let client = match f.tags.inspect_client(&f.schema, headers) {
+            Ok(c) => c,
+            Err(conflict) => return Decision::Deny(Denial::tag_conflict(&conflict)),
+        };
+        match f.identity.resolve(headers, claims) {
+            Ok(principal) => Decision::Continue(Box::new(Admitted { principal, client })),
+            Err(why) => Decision::Deny(Denial::unauthorized(why, &f.schema)),
+        }
+    }
+
+    pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Step {
+        self.start_ms = host.now_ms();
+        if let Ok(mut ids) = self.ids.try_borrow_mut() {
+            self.id = ids.next_id(self.start_ms);
+        }
+        self.requests.set(self.requests.get().saturating_add(1));
+        let block = host.request_headers();
+        let headers = block.pairs();
+        let decision = {
+            let mut claims = HostClaims {
+                host: &mut *host,
+                filter: &self.filter,
+            };
+            self.decide(&headers, &mut claims)
+        };
+        let admitted = match decision {
+            Decision::Deny(denial) => return self.deny(host, &denial),
+            Decision::Continue(admitted) => admitted,
+        };
+        let controls = controls::enforce(
+            host,
+            &self.filter,
+            &self.caps,
+            &admitted.principal,
+            self.start_ms,
+        );
+        if let Some(denial) = controls.denial {
+            return self.deny(host, &denial);
+        }
+        self.extra_response_headers = controls.response_headers;
+
+        let path = identity::header(&headers, ":path").unwrap_or("");
+        self.route = match usage::classify(path) {
+            PathKind::Metered(route) => Some(route),
+            PathKind::Free => None,
+            PathKind::Unknown => match self.filter.config.usage.unknown_paths {
+                UnknownPaths::Meter => Some(usage::unknown_route()),
+                UnknownPaths::Reject => return self.deny(host, &Denial::unknown_path()),
+            },
+        };
+        // A metered body is read in on_request_body and may be rewritten
+        // there, after the headers went on: its length is not known yet.
+        // (Holding the headers instead would need resume_http_request, since
+        // a paused headers phase stops the body callbacks too in Envoy.)
+        // Mirrors usage::inspect_request: only chat streams (OpenAI, Azure)
+        // get `stream_options.include_usage` added.
+        let may_rewrite = self.route.as_ref().is_some_and(|r| {
+            self.filter.usage.openai_stream_usage && r.operation == Operation::Chat
+        });
+        self.declared_length =
+            identity::header(&headers, "content-length").and_then(|v| v.trim().parse().ok());
+        let max_body = self.filter.config.usage.max_request_body_bytes;
+        if self.declared_length.is_some_and(|n| n > max_body) {
+            return self.deny(host, &Denial::request_too_large(max_body));
+        }
+        let profile = self.filter.profile;
+        let no_body = end_of_stream && profile.headers_eos_reliable();
+        self.length_free = may_rewrite && !no_body;
+        let planned = upstream::plan(
+            &headers,
+            &upstream::Inputs {
+                filter: &self.filter,
+                admitted: &admitted,
+                route: self.route.as_ref(),
+                request_id: self.request_id(),
+                body_may_change: self.length_free,
+            },
+        );
+        match planned {
+            Ok(edits) => upstream::apply(host, &self.filter, &edits),
+            Err(denial) => return self.deny(host, &denial),
+        }
+        self.phase = Phase::Admitted(admitted);
+        Step::Continue
+    }
+
+    /// Answer locally with `denial` and stop the request.
+    fn deny(&mut self, host: &mut dyn Host, denial: &Denial) -> Step {
+        self.phase = Phase::Denied;
+        let metric = match denial.status {
+            400 => Metric::Denied400,
+            404 => Metric::Denied404,
+            402 => Metric::Denied402,
+            429 => Metric::Denied429,
+            503 => Metric::Denied503,
+            _ => Metric::Denied401,
+        };
+        host.increment_metric(metric, 1);
+        let mut extra: Vec<(&str, &str)> = vec![
+            ("content-type", "application/json"),
+            (tags::REQUEST_ID_HEADER, self.request_id()),
+        ];
+        extra.extend(denial.headers.iter().map(|(n, v)| (*n, v.as_str())));
+        host.send_response(denial.status, &extra, denial.body().as_bytes());
+        Step::Pause
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        host: &mut dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Step {
+        let Some(route) = self.route.as_ref() else {
+            return Step::Continue;
+        };
+        if !matches!(self.phase, Phase::Admitted(_)) {
+            return Step::Continue;
+        }
+        self.body_bytes = self.body_bytes.saturating_add(body_size);
+        let usage_cfg = &self.filter.config.usage;
+        if self.body_bytes > usage_cfg.max_request_body_bytes {
+            return self.deny(
+                host,
+                &Denial::request_too_large(usage_cfg.max_request_body_bytes),
+            );
+        }
+        let hold = usage_cfg.max_buffered_body_bytes;
+        match &mut self.request_body {
+            RequestBody::Read => return Step::Continue,
+            RequestBody::Streaming(scanner) => {
+                if let Some(chunk) = host.request_body(body_size) {
+                    scanner.feed(&chunk);
+                }
+                if end_of_stream {
+                    self.request = usage::inspect_scanned(route, scanner);
+                    self.request_body = RequestBody::Read;
+                }
+                return Step::Continue;
+            }
+            RequestBody::Buffering if !end_of_stream && body_size <= hold => return Step::Pause,
+            RequestBody::Buffering if !end_of_stream => {
+                // Grown past what the filter holds: let it all go on and
+                // read the rest as it passes (no include_usage rewrite).
+                log::info!("aispend: request body over {hold} bytes streams through unbuffered");
+                return self.start_streaming(host, body_size);
+            }
+            RequestBody::Buffering => {}
+            RequestBody::Unseen if !end_of_stream => {
+                // Envoy hands over the body, then flags its end in a later,
+                // empty callback. A first chunk that is a complete JSON object
+                // is the whole body: read it now and let it pass, rather than
+                // have the host buffer it. Only the first chunk is tried, so a
+                // large body is not re-read as it grows.
+                let body = host.request_body(body_size).unwrap_or_default();
+                if let Some(info) = usage::inspect_whole_request(route, &body, &self.filter.usage) {
+                    self.request_body = RequestBody::Read;
+                    self.take_request_info(host, info);
+                    return Step::Continue;
+                }
+                // Only a body that may be rewritten is worth holding, and only
+                // one known to fit: the host may add a large read to a held
+                // body before the filter sees it, past its own limit (413).
+                let fits = self.declared_length.unwrap_or(body_size) <= hold;
+                if self.length_free && fits {
+                    self.request_body = RequestBody::Buffering;
+                    return Step::Pause;
+                }
+                let mut scanner = Box::new(usage::body_scanner());
+                scanner.feed(&body);
+                self.request_body = RequestBody::Streaming(scanner);
+                return Step::Continue;
+            }
+            RequestBody::Unseen => {}
+        }
+        self.request_body = RequestBody::Read;
+        let body = host.request_body(body_size).unwrap_or_default();
+        let info = usage::inspect_request(route, &body, &self.filter.usage);
+        self.take_request_info(host, info);
+        Step::Continue
+    }
+
+    /// Read what the host holds so far and let the rest stream.
+    fn start_streaming(&mut self, host: &mut dyn Host, body_size: usize) -> Step {
+        let mut scanner = Box::new(usage::body_scanner());
+        if let Some(held) = host.request_body(body_size) {
+            scanner.feed(&held);
+        }
+        self.request_body = RequestBody::Streaming(scanner);
+        Step::Continue
+    }
+
+    /// Keep what the request body said, and apply its rewrite if any.
+    fn take_request_info(&mut self, host: &mut dyn Host, mut info: RequestInfo) {
+        if let Some(new_body) = info.body_rewrite.take() {
+            if self.length_free {
+                host.replace_request_body(&new_body);
+            } else {
+                // The headers already went upstream with the old length; a
+                // different body would corrupt the request. Send it unchanged.
+                log::warn!("aispend: body rewrite skipped, content-length already sent");
+            }
+        }
+        self.request = info;
+    }
+
+    pub fn on_response_headers(&mut self, host: &mut dyn Host) {
+        if !matches!(self.phase, Phase::Admitted(_)) {
+            return;
+        }
+        let response = host.response_headers();
+        self.status = response
+            .get(":status")
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        host.add_response_header(tags::REQUEST_ID_HEADER, self.request_id());
+        for (name, value) in &self.extra_response_headers {
+            host.add_response_header(name, value);
+        }
+        if let Some(route) = &self.route {
+            self.meter = Some(ResponseMeter::new(
+                route,
+                &self.request,
+                self.status,
+                response.get("content-type"),
+            ));
+        }
+    }
+
+    pub fn on_response_body(
+        &mut self,
+        host: &mut dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Step {
+        if !matches!(self.phase, Phase::Admitted(_)) {
+            return Step::Continue;
+        }
+        // One clock read serves both the first byte and, when this chunk is
+        // also the last (a plain JSON answer), the record's duration.
+        let mut now = None;
+        if self.ttft_ms.is_none() && body_size > 0 {
+            let t = host.now_ms();
+            self.ttft_ms = Some(t.saturating_sub(self.start_ms));
+            now = Some(t);
+        }
+        if let Some(meter) = self.meter.as_mut() {
+            // The last callback is fed even when empty: bytes the meter held back
+            // (an unfinished event while stripping the usage chunk) are released then.
+            let chunk = if body_size > 0 {
+                host.response_body(body_size)
+            } else if end_of_stream {
+                Some(Vec::new())
+            } else {
+                None
+            };
+            if let Some(chunk) = chunk {
+                if let ChunkEdit::Replace(bytes) = meter.feed_end(&chunk, end_of_stream) {
+                    host.replace_response_body(&bytes);
+                }
+            }
+        }
+        if end_of_stream {
+            self.finish(host, true, now);
+        }
+        // Never hold a chunk back: streams reach the client as they come.
+        Step::Continue
+    }
+
+    /// The stream is over (possibly cut short): record it if not done yet.
+    pub fn on_log(&mut self, host: &mut dyn Host) {
+        self.finish(host, false, None);
+    }
+
+    /// `now_ms`: the clock if the caller just read it.
+    fn finish(&mut self, host: &mut dyn Host, end_of_stream: bool, now_ms: Option<u64>) {
+        if self.recorded {
+            return;
+        }
+        let (Phase::Admitted(admitted), Some(route)) = (&self.phase, &self.route) else {
+            return;
+        };
+        self.recorded = true;
+        let usage = match self.meter.as_mut() {
+            Some(meter) => meter.finish(end_of_stream),
+            None => usage::Usage {
+                error: Some("no_response"),
+                ..usage::Usage::default()
+            },
+        };
+        let now = now_ms.unwrap_or_else(|| host.now_ms());
+        // Values clients and providers chose are made storable here, so the
+        // collector never refuses a record for its shape.
+        let mut tokens = [
+            usage.input_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_input_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+        ];
+        let clamped = record::clamp_tokens(&mut tokens);
+        let [input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, reasoning_tokens] =
+            tokens;
+        let error = usage
+            .error
+            .or((self.status >= 400).then_some("upstream_error"))
+            .or(clamped.then_some("tokens_clamped"));
+        let requested_model = self
+            .request
+            .model
+            .as_deref()
+            .or(route.path_model.as_deref())
+            .and_then(record::storable_model);
+        let model = usage
+            .model
+            .as_deref()
+            .and_then(record::storable_model)
+            .or_else(|| requested_model.clone());
+        let record = Record {
+            id: std::str::from_utf8(&self.id).unwrap_or(""),
+            ts: self.start_ms,
+            duration_ms: now.saturating_sub(self.start_ms),
+            ttft_ms: self.ttft_ms,
+            gateway: self.filter.profile.name(),
+            key_id: &admitted.principal.key_id,
+            auth: admitted.principal.auth.as_str(),
+            tags: Tags {
+                schema: &self.filter.schema,
+                set: &admitted.principal.tags,
+            },
+            labels: &admitted.client.labels,
+            provider: route.provider.as_str(),
+            operation: route.operation.as_str(),
+            model: model.as_deref(),
+            requested_model: requested_model.as_deref(),
+            stream: self.request.stream,
+            status: record::storable_status(self.status),
+            error,
+            input_tokens,
+            cached_input_tokens,
+            cache_write_input_tokens,
+            output_tokens,
+            reasoning_tokens,
+        };
+        if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
+            let mut json = shipper.take_buffer();
+            record.write_json(&mut json);
+            shipper.push(json);
+        }
+        let tokens = input_tokens.saturating_add(output_tokens);
+        controls::record_tokens(host, &self.filter, &admitted.principal, tokens);
+    }
+}
+
+/// Verified JWT claims from Envoy dynamic metadata:
+/// `metadata.filter_metadata.<namespace>.<payload_key>.<claim>`. The metadata
+/// only exists after `jwt_authn` verified the token.
+struct HostClaims<'a> {
+    host: &'a mut dyn Host,
+    filter: &'a Filter,
+}
+
+impl ClaimSource for HostClaims<'_> {
+    fn claim(&mut self, name: &str) -> Option<String> {
+        let jwt = self.filter.jwt()?;
+        let raw = self.host.property(&[
+            "metadata",
+            "filter_metadata",
+            &jwt.metadata_namespace,
+            &jwt.payload_key,
+            name,
+        ])?;
+        // Envoy hands a string leaf over as its UTF-8 bytes, Kong as a string.
+        String::from_utf8(raw).ok().filter(|s| !s.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,570 @@
+//! The whole request flow against the in-memory host.
+
+use std::rc::Rc;
+
+use super::*;
+use crate::host::memory::MemoryHost;
+use crate::host::Metric;
+use sha2::{Digest, Sha256};
+
+fn sha(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn shared(extra: &str) -> Shared {
+    let json = format!(
+        r#"{{"identity":{{"sources":["api_key","jwt"],
+              "keys":[{{"key_id":"demo-search","sha256":"{}",
+                       "tags":{{"org":"acme","team":"search","cost_center":"CC-1001"}}}}],
+              "jwt":{{"claims":{{"team":"team"}}}}}},
+            "tags":{{"labels":{{"allow":["x-aispend-label-feature"]}}}},
+            "providers":{{"openai":{{"credential":{{"header":"authorization","value":"Bearer sk-real"}}}},
+                          "gemini":{{"credential":{{"header":"x-goog-api-key","value":"g-real"}}}}}},
+            "collector":{{"cluster":"c","token":"t"}}{extra}}}"#,
+        sha("sk-aispend-demo-search")
+    );
+    let filter = Filter::from_json(json.as_bytes()).unwrap();
+    Shared::new(filter, IdGen::new([9; 16]), 1_700_000_000_000)
+}
+
+fn records(shared: &Shared) -> Vec<serde_json::Value> {
+    let mut s = shared.shipper.borrow_mut();
+    let mut out = Vec::new();
+    while let Some(batch) = s.poll(u64::MAX) {
+        let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
+        out.extend(v["records"].as_array().unwrap().iter().cloned());
+        s.on_result(
+            u64::MAX,
+            crate::jobs::shipper::Outcome::Acked { rejected: 0 },
+        );
+    }
+    out
+}
+
+const CHAT_BODY: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+const CHAT_RESPONSE: &[u8] = br#"{"id":"c1","model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}"#;
+
+fn chat_request() -> MemoryHost {
+    let mut host = MemoryHost::with_request(&[
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("authorization", "Bearer sk-aispend-demo-search"),
+        ("x-aispend-team", "spoofed"),
+        ("x-aispend-label-feature", "summarize"),
+        ("accept-encoding", "gzip"),
+        ("content-length", "70"),
+    ]);
+    host.request_body = CHAT_BODY.to_vec();
+    host
+}
+
+fn respond(flow: &mut RequestFlow, host: &mut MemoryHost, status: &str, chunks: &[&[u8]]) {
+    host.response_headers = vec![
+        (":status".into(), status.into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    flow.on_response_headers(host);
+    for (i, chunk) in chunks.iter().enumerate() {
+        host.now_ms += 5;
+        host.response_chunk = chunk.to_vec();
+        flow.on_response_body(host, chunk.len(), i + 1 == chunks.len());
+    }
+}
+
+#[test]
+fn admitted_chat_call_is_tagged_and_recorded_once() {
+    let shared = shared("");
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    let id = flow.request_id().to_string();
+    assert!(host.local_reply.is_none());
+    // Upstream sees gateway-set tags, the provider credential, and no client copies.
+    assert_eq!(host.request_header("x-aispend-team"), Some("search"));
+    assert_eq!(
+        host.request_header("x-aispend-cost-center"),
+        Some("CC-1001")
+    );
+    assert_eq!(host.request_header("x-aispend-key-id"), Some("demo-search"));
+    assert_eq!(
+        host.request_header("x-aispend-request-id"),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        host.request_header("x-aispend-label-feature"),
+        Some("summarize")
+    );
+    assert_eq!(host.request_header("authorization"), Some("Bearer sk-real"));
+    assert_eq!(host.request_header("accept-encoding"), None);
+    assert_eq!(
+        host.request_header("content-length"),
+        None,
+        "the body may be rewritten"
+    );
+    assert_eq!(
+        host.request_headers
+            .iter()
+            .filter(|(n, _)| n == "x-aispend-team")
+            .count(),
+        1
+    );
+
+    host.now_ms += 3;
+    assert_eq!(
+        flow.on_request_body(&mut host, 10, false),
+        Step::Pause,
+        "buffer until complete"
+    );
+    assert_eq!(
+        flow.on_request_body(&mut host, CHAT_BODY.len(), true),
+        Step::Continue
+    );
+    respond(
+        &mut flow,
+        &mut host,
+        "200",
+        &[&CHAT_RESPONSE[..20], &CHAT_RESPONSE[20..]],
+    );
+    assert!(host
+        .response_headers
+        .contains(&("x-aispend-request-id".to_string(), id.clone())));
+    flow.on_log(&mut host);
+
+    let recs = records(&shared);
+    assert_eq!(recs.len(), 1, "exactly one record");
+    let r = &recs[0];
+    assert_eq!(r["id"], id.as_str());
+    assert_eq!(r["ts"], "2023-11-14T22:13:20.000Z");
+    assert_eq!(r["duration_ms"], 13);
+    assert_eq!(r["ttft_ms"], 8);
+    assert_eq!(r["gateway"], "envoy");
+    assert_eq!(r["key_id"], "demo-search");
+    assert_eq!(r["auth"], "api_key");
+    assert_eq!(
+        r["tags"],
+        serde_json::json!({"org":"acme","team":"search","cost_center":"CC-1001"})
+    );
+    assert_eq!(r["labels"], serde_json::json!({"feature":"summarize"}));
+    assert_eq!(r["provider"], "openai");
+    assert_eq!(r["operation"], "chat");
+    assert_eq!(r["requested_model"], "gpt-4o-mini");
+    assert_eq!(r["model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["error"], serde_json::Value::Null);
+    assert_eq!(r["input_tokens"], 12);
+    assert_eq!(r["output_tokens"], 7);
+}
+
+#[test]
+fn unknown_key_gets_401_json_and_no_record() {
+    let shared = shared("");
+    let mut host =
+        MemoryHost::with_request(&[(":path", "/v1/chat/completions"), ("x-api-key", "sk-wrong")]);
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Pause);
+    let reply = host.local_reply.clone().unwrap();
+    assert_eq!(reply.status, 401);
+    assert!(reply
+        .headers
+        .contains(&("content-type".into(), "application/json".into())));
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["type"], "invalid_api_key");
+    assert_eq!(host.metric(Metric::Denied401), 1);
+    // The local reply passes through the response callbacks: nothing recorded.
+    host.response_headers = vec![(":status".into(), "401".into())];
+    flow.on_response_headers(&mut host);
+    flow.on_response_body(&mut host, 0, true);
+    flow.on_log(&mut host);
+    assert!(records(&shared).is_empty());
+    assert_eq!(host.request_header("x-aispend-key-id"), None);
+}
+
+#[test]
+fn reject_mode_answers_400() {
+    let shared = shared(r#","usage":{"openai_stream_usage":false}"#);
+    let shared = Shared {
+        filter: Rc::new(Filter::new({
+            let mut c = shared.filter.config.clone();
+            c.tags.on_conflict = crate::config::OnConflict::Reject;
+            c
+        })),
+        ..shared
+    };
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Pause);
+    assert_eq!(host.local_reply.as_ref().unwrap().status, 400);
+    assert_eq!(host.metric(Metric::Denied400), 1);
+}
+
+#[test]
+fn upstream_error_is_recorded_with_zero_tokens() {
+    let shared = shared("");
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+    flow.on_request_headers(&mut host, false);
+    flow.on_request_body(&mut host, CHAT_BODY.len(), true);
+    respond(
+        &mut flow,
+        &mut host,
+        "429",
+        &[br#"{"error":{"message":"slow down"}}"#],
+    );
+    let r = &records(&shared)[0];
+    assert_eq!(r["status"], 429);
+    assert_eq!(r["error"], "upstream_error");
+    assert_eq!(r["input_tokens"], 0);
+    assert_eq!(r["output_tokens"], 0);
+}
+
+#[test]
+fn client_reset_is_recorded_once_from_on_log() {
+    let shared = shared("");
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+    flow.on_request_headers(&mut host, false);
+    flow.on_request_body(&mut host, CHAT_BODY.len(), true);
+    flow.on_log(&mut host);
+    flow.on_log(&mut host);
+    let recs = records(&shared);
+    assert_eq!(recs.len(), 1);
+    // No response status: 499 (client closed), which the collector stores.
+    assert_eq!(recs[0]["status"], 499);
+    assert_eq!(recs[0]["error"], "no_response");
+}
+
+#[test]
+fn query_key_is_removed_from_the_path() {
+    let shared = shared("");
+    let mut host = MemoryHost::with_request(&[(
+        ":path",
+        "/v1/chat/completions?alt=sse&key=sk-aispend-demo-search",
+    )]);
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, true), Step::Continue);
+    assert_eq!(
+        host.request_header(":path"),
+        Some("/v1/chat/completions?alt=sse")
+    );
+    assert_eq!(host.request_header("x-aispend-key-id"), Some("demo-search"));
+}
+
+#[test]
+fn jwt_claims_come_from_dynamic_metadata() {
+    let shared = shared("");
+    let mut host = MemoryHost::with_request(&[
+        (":path", "/v1/embeddings"),
+        ("authorization", "Bearer eyJ.x.y"),
+    ]);
+    let meta = |claim: &str| {
+        [
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+            "jwt_payload",
+            claim,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+    };
+    host.properties.insert(meta("sub"), b"alice".to_vec());
+    host.properties.insert(meta("team"), b"growth".to_vec());
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, true), Step::Continue);
+    assert_eq!(host.request_header("x-aispend-key-id"), Some("jwt:alice"));
+    assert_eq!(host.request_header("x-aispend-team"), Some("growth"));
+    // The JWT itself does not go to the provider; the real credential does.
+    assert_eq!(host.request_header("authorization"), Some("Bearer sk-real"));
+}
+
+#[test]
+fn unmetered_path_is_tagged_but_not_recorded() {
+    let shared = shared("");
+    let mut host = MemoryHost::with_request(&[
+        (":path", "/v1/models"),
+        ("authorization", "Bearer sk-aispend-demo-search"),
+    ]);
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, true), Step::Continue);
+    assert_eq!(host.request_header("x-aispend-team"), Some("search"));
+    assert_eq!(
+        host.request_header("authorization"),
+        None,
+        "no provider known: no credential set"
+    );
+    respond(&mut flow, &mut host, "200", &[b"{}"]);
+    flow.on_log(&mut host);
+    assert!(records(&shared).is_empty());
+}
+
+#[test]
+fn ids_differ_per_request_and_start_with_its_time() {
+    let shared = shared("");
+    let id = |shared: &Shared| {
+        let mut host = chat_request();
+        let mut flow = RequestFlow::new(shared);
+        flow.on_request_headers(&mut host, true);
+        (flow.request_id().to_string(), host.now_ms)
+    };
+    let (a, now) = id(&shared);
+    let (b, _) = id(&shared);
+    assert_ne!(a, b);
+    assert_eq!(a.len(), 32);
+    assert!(
+        a.starts_with(&format!("{now:012x}")),
+        "{a} starts with the time"
+    );
+}
+
+#[test]
+fn stream_body_is_rewritten_upstream() {
+    let shared = shared("");
+    let body = br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
+    let mut host = chat_request();
+    host.request_body = body.to_vec();
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    assert_eq!(host.request_header("content-length"), None);
+    assert_eq!(
+        flow.on_request_body(&mut host, body.len(), true),
+        Step::Continue
+    );
+    let sent: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+}
+
+#[test]
+fn bodiless_request_keeps_its_headers() {
+    let shared = shared("");
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, true), Step::Continue);
+    assert_eq!(host.request_header("content-length"), Some("70"));
+}
+
+#[test]
+fn azure_stream_body_may_be_rewritten_too() {
+    let shared = shared("");
+    let body = br#"{"stream":true,"messages":[]}"#;
+    let mut host = MemoryHost::with_request(&[
+        (
+            ":path",
+            "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21",
+        ),
+        ("api-key", "sk-aispend-demo-search"),
+        ("content-length", "29"),
+    ]);
+    host.request_body = body.to_vec();
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    assert_eq!(host.request_header("content-length"), None);
+    flow.on_request_body(&mut host, body.len(), true);
+    let sent: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+}
+
+#[test]
+fn rewrite_is_skipped_when_the_length_already_went_upstream() {
+    // openai_stream_usage off in the flow's view but a rewrite offered anyway
+    // must never change the body under a sent content-length.
+    let shared = shared("");
+    let body = br#"{"stream":true,"messages":[]}"#;
+    let mut host = chat_request();
+    host.request_body = body.to_vec();
+    let mut flow = RequestFlow::new(&shared);
+    // end_of_stream=true in headers: content-length kept.
+    flow.on_request_headers(&mut host, true);
+    flow.on_request_body(&mut host, body.len(), true);
+    assert_eq!(host.request_body, body.to_vec());
+}
+
+/// A chat call past its headers, its body waiting in the host.
+fn admitted_chat(shared: &Shared, body: &[u8]) -> (RequestFlow, MemoryHost) {
+    let mut host = chat_request();
+    host.request_body = body.to_vec();
+    let mut flow = RequestFlow::new(shared);
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    (flow, host)
+}
+
+#[test]
+fn a_whole_body_before_the_end_flag_passes_without_buffering() {
+    // Envoy hands over the body, then ends the stream in an empty callback.
+    let shared = shared("");
+    let (mut flow, mut host) = admitted_chat(&shared, CHAT_BODY);
+    assert_eq!(
+        flow.on_request_body(&mut host, CHAT_BODY.len(), false),
+        Step::Continue,
+        "a complete object is the whole body: no need to buffer"
+    );
+    host.request_body.clear();
+    assert_eq!(flow.on_request_body(&mut host, 0, true), Step::Continue);
+    respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
+    flow.on_log(&mut host);
+    let r = &records(&shared)[0];
+    assert_eq!(
+        r["requested_model"], "gpt-4o-mini",
+        "the empty end did not erase it"
+    );
+    assert_eq!(r["stream"], false);
+}
+
+#[test]
+fn a_whole_stream_body_before_the_end_flag_is_rewritten_in_place() {
+    let shared = shared("");
+    let body = br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#;
+    let (mut flow, mut host) = admitted_chat(&shared, body);
+    assert_eq!(
+        flow.on_request_body(&mut host, body.len(), false),
+        Step::Continue
+    );
+    let sent: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    // The end of the stream leaves the rewritten chunk alone.
+    let rewritten = host.request_body.clone();
+    assert_eq!(flow.on_request_body(&mut host, 0, true), Step::Continue);
+    assert_eq!(host.request_body, rewritten);
+}
+
+#[test]
+fn a_partial_first_chunk_is_buffered_and_read_once_at_the_end() {
+    let shared = shared("");
+    let (mut flow, mut host) = admitted_chat(&shared, CHAT_BODY);
+    assert_eq!(flow.on_request_body(&mut host, 10, false), Step::Pause);
+    // Later chunks are not re-read while the host buffers (a large body
+    // would be copied again at every chunk): still paused, whole or not.
+    assert_eq!(
+        flow.on_request_body(&mut host, CHAT_BODY.len(), false),
+        Step::Pause
+    );
+    assert_eq!(
+        flow.on_request_body(&mut host, CHAT_BODY.len(), true),
+        Step::Continue
+    );
+    respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
+    flow.on_log(&mut host);
+    assert_eq!(records(&shared)[0]["requested_model"], "gpt-4o-mini");
+}
+
+#[test]
+fn provider_and_client_values_are_made_storable() {
+    use crate::request::record::{clamp_tokens, storable_model, MAX_MODEL_BYTES, MAX_TOKENS};
+    assert_eq!(storable_model("gpt-4o").as_deref(), Some("gpt-4o"));
+    assert_eq!(storable_model(""), None);
+    assert_eq!(
+        storable_model("gpt-4o-mini\u{1}").as_deref(),
+        Some("gpt-4o-mini\\u0001")
+    );
+    let long = "m".repeat(300);
+    let cut = storable_model(&long).unwrap();
+    assert!(
+        cut.len() <= MAX_MODEL_BYTES && cut.ends_with('\u{2026}'),
+        "{cut}"
+    );
+    let wide = "é".repeat(200); // 400 bytes, 2 per char
+    let cut = storable_model(&wide).unwrap();
+    assert!(cut.len() <= MAX_MODEL_BYTES && cut.ends_with('\u{2026}'));
+    let mut t = [10, 30, 5, u64::MAX, 7];
+    assert!(clamp_tokens(&mut t));
+    assert_eq!(t, [10, 10, 0, MAX_TOKENS, 7]);
+    let mut ok = [10, 3, 2, 5, 1];
+    assert!(!clamp_tokens(&mut ok));
+}
+
+/// Envoy after a Continue: the body buffer holds only the newest chunk.
+fn feed_streamed(
+    flow: &mut RequestFlow,
+    host: &mut MemoryHost,
+    body: &[u8],
+    chunk: usize,
+) -> Vec<Step> {
+    let parts: Vec<&[u8]> = body.chunks(chunk).collect();
+    let mut steps = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        host.request_body = part.to_vec();
+        steps.push(flow.on_request_body(host, part.len(), i + 1 == parts.len()));
+    }
+    steps
+}
+
+fn big_chat_body(words: usize, stream: bool) -> Vec<u8> {
+    format!(
+        r#"{{"messages":[{{"role":"user","content":"{}"}}],"model":"gpt-4o","stream":{stream}}}"#,
+        "w ".repeat(words)
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_large_body_that_is_never_rewritten_streams_without_being_held() {
+    // Rewrites off: no chunk is held, however large the body.
+    let shared = shared(r#","usage":{"openai_stream_usage":false}"#);
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+    flow.on_request_headers(&mut host, false);
+    let body = big_chat_body(2_000_000, false); // ~4 MB
+    let steps = feed_streamed(&mut flow, &mut host, &body, 64 * 1024);
+    assert!(steps.iter().all(|s| *s == Step::Continue), "never paused");
+    respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
+    let r = &records(&shared)[0];
+    assert_eq!(
+        r["requested_model"], "gpt-4o",
+        "read from the tail of a streamed body"
+    );
+}
+
+#[test]
+fn a_chat_body_past_the_hold_limit_is_released_and_read_as_it_passes() {
+    let shared = shared(r#","usage":{"max_buffered_body_bytes":100000}"#);
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+    flow.on_request_headers(&mut host, false);
+    let body = big_chat_body(200_000, true); // ~400 KB
+                                             // Held (Pause) while under the limit, as Envoy buffers: the host's
+                                             // buffer grows; past the limit everything goes on.
+    let mut held = Vec::new();
+    let mut steps = Vec::new();
+    let parts: Vec<&[u8]> = body.chunks(32 * 1024).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if steps.last() == Some(&Step::Continue) {
+            held.clear();
+        }
+        held.extend_from_slice(part);
+        host.request_body = held.clone();
+        steps.push(flow.on_request_body(&mut host, held.len(), i + 1 == parts.len()));
+    }
+    assert_eq!(steps[0], Step::Pause);
+    assert!(
+        steps.iter().skip(4).all(|s| *s == Step::Continue),
+        "{steps:?}"
+    );
+    respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
+    let r = &records(&shared)[0];
+    assert_eq!(r["requested_model"], "gpt-4o");
+    assert_eq!(r["stream"], true);
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_with_413() {
+    let shared =
+        shared(r#","usage":{"max_request_body_bytes":50000,"max_buffered_body_bytes":1024}"#);
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(&shared);
+    flow.on_request_headers(&mut host, false);
+    let steps = feed_streamed(
+        &mut flow,
+        &mut host,
+        &big_chat_body(40_000, false),
+        16 * 1024,
+    );
+    assert!(
+        steps.contains(&Step::Pause),
+        "the request stops once over the limit"
+    );
+    assert_eq!(host.local_reply.as_ref().unwrap().status, 413);
+}

@@ -1,0 +1,331 @@
+//! The usage record shipped per call (SPEC §4, CONFIG.md), its id and its
+//! timestamp format. Written straight from borrowed fields into the
+//! shipper's buffer by a small JSON writer (`json_out`): it runs once per
+//! call inside the gateway, where serde's generic serializer cost more.
+
+use std::borrow::Cow;
+
+use crate::json::out::{string, unsigned};
+use crate::request::identity::{TagSchema, TagSet};
+
+/// The collector's limits on what a record may hold (its
+/// `domain/validate.rs`); the writer keeps every record inside them, so a
+/// value a client or provider chose never gets a record refused at ingest.
+pub const MAX_MODEL_BYTES: usize = 256;
+/// Largest token count the collector stores.
+pub const MAX_TOKENS: u64 = 1_000_000_000_000;
+/// Marks a model name cut to `MAX_MODEL_BYTES`.
+pub const TRUNCATED: &str = "\u{2026}";
+
+/// A model name as the collector can store it: control characters written
+/// out as `\u00XX` text, cut to `MAX_MODEL_BYTES` with a trailing `…` when
+/// longer; None for an empty name. Borrowed when nothing needed changing.
+pub fn storable_model(name: &str) -> Option<Cow<'_, str>> {
+    if name.is_empty() {
+        return None;
+    }
+    // Control characters are C0, DEL and C1 (U+0080..U+009F, UTF-8 0xC2 0x80..0x9F):
+    // a byte scan finds every candidate without decoding characters.
+    let clean =
+        name.len() <= MAX_MODEL_BYTES && !name.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    if clean {
+        return Some(Cow::Borrowed(name));
+    }
+    if name.len() <= MAX_MODEL_BYTES && !name.chars().any(char::is_control) {
+        return Some(Cow::Borrowed(name)); // a 0xC2 that was not C1
+    }
+    let mut out = String::with_capacity(name.len().min(MAX_MODEL_BYTES + 8));
+    for c in name.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+        if out.len() > MAX_MODEL_BYTES {
+            break;
+        }
+    }
+    if out.len() > MAX_MODEL_BYTES {
+        let mut cut = MAX_MODEL_BYTES - TRUNCATED.len();
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str(TRUNCATED);
+    }
+    Some(Cow::Owned(out))
+}
+
+/// Token counts as the collector can store them: each at most `MAX_TOKENS`,
+/// cache reads and writes within the input, reasoning within the output.
+/// Returns whether anything had to change (the record then says
+/// `tokens_clamped`).
+pub fn clamp_tokens(t: &mut [u64; 5]) -> bool {
+    let before = *t;
+    let [input, cached, cache_write, output, reasoning] = t;
+    for v in [
+        &mut *input,
+        &mut *cached,
+        &mut *cache_write,
+        &mut *output,
+        &mut *reasoning,
+    ] {
+        *v = (*v).min(MAX_TOKENS);
+    }
+    *cached = (*cached).min(*input);
+    *cache_write = (*cache_write).min(*input - *cached);
+    *reasoning = (*reasoning).min(*output);
+    *t != before
+}
+
+/// A response status the collector stores (100..=599); a call that ended
+/// without one (the client went away first) is 499, as nginx logs it.
+pub fn storable_status(status: u32) -> u32 {
+    if (100..=599).contains(&status) {
+        status
+    } else {
+        499
+    }
+}
+
+/// One call, borrowed from the request's state for serialization.
+#[derive(Debug)]
+pub struct Record<'a> {
+    pub id: &'a str,
+    /// Request start, ms since the epoch (written as RFC 3339).
+    pub ts: u64,
+    pub duration_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub gateway: &'a str,
+    pub key_id: &'a str,
+    pub auth: &'a str,
+    pub tags: Tags<'a>,
+    pub labels: &'a [(String, String)],
+    pub provider: &'a str,
+    pub operation: &'a str,
+    pub model: Option<&'a str>,
+    pub requested_model: Option<&'a str>,
+    pub stream: bool,
+    pub status: u32,
+    pub error: Option<&'a str>,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_write_input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+impl Record<'_> {
+    /// Append the record's JSON to `out` (a reused buffer).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // The record's own keys are constants, written with their quotes and
+        // separators in one copy; only values go through `string`'s escaping.
+        // Same output as a generic writer (record_tests parses it back).
+        out.reserve(640);
+        out.extend_from_slice(b"{\"id\":");
+        string(out, self.id);
+        out.extend_from_slice(b",\"ts\":\"");
+        out.extend_from_slice(&rfc3339_millis(self.ts));
+        out.extend_from_slice(b"\",\"duration_ms\":");
+        unsigned(out, self.duration_ms);
+        out.extend_from_slice(b",\"ttft_ms\":");
+        opt_unsigned(out, self.ttft_ms);
+        out.extend_from_slice(b",\"gateway\":");
+        string(out, self.gateway);
+        out.extend_from_slice(b",\"key_id\":");
+        string(out, self.key_id);
+        out.extend_from_slice(b",\"auth\":");
+        string(out, self.auth);
+        out.extend_from_slice(b",\"tags\":");
+        map(
+            out,
+            self.tags
+                .set
+                .iter()
+                .map(|(i, v)| (self.tags.schema.name(*i), v.as_str())),
+        );
+        out.extend_from_slice(b",\"labels\":");
+        map(
+            out,
+            self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        out.extend_from_slice(b",\"provider\":");
+        string(out, self.provider);
+        out.extend_from_slice(b",\"operation\":");
+        string(out, self.operation);
+        out.extend_from_slice(b",\"model\":");
+        opt_string(out, self.model);
+        out.extend_from_slice(b",\"requested_model\":");
+        opt_string(out, self.requested_model);
+        out.extend_from_slice(if self.stream {
+            b",\"stream\":true,\"status\":"
+        } else {
+            b",\"stream\":false,\"status\":"
+        });
+        unsigned(out, u64::from(self.status));
+        out.extend_from_slice(b",\"error\":");
+        opt_string(out, self.error);
+        out.extend_from_slice(b",\"input_tokens\":");
+        unsigned(out, self.input_tokens);
+        out.extend_from_slice(b",\"cached_input_tokens\":");
+        unsigned(out, self.cached_input_tokens);
+        out.extend_from_slice(b",\"cache_write_input_tokens\":");
+        unsigned(out, self.cache_write_input_tokens);
+        out.extend_from_slice(b",\"output_tokens\":");
+        unsigned(out, self.output_tokens);
+        out.extend_from_slice(b",\"reasoning_tokens\":");
+        unsigned(out, self.reasoning_tokens);
+        out.push(b'}');
+    }
+}
+
+fn opt_string(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(v) => string(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn opt_unsigned(out: &mut Vec<u8>, value: Option<u64>) {
+    match value {
+        Some(v) => unsigned(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `{"k":"v",…}` of string pairs.
+fn map<'v>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'v str, &'v str)>) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, k);
+        out.push(b':');
+        string(out, v);
+    }
+    out.push(b'}');
+}
+
+/// Tags by schema index, written as `{"team":"search",…}`.
+#[derive(Debug)]
+pub struct Tags<'a> {
+    pub schema: &'a TagSchema,
+    pub set: &'a TagSet,
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the Unix epoch (UTC).
+pub fn rfc3339_millis(ms: u64) -> [u8; 24] {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for k in (0..width).rev() {
+            if let Some(slot) = out.get_mut(at + k) {
+                *slot = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u64);
+    put(5, 2, m as u64);
+    put(8, 2, d as u64);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    put(20, 3, ms % 1000);
+    out
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Record ids: 32 lowercase hex chars, time-ordered like UUIDv7: 48 bits of
+/// the request's start (ms), then 80 bits from a per-VM random seed and a
+/// counter. The low 64 bits are a bijection of the counter, so one VM never
+/// repeats an id; the random seed keeps VMs apart. Time order lets the
+/// collector's unique index on `id` take appends instead of random inserts.
+#[derive(Debug, Clone)]
+pub struct IdGen {
+    seed: [u64; 2],
+    counter: u64,
+}
+
+impl IdGen {
+    pub fn new(seed: [u8; 16]) -> Self {
+        let mut lo = [0u8; 8];
+        let mut hi = [0u8; 8];
+        lo.copy_from_slice(seed.get(..8).unwrap_or(&[0; 8]));
+        hi.copy_from_slice(seed.get(8..).unwrap_or(&[0; 8]));
+        IdGen {
+            seed: [u64::from_le_bytes(lo), u64::from_le_bytes(hi)],
+            counter: 0,
+        }
+    }
+
+    /// Seed from the clock when the host has no randomness: unique enough
+    /// across VMs started at different nanoseconds, still unique within one.
+    pub fn from_time(nanos: u128, salt: u64) -> Self {
+        let a = mix(nanos as u64 ^ salt);
+        let b = mix((nanos >> 64) as u64 ^ a.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15);
+        let mut seed = [0u8; 16];
+        seed[..8].copy_from_slice(&a.to_le_bytes());
+        seed[8..].copy_from_slice(&b.to_le_bytes());
+        IdGen::new(seed)
+    }
+
+    /// The next id for a request that started at `now_ms`, written into a
+    /// stack buffer.
+    pub fn next_id(&mut self, now_ms: u64) -> [u8; 32] {
+        self.counter = self.counter.wrapping_add(1);
+        let a = mix(self.seed[0] ^ self.counter);
+        let b = mix(self.seed[1].wrapping_add(self.counter.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        // 6 bytes of time, 2 of `b`, 8 of `a`.
+        let high = (now_ms << 16) | (b & 0xffff);
+        let mut out = [0u8; 32];
+        let hex = b"0123456789abcdef";
+        for (i, byte) in high
+            .to_be_bytes()
+            .iter()
+            .chain(a.to_be_bytes().iter())
+            .enumerate()
+        {
+            if let (Some(h), Some(l)) =
+                (hex.get((byte >> 4) as usize), hex.get((byte & 15) as usize))
+            {
+                if let Some(slot) = out.get_mut(2 * i) {
+                    *slot = *h;
+                }
+                if let Some(slot) = out.get_mut(2 * i + 1) {
+                    *slot = *l;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// splitmix64's finalizer: a bijection on u64 with good avalanche.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests;

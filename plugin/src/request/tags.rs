@@ -1,0 +1,146 @@
+//! Immutable cost tags: what the client may not send (`x-aispend-*`), what it
+//! may send (allow-listed labels), and the headers the filter injects toward
+//! the upstream in their place.
+
+use crate::config::{self, Config, OnConflict};
+use crate::request::identity::{Principal, TagSchema};
+use crate::usage::Provider;
+
+pub const PREFIX: &str = "x-aispend-";
+pub const KEY_ID_HEADER: &str = "x-aispend-key-id";
+pub const REQUEST_ID_HEADER: &str = "x-aispend-request-id";
+
+/// What the client sent under the `x-aispend-` prefix.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ClientTags {
+    /// Header names to remove before the request goes upstream.
+    pub strip: Vec<String>,
+    /// Allowed labels: (label name, value), in allow-list order.
+    pub labels: Vec<(String, String)>,
+}
+
+/// A client-sent canonical tag header in reject mode (400 `tag_conflict`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub header: String,
+}
+
+/// The tag rules of the config, compiled once.
+#[derive(Debug, Clone)]
+pub struct TagPolicy {
+    on_conflict: OnConflict,
+    /// (allowed header, label name)
+    labels: Vec<(String, String)>,
+    /// Provider credentials by `Provider` (openai, azure, anthropic, gemini).
+    credentials: [Option<(String, String)>; 4],
+}
+
+impl TagPolicy {
+    pub fn new(config: &Config) -> Self {
+        let labels = config
+            .tags
+            .labels
+            .allow
+            .iter()
+            .map(|h| {
+                let name = h.strip_prefix("x-aispend-label-").unwrap_or(h);
+                (h.clone(), name.to_string())
+            })
+            .collect();
+        let cred = |p: &Option<config::ProviderConfig>| {
+            p.as_ref()
+                .and_then(|p| p.credential.as_ref())
+                .map(|c| (c.header.clone(), c.value.clone()))
+        };
+        let p = &config.providers;
+        TagPolicy {
+            on_conflict: config.tags.on_conflict,
+            labels,
+            credentials: [
+                cred(&p.openai),
+                cred(&p.azure),
+                cred(&p.anthropic),
+                cred(&p.gemini),
+            ],
+        }
+    }
+
+    /// Sort the client's `x-aispend-*` headers into "strip" and "label", or
+    /// refuse the request when reject mode meets a canonical tag header.
+    pub fn inspect_client(
+        &self,
+        schema: &TagSchema,
+        headers: &[(&str, &str)],
+    ) -> Result<ClientTags, Conflict> {
+        let mut out = ClientTags::default();
+        for &(name, value) in headers {
+            if !starts_with_ignore_case(name, PREFIX) {
+                continue;
+            }
+            if let Some((_, label)) = self
+                .labels
+                .iter()
+                .find(|(h, _)| h.eq_ignore_ascii_case(name))
+            {
+                // An allowed label passes upstream untouched when its value is
+                // well-formed; a malformed one is dropped, never recorded.
+                if config::valid_tag_value(value) && !out.labels.iter().any(|(l, _)| l == label) {
+                    out.labels.push((label.clone(), value.to_string()));
+                    continue;
+                }
+            } else if self.on_conflict == OnConflict::Reject
+                && schema
+                    .headers()
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(name))
+            {
+                return Err(Conflict {
+                    header: name.to_string(),
+                });
+            }
+            out.strip.push(name.to_string());
+        }
+        Ok(out)
+    }
+
+    /// The provider credential to set upstream, if configured.
+    pub fn credential(&self, provider: Provider) -> Option<(&str, &str)> {
+        let slot = match provider {
+            Provider::OpenAi => 0,
+            Provider::Azure => 1,
+            Provider::Anthropic => 2,
+            Provider::Gemini => 3,
+            // No credential is guessed for a path nobody recognised.
+            Provider::Unknown => return None,
+        };
+        self.credentials
+            .get(slot)
+            .and_then(|c| c.as_ref())
+            .map(|(h, v)| (h.as_str(), v.as_str()))
+    }
+}
+
+/// The headers injected toward the upstream: one per tag, the key id and the
+/// request id. Borrowed, so injecting allocates nothing.
+pub fn injected<'a>(
+    schema: &'a TagSchema,
+    principal: &'a Principal,
+    request_id: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    principal
+        .tags
+        .iter()
+        .map(move |(i, v)| (schema.header(*i), v.as_str()))
+        .chain([
+            (KEY_ID_HEADER, &*principal.key_id),
+            (REQUEST_ID_HEADER, request_id),
+        ])
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+use super::*;
+use crate::config;
+use crate::request::identity::{AuthKind, TagSchema};
+use std::rc::Rc;
+
+fn policy(tags: &str) -> (TagPolicy, TagSchema) {
+    let json = format!(
+        r#"{{"tags":{tags},
+            "providers":{{"anthropic":{{"credential":{{"header":"x-api-key","value":"sk-ant-real"}}}}}},
+            "collector":{{"cluster":"c","token":"t"}}}}"#
+    );
+    let c = config::parse(json.as_bytes()).unwrap();
+    (TagPolicy::new(&c), TagSchema::new(&c.tags.extra))
+}
+
+fn h<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pairs.to_vec()
+}
+
+#[test]
+fn strips_every_client_aispend_header() {
+    let (p, schema) = policy("{}");
+    let got = p
+        .inspect_client(
+            &schema,
+            &h(&[
+                ("x-aispend-team", "evil"),
+                ("X-Aispend-Key-Id", "k"),
+                ("x-aispend-request-id", "1"),
+                ("x-aispend-whatever", "1"),
+                ("x-other", "1"),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(
+        got.strip,
+        vec![
+            "x-aispend-team",
+            "X-Aispend-Key-Id",
+            "x-aispend-request-id",
+            "x-aispend-whatever"
+        ]
+    );
+    assert!(got.labels.is_empty());
+}
+
+#[test]
+fn reject_mode_refuses_canonical_tag_headers_only() {
+    let (p, schema) = policy(r#"{"on_conflict":"reject","extra":["region"]}"#);
+    let err = p
+        .inspect_client(&schema, &h(&[("x-aispend-cost-center", "CC-1")]))
+        .unwrap_err();
+    assert_eq!(err.header, "x-aispend-cost-center");
+    assert!(p
+        .inspect_client(&schema, &h(&[("x-aispend-region", "eu")]))
+        .is_err());
+    // Not a tag header: stripped, not refused.
+    let ok = p
+        .inspect_client(&schema, &h(&[("x-aispend-request-id", "1")]))
+        .unwrap();
+    assert_eq!(ok.strip, vec!["x-aispend-request-id"]);
+}
+
+#[test]
+fn allowed_labels_are_kept_and_recorded() {
+    let (p, schema) = policy(r#"{"labels":{"allow":["x-aispend-label-feature"]}}"#);
+    let got = p
+        .inspect_client(
+            &schema,
+            &h(&[
+                ("x-aispend-label-feature", "summarize"),
+                ("x-aispend-label-other", "no"),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(
+        got.labels,
+        vec![("feature".to_string(), "summarize".to_string())]
+    );
+    assert_eq!(got.strip, vec!["x-aispend-label-other"]);
+    // A malformed label value is not recorded, and not passed on either.
+    let bad = p
+        .inspect_client(&schema, &h(&[("x-aispend-label-feature", "two words")]))
+        .unwrap();
+    assert!(bad.labels.is_empty());
+    assert_eq!(bad.strip, vec!["x-aispend-label-feature"]);
+}
+
+#[test]
+fn injected_headers_carry_tags_key_and_request_id() {
+    let (_, schema) = policy("{}");
+    let principal = crate::request::identity::Principal {
+        key_id: Rc::from("demo-search"),
+        auth: AuthKind::ApiKey,
+        tags: Rc::new(vec![(1, "search".into()), (3, "CC-1001".into())]),
+        limits: None,
+    };
+    let got: Vec<_> = injected(&schema, &principal, "abc").collect();
+    assert_eq!(
+        got,
+        vec![
+            ("x-aispend-team", "search"),
+            ("x-aispend-cost-center", "CC-1001"),
+            ("x-aispend-key-id", "demo-search"),
+            ("x-aispend-request-id", "abc"),
+        ]
+    );
+}
+
+#[test]
+fn provider_credentials_by_provider() {
+    let (p, _) = policy("{}");
+    assert_eq!(
+        p.credential(Provider::Anthropic),
+        Some(("x-api-key", "sk-ant-real"))
+    );
+    assert_eq!(p.credential(Provider::OpenAi), None);
+}

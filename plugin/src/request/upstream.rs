@@ -1,0 +1,156 @@
+//! What the provider receives: the request-header and query edits of an
+//! admitted call, decided here as values and applied through the host
+//! profile, with no header map write and no pseudo-header in any edit but
+//! Envoy's `:path` (Kong takes the query through `request.query`).
+//!
+//! - Every client `x-aispend-*` header, every credential header and every
+//!   header that carries the presented virtual key (a cookie, say) is taken
+//!   out: removed on Envoy, overwritten with an empty value on Kong (where a
+//!   removed header still reaches the upstream; see `profile`).
+//! - The canonical tags, key id, request id and the provider credential are
+//!   set: on both hosts that overwrites a client copy in place.
+//! - A header that must be taken out or overwritten but was sent more than
+//!   once is refused on Kong (400 `duplicate_header`): the engine can only
+//!   edit the first copy, and the others would reach the provider.
+//! - Query parameters that may carry the key (`key`, `api_key`, `apikey`, or
+//!   any whose value is the presented key) are removed.
+
+use std::borrow::Cow;
+
+use crate::filter::Filter;
+use crate::host::profile::{QueryEdit, Removal};
+use crate::host::Host;
+use crate::request::decision::{Admitted, Denial};
+use crate::request::identity::{self, CREDENTIAL_HEADERS};
+use crate::request::tags;
+use crate::usage::Route;
+
+/// One change to the request on its way upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit<'a> {
+    /// Overwrite the header (in place when the client sent it) or add it.
+    Set(&'a str, Cow<'a, str>),
+    /// The provider must not see this header's value.
+    Drop(&'a str),
+    /// The query string without the key-carrying parameters: the path it
+    /// leaves and the remaining query (possibly empty).
+    Query { base: &'a str, query: String },
+}
+
+/// What the upstream edits depend on besides the headers.
+pub struct Inputs<'a> {
+    pub filter: &'a Filter,
+    pub admitted: &'a Admitted,
+    pub route: Option<&'a Route>,
+    pub request_id: &'a str,
+    /// The body may be rewritten after the headers left (so its length may
+    /// change): Envoy must not forward the client's `content-length`.
+    pub body_may_change: bool,
+}
+
+/// The edits for `headers` (the request as the client sent it), or the
+/// refusal when the host cannot keep a value from the provider.
+pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<Edit<'a>>, Denial> {
+    let f = inp.filter;
+    let profile = f.profile;
+    let credential = inp.route.and_then(|r| f.tags.credential(r.provider));
+    let strip_encoding = inp.route.is_some() && f.config.usage.strip_accept_encoding;
+    let drop_length = inp.body_may_change && !profile.recomputes_content_length();
+    // The virtual key the caller presented: wherever else it appears, it goes.
+    let key = match inp.admitted.principal.auth {
+        identity::AuthKind::ApiKey => identity::presented_key(headers),
+        _ => None,
+    };
+    let mut sets: Vec<(&'a str, Cow<'a, str>)> = Vec::with_capacity(10);
+    if let Some((name, value)) = credential {
+        sets.push((name, Cow::Borrowed(value)));
+    }
+    for (name, value) in tags::injected(&f.schema, &inp.admitted.principal, inp.request_id) {
+        sets.push((name, Cow::Borrowed(value)));
+    }
+    let is_set = |name: &str| sets.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+
+    let mut edits: Vec<Edit<'a>> = Vec::with_capacity(sets.len() + 4);
+    let mut guarded: Vec<&'a str> = Vec::new();
+    let mut query = None;
+    for &(name, value) in headers {
+        if name == ":path" {
+            query = identity::query_without_key(value, key);
+            continue;
+        }
+        if name.starts_with(':') {
+            continue;
+        }
+        let secret = CREDENTIAL_HEADERS
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c))
+            || inp.admitted.client.strip.iter().any(|s| s == name)
+            || key.is_some_and(|k| crate::json::bytes::contains(value.as_bytes(), k.as_bytes()));
+        let set = is_set(name);
+        if secret || set {
+            guarded.push(name);
+        }
+        if set {
+            continue;
+        }
+        let drop = secret
+            || (strip_encoding && name.eq_ignore_ascii_case("accept-encoding"))
+            || (drop_length && name.eq_ignore_ascii_case("content-length"));
+        if drop
+            && !edits
+                .iter()
+                .any(|e| matches!(e, Edit::Drop(n) if n.eq_ignore_ascii_case(name)))
+        {
+            edits.push(Edit::Drop(name));
+        }
+    }
+    if !profile.clears_duplicates() {
+        if let Some(name) = repeated(&guarded) {
+            return Err(Denial::duplicate_header(name));
+        }
+    }
+    edits.extend(sets.into_iter().map(|(n, v)| Edit::Set(n, v)));
+    if let Some((base, query)) = query {
+        edits.push(Edit::Query { base, query });
+    }
+    Ok(edits)
+}
+
+/// The first name that appears twice (ASCII case ignored).
+fn repeated<'a>(names: &[&'a str]) -> Option<&'a str> {
+    names.iter().enumerate().find_map(|(i, n)| {
+        names
+            .get(i + 1..)?
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(n))
+            .then_some(*n)
+    })
+}
+
+/// Apply `edits` the way this host needs them.
+pub fn apply(host: &mut dyn Host, filter: &Filter, edits: &[Edit<'_>]) {
+    let profile = filter.profile;
+    for edit in edits {
+        match edit {
+            Edit::Set(name, value) => host.set_request_header(name, Some(value)),
+            Edit::Drop(name) => match profile.removal() {
+                Removal::Remove => host.set_request_header(name, None),
+                Removal::Blank => host.set_request_header(name, Some("")),
+            },
+            Edit::Query { base, query } => match profile.query_edit() {
+                QueryEdit::Path if query.is_empty() => host.set_request_header(":path", Some(base)),
+                QueryEdit::Path => {
+                    host.set_request_header(":path", Some(&format!("{base}?{query}")))
+                }
+                QueryEdit::QueryProperty => {
+                    if !host.set_property(&["request", "query"], query.as_bytes()) {
+                        log::error!("aispend: cannot remove the key from the query string");
+                    }
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

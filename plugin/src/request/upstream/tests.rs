@@ -1,0 +1,184 @@
+use super::*;
+use crate::request::decision::Decision;
+use crate::request::flow::{RequestFlow, Shared};
+use crate::request::identity::ClaimSource;
+use crate::request::record::IdGen;
+
+const KEY: &str = "sk-aispend-demo-search";
+
+struct NoClaims;
+impl ClaimSource for NoClaims {
+    fn claim(&mut self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
+fn filter(gateway: &str, credential: bool) -> Filter {
+    let digest = sha256_hex(KEY);
+    let cred = if credential {
+        r#","providers":{"openai":{"credential":{"header":"authorization","value":"Bearer sk-provider"}}}"#
+    } else {
+        ""
+    };
+    let collector = if gateway == "kong" {
+        "127.0.0.1:9090"
+    } else {
+        "aispend_collector"
+    };
+    let json = format!(
+        r#"{{"gateway":"{gateway}","identity":{{"keys":[{{"key_id":"demo-search","sha256":"{digest}","tags":{{"org":"acme","team":"search"}}}}]}},"collector":{{"cluster":"{collector}","token":"t"}}{cred}}}"#
+    );
+    Filter::from_json(json.as_bytes()).unwrap()
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The edits for `headers` under `gateway`, or the refusal's status.
+fn edits_for(
+    gateway: &str,
+    credential: bool,
+    headers: &[(&str, &str)],
+) -> Result<Vec<String>, u32> {
+    let f = filter(gateway, credential);
+    let shared = Shared::new(f.clone(), IdGen::new([7; 16]), 0);
+    let flow = RequestFlow::new(&shared);
+    let Decision::Continue(admitted) = flow.decide(headers, &mut NoClaims) else {
+        panic!("not admitted");
+    };
+    let path = identity::header(headers, ":path").unwrap_or("");
+    let route = crate::usage::detect(path);
+    let inputs = Inputs {
+        filter: &f,
+        admitted: &admitted,
+        route: route.as_ref(),
+        request_id: "r1",
+        body_may_change: true,
+    };
+    plan(headers, &inputs)
+        .map(|edits| {
+            edits
+                .iter()
+                .map(|e| match e {
+                    Edit::Set(n, v) => format!("set {n}={v}"),
+                    Edit::Drop(n) => format!("drop {n}"),
+                    Edit::Query { base, query } => format!("query {base}?{query}"),
+                })
+                .collect()
+        })
+        .map_err(|d| d.status)
+}
+
+const AUTH: (&str, &str) = ("authorization", "Bearer sk-aispend-demo-search");
+
+fn chat(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut h = vec![(":path", "/v1/chat/completions"), (":method", "POST"), AUTH];
+    h.extend_from_slice(extra);
+    h
+}
+
+#[test]
+fn spoofed_tags_and_the_key_are_taken_out_and_tags_set() {
+    for gateway in ["envoy", "kong"] {
+        let edits = edits_for(
+            gateway,
+            false,
+            &chat(&[
+                ("x-aispend-team", "evil"),
+                ("x-aispend-other", "x"),
+                ("content-length", "9"),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            edits.contains(&"drop authorization".to_string()),
+            "{edits:?}"
+        );
+        assert!(edits.contains(&"drop x-aispend-other".to_string()));
+        assert!(edits.contains(&"set x-aispend-team=search".to_string()));
+        assert!(
+            !edits.contains(&"drop x-aispend-team".to_string()),
+            "set overwrites in place"
+        );
+        assert!(edits.contains(&"set x-aispend-key-id=demo-search".to_string()));
+        // Envoy forwards the client's length; nginx writes its own.
+        assert_eq!(
+            edits.contains(&"drop content-length".to_string()),
+            gateway == "envoy"
+        );
+        assert!(
+            edits.iter().all(|e| !e.contains(':')),
+            "no pseudo-header: {edits:?}"
+        );
+    }
+}
+
+#[test]
+fn a_provider_credential_overwrites_the_virtual_key() {
+    let edits = edits_for("kong", true, &chat(&[])).unwrap();
+    assert!(edits.contains(&"set authorization=Bearer sk-provider".to_string()));
+    assert!(!edits.contains(&"drop authorization".to_string()));
+}
+
+#[test]
+fn the_key_in_any_other_header_cookie_or_query_spelling_goes() {
+    let headers = chat(&[
+        ("cookie", "session=1; token=sk-aispend-demo-search"),
+        ("proxy-authorization", "Basic abc"),
+        ("x-custom", "sk-aispend-demo-search"),
+        ("x-harmless", "1"),
+    ]);
+    let edits = edits_for("envoy", false, &headers).unwrap();
+    for name in ["cookie", "proxy-authorization", "x-custom"] {
+        assert!(edits.contains(&format!("drop {name}")), "{name}: {edits:?}");
+    }
+    assert!(!edits.iter().any(|e| e.contains("x-harmless")));
+    let path = "/v1beta/models/g:generateContent?KEY=sk-aispend-demo-search&alt=sse&token=sk-aispend-demo-search";
+    let edits = edits_for("envoy", false, &[(":path", path), ("x-goog-api-key", KEY)]).unwrap();
+    assert!(
+        edits.contains(&"query /v1beta/models/g:generateContent?alt=sse".to_string()),
+        "{edits:?}"
+    );
+}
+
+#[test]
+fn kong_refuses_a_repeated_header_it_cannot_clear_and_envoy_takes_both() {
+    let twice = chat(&[("x-aispend-team", "evil"), ("x-aispend-team", "evil2")]);
+    assert_eq!(edits_for("kong", false, &twice), Err(400));
+    assert!(edits_for("envoy", false, &twice).is_ok());
+    let dup_key = chat(&[("x-api-key", KEY), ("X-Api-Key", KEY)]);
+    assert_eq!(edits_for("kong", false, &dup_key), Err(400));
+    // Harmless repeats are fine on Kong.
+    assert!(edits_for("kong", false, &chat(&[("accept", "a"), ("accept", "b")])).is_ok());
+}
+
+#[test]
+fn apply_removes_on_envoy_and_blanks_on_kong() {
+    use crate::host::memory::MemoryHost;
+    for (gateway, expected) in [("envoy", None), ("kong", Some(""))] {
+        let f = filter(gateway, false);
+        let mut host = MemoryHost::with_request(&[("x-aispend-other", "x")]);
+        apply(
+            &mut host,
+            &f,
+            &[
+                Edit::Drop("x-aispend-other"),
+                Edit::Query {
+                    base: "/p",
+                    query: String::new(),
+                },
+            ],
+        );
+        assert_eq!(host.request_header("x-aispend-other"), expected);
+        let via_property = host
+            .properties
+            .get(&vec!["request".to_string(), "query".to_string()]);
+        assert_eq!(via_property.is_some(), gateway == "kong");
+        assert_eq!(host.request_header(":path").is_some(), gateway == "envoy");
+    }
+}

@@ -97,6 +97,20 @@ aispend is running (Ctrl-C stops everything)
 """
 
 
+def drain_envoy(admin_port: int, running: bool, wait_s: float = 1.5) -> None:
+    """POST /drain_listeners?graceful, then one flush interval (1 s in the
+    demo) and the collector's answer, so every record ships before SIGTERM."""
+    if not running:
+        return
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{admin_port}/drain_listeners?graceful",
+                                     method="POST")
+        urllib.request.urlopen(req, timeout=2).read()
+        time.sleep(wait_s)
+    except OSError:
+        pass
+
+
 def main() -> int:
     port = env_port("AISPEND_PORT", 10000)
     admin = env_port("AISPEND_ADMIN_PORT", 9901)
@@ -147,7 +161,10 @@ def main() -> int:
                     stopping = True
             time.sleep(0.2)
     finally:
-        # Envoy first so in-flight calls finish and records flush to the collector.
+        # Envoy first, drained: its listeners stop taking calls while the
+        # filter's tick still ships what is buffered (a plain SIGTERM stops
+        # Envoy's event loop before a record can leave; see the README).
+        drain_envoy(admin, any(name == "envoy" for name, _ in children))
         for name, p in reversed(children):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)

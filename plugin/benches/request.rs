@@ -9,8 +9,9 @@ use aispend_plugin::controls::caps::CapsView;
 use aispend_plugin::filter::Filter;
 use aispend_plugin::host::memory::MemoryHost;
 use aispend_plugin::jobs::shipper::Shipper;
-use aispend_plugin::request::flow::{RequestFlow, Shared};
+use aispend_plugin::request::flow::RequestFlow;
 use aispend_plugin::request::record::IdGen;
+use aispend_plugin::vm::Shared;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 fn filter_with_keys(n: usize) -> Filter {

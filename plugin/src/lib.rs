@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod json;
 pub mod request;
 pub mod usage;
+pub mod vm;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

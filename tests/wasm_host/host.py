@@ -157,6 +157,16 @@ class Host:
                 self._settle()
         self._report()
 
+    def shutdown(self, worker=0):
+        """The host stops worker `worker`'s VM (Envoy: SIGTERM, a filter
+        removed by a config update). Returns whether the filter finished at
+        once; if not, the test answers its calls and reads `done_called`."""
+        w = self.workers[worker]
+        finished = w.shutdown()
+        self._settle()
+        self._report()
+        return finished
+
     def advance(self, ms):
         self.clock.advance(ms)
 

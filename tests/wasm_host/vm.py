@@ -81,6 +81,7 @@ class Worker:
         self.metric_ids = {}  # id -> full metric name
         self.queues = {}  # id -> list
         self.call_response = ([], b"")  # (headers, body) of the call being answered
+        self.done_called = False  # the filter called proxy_done
         self._next_context = itertools.count(ROOT_CONTEXT_ID + 1)
         self._next_id = itertools.count(1)
         linker = wasmtime.Linker(host.engine)
@@ -145,6 +146,12 @@ class Worker:
 
     def on_tick(self):
         self._invoke("proxy_on_tick", Phase.TICK, ROOT_CONTEXT_ID, ROOT_CONTEXT_ID)
+
+    def shutdown(self):
+        """The host stops the VM: proxy_on_done on the root context. True
+        when the filter is done at once; False asks the host to wait for
+        proxy_done (see `done_called`)."""
+        return bool(self._invoke("proxy_on_done", Phase.DONE, ROOT_CONTEXT_ID, ROOT_CONTEXT_ID))
 
     def deliver(self, call, headers, body):
         """Answer a dispatched call on the context that made it. A call whose
@@ -253,6 +260,7 @@ class Worker:
         return Status.OK
 
     def _h_done(self, _caller):
+        self.done_called = True
         return Status.OK
 
     def _h_call_foreign_function(self, _caller, *_args):

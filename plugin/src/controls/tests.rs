@@ -4,8 +4,9 @@ use crate::controls::caps;
 use crate::filter::Filter;
 use crate::host::memory::MemoryHost;
 use crate::host::Metric;
-use crate::request::flow::{RequestFlow, Shared, Step};
+use crate::request::flow::{RequestFlow, Step};
 use crate::request::record::IdGen;
+use crate::vm::Shared;
 use sha2::{Digest, Sha256};
 
 const START: u64 = 1_700_000_000_000;

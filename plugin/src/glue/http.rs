@@ -3,7 +3,8 @@
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use crate::request::flow::{RequestFlow, Shared, Step};
+use crate::request::flow::{RequestFlow, Step};
+use crate::vm::Shared;
 
 use super::proxy_host::{MetricIds, ProxyHost};
 

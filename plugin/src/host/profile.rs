@@ -102,6 +102,13 @@ impl Profile {
         self.is_kong()
     }
 
+    /// Whether the host waits for the VM's `proxy_done` after `on_done`
+    /// returned false (Envoy), so records can still be shipped when it
+    /// stops. Kong's engine traps on `proxy_done`: nothing can wait there.
+    pub fn waits_for_done(self) -> bool {
+        !self.is_kong()
+    }
+
     /// Whether a dispatch may start from inside another call's response.
     pub fn dispatch_in_call_response(self) -> bool {
         !self.is_kong()
@@ -141,6 +148,7 @@ mod tests {
         assert_eq!(kong.query_edit(), QueryEdit::QueryProperty);
         assert!(!envoy.recomputes_content_length() && kong.recomputes_content_length());
         assert!(envoy.dispatch_in_call_response() && !kong.dispatch_in_call_response());
+        assert!(envoy.waits_for_done() && !kong.waits_for_done());
         assert_eq!((envoy.create_cas(), kong.create_cas()), (None, Some(0)));
         assert!(envoy.headers_eos_reliable() && !kong.headers_eos_reliable());
     }

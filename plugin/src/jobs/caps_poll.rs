@@ -9,6 +9,8 @@
 use crate::controls::caps::{self, SHARED_KEY};
 use crate::filter::Filter;
 use crate::host::{DispatchError, Host, Metric, SharedDataError};
+use crate::jobs::{slack_ms, Answer, Job, Next};
+use crate::vm::Shared;
 
 /// CAS attempts when writing the flags (only pollers write this key).
 const MAX_ATTEMPTS: usize = 4;
@@ -17,7 +19,39 @@ const MAX_ATTEMPTS: usize = 4;
 pub struct CapsPoller {
     /// Token of the poll in flight.
     in_flight: Option<u32>,
-    last_attempt_ms: Option<u64>,
+    /// The shared copy vanished (Kong zones evict): poll again at once.
+    poll_again: bool,
+}
+
+impl Job for CapsPoller {
+    fn name(&self) -> &'static str {
+        "caps_poll"
+    }
+
+    fn period_ms(&self, filter: &Filter) -> Option<u64> {
+        let c = &filter.config.caps;
+        c.enabled.then_some(c.poll_interval_ms)
+    }
+
+    fn run(&mut self, host: &mut dyn Host, shared: &Shared) -> Option<u32> {
+        self.tick(host, &shared.filter)
+    }
+
+    fn on_answer(&mut self, host: &mut dyn Host, shared: &Shared, answer: Answer<'_>) -> Next {
+        self.on_response(host, answer.status, Some(answer.body));
+        // This worker's request path sees its own poll right away.
+        shared.sync_caps(host);
+        if std::mem::take(&mut self.poll_again) {
+            Next::Now
+        } else {
+            Next::Later
+        }
+    }
+
+    fn after_tick(&mut self, host: &mut dyn Host, shared: &Shared) {
+        // Flags another worker fetched reach this VM's request path here.
+        shared.sync_caps(host);
+    }
 }
 
 impl CapsPoller {
@@ -37,21 +71,14 @@ impl CapsPoller {
             return None;
         }
         let now = host.now_ms();
-        // Ticks may come a little early; 1/8 of the interval of slack keeps
-        // a poll per interval instead of one per two.
-        let due_after = c.poll_interval_ms - c.poll_interval_ms / 8;
-        if self
-            .last_attempt_ms
-            .is_some_and(|t| now.saturating_sub(t) < due_after)
-        {
-            return None;
-        }
+        // When it runs is the scheduler's business; whether another worker
+        // fetched the flags within this interval is this job's.
+        let due_after = c.poll_interval_ms - slack_ms(c.poll_interval_ms);
         let (value, _) = host.shared_data_get(SHARED_KEY);
         let shared = value.as_deref().and_then(caps::split);
         if shared.is_some_and(|(fetched, _, _)| now.saturating_sub(fetched) < due_after) {
             return None;
         }
-        self.last_attempt_ms = Some(now);
         let col = &filter.config.collector;
         let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
         let mut headers = vec![
@@ -108,7 +135,7 @@ impl CapsPoller {
                     Some((_, version, flags)) => write(host, &caps::encode(now, version, flags)),
                     // Evicted meanwhile (Kong zones can evict): poll afresh.
                     None => {
-                        self.last_attempt_ms = None;
+                        self.poll_again = true;
                         false
                     }
                 }
@@ -122,21 +149,6 @@ impl CapsPoller {
             host.increment_metric(Metric::CapsPollFailures, 1);
         }
         renewed
-    }
-}
-
-/// The root tick period serving both the flush and the caps intervals: their
-/// greatest common divisor, so each runs on time (200 and 300 ms → 100), or
-/// the shorter one when the divisor would make ticks needlessly frequent.
-pub fn tick_period_ms(flush_ms: u64, poll_ms: u64) -> u64 {
-    let (mut a, mut b) = (flush_ms, poll_ms);
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    if a >= 50 {
-        a
-    } else {
-        flush_ms.min(poll_ms)
     }
 }
 

@@ -1,15 +1,108 @@
-//! The root context's side of shipping: on every tick send the next batch to
-//! the collector, settle it when the answer (or the failure) comes, and
-//! publish the shipper's counters as host metrics.
+//! The shipping job: every flush interval send the next batch of usage
+//! records to the collector's `POST /v1/records`, settle it when the answer
+//! (or the failure) comes, drain a backlog batch after batch, and publish
+//! the shipper's counters as host metrics. On shutdown (where the host
+//! waits), everything still buffered goes out, backoff or not.
 
 use crate::filter::Filter;
 use crate::host::{DispatchError, Host, Metric};
-use crate::jobs::shipper::{Counters, Outcome, Shipper};
+use crate::jobs::shipper::{Batch, Counters, Outcome, Shipper};
+use crate::jobs::{Answer, Job, Next};
+use crate::vm::Shared;
+
+#[derive(Debug, Default)]
+pub struct ShipJob {
+    /// Counters as last published (metrics are deltas).
+    published: Counters,
+}
+
+impl ShipJob {
+    fn publish(&mut self, host: &mut dyn Host, shared: &Shared) {
+        if let Ok(shipper) = shared.shipper.try_borrow() {
+            publish_metrics(host, &mut self.published, shipper.counters());
+        }
+        shared.publish_requests(host);
+    }
+}
+
+impl Job for ShipJob {
+    fn name(&self) -> &'static str {
+        "ship"
+    }
+
+    fn period_ms(&self, filter: &Filter) -> Option<u64> {
+        Some(filter.config.collector.flush_interval_ms)
+    }
+
+    fn run(&mut self, host: &mut dyn Host, shared: &Shared) -> Option<u32> {
+        let mut shipper = shared.shipper.try_borrow_mut().ok()?;
+        flush(host, &shared.filter, &mut shipper)
+    }
+
+    fn on_answer(&mut self, host: &mut dyn Host, shared: &Shared, answer: Answer<'_>) -> Next {
+        let Ok(mut shipper) = shared.shipper.try_borrow_mut() else {
+            return Next::Later;
+        };
+        let outcome = on_response(host, &mut shipper, answer.status, answer.body);
+        let backlog = shipper.buffered() >= shared.filter.config.collector.max_batch;
+        match outcome {
+            // Drain a backlog (after an outage) faster than one batch per
+            // flush interval; a split batch goes on at once too.
+            Outcome::Acked { .. } if backlog => Next::Now,
+            Outcome::Refused => Next::Now,
+            _ => Next::Later,
+        }
+    }
+
+    fn after_tick(&mut self, host: &mut dyn Host, shared: &Shared) {
+        self.publish(host, shared);
+    }
+
+    fn on_shutdown(&mut self, host: &mut dyn Host, shared: &Shared) -> Option<u32> {
+        let token = {
+            let mut shipper = shared.shipper.try_borrow_mut().ok()?;
+            let batch = shipper.poll_now()?;
+            send(host, &shared.filter, &mut shipper, &batch)
+        };
+        log::warn!("aispend: shutting down; shipping the records still buffered");
+        token
+    }
+
+    fn continue_shutdown(
+        &mut self,
+        host: &mut dyn Host,
+        shared: &Shared,
+        answer: Answer<'_>,
+    ) -> Option<u32> {
+        let token = {
+            let mut shipper = shared.shipper.try_borrow_mut().ok()?;
+            let outcome = on_response(host, &mut shipper, answer.status, answer.body);
+            if outcome == Outcome::Retry {
+                // No retry while the host waits: what is left is lost, and counted.
+                let lost = shipper.abandon();
+                log::error!("aispend: collector unreachable at shutdown; {lost} records lost");
+                None
+            } else {
+                shipper
+                    .poll_now()
+                    .and_then(|batch| send(host, &shared.filter, &mut shipper, &batch))
+            }
+        };
+        self.publish(host, shared);
+        token
+    }
+}
 
 /// Send the next batch if the shipper has one due. Returns the call's token.
 pub fn flush(host: &mut dyn Host, filter: &Filter, shipper: &mut Shipper) -> Option<u32> {
     let now = host.now_ms();
     let batch = shipper.poll(now)?;
+    send(host, filter, shipper, &batch)
+}
+
+/// `POST /v1/records` with `batch`; a refused dispatch settles it as a retry.
+fn send(host: &mut dyn Host, filter: &Filter, shipper: &mut Shipper, batch: &Batch) -> Option<u32> {
+    let now = host.now_ms();
     let c = &filter.config.collector;
     let auth = format!("Bearer {}", c.token);
     let headers = [
@@ -77,7 +170,12 @@ fn rejected_in(body: &[u8]) -> u64 {
 }
 
 /// Settle the outstanding batch from the collector's answer.
-pub fn on_response(host: &mut dyn Host, shipper: &mut Shipper, status: Option<u32>, body: &[u8]) {
+pub fn on_response(
+    host: &mut dyn Host,
+    shipper: &mut Shipper,
+    status: Option<u32>,
+    body: &[u8],
+) -> Outcome {
     let now = host.now_ms();
     let outcome = outcome(status, body);
     match outcome {
@@ -91,6 +189,7 @@ pub fn on_response(host: &mut dyn Host, shipper: &mut Shipper, status: Option<u3
         Outcome::Acked { .. } => {}
     }
     shipper.on_result(now, outcome);
+    outcome
 }
 
 /// Increment each metric by how much its counter grew since `published`.

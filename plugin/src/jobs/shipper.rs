@@ -92,6 +92,11 @@ impl Shipper {
         }
     }
 
+    /// New settings after a reconfigure; buffered records stay.
+    pub fn reconfigure(&mut self, settings: ShipperSettings) {
+        self.settings = settings;
+    }
+
     pub fn counters(&self) -> Counters {
         self.counters
     }
@@ -167,6 +172,22 @@ impl Shipper {
         self.in_flight = n;
         self.sending = true;
         Some(Batch { body, records: n })
+    }
+
+    /// The next batch regardless of backoff (shutdown: there is no later).
+    pub fn poll_now(&mut self) -> Option<Batch> {
+        self.next_attempt_ms = 0;
+        self.poll(0)
+    }
+
+    /// Give up on every buffered record (counted as dropped).
+    pub fn abandon(&mut self) -> u64 {
+        let n = self.buffer.len() as u64;
+        self.counters.dropped += n;
+        self.buffer.clear();
+        self.in_flight = 0;
+        self.sending = false;
+        n
     }
 
     /// Report the result of the outstanding send. Success removes the batch

@@ -6,8 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::config::UnknownPaths;
-use crate::controls;
-use crate::controls::caps::CapsView;
+use crate::controls::{self, caps::CapsView};
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
 use crate::jobs::shipper::Shipper;
@@ -17,6 +16,7 @@ use crate::request::record::{self, IdGen, Record, Tags};
 use crate::request::tags;
 use crate::request::upstream;
 use crate::usage::{self, ChunkEdit, Operation, PathKind, RequestInfo, ResponseMeter, Route};
+use crate::vm::Shared;
 
 /// What the glue returns to the host for a body or headers callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,47 +25,6 @@ pub enum Step {
     /// Stop iteration (request body: let the host buffer it; after a local
     /// reply: stop the original request).
     Pause,
-}
-
-/// State shared by the root context and every HTTP context of one VM
-/// (proxy-wasm runs them all on one thread).
-#[derive(Debug)]
-pub struct Shared {
-    pub filter: Rc<Filter>,
-    pub shipper: Rc<RefCell<Shipper>>,
-    pub ids: Rc<RefCell<IdGen>>,
-    /// This VM's decoded copy of the shared cap flags.
-    pub caps: Rc<RefCell<CapsView>>,
-    /// Requests seen since the root last published `aispend_requests`: a
-    /// hostcall per request for a counter is not worth its cost.
-    pub requests: Rc<Cell<u64>>,
-}
-
-impl Shared {
-    /// Fresh per-VM state for `filter`, started at `now_ms`.
-    pub fn new(filter: Filter, ids: IdGen, now_ms: u64) -> Self {
-        let shipper = Shipper::new(filter.shipper_settings());
-        Shared {
-            filter: Rc::new(filter),
-            shipper: Rc::new(RefCell::new(shipper)),
-            ids: Rc::new(RefCell::new(ids)),
-            caps: Rc::new(RefCell::new(CapsView::new(now_ms))),
-            requests: Rc::default(),
-        }
-    }
-
-    /// Root tick: take in the shared cap flags (see `controls::sync_caps_view`).
-    pub fn sync_caps(&self, host: &mut dyn Host) {
-        controls::sync_caps_view(host, &self.filter, &self.caps);
-    }
-
-    /// Root tick: publish the requests counted since the last call.
-    pub fn publish_requests(&self, host: &mut dyn Host) {
-        let n = self.requests.replace(0);
-        if n > 0 {
-            host.increment_metric(Metric::Requests, n);
-        }
-    }
 }
 
 /// How far the request body has been read.

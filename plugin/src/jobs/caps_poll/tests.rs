@@ -124,11 +124,3 @@ fn disabled_caps_never_poll() {
     assert!(CapsPoller::default().tick(&mut h, &f).is_none());
     assert!(h.dispatched.is_empty());
 }
-
-#[test]
-fn one_tick_period_serves_both_intervals() {
-    assert_eq!(tick_period_ms(200, 300), 100);
-    assert_eq!(tick_period_ms(1000, 2000), 1000);
-    assert_eq!(tick_period_ms(1000, 2001), 1000);
-    assert_eq!(tick_period_ms(30, 20), 20);
-}

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use super::*;
 use crate::host::memory::MemoryHost;
 use crate::host::Metric;
+use crate::vm::Shared;
 use sha2::{Digest, Sha256};
 
 fn sha(s: &str) -> String {

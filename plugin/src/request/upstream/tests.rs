@@ -1,8 +1,9 @@
 use super::*;
 use crate::request::decision::Decision;
-use crate::request::flow::{RequestFlow, Shared};
+use crate::request::flow::RequestFlow;
 use crate::request::identity::ClaimSource;
 use crate::request::record::IdGen;
+use crate::vm::Shared;
 
 const KEY: &str = "sk-aispend-demo-search";
 

@@ -1,0 +1,107 @@
+//! Per-VM state: what the root context and every HTTP context of one VM
+//! share (proxy-wasm runs them all on one thread), and how it survives a
+//! reconfigure.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use crate::controls::{self, caps::CapsView};
+use crate::filter::Filter;
+use crate::host::{Host, Metric};
+use crate::jobs::shipper::Shipper;
+use crate::request::record::IdGen;
+
+#[derive(Debug)]
+pub struct Shared {
+    pub filter: Rc<Filter>,
+    pub shipper: Rc<RefCell<Shipper>>,
+    pub ids: Rc<RefCell<IdGen>>,
+    /// This VM's decoded copy of the shared cap flags.
+    pub caps: Rc<RefCell<CapsView>>,
+    /// Requests seen since the root last published `aispend_requests`: a
+    /// hostcall per request for a counter is not worth its cost.
+    pub requests: Rc<Cell<u64>>,
+}
+
+impl Shared {
+    /// Fresh per-VM state for `filter`, started at `now_ms`.
+    pub fn new(filter: Filter, ids: IdGen, now_ms: u64) -> Self {
+        Self::configure(None, filter, Rc::new(RefCell::new(ids)), now_ms)
+    }
+
+    /// The state for a new config. A reconfigure keeps the records already
+    /// buffered (and a send in flight), the caps seen and the request count;
+    /// the record ids continue from the same generator.
+    pub fn configure(
+        old: Option<Shared>,
+        filter: Filter,
+        ids: Rc<RefCell<IdGen>>,
+        now_ms: u64,
+    ) -> Self {
+        let (shipper, caps, requests) = match old {
+            Some(old) => {
+                if let Ok(mut s) = old.shipper.try_borrow_mut() {
+                    s.reconfigure(filter.shipper_settings());
+                }
+                (old.shipper, old.caps, old.requests)
+            }
+            None => (
+                Rc::new(RefCell::new(Shipper::new(filter.shipper_settings()))),
+                Rc::new(RefCell::new(CapsView::new(now_ms))),
+                Rc::default(),
+            ),
+        };
+        Shared {
+            filter: Rc::new(filter),
+            shipper,
+            ids,
+            caps,
+            requests,
+        }
+    }
+
+    /// Take in the shared cap flags (see `controls::sync_caps_view`).
+    pub fn sync_caps(&self, host: &mut dyn Host) {
+        controls::sync_caps_view(host, &self.filter, &self.caps);
+    }
+
+    /// Publish the requests counted since the last call.
+    pub fn publish_requests(&self, host: &mut dyn Host) {
+        let n = self.requests.replace(0);
+        if n > 0 {
+            host.increment_metric(Metric::Requests, n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(max_batch: usize) -> Filter {
+        Filter::from_json(
+            format!(r#"{{"collector":{{"cluster":"c","token":"t","max_batch":{max_batch}}}}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_reconfigure_keeps_buffered_records_and_takes_the_new_settings() {
+        let first = Shared::new(filter(10), IdGen::new([1; 16]), 0);
+        for i in 0..5 {
+            first
+                .shipper
+                .borrow_mut()
+                .push(format!("{{\"i\":{i}}}").into_bytes());
+        }
+        first.requests.set(3);
+        let ids = first.ids.clone();
+        let second = Shared::configure(Some(first), filter(2), ids, 10);
+        assert_eq!(second.shipper.borrow().buffered(), 5, "no record lost");
+        assert_eq!(second.requests.get(), 3);
+        let batch = second.shipper.borrow_mut().poll(10).unwrap();
+        assert_eq!(batch.records, 2, "the new max_batch applies");
+        assert_eq!(second.filter.config.collector.max_batch, 2);
+    }
+}

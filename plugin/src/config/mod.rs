@@ -406,7 +406,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError {
         path: path.into(),
         message: message.into(),
@@ -633,10 +633,8 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     validate_caps(c)?;
-    if c.gateway == Gateway::Kong {
-        validate_kong(c)?;
-    }
-    Ok(())
+    // What only one host can do (Kong: no clusters, no JWT metadata).
+    crate::host::profile::Profile::new(c.gateway).check_config(c)
 }
 
 fn validate_caps(c: &Config) -> Result<(), ConfigError> {
@@ -661,33 +659,6 @@ fn validate_caps(c: &Config) -> Result<(), ConfigError> {
             "caps.stale_after_ms",
             "must be at least caps.poll_interval_ms",
         ));
-    }
-    Ok(())
-}
-
-/// Kong has no Envoy clusters (dispatch targets are `host:port` nginx
-/// resolves) and no dynamic metadata (so no verified JWT claims): refuse
-/// such configs at start instead of failing on every call (KONG-HOST.md).
-fn validate_kong(c: &Config) -> Result<(), ConfigError> {
-    if c.identity.sources.contains(&Source::Jwt) {
-        return Err(err(
-            "identity.sources",
-            "\"jwt\" needs Envoy's jwt_authn dynamic metadata, which Kong does not have; use \"kong_consumer\"",
-        ));
-    }
-    if !is_host_port(&c.collector.cluster) {
-        return Err(err(
-            "collector.cluster",
-            "with gateway \"kong\" this is the host:port nginx resolves, not an Envoy cluster name",
-        ));
-    }
-    if let Some(cluster) = &c.caps.cluster {
-        if !is_host_port(cluster) {
-            return Err(err(
-                "caps.cluster",
-                "with gateway \"kong\" this is the host:port nginx resolves, not an Envoy cluster name",
-            ));
-        }
     }
     Ok(())
 }

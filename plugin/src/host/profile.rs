@@ -32,7 +32,16 @@
 //!   `proxy_get_status` or `proxy_resolve_shared_queue` traps: the filter
 //!   calls none of them on any host.
 
-use crate::config::Gateway;
+use crate::config::{err, is_host_port, Config, ConfigError, Gateway, Source};
+
+/// The headers a Kong auth plugin (`key-auth`, `jwt`, `openid-connect`, …)
+/// sets for the consumer it authenticated, most specific first; trusted
+/// only where the config says the route has such a plugin.
+pub const KONG_CONSUMER_HEADERS: [&str; 3] = [
+    "x-consumer-username",
+    "x-consumer-id",
+    "x-credential-identifier",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Profile {
@@ -102,6 +111,46 @@ impl Profile {
         self.is_kong()
     }
 
+    /// Refuse at start what this host cannot do, instead of failing on
+    /// every call. Kong has no Envoy clusters (dispatch targets are the
+    /// `host:port` nginx resolves) and no dynamic metadata (so no verified
+    /// JWT claims).
+    pub fn check_config(self, c: &Config) -> Result<(), ConfigError> {
+        if !self.is_kong() {
+            return Ok(());
+        }
+        if c.identity.sources.contains(&Source::Jwt) {
+            return Err(err(
+                "identity.sources",
+                "\"jwt\" needs Envoy's jwt_authn dynamic metadata, which Kong does not have; use \"kong_consumer\"",
+            ));
+        }
+        let targets = [
+            ("collector.cluster", Some(&c.collector.cluster)),
+            ("caps.cluster", c.caps.cluster.as_ref()),
+        ];
+        for (field, target) in targets {
+            if target.is_some_and(|t| !is_host_port(t)) {
+                return Err(err(
+                    field,
+                    "with gateway \"kong\" this is the host:port nginx resolves, not an Envoy cluster name",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a verified JWT claim is read (Envoy's `jwt_authn` writes the
+    /// payload into dynamic metadata); None on hosts without it.
+    pub fn claim_path<'a>(
+        self,
+        namespace: &'a str,
+        payload_key: &'a str,
+        claim: &'a str,
+    ) -> Option<[&'a str; 5]> {
+        (!self.is_kong()).then_some(["metadata", "filter_metadata", namespace, payload_key, claim])
+    }
+
     /// Whether the host waits for the VM's `proxy_done` after `on_done`
     /// returned false (Envoy), so records can still be shipped when it
     /// stops. Kong's engine traps on `proxy_done`: nothing can wait there.
@@ -151,5 +200,30 @@ mod tests {
         assert!(envoy.waits_for_done() && !kong.waits_for_done());
         assert_eq!((envoy.create_cas(), kong.create_cas()), (None, Some(0)));
         assert!(envoy.headers_eos_reliable() && !kong.headers_eos_reliable());
+        assert_eq!(
+            envoy.claim_path("ns", "jwt_payload", "team"),
+            Some(["metadata", "filter_metadata", "ns", "jwt_payload", "team"])
+        );
+        assert_eq!(kong.claim_path("ns", "jwt_payload", "team"), None);
+    }
+
+    #[test]
+    fn kong_refuses_what_it_cannot_do_at_start() {
+        let config = |extra: &str| {
+            crate::config::parse(
+                format!(r#"{{"gateway":"kong","collector":{{"cluster":"127.0.0.1:9","token":"t"}}{extra}}}"#)
+                    .as_bytes(),
+            )
+        };
+        assert!(config("").is_ok());
+        let jwt = config(r#","identity":{"sources":["jwt"],"jwt":{"claims":{}}}"#).unwrap_err();
+        assert_eq!(jwt.path, "identity.sources");
+        let cluster = config(r#","caps":{"cluster":"aispend_collector"}"#).unwrap_err();
+        assert_eq!(cluster.path, "caps.cluster");
+        let envoy = Profile::new(Gateway::Envoy);
+        let named =
+            crate::config::parse(br#"{"collector":{"cluster":"aispend_collector","token":"t"}}"#)
+                .unwrap();
+        assert!(envoy.check_config(&named).is_ok());
     }
 }

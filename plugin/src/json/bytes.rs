@@ -83,10 +83,39 @@ pub fn needs_json_escape(bytes: &[u8]) -> bool {
     .is_some()
 }
 
+/// True when `bytes` may hold a control character: a C0 byte, DEL, or a
+/// 0xC2 lead byte (C1 controls are U+0080..U+009F, UTF-8 `C2 80`..`C2 9F`).
+/// A 0xC2 that starts another character is a false positive the caller
+/// settles by decoding; a control character is never missed.
+pub fn may_hold_control(bytes: &[u8]) -> bool {
+    first(
+        bytes,
+        |w| below(w, 0x20) | zero_bytes(w ^ splat(0x7f)) | zero_bytes(w ^ splat(0xc2)),
+        |b| b < 0x20 || b == 0x7f || b == 0xc2,
+    )
+    .is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn control_candidates_are_never_missed() {
+        assert!(!may_hold_control(b"gpt-4o-mini-2024-07-18"));
+        assert!(may_hold_control(b"gpt-4o-mini\x01"));
+        assert!(may_hold_control("gpt-4o-mini-2024-07-18\u{7f}".as_bytes()));
+        assert!(may_hold_control("abcdefgh\u{85}".as_bytes()));
+        assert!(
+            may_hold_control("\u{a9}".as_bytes()),
+            "a C2 lead byte is a candidate"
+        );
+        for c in (0u32..0x20).chain(0x7f..0xa0) {
+            let s = format!("model-name-{}", char::from_u32(c).unwrap());
+            assert!(may_hold_control(s.as_bytes()), "{c:#x}");
+        }
+    }
 
     fn slow_structural(b: u8) -> bool {
         matches!(b, b'"' | b'{' | b'}' | b'[' | b']')

@@ -12,7 +12,7 @@ use crate::host::{Host, Metric};
 use crate::jobs::shipper::Shipper;
 use crate::request::decision::{Admitted, Decision, Denial};
 use crate::request::identity::{self, ClaimSource};
-use crate::request::record::{self, IdGen, Record, Tags};
+use crate::request::record::{Call, IdGen};
 use crate::request::tags;
 use crate::request::upstream;
 use crate::usage::{self, ChunkEdit, Operation, PathKind, RequestInfo, ResponseMeter, Route};
@@ -400,62 +400,25 @@ impl RequestFlow {
             },
         };
         let now = now_ms.unwrap_or_else(|| host.now_ms());
-        // Values clients and providers chose are made storable here, so the
-        // collector never refuses a record for its shape.
-        let mut tokens = [
-            usage.input_tokens,
-            usage.cached_input_tokens,
-            usage.cache_write_input_tokens,
-            usage.output_tokens,
-            usage.reasoning_tokens,
-        ];
-        let clamped = record::clamp_tokens(&mut tokens);
-        let [input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, reasoning_tokens] =
-            tokens;
-        let error = usage
-            .error
-            .or((self.status >= 400).then_some("upstream_error"))
-            .or(clamped.then_some("tokens_clamped"));
-        let requested_model = self
-            .request
-            .model
-            .as_deref()
-            .or(route.path_model.as_deref())
-            .and_then(record::storable_model);
-        let model = usage
-            .model
-            .as_deref()
-            .and_then(record::storable_model)
-            .or_else(|| requested_model.clone());
-        let record = Record {
+        let call = Call {
             id: std::str::from_utf8(&self.id).unwrap_or(""),
-            ts: self.start_ms,
-            duration_ms: now.saturating_sub(self.start_ms),
+            start_ms: self.start_ms,
+            end_ms: now,
             ttft_ms: self.ttft_ms,
             gateway: self.filter.profile.name(),
-            key_id: &admitted.principal.key_id,
-            auth: admitted.principal.auth.as_str(),
-            tags: Tags {
-                schema: &self.filter.schema,
-                set: &admitted.principal.tags,
-            },
+            schema: &self.filter.schema,
+            principal: &admitted.principal,
             labels: &admitted.client.labels,
-            provider: route.provider.as_str(),
-            operation: route.operation.as_str(),
-            model: model.as_deref(),
-            requested_model: requested_model.as_deref(),
-            stream: self.request.stream,
-            status: record::storable_status(self.status),
-            error,
-            input_tokens,
-            cached_input_tokens,
-            cache_write_input_tokens,
-            output_tokens,
-            reasoning_tokens,
+            route,
+            request: &self.request,
+            status: self.status,
+            usage: &usage,
         };
+        let mut input_tokens = 0;
+        let mut output_tokens = 0;
         if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
             let mut json = shipper.take_buffer();
-            record.write_json(&mut json);
+            (input_tokens, output_tokens) = call.write_record(&mut json);
             shipper.push(json);
         }
         let tokens = input_tokens.saturating_add(output_tokens);
@@ -463,9 +426,9 @@ impl RequestFlow {
     }
 }
 
-/// Verified JWT claims from Envoy dynamic metadata:
-/// `metadata.filter_metadata.<namespace>.<payload_key>.<claim>`. The metadata
-/// only exists after `jwt_authn` verified the token.
+/// Verified JWT claims, read where the host profile says they are (Envoy:
+/// `jwt_authn`'s dynamic metadata, which exists only once it verified the
+/// token).
 struct HostClaims<'a> {
     host: &'a mut dyn Host,
     filter: &'a Filter,
@@ -474,14 +437,12 @@ struct HostClaims<'a> {
 impl ClaimSource for HostClaims<'_> {
     fn claim(&mut self, name: &str) -> Option<String> {
         let jwt = self.filter.jwt()?;
-        let raw = self.host.property(&[
-            "metadata",
-            "filter_metadata",
-            &jwt.metadata_namespace,
-            &jwt.payload_key,
-            name,
-        ])?;
-        // Envoy hands a string leaf over as its UTF-8 bytes, Kong as a string.
+        let path =
+            self.filter
+                .profile
+                .claim_path(&jwt.metadata_namespace, &jwt.payload_key, name)?;
+        let raw = self.host.property(&path)?;
+        // Envoy hands a string leaf over as its UTF-8 bytes.
         String::from_utf8(raw).ok().filter(|s| !s.is_empty())
     }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use crate::config::{self, Config, KeyStatus, Source, CANONICAL_TAGS};
+use crate::host::profile::KONG_CONSUMER_HEADERS;
 use crate::request::key_digest::DigestCache;
 
 /// How the caller was identified; `as_str` is the record's `auth` field.
@@ -312,10 +313,11 @@ impl Identity {
         if !self.kong_trusted {
             return Err(Rejection::NoCredential);
         }
-        let username = header(headers, "x-consumer-username");
+        let [by_name, by_id, by_credential] = KONG_CONSUMER_HEADERS;
+        let username = header(headers, by_name);
         let consumer = username
-            .or_else(|| header(headers, "x-consumer-id"))
-            .or_else(|| header(headers, "x-credential-identifier"))
+            .or_else(|| header(headers, by_id))
+            .or_else(|| header(headers, by_credential))
             .ok_or(Rejection::NoCredential)?;
         let key_id = format!("consumer:{consumer}");
         if !config::valid_tag_value(&key_id) {

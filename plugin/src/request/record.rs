@@ -6,7 +6,8 @@
 use std::borrow::Cow;
 
 use crate::json::out::{string, unsigned};
-use crate::request::identity::{TagSchema, TagSet};
+use crate::request::identity::{Principal, TagSchema, TagSet};
+use crate::usage::{RequestInfo, Route, Usage};
 
 /// The collector's limits on what a record may hold (its
 /// `domain/validate.rs`); the writer keeps every record inside them, so a
@@ -24,10 +25,9 @@ pub fn storable_model(name: &str) -> Option<Cow<'_, str>> {
     if name.is_empty() {
         return None;
     }
-    // Control characters are C0, DEL and C1 (U+0080..U+009F, UTF-8 0xC2 0x80..0x9F):
-    // a byte scan finds every candidate without decoding characters.
+    // Eight bytes at a time; every control character is a candidate.
     let clean =
-        name.len() <= MAX_MODEL_BYTES && !name.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+        name.len() <= MAX_MODEL_BYTES && !crate::json::bytes::may_hold_control(name.as_bytes());
     if clean {
         return Some(Cow::Borrowed(name));
     }
@@ -85,6 +85,87 @@ pub fn storable_status(status: u32) -> u32 {
         status
     } else {
         499
+    }
+}
+
+/// What one call leaves behind, as the request flow knows it at its end.
+#[derive(Debug)]
+pub struct Call<'a> {
+    pub id: &'a str,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub gateway: &'a str,
+    pub schema: &'a TagSchema,
+    pub principal: &'a Principal,
+    pub labels: &'a [(String, String)],
+    pub route: &'a Route,
+    pub request: &'a RequestInfo,
+    /// The response status, 0 when none came.
+    pub status: u32,
+    pub usage: &'a Usage,
+}
+
+impl Call<'_> {
+    /// Assemble the call's record and append its JSON to `out`. Values
+    /// clients and providers chose are made storable here, so the collector
+    /// never refuses a record for its shape. Returns the (input, output)
+    /// tokens recorded, for the key's token limit.
+    pub fn write_record(&self, out: &mut Vec<u8>) -> (u64, u64) {
+        let usage = self.usage;
+        let mut tokens = [
+            usage.input_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_input_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+        ];
+        let clamped = clamp_tokens(&mut tokens);
+        let [input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, reasoning_tokens] =
+            tokens;
+        let error = usage
+            .error
+            .or((self.status >= 400).then_some("upstream_error"))
+            .or(clamped.then_some("tokens_clamped"));
+        let requested_model = self
+            .request
+            .model
+            .as_deref()
+            .or(self.route.path_model.as_deref())
+            .and_then(storable_model);
+        let model = usage
+            .model
+            .as_deref()
+            .and_then(storable_model)
+            .or_else(|| requested_model.clone());
+        Record {
+            id: self.id,
+            ts: self.start_ms,
+            duration_ms: self.end_ms.saturating_sub(self.start_ms),
+            ttft_ms: self.ttft_ms,
+            gateway: self.gateway,
+            key_id: &self.principal.key_id,
+            auth: self.principal.auth.as_str(),
+            tags: Tags {
+                schema: self.schema,
+                set: &self.principal.tags,
+            },
+            labels: self.labels,
+            provider: self.route.provider.as_str(),
+            operation: self.route.operation.as_str(),
+            model: model.as_deref(),
+            requested_model: requested_model.as_deref(),
+            stream: self.request.stream,
+            status: storable_status(self.status),
+            error,
+            input_tokens,
+            cached_input_tokens,
+            cache_write_input_tokens,
+            output_tokens,
+            reasoning_tokens,
+        }
+        .write_json(out);
+        (input_tokens, output_tokens)
     }
 }
 

@@ -40,6 +40,20 @@ impl Filter {
         crate::config::parse(bytes).map(Filter::new)
     }
 
+    /// Settings that are valid but almost surely not what the operator
+    /// meant; the root context logs each at start and counts it in
+    /// `aispend_config_warnings`.
+    pub fn warnings(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let caps = &self.config.caps;
+        if caps.enabled && caps.token.is_none() {
+            out.push(
+                "caps.token is not set: a collector with tokens refuses the caps poll and no budget cap is enforced; set it to the collector's read token, or caps.enabled to false",
+            );
+        }
+        out
+    }
+
     pub fn jwt(&self) -> Option<&JwtConfig> {
         self.config.identity.jwt.as_ref()
     }

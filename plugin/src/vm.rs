@@ -60,6 +60,17 @@ impl Shared {
         }
     }
 
+    /// Log the config's warnings once (at configure) and count them.
+    pub fn warn_config(&self, host: &mut dyn Host) {
+        let warnings = self.filter.warnings();
+        for w in &warnings {
+            log::error!("aispend: {w}");
+        }
+        if !warnings.is_empty() {
+            host.increment_metric(Metric::ConfigWarnings, warnings.len() as u64);
+        }
+    }
+
     /// Take in the shared cap flags (see `controls::sync_caps_view`).
     pub fn sync_caps(&self, host: &mut dyn Host) {
         controls::sync_caps_view(host, &self.filter, &self.caps);
@@ -84,6 +95,28 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn caps_without_a_token_is_counted_at_start() {
+        use crate::host::memory::MemoryHost;
+        let mut host = MemoryHost::with_request(&[]);
+        Shared::new(filter(10), IdGen::new([1; 16]), 0).warn_config(&mut host);
+        assert_eq!(host.metric(Metric::ConfigWarnings), 1);
+        let with_token =
+            Filter::from_json(br#"{"collector":{"cluster":"c","token":"t"},"caps":{"token":"r"}}"#)
+                .unwrap();
+        Shared::new(with_token, IdGen::new([1; 16]), 0).warn_config(&mut host);
+        let off = Filter::from_json(
+            br#"{"collector":{"cluster":"c","token":"t"},"caps":{"enabled":false}}"#,
+        )
+        .unwrap();
+        Shared::new(off, IdGen::new([1; 16]), 0).warn_config(&mut host);
+        assert_eq!(
+            host.metric(Metric::ConfigWarnings),
+            1,
+            "nothing to warn about"
+        );
     }
 
     #[test]

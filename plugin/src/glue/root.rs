@@ -127,6 +127,7 @@ impl RootContext for Root {
             .get_or_insert_with(|| Rc::new(RefCell::new(seeded_ids())))
             .clone();
         let shared = Shared::configure(self.shared.take(), filter, ids, now);
+        shared.warn_config(&mut self.host());
         let period = self.jobs.tick_period_ms(&shared.filter);
         self.shared = Some(shared);
         let _ = hostcalls::set_tick_period(Duration::from_millis(period));

@@ -30,10 +30,11 @@ pub enum Metric {
     LimitsUnenforced,
     RecordsRejected,
     Denied404,
+    ConfigWarnings,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 18] = [
+    pub const ALL: [Metric; 19] = [
         Metric::RecordsEmitted,
         Metric::RecordsShipped,
         Metric::RecordsRetried,
@@ -52,6 +53,7 @@ impl Metric {
         Metric::LimitsUnenforced,
         Metric::RecordsRejected,
         Metric::Denied404,
+        Metric::ConfigWarnings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +76,7 @@ impl Metric {
             Metric::LimitsUnenforced => "aispend_limits_unenforced",
             Metric::RecordsRejected => "aispend_records_rejected",
             Metric::Denied404 => "aispend_denied_404",
+            Metric::ConfigWarnings => "aispend_config_warnings",
         }
     }
 

@@ -140,6 +140,12 @@ impl CapsPoller {
                     }
                 }
             }
+            Some(401 | 403) => {
+                log::error!(
+                    "aispend: the collector refused the caps poll ({status:?}): set caps.token to its read token; no budget cap is enforced until then"
+                );
+                false
+            }
             other => {
                 log::warn!("aispend: caps poll answered {other:?}");
                 false

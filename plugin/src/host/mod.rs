@@ -31,10 +31,11 @@ pub enum Metric {
     RecordsRejected,
     Denied404,
     ConfigWarnings,
+    Denied413,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 19] = [
+    pub const ALL: [Metric; 20] = [
         Metric::RecordsEmitted,
         Metric::RecordsShipped,
         Metric::RecordsRetried,
@@ -54,6 +55,7 @@ impl Metric {
         Metric::RecordsRejected,
         Metric::Denied404,
         Metric::ConfigWarnings,
+        Metric::Denied413,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +79,7 @@ impl Metric {
             Metric::RecordsRejected => "aispend_records_rejected",
             Metric::Denied404 => "aispend_denied_404",
             Metric::ConfigWarnings => "aispend_config_warnings",
+            Metric::Denied413 => "aispend_denied_413",
         }
     }
 

@@ -201,6 +201,7 @@ impl RequestFlow {
         let metric = match denial.status {
             400 => Metric::Denied400,
             404 => Metric::Denied404,
+            413 => Metric::Denied413,
             402 => Metric::Denied402,
             429 => Metric::Denied429,
             503 => Metric::Denied503,

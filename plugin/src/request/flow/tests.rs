@@ -568,4 +568,5 @@ fn a_body_over_the_limit_is_refused_with_413() {
         "the request stops once over the limit"
     );
     assert_eq!(host.local_reply.as_ref().unwrap().status, 413);
+    assert_eq!(host.metric(Metric::Denied413), 1);
 }

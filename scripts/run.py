@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`make run`: the collector, the mock provider and Envoy with aispend, in the
-foreground until Ctrl-C (SPEC §7).
+foreground until Ctrl-C (CONTRACTS §7).
 
 Environment: AISPEND_PORT (10000), AISPEND_ADMIN_PORT (9901),
 AISPEND_COLLECTOR_PORT (9090), AISPEND_UPSTREAM (http://host:port or

@@ -1,4 +1,4 @@
-"""Issue 4: refusals (SPEC §5): 401 invalid_api_key, 400 tag_conflict."""
+"""Issue 4: refusals (CONTRACTS §5): 401 invalid_api_key, 400 tag_conflict."""
 import json
 
 import pytest

@@ -52,7 +52,7 @@ def test_corpus_case_through_the_gateway(sink_stack, expect_file):
     rec = records[0]
     assert {k: rec[k] for k in want_record} == want_record
     assert {k: rec[k] for k in TOKEN_FIELDS} == {k: want_usage[k] for k in TOKEN_FIELDS}
-    # SPEC §3: the provider-reported model, falling back to the requested one.
+    # CONTRACTS §3: the provider-reported model, falling back to the requested one.
     assert rec["model"] == (want_usage["model"] or want_record["requested_model"])
     if response["status"] >= 400 and want_usage["error"] is None:
         # The corpus has no parse error here; the record may still name the

@@ -1,4 +1,4 @@
-"""Issue 4: what the upstream and the client see (SPEC §2, CONFIG.md)."""
+"""Issue 4: what the upstream and the client see (CONTRACTS §2, CONFIG.md)."""
 import json
 import re
 import time

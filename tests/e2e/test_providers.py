@@ -1,6 +1,6 @@
 """Every provider format through the gateway: the key is taken from where the
 provider's SDK puts it, removed before the upstream, and the shipped record
-carries provider, operation, model and the exact normalized tokens (SPEC §3).
+carries provider, operation, model and the exact normalized tokens (CONTRACTS §3).
 Records are read at a recording sink standing in for the collector."""
 import pytest
 

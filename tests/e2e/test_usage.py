@@ -50,7 +50,7 @@ def test_upstream_500_is_recorded_as_an_error(demo):
     [row] = usage["rows"]
     assert row["team"] == "growth"
     assert (row["requests"], row["errors"]) == (2, 1)
-    # The failed call is recorded with zero tokens (SPEC §3).
+    # The failed call is recorded with zero tokens (CONTRACTS §3).
     assert row["input_tokens"] == 4 and row["output_tokens"] == 5
 
 

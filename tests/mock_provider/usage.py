@@ -8,7 +8,7 @@ Rules (the same for every provider):
   `x-mock-cached-tokens`, `x-mock-cache-write-tokens`, `x-mock-reasoning-tokens`
   (default 0). Reasoning tokens are *added* to the output, as providers bill them.
 
-`expected_usage` gives the normalized fields of SPEC §3 that the gateway must record.
+`expected_usage` gives the normalized fields of CONTRACTS §3 that the gateway must record.
 """
 from __future__ import annotations
 

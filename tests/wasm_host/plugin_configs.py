@@ -12,7 +12,7 @@ def sha256(text):
 
 def plugin_config(profile, collector_port=9, **collector):
     """The smallest config of plugin/CONFIG.md for a profile: Envoy names a
-    cluster, Kong a host:port (KONG-HOST.md, dispatch_http_call)."""
+    cluster, Kong a host:port (kong/README.md, dispatch_http_call)."""
     target = "aispend_collector" if profile == "envoy" else f"127.0.0.1:{collector_port}"
     return {
         "gateway": profile,

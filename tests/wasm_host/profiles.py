@@ -1,7 +1,8 @@
 """What differs between the Envoy and the Kong (ngx_wasm_module) proxy-wasm
 hosts, in one place. Every Kong rule cites where ngx_wasm_module documents it
-(Kong/ngx_wasm_module at prerelease-0.6.0, the line Kong 3.9 ships; summarised
-in shared/KONG-HOST.md).
+(Kong/ngx_wasm_module at commit 9136e463, which Kong 3.9.0-3.9.3 pin; what
+the engine does beyond its docs is summarised in kong/README.md, "How Kong's
+host differs"; request header edits are modelled in headers.py).
 
 A profile only *decides*; the VM (vm.py) applies the decision. Breaking a rule
 is either a trap (HostTrap: the VM dies, as on the real host) or a recorded
@@ -160,7 +161,7 @@ class KongProfile(Profile):
     )
 
     def headers_end_of_stream(self, real_eos):
-        # KONG-HOST.md "Callbacks": end_of_stream is always false in
+        # kong/README.md "Callbacks": end_of_stream is always false in
         # on_request_headers and on_response_headers.
         return False
 
@@ -176,7 +177,7 @@ class KongProfile(Profile):
         # "on_request_headers", "on_request_body", "on_dispatch_response",
         # "on_tick"'.
         if phase == Phase.HTTP_CALL_RESPONSE:
-            # KONG-HOST.md: allowed by the docs, but under load the worker
+            # kong/README.md: allowed by the docs, but under load the worker
             # dies (signal 11, a null pool in
             # ngx_http_proxy_wasm_dispatch_request reached from the dispatch
             # resume handler) and takes its buffered records with it. Seen
@@ -193,7 +194,7 @@ class KongProfile(Profile):
             )
 
     def resolve_dispatch(self, target, host):
-        # KONG-HOST.md "dispatch_http_call": the target is an IP or hostname
+        # kong/README.md "dispatch_http_call": the target is an IP or hostname
         # with optional port, resolved by nginx's resolver; there are no
         # clusters. A name nginx cannot resolve fails the call afterwards
         # (the response carries :dispatch_status), it is not refused.
@@ -209,7 +210,7 @@ class KongProfile(Profile):
         return (resolved, port), None, None
 
     def dispatch_failure_headers(self, reason):
-        # KONG-HOST.md: failures show as a `:dispatch_status` pseudo-header.
+        # kong/README.md: failures show as a `:dispatch_status` pseudo-header.
         return [(":dispatch_status", reason)]
 
     def cas_matches(self, existing_cas, cas):
@@ -269,7 +270,7 @@ class KongProfile(Profile):
             )
 
     def check_tick_period(self, in_root_context, already_set):
-        # KONG-HOST.md "Timers": the tick period is set from the root
+        # kong/README.md "Timers": the tick period is set from the root
         # context, once (ngx_proxy_wasm_host.c).
         if not in_root_context:
             raise HostTrap("host trap (bad usage): can only set tick_period in root context")
@@ -277,7 +278,7 @@ class KongProfile(Profile):
             raise HostTrap("host trap (bad usage): tick_period already set")
 
     def register_queue_status(self, name, declared_queues):
-        # KONG-HOST.md "Shared queues": each queue must be declared with
+        # kong/README.md "Shared queues": each queue must be declared with
         # shm_queue; none is by default.
         return Status.OK if name in declared_queues else Status.NOT_FOUND
 

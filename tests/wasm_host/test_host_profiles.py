@@ -189,7 +189,7 @@ def test_kong_dispatch_allowed_phases(probe_wat, phase):
 
 
 def test_kong_dispatch_from_a_call_response_kills_the_worker(probe_wat):
-    # The docs allow it; the engine crashes under load (KONG-HOST.md).
+    # The docs allow it; the engine crashes under load (kong/README.md).
     probe = Probe(probe_host("kong", probe_wat))
     with pytest.raises(VmTrapped, match="signal 11"):
         _dispatch(probe, "127.0.0.1:9090", Phase.HTTP_CALL_RESPONSE)

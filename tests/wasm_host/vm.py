@@ -340,7 +340,7 @@ class Worker:
         if request is not None:
             pseudo = [n for n, _ in new if n.startswith(":")]
             if pseudo:
-                # aispend's own rule on both hosts (KONG-HOST.md): Kong's engine
+                # aispend's own rule on both hosts (kong/README.md): Kong's engine
                 # stops at the first read-only pseudo-header of a map write.
                 self.host.violation(f"worker {self.index}: request header map write with "
                                     f"pseudo-headers {pseudo}")

@@ -7,10 +7,10 @@ use std::fmt;
 
 use serde::Deserialize;
 
-/// Canonical tags every deployment knows (SPEC §2); `tags.extra` adds more.
+/// Canonical tags every deployment knows (CONTRACTS §2); `tags.extra` adds more.
 pub const CANONICAL_TAGS: [&str; 5] = ["org", "team", "project", "cost_center", "environment"];
 
-/// Longest tag value (SPEC §2).
+/// Longest tag value (CONTRACTS §2).
 pub const MAX_TAG_VALUE: usize = 128;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -313,7 +313,7 @@ pub enum FailureMode {
     FailClosed,
 }
 
-/// Budget cap flags polled from the collector (`GET /v1/caps`, SPEC §6).
+/// Budget cap flags polled from the collector (`GET /v1/caps`, CONTRACTS §6).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CapsConfig {
@@ -428,7 +428,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// `[A-Za-z0-9._:/-]`, 1..=128 bytes (SPEC §2).
+/// `[A-Za-z0-9._:/-]`, 1..=128 bytes (CONTRACTS §2).
 pub fn valid_tag_value(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= MAX_TAG_VALUE

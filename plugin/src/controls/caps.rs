@@ -1,4 +1,4 @@
-//! Budget cap flags (SPEC §6): the collector's `GET /v1/caps` answer, the
+//! Budget cap flags (CONTRACTS §6): the collector's `GET /v1/caps` answer, the
 //! compact form kept in shared data (one key for the whole gateway), and the
 //! request-path check against a principal.
 //!

@@ -1,4 +1,4 @@
-//! Per-key rate limits (SPEC §6): requests and tokens per minute, counted in
+//! Per-key rate limits (CONTRACTS §6): requests and tokens per minute, counted in
 //! the host's shared data so every worker of a gateway shares one counter.
 //!
 //! Window: fixed one-minute windows, shifted per key by an offset taken from
@@ -156,7 +156,7 @@ pub struct RateState {
 }
 
 impl RateState {
-    /// OpenAI's header names (SPEC §5), only for the limits the key has.
+    /// OpenAI's header names (CONTRACTS §5), only for the limits the key has.
     pub fn headers(&self, out: &mut Vec<(&'static str, String)>) {
         if let Some(rpm) = self.limits.requests_per_minute {
             out.push(("x-ratelimit-limit-requests", rpm.to_string()));

@@ -1,5 +1,5 @@
 //! What the filter decided about a request, as a value the glue applies, and
-//! the OpenAI-style error bodies of SPEC §5 (so SDKs raise their usual errors).
+//! the OpenAI-style error bodies of CONTRACTS §5 (so SDKs raise their usual errors).
 
 use crate::request::identity::{Principal, Rejection, TagSchema};
 use crate::request::tags::{ClientTags, Conflict};

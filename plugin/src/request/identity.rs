@@ -111,7 +111,7 @@ impl KeyLimits {
     }
 }
 
-/// Why no principal was found; each one is a 401 (SPEC §2).
+/// Why no principal was found; each one is a 401 (CONTRACTS §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     NoCredential,
@@ -171,7 +171,7 @@ impl std::hash::Hasher for DigestHasher {
     }
 }
 
-/// Headers that may carry a client credential (SPEC §2, and
+/// Headers that may carry a client credential (CONTRACTS §2, and
 /// `proxy-authorization`, which some HTTP clients fill from the same key);
 /// none of them reaches the provider with the client's value.
 pub const CREDENTIAL_HEADERS: [&str; 5] = [
@@ -344,7 +344,7 @@ pub fn header<'h>(headers: &[(&'h str, &'h str)], name: &str) -> Option<&'h str>
         .map(|(_, v)| *v)
 }
 
-/// The virtual key wherever the provider's SDK puts it (SPEC §2).
+/// The virtual key wherever the provider's SDK puts it (CONTRACTS §2).
 pub fn presented_key<'h>(headers: &[(&'h str, &'h str)]) -> Option<&'h str> {
     if let Some(auth) = header(headers, "authorization") {
         let auth = auth.trim();

@@ -1,4 +1,4 @@
-//! The usage record shipped per call (SPEC §4, CONFIG.md), its id and its
+//! The usage record shipped per call (CONTRACTS §4, CONFIG.md), its id and its
 //! timestamp format. Written straight from borrowed fields into the
 //! shipper's buffer by a small JSON writer (`json_out`): it runs once per
 //! call inside the gateway, where serde's generic serializer cost more.

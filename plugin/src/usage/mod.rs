@@ -1,5 +1,5 @@
 //! Usage capture: which provider/operation a path is, what the client asked
-//! for (request body), and the normalized token counts of SPEC §3 read from the
+//! for (request body), and the normalized token counts of CONTRACTS §3 read from the
 //! response as it passes (JSON or SSE), one parser per provider.
 //!
 //! This is the seam between the filter and the provider parsers. The glue calls,
@@ -82,7 +82,7 @@ impl Operation {
     }
 }
 
-/// A metered route, detected from the request path (SPEC §3 table).
+/// A metered route, detected from the request path (CONTRACTS §3 table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub provider: Provider,
@@ -130,7 +130,7 @@ pub enum ChunkEdit {
     Replace(Vec<u8>),
 }
 
-/// Normalized token counts (SPEC §3) plus what the response said about itself.
+/// Normalized token counts (CONTRACTS §3) plus what the response said about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input_tokens: u64,

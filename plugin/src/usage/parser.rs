@@ -3,7 +3,7 @@
 use super::sse::SseEvent;
 use std::borrow::Cow;
 
-/// The normalized token fields of SPEC §3.
+/// The normalized token fields of CONTRACTS §3.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub input_tokens: u64,

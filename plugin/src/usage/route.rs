@@ -1,4 +1,4 @@
-//! Which provider and operation a request path is (SPEC §3 table).
+//! Which provider and operation a request path is (CONTRACTS §3 table).
 
 use super::{Operation, Provider, Route};
 
@@ -14,7 +14,7 @@ fn route(provider: Provider, operation: Operation) -> Route {
 /// What a request path is, for metering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathKind {
-    /// A known LLM call (SPEC §3 table).
+    /// A known LLM call (CONTRACTS §3 table).
     Metered(Route),
     /// A known call that costs nothing: model lists, token counting,
     /// retrieving a stored response. Passed through unmetered.
@@ -78,7 +78,7 @@ pub fn unknown() -> Route {
     route(Provider::Unknown, Operation::Unknown)
 }
 
-/// Calls that cost nothing (SPEC §3 meters none of them).
+/// Calls that cost nothing (CONTRACTS §3 meters none of them).
 fn is_free(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     let p = lower.as_str();

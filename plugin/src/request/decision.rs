@@ -36,6 +36,9 @@ impl Denial {
                 "No API key provided. Send your aispend virtual key as your provider SDK's API key."
                     .to_string()
             }
+            Rejection::NotBearer => {
+                "The Authorization header must be `Bearer <your aispend virtual key>`.".to_string()
+            }
             Rejection::UnknownKey => "Incorrect API key provided.".to_string(),
             Rejection::RevokedKey => "This API key has been revoked.".to_string(),
             Rejection::MissingTag(i) => format!(
@@ -184,6 +187,13 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("x-aispend-team\"\n"));
+    }
+
+    #[test]
+    fn a_bare_key_in_authorization_is_named() {
+        let d = Denial::unauthorized(Rejection::NotBearer, &TagSchema::new(&[]));
+        assert_eq!(d.status, 401);
+        assert!(d.message.contains("Bearer"), "{}", d.message);
     }
 
     #[test]

@@ -115,6 +115,9 @@ impl KeyLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     NoCredential,
+    /// An `authorization` header without the `Bearer ` scheme (a key sent
+    /// bare, `Basic …`): said so, rather than "no key".
+    NotBearer,
     UnknownKey,
     RevokedKey,
     MissingTag(usize),
@@ -270,7 +273,14 @@ impl Identity {
     }
 
     fn by_api_key(&self, headers: &[(&str, &str)]) -> Result<Principal, Rejection> {
-        let key = presented_key(headers).ok_or(Rejection::NoCredential)?;
+        let Some(key) = presented_key(headers) else {
+            let bare = header(headers, "authorization").is_some_and(|v| !v.trim().is_empty());
+            return Err(if bare {
+                Rejection::NotBearer
+            } else {
+                Rejection::NoCredential
+            });
+        };
         let (digest, remembered) = self.digests.digest(key.as_bytes());
         let entry = self.keys.get(&digest).ok_or(Rejection::UnknownKey)?;
         if !remembered {

@@ -88,9 +88,10 @@ fn unknown_revoked_and_missing_keys_are_rejected() {
         id.resolve(&h(&[("accept", "*/*")]), &mut none),
         Err(Rejection::NoCredential)
     );
+    // Not "no key": the header is there, its scheme is wrong.
     assert_eq!(
         id.resolve(&h(&[("authorization", "Basic sk-good")]), &mut none),
-        Err(Rejection::NoCredential)
+        Err(Rejection::NotBearer)
     );
 }
 
@@ -202,4 +203,16 @@ fn tag_headers_use_dashes() {
         schema.header(schema.index("business_unit").unwrap()),
         "x-aispend-business-unit"
     );
+}
+
+#[test]
+fn an_authorization_header_without_bearer_is_its_own_rejection() {
+    let (id, _) = setup("");
+    let mut none = Claims::default();
+    let headers = h(&[("authorization", "sk-good")]);
+    assert_eq!(id.resolve(&headers, &mut none), Err(Rejection::NotBearer));
+    assert_eq!(id.resolve(&[], &mut none), Err(Rejection::NoCredential));
+    // A key elsewhere still wins over a bare authorization value.
+    let both = h(&[("authorization", "junk"), ("x-api-key", "sk-good")]);
+    assert!(id.resolve(&both, &mut none).is_ok());
 }

@@ -24,11 +24,13 @@ sys.path.insert(0, str(ROOT / "envoy"))
 sys.path.insert(0, str(ROOT / "tests"))
 import render  # noqa: E402  envoy/render.py
 
-DATA = ROOT / "data"
-MOCK_PORT = 18080
+DATA = Path(os.environ.get("AISPEND_DATA_DIR") or ROOT / "data")
+MOCK_PORT = int(os.environ.get("AISPEND_MOCK_PORT") or 18080)
 TOKENS = {"ingest": "demo-ingest-token", "read": "demo-read-token", "admin": "demo-admin-token"}
 DEMO_KEYS = [("sk-aispend-demo-search", "demo-search", "acme / search / ranking / CC-1001 / prod"),
-             ("sk-aispend-demo-growth", "demo-growth", "acme / growth / chatbot / CC-2002 / dev")]
+             ("sk-aispend-demo-growth", "demo-growth", "acme / growth / chatbot / CC-2002 / dev"),
+             ("sk-aispend-demo-limited", "demo-limited",
+              "acme / research / evals / CC-3003 / dev, 3 requests/min")]
 CREDENTIALS = {  # env var -> (provider, header, value format)
     "OPENAI_API_KEY": ("openai", "authorization", "Bearer {}"),
     "ANTHROPIC_API_KEY": ("anthropic", "x-api-key", "{}"),
@@ -81,7 +83,7 @@ aispend is running (Ctrl-C stops everything)
   gateway    http://127.0.0.1:{port}      (Envoy + aispend filter; admin http://127.0.0.1:{admin})
   collector  http://127.0.0.1:{collector}       (SQLite: data/aispend.db)
   upstream   {upstream}
-  logs       data/envoy.log, data/collector.log{", data/mock.log" if "18080" in upstream else ""}
+  logs       data/envoy.log, data/collector.log{", data/mock.log" if str(MOCK_PORT) in upstream else ""}
 
   demo virtual keys:
 {keys}

@@ -88,6 +88,21 @@ def embeddings(body: dict, headers: dict) -> Json:
     })
 
 
+MODELS = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
+
+
+def models(model_id: str | None) -> Json:
+    """`GET /v1/models` (what the OpenAI SDK's `models.list()` reads) and
+    `GET /v1/models/{id}`."""
+    def one(m: str) -> dict:
+        return {"id": m, "object": "model", "created": 1715367049, "owned_by": "mock"}
+    if model_id is None:
+        return Json({"object": "list", "data": [one(m) for m in MODELS]})
+    if model_id in MODELS:
+        return Json(one(model_id))
+    return error(404, f"The model `{model_id}` does not exist")
+
+
 def error(status: int, message: str) -> Json:
     kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_exceeded"}
     return Json({"error": {"message": message, "type": kind.get(status, "server_error"),

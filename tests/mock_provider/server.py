@@ -76,6 +76,8 @@ def route(method: str, path: str, query: dict, headers: dict, body: dict) -> Jso
     if status is not None and status >= 400:
         return {"openai": openai.error, "anthropic": anthropic.error, "gemini": gemini.error}[provider](
             status, f"mock provider forced status {status}")
+    if method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
+        return openai.models(path.removeprefix("/v1/models").strip("/") or None)
     if method != "POST":
         return openai.error(404, f"mock provider: no route for {method} {path}")
     if path == "/v1/chat/completions":

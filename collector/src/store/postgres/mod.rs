@@ -19,15 +19,9 @@
 mod budgets;
 mod copy_format;
 mod ingest;
-#[cfg(test)]
-mod ingest_tests;
 mod migrate;
-#[cfg(test)]
-mod migrate_tests;
 mod prepare;
 mod query;
-#[cfg(test)]
-mod query_tests;
 mod series;
 mod stored_id;
 #[doc(hidden)]

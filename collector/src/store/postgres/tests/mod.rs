@@ -11,6 +11,10 @@ use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::usage_query::UsageQuery;
 use crate::store::Store;
 
+mod ingest;
+mod migrate;
+mod query;
+
 pub(super) async fn schema() -> TestSchema {
     TestSchema::create().await.unwrap_or_else(|e| panic!("{e}"))
 }
@@ -37,7 +41,10 @@ async fn concurrent_starts_apply_each_migration_once() {
         start.await.expect("task").expect("connect and migrate");
     }
     let versions = count(&url, "SELECT count(*) FROM schema_migrations").await;
-    assert_eq!(versions, super::migrate::MIGRATIONS.len() as i64);
+    assert_eq!(
+        versions,
+        crate::store::postgres::migrate::MIGRATIONS.len() as i64
+    );
     let distinct = count(
         &url,
         "SELECT count(DISTINCT version) FROM schema_migrations",
@@ -46,7 +53,7 @@ async fn concurrent_starts_apply_each_migration_once() {
     assert_eq!(distinct, versions);
     // A later start finds nothing to do.
     let mut client = deadpool_client(&url).await;
-    assert!(super::migrate::migrate(&mut client)
+    assert!(crate::store::postgres::migrate::migrate(&mut client)
         .await
         .expect("migrate")
         .is_empty());

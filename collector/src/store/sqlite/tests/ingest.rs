@@ -159,7 +159,7 @@ async fn hex_and_text_ids_are_distinct_and_stored_once() {
 fn batch_hasher_separates_nearby_inputs() {
     use std::hash::Hasher;
     let hash = |parts: &[&[u8]]| {
-        let mut h = super::BatchHasher::default();
+        let mut h = crate::store::sqlite::ingest::BatchHasher::default();
         for part in parts {
             h.write(part);
         }

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::ingest::write_group;
-use super::prepare::Prepared;
-use super::tests::{count, deadpool_client, record, schema};
-use super::PostgresStore;
+use super::{count, deadpool_client, record, schema};
 use crate::domain::record::PricedRecord;
+use crate::store::postgres::ingest::write_group;
+use crate::store::postgres::prepare::Prepared;
+use crate::store::postgres::PostgresStore;
 use crate::store::{BatchOutcome, Store};
 
 const HEX: &str = "0193a1b2c3d4e5f60718293a4b5c6d7e";

@@ -2,7 +2,7 @@
 //! keys, the per-batch upsert and the range read.
 //!
 //! A rollup row is keyed by one integer, `bucket` = period number * 2^32 +
-//! series id (see `sqlite_schema.sql`). As the table's rowid that key makes
+//! series id (see `schema.sql`). As the table's rowid that key makes
 //! an upsert one integer seek plus an in-place overwrite, about half the
 //! instructions of the former (period_ms, series_id) WITHOUT ROWID key, and a
 //! time range is still one key range because the period is the high part.
@@ -69,7 +69,7 @@ impl Rollup {
     }
 
     /// Adds each `(bucket, sums)` to its row, creating missing rows, with
-    /// one multi-row upsert per chunk (see `sqlite_chunks.rs`).
+    /// one multi-row upsert per chunk (see `chunks.rs`).
     pub(super) fn upsert(
         self,
         conn: &Connection,

@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn colliding_series_keep_their_own_ids() {
         let conn = Connection::open_in_memory().expect("db");
-        conn.execute_batch(include_str!("sqlite_schema.sql"))
+        conn.execute_batch(include_str!("schema.sql"))
             .expect("schema");
         let (t1, t2) = (tags(&[("team", "a")]), tags(&[("team", "b")]));
         let a = SeriesRef {

@@ -3,11 +3,11 @@
 //! feed the rollups, folded in Rust first so that each rollup row is written
 //! once per batch.
 //!
-//! Per batch: resolve each record's series (`sqlite_series.rs`), insert the
-//! record rows 16 per statement (`sqlite_records.rs`), upsert the hourly
-//! rollup and, for days already sealed, the daily one (`sqlite_rollup.rs`),
-//! note where each hour's records went (`sqlite_spans.rs`) and seal the days
-//! the batch has left behind (`sqlite_seal.rs`).
+//! Per batch: resolve each record's series (`series.rs`), insert the
+//! record rows 16 per statement (`records.rs`), upsert the hourly
+//! rollup and, for days already sealed, the daily one (`rollup.rs`),
+//! note where each hour's records went (`spans.rs`) and seal the days
+//! the batch has left behind (`seal.rs`).
 //!
 //! Cost, callgrind instructions per record inside `insert_blocking` on the
 //! collector bench's data (30,000 records at the 1M-record run's density):
@@ -133,7 +133,3 @@ pub(super) fn insert_batch(
     tx.commit()?;
     Ok(outcome)
 }
-
-#[cfg(test)]
-#[path = "sqlite_ingest_tests.rs"]
-mod tests;

@@ -3,11 +3,10 @@
 
 use tokio_postgres::{Client, Row};
 
-use crate::domain::budgets::{Budget, Period, Scope};
+use crate::domain::budgets::Budget;
 use crate::domain::record::map_to_json;
+use crate::store::rows::{BudgetRow, BUDGET_COLUMNS as COLUMNS};
 use crate::store::StoreError;
-
-const COLUMNS: &str = "id, scope, period, amount_usd, soft, hard";
 
 /// `Ok(false)` when the id is taken.
 pub async fn create(client: &Client, b: &Budget) -> Result<bool, StoreError> {
@@ -69,19 +68,13 @@ pub async fn list(client: &Client) -> Result<Vec<Budget>, StoreError> {
 }
 
 fn decode(row: &Row) -> Result<Budget, StoreError> {
-    let id: String = row.try_get(0)?;
-    let scope: String = row.try_get(1)?;
-    let period: String = row.try_get(2)?;
-    let scope: Scope = serde_json::from_str(&scope)
-        .map_err(|e| StoreError(format!("budget {id}: stored scope is not valid: {e}")))?;
-    let period = Period::parse(&period)
-        .ok_or_else(|| StoreError(format!("budget {id}: unknown stored period {period:?}")))?;
-    Ok(Budget {
-        scope,
-        period,
+    BudgetRow {
+        id: row.try_get(0)?,
+        scope: row.try_get(1)?,
+        period: row.try_get(2)?,
         amount_usd: row.try_get(3)?,
         soft: row.try_get(4)?,
         hard: row.try_get(5)?,
-        id,
-    })
+    }
+    .decode()
 }

@@ -19,15 +19,7 @@ fn load_series(conn: &Connection) -> Result<HashMap<i64, Series>, StoreError> {
     let mut all = HashMap::new();
     while let Some(row) = rows.next()? {
         let tags: String = row.get(2)?;
-        let model: String = row.get(3)?;
-        let series = Series {
-            key_id: row.get(1)?,
-            tags: serde_json::from_str(&tags)
-                .map_err(|e| StoreError(format!("stored tags are not a JSON object: {e}")))?,
-            model: (!model.is_empty()).then_some(model),
-            provider: row.get(4)?,
-            operation: row.get(5)?,
-        };
+        let series = Series::decode(row.get(1)?, &tags, row.get(3)?, row.get(4)?, row.get(5)?)?;
         all.insert(row.get(0)?, series);
     }
     Ok(all)

@@ -7,7 +7,6 @@ use rusqlite::Connection;
 
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::usage_query::UsageQuery;
-use crate::store::hex16;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
@@ -50,19 +49,6 @@ fn record(id: &str, model: Option<&str>, labels: &[(&str, &str)]) -> PricedRecor
         cost_usd: Some(0.5),
         price_version: "v1".into(),
     }
-}
-
-#[test]
-fn only_32_lowercase_hex_digits_become_bytes() {
-    let bytes = hex16(HEX_ID).expect("lowercase hex");
-    assert_eq!(bytes[0], 0x01);
-    assert_eq!(bytes[7], 0xef);
-    assert_eq!(bytes[15], 0x77);
-    assert_eq!(hex16(&HEX_ID.to_uppercase()), None);
-    assert_eq!(hex16(&HEX_ID[..31]), None);
-    assert_eq!(hex16(&format!("{HEX_ID}0")), None);
-    assert_eq!(hex16("0123456789abcdef001122334455667g"), None);
-    assert_eq!(hex16("0123456789abcdef00112233445566é"), None);
 }
 
 #[tokio::test]
@@ -153,31 +139,4 @@ async fn hex_and_text_ids_are_distinct_and_stored_once() {
         .collect::<Result<_, _>>()
         .expect("rows");
     assert_eq!(kinds, [("blob".to_owned(), 1), ("text".to_owned(), 2)]);
-}
-
-#[test]
-fn batch_hasher_separates_nearby_inputs() {
-    use std::hash::Hasher;
-    let hash = |parts: &[&[u8]]| {
-        let mut h = crate::store::sqlite::ingest::BatchHasher::default();
-        for part in parts {
-            h.write(part);
-        }
-        h.finish()
-    };
-    let inputs: [&[&[u8]]; 6] = [
-        &[b"ab", b""],
-        &[b"a", b"b"],
-        &[b"key-1"],
-        &[b"key-2"],
-        &[b"0123456789abcdef"],
-        &[b"0123456789abcdeg"],
-    ];
-    let hashes: Vec<u64> = inputs.iter().map(|parts| hash(parts)).collect();
-    for (i, a) in hashes.iter().enumerate() {
-        for b in hashes.iter().skip(i + 1) {
-            assert_ne!(a, b);
-        }
-    }
-    assert_eq!(hash(&[b"key-1"]), hash(&[b"key-1"]), "deterministic");
 }

@@ -113,7 +113,7 @@ async fn view_of(state: &AppState, budget: Budget) -> Result<BudgetView, AppErro
     views
         .into_iter()
         .next()
-        .ok_or_else(|| AppError::Store(StoreError(String::from("budget view went missing"))))
+        .ok_or_else(|| AppError::Store(StoreError::internal("budget view went missing")))
 }
 
 fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, AppError> {

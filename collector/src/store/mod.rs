@@ -24,12 +24,14 @@ use crate::domain::budgets::{Budget, Scope};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::{Dim, UsageQuery};
 
+mod error;
 mod hash;
 mod plan;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 
+pub use error::{StoreError, StoreErrorKind};
 pub(crate) use plan::group_partials;
 pub use plan::{plan_segments, Source};
 pub(crate) use rows::{hex16, Series};
@@ -44,31 +46,6 @@ pub struct BatchOutcome {
     pub duplicates: u64,
     /// Inserted records without a price (unknown model).
     pub unpriced_inserted: u64,
-}
-
-/// A storage failure; the message is logged, never shown to clients in full.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
-
-impl StoreError {
-    /// Stored data or a request the store cannot make sense of.
-    pub fn invalid(message: impl Into<String>) -> Self {
-        StoreError(message.into())
-    }
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "store error: {}", self.0)
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
-    }
 }
 
 /// Boxed future so that `Store` stays object-safe (`Arc<dyn Store>`).
@@ -182,11 +159,11 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         return Ok(Arc::new(sqlite::SqliteStore::open(path)?));
     }
     if is_postgres_url(url) {
-        return Err(StoreError(String::from(
+        return Err(StoreError::invalid(String::from(
             "a PostgreSQL store is opened with store::connect (it connects and migrates)",
         )));
     }
-    Err(StoreError(format!(
+    Err(StoreError::invalid(format!(
         "unsupported database URL {url:?}: expected sqlite://<path>"
     )))
 }

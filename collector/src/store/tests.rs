@@ -624,7 +624,12 @@ store_suite!(postgres, open_postgres().await);
 
 #[test]
 fn unsupported_urls_are_clear_errors() {
-    let err = |url: &str| super::open(url).err().map(|e| e.0).unwrap_or_default();
+    let err = |url: &str| {
+        super::open(url)
+            .err()
+            .map(|e| e.message().to_owned())
+            .unwrap_or_default()
+    };
     assert!(err("postgres://localhost/test").contains("store::connect"));
     assert!(err("mysql://x").contains("unsupported database URL"));
 }

@@ -70,7 +70,9 @@ pub(super) fn insert_batch(
             }
         })?;
         if let Some(ts_ms) = bad_ts {
-            return Err(StoreError(format!("record ts {ts_ms} out of range")));
+            return Err(StoreError::invalid(format!(
+                "record ts {ts_ms} out of range"
+            )));
         }
         outcome.duplicates = records.len() as u64 - outcome.inserted;
         // One upsert per distinct (period, series) of the batch, not per record.

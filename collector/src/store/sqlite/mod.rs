@@ -54,7 +54,7 @@ impl SqliteStore {
             .filter(|d| !d.as_os_str().is_empty())
         {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError(format!("cannot create directory {}: {e}", dir.display()))
+                StoreError::internal(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
         let writer = Connection::open(path)?;
@@ -100,7 +100,7 @@ impl SqliteStore {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || work(&inner))
                 .await
-                .map_err(|e| StoreError(format!("store task failed: {e}")))?
+                .map_err(|e| StoreError::internal(format!("store task failed: {e}")))?
         })
     }
 }
@@ -109,7 +109,7 @@ impl Inner {
     fn writer(&self) -> Result<MutexGuard<'_, Writer>, StoreError> {
         self.writer
             .lock()
-            .map_err(|_| StoreError(String::from("writer connection poisoned")))
+            .map_err(|_| StoreError::internal("writer connection poisoned"))
     }
 
     /// Borrows an idle reader connection (or opens one) for `work`.
@@ -153,7 +153,7 @@ impl Store for SqliteStore {
             });
             answered
                 .await
-                .map_err(|_| StoreError(String::from("store task failed")))?
+                .map_err(|_| StoreError::internal("store task failed"))?
         })
     }
 

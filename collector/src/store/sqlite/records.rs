@@ -174,7 +174,7 @@ fn match_new_rows(
     if matched == count {
         Ok(())
     } else {
-        Err(StoreError(format!(
+        Err(StoreError::internal(format!(
             "records: {count} rows inserted but {matched} matched back to the batch"
         )))
     }

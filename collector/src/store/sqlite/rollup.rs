@@ -42,7 +42,7 @@ pub(super) fn check_series_id(id: i64) -> Result<i64, StoreError> {
     if (1..=SERIES_MASK).contains(&id) {
         Ok(id)
     } else {
-        Err(StoreError(format!(
+        Err(StoreError::invalid(format!(
             "series id {id} is outside 1..=2^32-1 and cannot key a rollup row"
         )))
     }
@@ -128,7 +128,7 @@ impl Rollup {
         mut each: impl FnMut(i64, i64, Sums),
     ) -> Result<(), StoreError> {
         let (Some(from), Some(to)) = (self.first_bucket(from_ms), self.first_bucket(to_ms)) else {
-            return Err(StoreError(String::from("usage range out of bounds")));
+            return Err(StoreError::invalid("usage range out of bounds"));
         };
         let sql = format!(
             "SELECT bucket, requests, errors, input_tokens, cached_input_tokens, \

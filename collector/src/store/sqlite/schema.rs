@@ -20,7 +20,7 @@ pub(super) fn ensure(conn: &Connection, path: &str) -> Result<(), StoreError> {
         |r| r.get(0),
     )?;
     if has_tables && version != SCHEMA_VERSION {
-        return Err(StoreError(format!(
+        return Err(StoreError::invalid(format!(
             "{path} was written by schema version {version}, this collector uses {SCHEMA_VERSION}: \
              move the file away (or point AISPEND_DATABASE_URL elsewhere) and start again"
         )));
@@ -50,8 +50,8 @@ mod tests {
         let err = SqliteStore::open(path)
             .err()
             .expect("old schema must be refused");
-        assert!(err.0.contains("schema version 1"), "{err}");
-        assert!(err.0.contains("move the file away"), "{err}");
+        assert!(err.message().contains("schema version 1"), "{err}");
+        assert!(err.message().contains("move the file away"), "{err}");
         // A fresh file gets the current version and opens again.
         let fresh = dir.path().join("fresh.db");
         let fresh = fresh.to_str().expect("utf-8 path");

@@ -64,7 +64,7 @@ pub(super) fn advance(
         }
     })?;
     if overflow {
-        return Err(StoreError(String::from("hourly row out of range")));
+        return Err(StoreError::invalid("hourly row out of range"));
     }
     DAILY.upsert(conn, days.into_iter().collect())?;
     conn.prepare_cached(UPDATE_SEALED)?

@@ -192,7 +192,7 @@ async fn close_stores_what_is_queued_then_refuses_more() {
         match task.await.expect("task") {
             Ok(outcome) => inserted += outcome.inserted,
             // A call that had not queued its batch before the close.
-            Err(e) => assert!(e.0.contains("closed"), "{e}"),
+            Err(e) => assert!(e.message().contains("closed"), "{e}"),
         }
     }
     assert_eq!(
@@ -200,5 +200,5 @@ async fn close_stores_what_is_queued_then_refuses_more() {
         inserted as i64
     );
     let late = store.insert_batch(vec![record(9_999)]).await;
-    assert!(late.is_err_and(|e| e.0.contains("closed")));
+    assert!(late.is_err_and(|e| e.message().contains("closed")));
 }

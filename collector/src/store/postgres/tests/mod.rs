@@ -167,16 +167,22 @@ async fn unreachable_database_is_a_clear_error() {
     let err = PostgresStore::connect("postgres://nobody@127.0.0.1:1/none")
         .await
         .err()
-        .map(|e| e.0)
+        .map(|e| e.message().to_owned())
         .unwrap_or_default();
     assert!(
         err.contains("cannot connect to PostgreSQL at 127.0.0.1:1/none"),
         "{err}"
     );
+    // Unreachable is transient: the HTTP layer answers 503 and the gateway retries.
+    let transient = PostgresStore::connect("postgres://nobody@127.0.0.1:1/none")
+        .await
+        .err()
+        .is_some_and(|e| e.is_transient());
+    assert!(transient, "an unreachable database is a transient failure");
     let tls = PostgresStore::connect("postgres://x@127.0.0.1/db?sslmode=require")
         .await
         .err()
-        .map(|e| e.0)
+        .map(|e| e.message().to_owned())
         .unwrap_or_default();
     assert!(tls.contains("sslmode=require is not supported"), "{tls}");
 }

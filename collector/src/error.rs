@@ -114,7 +114,7 @@ impl From<BytesRejection> for AppError {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::TooLarge(format!(
                 "request body exceeds {} bytes",
-                crate::http::records::MAX_BODY_BYTES
+                crate::service::ingest::MAX_BODY_BYTES
             ))
         } else {
             AppError::Rejected(status, rejection.body_text())

@@ -83,7 +83,11 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if let AppError::Store(e) = &self {
-            eprintln!("aispend-collector: {e}");
+            if e.is_transient() {
+                tracing::warn!(error = %e, kind = ?e.kind(), "store unavailable; answering 503");
+            } else {
+                tracing::error!(error = %e, kind = ?e.kind(), "store failed; answering 500");
+            }
         }
         let (status, kind, code, message) = self.parts();
         let body = json!({"error": {"message": message, "type": kind, "code": code}});

@@ -10,6 +10,7 @@
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod service;
 pub mod settings;

@@ -1,26 +1,42 @@
-//! `aispend-collector`: parse settings, open the store, serve `app()`, and on
-//! SIGTERM / Ctrl-C stop accepting, finish in-flight requests, close the store.
+//! `aispend-collector`: parse settings, start logging, open the store, serve
+//! `app()`, and on SIGTERM / Ctrl-C stop accepting, finish in-flight
+//! requests, close the store.
 
 use std::process::ExitCode;
 
 use aispend_collector::domain::pricing::PriceTable;
+use aispend_collector::logging::{self, LogFormat};
 use aispend_collector::settings::{Cli, Settings};
 use aispend_collector::{app, store, AppState, Tokens};
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+    let settings = match Settings::load(Cli::parse()) {
+        Ok(settings) => settings,
+        Err(message) => {
+            // The logger is not configured yet: the default one says why.
+            if logging::init(LogFormat::Text, None).is_ok() {
+                tracing::error!("{message}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(message) = logging::init(settings.log_format, settings.log_level.as_deref()) {
+        // Only a bad --log-level gets here: no logger exists to report it.
+        eprintln!("aispend-collector: {message}");
+        return ExitCode::FAILURE;
+    }
+    match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("aispend-collector: {message}");
+            tracing::error!("{message}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
-    let settings = Settings::load(cli)?;
+async fn run(settings: Settings) -> Result<(), String> {
     let prices = match &settings.prices {
         Some(path) => {
             let bytes = std::fs::read(path)
@@ -43,11 +59,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_or_else(|_| settings.listen.clone(), |a| a.to_string());
-    eprintln!(
-        "aispend-collector: listening on {local}, store {}, {} priced models (price_version {})",
-        store::redacted_url(&settings.database_url),
-        prices.len(),
-        prices.version()
+    tracing::info!(
+        listen = %local,
+        store = %store::redacted_url(&settings.database_url),
+        priced_models = prices.len(),
+        price_version = %prices.version(),
+        "listening on {local}"
     );
     let state =
         AppState::new(store.clone(), prices, tokens).with_caps_poll_ms(settings.caps_poll_ms);
@@ -58,7 +75,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     // Every in-flight request has finished (its batch committed): now fold
     // the WAL into the database file.
     store.close().await.map_err(|e| e.to_string())?;
-    eprintln!("aispend-collector: stopped cleanly");
+    tracing::info!("stopped cleanly");
     Ok(())
 }
 
@@ -83,5 +100,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    eprintln!("aispend-collector: shutting down, finishing in-flight requests");
+    tracing::info!("shutting down, finishing in-flight requests");
 }

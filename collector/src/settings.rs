@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::logging::LogFormat;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/aispend.db";
 /// How often gateways are told to poll `GET /v1/caps`.
@@ -21,7 +23,7 @@ pub const DEFAULT_CAPS_POLL_MS: u64 = 2000;
 (POST /v1/records), prices them, stores them and answers GET /v1/usage.\n\n\
 Every setting can be given as a flag, as an AISPEND_* environment variable, or in a TOML \
 file passed with --config (keys: listen, database_url, ingest_token, read_token, \
-admin_token, prices, caps_poll_ms, insecure_no_auth). Precedence: flags > environment > file > defaults.\n\n\
+admin_token, prices, caps_poll_ms, insecure_no_auth, log_format, log_level). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
 experiments only)."
@@ -80,6 +82,14 @@ pub struct Cli {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub insecure_no_auth: bool,
+    /// Log lines as human text or as one JSON object each [default: text].
+    #[arg(long, env = "AISPEND_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log level (error, warn, info, debug, trace) or RUST_LOG-style
+    /// directives such as `warn,aispend_collector=debug`
+    /// [default: RUST_LOG, else info].
+    #[arg(long, env = "AISPEND_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
 }
 
 /// The TOML file: the same keys as the flags, with underscores.
@@ -94,6 +104,8 @@ pub struct FileSettings {
     pub prices: Option<PathBuf>,
     pub caps_poll_ms: Option<u64>,
     pub insecure_no_auth: Option<bool>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
 }
 
 /// Final settings after merging every source.
@@ -106,6 +118,9 @@ pub struct Settings {
     pub admin_token: Option<String>,
     pub prices: Option<PathBuf>,
     pub caps_poll_ms: u64,
+    pub log_format: LogFormat,
+    /// `None`: `RUST_LOG`, else info.
+    pub log_level: Option<String>,
 }
 
 impl Settings {
@@ -143,6 +158,8 @@ impl Settings {
                 .caps_poll_ms
                 .or(file.caps_poll_ms)
                 .unwrap_or(DEFAULT_CAPS_POLL_MS),
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            log_level: non_empty(cli.log_level.or(file.log_level)),
         };
         let insecure = cli.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
         let missing: Vec<&str> = [
@@ -251,6 +268,27 @@ mod tests {
         assert!(!err.contains("AISPEND_INGEST_TOKEN"), "{err}");
         let s = Settings::merge(cli(&["--insecure-no-auth"]), FileSettings::default()).expect("ok");
         assert_eq!(s.ingest_token, None);
+    }
+
+    #[test]
+    fn log_format_and_level_from_flag_or_file() {
+        let s = Settings::merge(cli(&TOKENS), FileSettings::default()).expect("ok");
+        assert_eq!((s.log_format, s.log_level), (LogFormat::Text, None));
+        let file: FileSettings =
+            toml::from_str("log_format = \"json\"\nlog_level = \"debug\"").expect("toml");
+        let s = Settings::merge(cli(&TOKENS), file).expect("ok");
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.log_level.as_deref(), Some("debug"));
+        let mut args = TOKENS.to_vec();
+        args.extend(["--log-format", "json", "--log-level", "warn"]);
+        let s = Settings::merge(cli(&args), FileSettings::default()).expect("ok");
+        assert_eq!(
+            (s.log_format, s.log_level.as_deref()),
+            (LogFormat::Json, Some("warn"))
+        );
+        let mut args = vec!["aispend-collector", "--log-format", "xml"];
+        args.extend_from_slice(&TOKENS);
+        assert!(Cli::try_parse_from(args).is_err());
     }
 
     #[test]

@@ -75,6 +75,12 @@ pub async fn ingest(state: &AppState, body: &[u8]) -> Result<IngestResponse, App
     Metrics::add(&state.metrics.records_unpriced, outcome.unpriced_inserted);
     // Spend may have moved: the caps cache recomputes on its next poll.
     state.caps.records_ingested();
+    tracing::debug!(
+        accepted = outcome.inserted,
+        duplicates = outcome.duplicates,
+        rejected = rejected.len(),
+        "batch ingested"
+    );
     Ok(IngestResponse {
         accepted: outcome.inserted,
         duplicates: outcome.duplicates,

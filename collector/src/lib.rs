@@ -4,14 +4,15 @@
 //! Layers, one way: `http` (HTTP in and out) → `service` (the rules) →
 //! `domain` (pure types and arithmetic) and `store` (the `Store` trait and
 //! its SQLite and PostgreSQL backends). `app(state)` builds the whole HTTP
-//! surface; `main.rs` only wires settings, the store and the listener
-//! around it.
+//! surface; `server::serve` runs it with connection limits; `main.rs` only
+//! wires settings, the store and the server together.
 
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod server;
 pub mod service;
 pub mod settings;
 pub mod state;
@@ -39,6 +40,7 @@ pub fn app(state: AppState) -> Router {
     let records = Router::new()
         .route("/v1/records", post(http::records::post_records))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(from_fn_with_state(state.clone(), http::records::admit))
         .route_layer(guard(ingest));
     let reads = Router::new()
         .route("/v1/usage", get(http::usage::get_usage))

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 
 use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::logging::{self, LogFormat};
+use aispend_collector::server::{self, Limits};
 use aispend_collector::settings::{Cli, Settings};
 use aispend_collector::{app, store, AppState, Tokens};
 use clap::Parser;
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -64,14 +66,21 @@ async fn run(settings: Settings) -> Result<(), String> {
         store = %store::redacted_url(&settings.database_url),
         priced_models = prices.len(),
         price_version = %prices.version(),
+        max_connections = settings.max_connections,
+        header_timeout_ms = settings.header_timeout_ms,
+        idle_timeout_ms = settings.idle_timeout_ms,
+        ingest_memory_mb = settings.ingest_memory_mb,
         "listening on {local}"
     );
-    let state =
-        AppState::new(store.clone(), prices, tokens).with_caps_poll_ms(settings.caps_poll_ms);
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+    let state = AppState::new(store.clone(), prices, tokens)
+        .with_caps_poll_ms(settings.caps_poll_ms)
+        .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024));
+    let limits = Limits {
+        header_timeout: Duration::from_millis(settings.header_timeout_ms),
+        idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
+        max_connections: settings.max_connections,
+    };
+    server::serve(listener, app(state), limits, shutdown_signal()).await;
     // Every in-flight request has finished (its batch committed): now fold
     // the WAL into the database file.
     store.close().await.map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::domain::pricing::PriceTable;
 use crate::metrics::Metrics;
 use crate::service::caps::{Caps, DEFAULT_POLL_INTERVAL_MS};
+use crate::service::ingest::IngestGate;
 use crate::store::{Store, StoreError};
 
 /// Bearer tokens per audience; `None` disables the check (`--insecure-no-auth`).
@@ -41,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The `GET /v1/caps` cache and the budget metrics.
     pub caps: Arc<Caps>,
+    /// Bounds the ingest bodies read and parsed at once.
+    pub ingest_gate: Arc<IngestGate>,
 }
 
 impl AppState {
@@ -51,12 +54,19 @@ impl AppState {
             tokens,
             metrics: Arc::new(Metrics::default()),
             caps: Arc::new(Caps::new(DEFAULT_POLL_INTERVAL_MS)),
+            ingest_gate: Arc::new(IngestGate::default()),
         }
     }
 
     /// Sets the `poll_interval_ms` that `GET /v1/caps` tells gateways.
     pub fn with_caps_poll_ms(mut self, poll_interval_ms: u64) -> Self {
         self.caps = Arc::new(Caps::new(poll_interval_ms));
+        self
+    }
+
+    /// Sets how many bytes of ingest bodies may be held at once.
+    pub fn with_ingest_memory(mut self, bytes: usize) -> Self {
+        self.ingest_gate = Arc::new(IngestGate::new(bytes));
         self
     }
 

@@ -1,11 +1,14 @@
 //! `POST /v1/records` (SPEC §4): the body to `service::ingest`, its answer
-//! to JSON.
+//! to JSON; `admit` queues the request at the ingest memory gate first.
 
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::Json;
 
 use crate::error::AppError;
@@ -20,4 +23,17 @@ pub async fn post_records(
     let result = ingest::ingest(&state, &body?).await;
     state.metrics.observe_ingest(started.elapsed());
     result.map(Json)
+}
+
+/// Middleware, before the body is read: waits until the body's size fits the
+/// ingest memory bound (`service::ingest::IngestGate`), holds that share
+/// until the answer is ready.
+pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let content_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let _share = state.ingest_gate.admit(content_length).await;
+    next.run(request).await
 }

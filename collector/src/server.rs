@@ -2,9 +2,10 @@
 //! that connections are bounded (`axum::serve` has no timeouts and no cap).
 //!
 //! - At most `max_connections` connections are served at once; above that,
-//!   new ones wait in the listen backlog until one closes (an idle one closes
-//!   after `idle_timeout`, so a flood of idle connections cannot keep
-//!   `/healthz` from being answered for long).
+//!   new ones wait in the listen backlog until one closes. While they wait,
+//!   every connection with nothing in flight and no byte moved for
+//!   `EVICT_AFTER` is closed to make room, so a flood of idle connections
+//!   cannot keep `/healthz` from being answered.
 //! - A request head must arrive whole within `header_timeout` of its first
 //!   byte, and a request body being read may not stall (no byte received)
 //!   for longer than `header_timeout`: a client that sends half a request is
@@ -29,8 +30,15 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tower::ServiceExt;
+
+/// At the cap, a connection quiet for this long with nothing in flight is
+/// closed to make room (a client that just connected has sent its request
+/// by then).
+const EVICT_AFTER: Duration = Duration::from_millis(250);
+/// How often the accept loop asks again for room while at the cap.
+const PRESSURE_EVERY: Duration = Duration::from_millis(100);
 
 /// Connection limits; see the module comment.
 #[derive(Debug, Clone, Copy)]
@@ -63,17 +71,24 @@ pub async fn serve(
         .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let slots = Arc::new(Semaphore::new(max));
     let (stop, stopping) = watch::channel(false);
+    let pressure = Arc::new(Notify::new());
     tokio::pin!(shutdown);
     loop {
         // A slot first, then accept: above the cap, connections wait in the
-        // backlog rather than being accepted and starved.
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
+        // backlog rather than being accepted and starved, and quiet
+        // connections are asked to make room.
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => loop {
+                pressure.notify_waiters();
+                tokio::select! {
+                    () = &mut shutdown => break None,
+                    slot = Arc::clone(&slots).acquire_owned() => break slot.ok(),
+                    () = tokio::time::sleep(PRESSURE_EVERY) => {}
+                }
             },
         };
+        let Some(slot) = slot else { break };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -91,8 +106,9 @@ pub async fn serve(
         }
         let router = router.clone();
         let stopping = stopping.clone();
+        let pressure = Arc::clone(&pressure);
         tokio::spawn(async move {
-            serve_connection(stream, router, limits, stopping).await;
+            serve_connection(stream, router, limits, stopping, &pressure).await;
             tracing::trace!(%peer, "connection closed");
             drop(slot);
         });
@@ -189,6 +205,13 @@ impl Watch {
         }
     }
 
+    /// Whether the connection may be closed to make room: nothing in flight,
+    /// no request head begun, no byte moved for `EVICT_AFTER`.
+    fn evictable(&self, now: Instant) -> bool {
+        let s = self.state();
+        s.in_flight == 0 && s.head_since.is_none() && now.duration_since(s.last_io) >= EVICT_AFTER
+    }
+
     fn verdict(&self, now: Instant, limits: &Limits) -> Verdict {
         let s = self.state();
         if s.in_flight > 0 {
@@ -227,6 +250,7 @@ async fn serve_connection(
     router: Router,
     limits: Limits,
     mut stopping: watch::Receiver<bool>,
+    pressure: &Notify,
 ) {
     let watch = Watch::new();
     let io = TokioIo::new(Watched {
@@ -270,6 +294,12 @@ async fn serve_connection(
                 draining = true;
                 if changed.is_err() || *stopping.borrow() {
                     connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = pressure.notified() => {
+                if watch.evictable(Instant::now()) {
+                    tracing::trace!("closing a quiet connection to make room");
+                    return;
                 }
             }
             () = tokio::time::sleep(tick) => match watch.verdict(Instant::now(), &limits) {
@@ -421,6 +451,20 @@ mod tests {
         w.body_waiting(false);
         w.request_done();
         assert_eq!(w.verdict(Instant::now(), &limits()), Verdict::Keep);
+    }
+
+    #[test]
+    fn only_quiet_connections_with_nothing_in_flight_make_room() {
+        let w = Watch::new();
+        let start = Instant::now();
+        assert!(!w.evictable(start), "just connected");
+        assert!(w.evictable(start + EVICT_AFTER));
+        w.read();
+        assert!(!w.evictable(Instant::now() + EVICT_AFTER), "a head begun");
+        w.request_started();
+        assert!(!w.evictable(Instant::now() + EVICT_AFTER), "in flight");
+        w.request_done();
+        assert!(w.evictable(Instant::now() + EVICT_AFTER));
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //!   by rows actually inserted (`postgres/ingest.rs`).
 //! - `usage` follows the same raw/hourly/daily plan as SQLite
 //!   (`postgres/query.rs`).
+//! - `tests/`: what only PostgreSQL does (concurrent migrations, two
+//!   replicas, group commit); `test_schema.rs` gives tests and benches a
+//!   throw-away schema. The behaviour every store shares is tested in
+//!   `store/tests.rs`.
 //!
 //! Connections: a deadpool pool of tokio-postgres clients, without TLS (the
 //! database is expected on loopback or a private network; TLS is a follow-up,

@@ -3,6 +3,11 @@
 //!
 //! rusqlite is blocking, so every call runs in `spawn_blocking` and the async
 //! runtime never waits on disk.
+//!
+//! Mirrors `store/postgres/`: `ingest.rs` (one batch: `series.rs`,
+//! `records.rs`, `rollup.rs`, `spans.rs`, `seal.rs`), `query.rs` (usage),
+//! `budgets.rs`, `schema.rs` (+ `schema.sql`) and `tests/` for what only
+//! SQLite does; the behaviour every store shares is tested in `store/tests.rs`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,11 +42,14 @@ struct Writer {
     series: series::SeriesCache,
 }
 
+/// What the store's blocking tasks share.
 struct Inner {
     writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
     path: String,
 }
+
+/// The SQLite `Store`: cheap to clone-share behind `Arc<dyn Store>`.
 pub struct SqliteStore {
     inner: Arc<Inner>,
 }

@@ -10,29 +10,31 @@ use crate::store::StoreError;
 
 /// `Ok(false)` when the id is taken.
 pub async fn create(client: &Client, b: &Budget) -> Result<bool, StoreError> {
-    let inserted = client
-        .execute(
-            "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-            &[
-                &b.id,
-                &map_to_json(&b.scope),
-                &b.period.as_str(),
-                &b.amount_usd,
-                &b.soft,
-                &b.hard,
-            ],
-        )
-        .await?;
-    Ok(inserted == 1)
+    write(
+        client,
+        "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        b,
+    )
+    .await
 }
 
 /// `Ok(false)` when there is no budget with this id.
 pub async fn replace(client: &Client, b: &Budget) -> Result<bool, StoreError> {
-    let updated = client
+    write(
+        client,
+        "UPDATE budgets SET scope = $2, period = $3, amount_usd = $4, soft = $5, hard = $6 \
+         WHERE id = $1",
+        b,
+    )
+    .await
+}
+
+/// Runs `sql` with the budget's columns as $1..$6; whether one row changed.
+async fn write(client: &Client, sql: &str, b: &Budget) -> Result<bool, StoreError> {
+    let changed = client
         .execute(
-            "UPDATE budgets SET scope = $2, period = $3, amount_usd = $4, soft = $5, hard = $6 \
-             WHERE id = $1",
+            sql,
             &[
                 &b.id,
                 &map_to_json(&b.scope),
@@ -43,7 +45,7 @@ pub async fn replace(client: &Client, b: &Budget) -> Result<bool, StoreError> {
             ],
         )
         .await?;
-    Ok(updated == 1)
+    Ok(changed == 1)
 }
 
 pub async fn delete(client: &Client, id: &str) -> Result<bool, StoreError> {

@@ -10,26 +10,28 @@ use crate::store::StoreError;
 
 /// `Ok(false)` when the id is taken.
 pub(super) fn create(conn: &Connection, budget: &Budget) -> Result<bool, StoreError> {
-    let inserted = conn.execute(
+    write(
+        conn,
         "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-        params![
-            budget.id,
-            map_to_json(&budget.scope),
-            budget.period.as_str(),
-            budget.amount_usd,
-            budget.soft,
-            budget.hard
-        ],
-    )?;
-    Ok(inserted == 1)
+        budget,
+    )
 }
 
 /// `Ok(false)` when there is no budget with this id.
 pub(super) fn replace(conn: &Connection, budget: &Budget) -> Result<bool, StoreError> {
-    let updated = conn.execute(
+    write(
+        conn,
         "UPDATE budgets SET scope = ?2, period = ?3, amount_usd = ?4, soft = ?5, hard = ?6 \
          WHERE id = ?1",
+        budget,
+    )
+}
+
+/// Runs `sql` with the budget's columns as ?1..?6; whether one row changed.
+fn write(conn: &Connection, sql: &str, budget: &Budget) -> Result<bool, StoreError> {
+    let changed = conn.execute(
+        sql,
         params![
             budget.id,
             map_to_json(&budget.scope),
@@ -39,7 +41,7 @@ pub(super) fn replace(conn: &Connection, budget: &Budget) -> Result<bool, StoreE
             budget.hard
         ],
     )?;
-    Ok(updated == 1)
+    Ok(changed == 1)
 }
 
 pub(super) fn delete(conn: &Connection, id: &str) -> Result<bool, StoreError> {

@@ -79,23 +79,12 @@ pub(super) fn record(i: u64) -> PricedRecord {
     };
     PricedRecord {
         record: UsageRecord {
-            id,
-            // Spread over two days so hourly and daily rollups both get rows.
-            ts_ms: 1_793_491_200_000 + i64::try_from(i * 97_003).unwrap_or(0),
             duration_ms: Some(3),
-            ttft_ms: None,
-            gateway: "envoy".into(),
             key_id: format!("k{}", i % 5),
             auth: Some("api_key".into()),
             tags: BTreeMap::from([("team".to_owned(), format!("t{}", i % 3))]),
-            labels: BTreeMap::new(),
-            provider: "openai".into(),
-            operation: "chat".into(),
             model: Some(format!("m{}", i % 4)),
-            requested_model: None,
-            stream: None,
             status: if i.is_multiple_of(11) { 429 } else { 200 },
-            error: None,
             tokens: Tokens {
                 input: i,
                 cached_input: i / 2,
@@ -103,6 +92,11 @@ pub(super) fn record(i: u64) -> PricedRecord {
                 output: 1,
                 reasoning: 0,
             },
+            // Spread over two days so hourly and daily rollups both get rows.
+            ..UsageRecord::bare(
+                &id,
+                1_793_491_200_000 + i64::try_from(i * 97_003).unwrap_or(0),
+            )
         },
         cost_usd: (!i.is_multiple_of(13)).then_some(0.5),
         price_version: "t".into(),

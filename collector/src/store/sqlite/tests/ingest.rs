@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
+use super::TempStore;
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::usage_query::UsageQuery;
-use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
 const HEX_ID: &str = "0123456789abcdef0011223344556677";
@@ -22,22 +22,15 @@ fn record(id: &str, model: Option<&str>, labels: &[(&str, &str)]) -> PricedRecor
     };
     PricedRecord {
         record: UsageRecord {
-            id: id.to_owned(),
-            ts_ms: TS_MS + 1_000,
             duration_ms: Some(7),
             ttft_ms: Some(3),
-            gateway: "envoy".into(),
             key_id: "k1".into(),
             auth: Some("api_key".into()),
             tags: owned(&[("team", "search"), ("org", "acme")]),
             labels: owned(labels),
-            provider: "openai".into(),
-            operation: "chat".into(),
             model: model.map(str::to_owned),
             requested_model: Some("gpt-x".into()),
             stream: Some(true),
-            status: 200,
-            error: None,
             tokens: Tokens {
                 input: 10,
                 cached_input: 4,
@@ -45,6 +38,7 @@ fn record(id: &str, model: Option<&str>, labels: &[(&str, &str)]) -> PricedRecor
                 output: 20,
                 reasoning: 5,
             },
+            ..UsageRecord::bare(id, TS_MS + 1_000)
         },
         cost_usd: Some(0.5),
         price_version: "v1".into(),
@@ -53,10 +47,8 @@ fn record(id: &str, model: Option<&str>, labels: &[(&str, &str)]) -> PricedRecor
 
 #[tokio::test]
 async fn hex_and_text_ids_are_distinct_and_stored_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("ingest.db");
-    let path = path.to_str().expect("utf-8 path");
-    let store = SqliteStore::open(path).expect("open");
+    let temp = TempStore::new();
+    let (store, path) = (temp.open(), temp.path());
     let upper = HEX_ID.to_uppercase();
     let batch = vec![
         record(HEX_ID, Some("gpt-x"), &[("run", "a")]),

@@ -5,3 +5,26 @@
 mod ingest;
 mod records;
 mod seal;
+
+/// A database file in a temporary directory, removed when dropped.
+struct TempStore {
+    _dir: tempfile::TempDir,
+    path: String,
+}
+
+impl TempStore {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("aispend.db");
+        let path = path.to_str().expect("utf-8 path").to_owned();
+        Self { _dir: dir, path }
+    }
+
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn open(&self) -> crate::store::sqlite::SqliteStore {
+        crate::store::sqlite::SqliteStore::open(&self.path).expect("open")
+    }
+}

@@ -58,7 +58,7 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub ingest_token: Option<String>,
-    /// Bearer token for GET /v1/usage (FinOps readers).
+    /// Bearer token for reads: GET /v1/usage, GET /v1/caps, GET /v1/budgets.
     #[arg(
         long,
         env = "AISPEND_READ_TOKEN",

@@ -21,7 +21,8 @@ pub enum AppError {
     Conflict(String),
     /// Body or batch over the limits.
     TooLarge(String),
-    /// The database failed; details go to the log, not to the client.
+    /// The database failed; details go to the log, not to the client. A
+    /// transient failure is 503 (retry later), any other 500.
     Store(StoreError),
     /// Any other framework-level rejection, with its own status.
     Rejected(StatusCode, String),
@@ -60,6 +61,12 @@ impl AppError {
                 "payload_too_large",
                 m.clone(),
             ),
+            AppError::Store(e) if e.is_transient() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "store_unavailable",
+                String::from("the usage store is unavailable; retry later"),
+            ),
             AppError::Store(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
@@ -76,7 +83,11 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if let AppError::Store(e) = &self {
-            eprintln!("aispend-collector: {e}");
+            if e.is_transient() {
+                tracing::warn!(error = %e, kind = ?e.kind(), "store unavailable; answering 503");
+            } else {
+                tracing::error!(error = %e, kind = ?e.kind(), "store failed; answering 500");
+            }
         }
         let (status, kind, code, message) = self.parts();
         let body = json!({"error": {"message": message, "type": kind, "code": code}});
@@ -85,6 +96,11 @@ impl IntoResponse for AppError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -102,10 +118,58 @@ impl From<BytesRejection> for AppError {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::TooLarge(format!(
                 "request body exceeds {} bytes",
-                crate::http::records::MAX_BODY_BYTES
+                crate::service::ingest::MAX_BODY_BYTES
             ))
         } else {
             AppError::Rejected(status, rejection.body_text())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(error: AppError) -> StatusCode {
+        error.into_response().status()
+    }
+
+    #[test]
+    fn store_errors_map_by_kind() {
+        let transient = AppError::Store(StoreError::transient("pool timed out")).into_response();
+        assert_eq!(transient.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            transient.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("1"))
+        );
+        assert_eq!(
+            status_of(AppError::Store(StoreError::internal("bug"))),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status_of(AppError::Store(StoreError::invalid("bad row"))),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn request_errors_map_to_4xx() {
+        assert_eq!(status_of(AppError::Unauthorized), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status_of(AppError::BadRequest("x".into())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(AppError::NotFound("x".into())),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_of(AppError::Conflict("x".into())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status_of(AppError::TooLarge("x".into())),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 }

@@ -1,26 +1,44 @@
-//! `aispend-collector`: parse settings, open the store, serve `app()`, and on
-//! SIGTERM / Ctrl-C stop accepting, finish in-flight requests, close the store.
+//! `aispend-collector`: parse settings, start logging, open the store, serve
+//! `app()`, and on SIGTERM / Ctrl-C stop accepting, finish in-flight
+//! requests, close the store.
 
 use std::process::ExitCode;
 
 use aispend_collector::domain::pricing::PriceTable;
+use aispend_collector::logging::{self, LogFormat};
+use aispend_collector::server::{self, Limits};
 use aispend_collector::settings::{Cli, Settings};
 use aispend_collector::{app, store, AppState, Tokens};
 use clap::Parser;
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+    let settings = match Settings::load(Cli::parse()) {
+        Ok(settings) => settings,
+        Err(message) => {
+            // The logger is not configured yet: the default one says why.
+            if logging::init(LogFormat::Text, None).is_ok() {
+                tracing::error!("{message}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(message) = logging::init(settings.log_format, settings.log_level.as_deref()) {
+        // Only a bad --log-level gets here: no logger exists to report it.
+        eprintln!("aispend-collector: {message}");
+        return ExitCode::FAILURE;
+    }
+    match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("aispend-collector: {message}");
+            tracing::error!("{message}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
-    let settings = Settings::load(cli)?;
+async fn run(settings: Settings) -> Result<(), String> {
     let prices = match &settings.prices {
         Some(path) => {
             let bytes = std::fs::read(path)
@@ -43,22 +61,30 @@ async fn run(cli: Cli) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_or_else(|_| settings.listen.clone(), |a| a.to_string());
-    eprintln!(
-        "aispend-collector: listening on {local}, store {}, {} priced models (price_version {})",
-        store::redacted_url(&settings.database_url),
-        prices.len(),
-        prices.version()
+    tracing::info!(
+        listen = %local,
+        store = %store::redacted_url(&settings.database_url),
+        priced_models = prices.len(),
+        price_version = %prices.version(),
+        max_connections = settings.max_connections,
+        header_timeout_ms = settings.header_timeout_ms,
+        idle_timeout_ms = settings.idle_timeout_ms,
+        ingest_memory_mb = settings.ingest_memory_mb,
+        "listening on {local}"
     );
-    let state =
-        AppState::new(store.clone(), prices, tokens).with_caps_poll_ms(settings.caps_poll_ms);
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+    let state = AppState::new(store.clone(), prices, tokens)
+        .with_caps_poll_ms(settings.caps_poll_ms)
+        .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024));
+    let limits = Limits {
+        header_timeout: Duration::from_millis(settings.header_timeout_ms),
+        idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
+        max_connections: settings.max_connections,
+    };
+    server::serve(listener, app(state), limits, shutdown_signal()).await;
     // Every in-flight request has finished (its batch committed): now fold
     // the WAL into the database file.
     store.close().await.map_err(|e| e.to_string())?;
-    eprintln!("aispend-collector: stopped cleanly");
+    tracing::info!("stopped cleanly");
     Ok(())
 }
 
@@ -83,5 +109,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    eprintln!("aispend-collector: shutting down, finishing in-flight requests");
+    tracing::info!("shutting down, finishing in-flight requests");
 }

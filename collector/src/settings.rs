@@ -6,10 +6,20 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::logging::LogFormat;
+use crate::service::ingest::DEFAULT_INGEST_MEMORY_MB;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/aispend.db";
 /// How often gateways are told to poll `GET /v1/caps`.
 pub const DEFAULT_CAPS_POLL_MS: u64 = 2000;
+/// A request head must arrive within this of its first byte; a body may not
+/// stall longer.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// A connection with nothing in flight is closed after this.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Connections served at once; more wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Command line; every flag also reads its `AISPEND_*` environment variable.
 #[derive(Debug, Parser, Default)]
@@ -21,7 +31,8 @@ pub const DEFAULT_CAPS_POLL_MS: u64 = 2000;
 (POST /v1/records), prices them, stores them and answers GET /v1/usage.\n\n\
 Every setting can be given as a flag, as an AISPEND_* environment variable, or in a TOML \
 file passed with --config (keys: listen, database_url, ingest_token, read_token, \
-admin_token, prices, caps_poll_ms, insecure_no_auth). Precedence: flags > environment > file > defaults.\n\n\
+admin_token, prices, caps_poll_ms, insecure_no_auth, log_format, log_level, \
+header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
 experiments only)."
@@ -47,7 +58,7 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub ingest_token: Option<String>,
-    /// Bearer token for GET /v1/usage (FinOps readers).
+    /// Bearer token for reads: GET /v1/usage, GET /v1/caps, GET /v1/budgets.
     #[arg(
         long,
         env = "AISPEND_READ_TOKEN",
@@ -80,6 +91,35 @@ pub struct Cli {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub insecure_no_auth: bool,
+    /// Log lines as human text or as one JSON object each [default: text].
+    #[arg(long, env = "AISPEND_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log level (error, warn, info, debug, trace) or RUST_LOG-style
+    /// directives such as `warn,aispend_collector=debug`
+    /// [default: RUST_LOG, else info].
+    #[arg(long, env = "AISPEND_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// A request head must arrive within this many ms of its first byte, and
+    /// a request body may not stall longer; else the connection is cut
+    /// [default: 10000].
+    #[arg(long, env = "AISPEND_HEADER_TIMEOUT_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub header_timeout_ms: Option<u64>,
+    /// A keep-alive connection with no request for this many ms is closed
+    /// [default: 60000].
+    #[arg(long, env = "AISPEND_IDLE_TIMEOUT_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub idle_timeout_ms: Option<u64>,
+    /// Connections served at once; further ones wait until one closes
+    /// [default: 1024].
+    #[arg(long, env = "AISPEND_MAX_CONNECTIONS", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: Option<u64>,
+    /// MiB of POST /v1/records bodies read and parsed at once; further
+    /// batches wait their turn [default: 64].
+    #[arg(long, env = "AISPEND_INGEST_MEMORY_MB", value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(1..=4095))]
+    pub ingest_memory_mb: Option<u64>,
 }
 
 /// The TOML file: the same keys as the flags, with underscores.
@@ -94,6 +134,12 @@ pub struct FileSettings {
     pub prices: Option<PathBuf>,
     pub caps_poll_ms: Option<u64>,
     pub insecure_no_auth: Option<bool>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+    pub header_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub ingest_memory_mb: Option<u64>,
 }
 
 /// Final settings after merging every source.
@@ -106,6 +152,13 @@ pub struct Settings {
     pub admin_token: Option<String>,
     pub prices: Option<PathBuf>,
     pub caps_poll_ms: u64,
+    pub log_format: LogFormat,
+    /// `None`: `RUST_LOG`, else info.
+    pub log_level: Option<String>,
+    pub header_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections: usize,
+    pub ingest_memory_mb: usize,
 }
 
 impl Settings {
@@ -143,6 +196,28 @@ impl Settings {
                 .caps_poll_ms
                 .or(file.caps_poll_ms)
                 .unwrap_or(DEFAULT_CAPS_POLL_MS),
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            log_level: non_empty(cli.log_level.or(file.log_level)),
+            header_timeout_ms: cli
+                .header_timeout_ms
+                .or(file.header_timeout_ms)
+                .unwrap_or(DEFAULT_HEADER_TIMEOUT_MS),
+            idle_timeout_ms: cli
+                .idle_timeout_ms
+                .or(file.idle_timeout_ms)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+            max_connections: cli
+                .max_connections
+                .or(file.max_connections)
+                .map_or(DEFAULT_MAX_CONNECTIONS, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
+            ingest_memory_mb: cli
+                .ingest_memory_mb
+                .or(file.ingest_memory_mb)
+                .map_or(DEFAULT_INGEST_MEMORY_MB, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
         };
         let insecure = cli.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
         let missing: Vec<&str> = [
@@ -154,6 +229,11 @@ impl Settings {
         .filter(|(_, v)| v.is_none())
         .map(|(name, _)| *name)
         .collect();
+        if settings.max_connections == 0 || settings.ingest_memory_mb == 0 {
+            return Err(String::from(
+                "max_connections and ingest_memory_mb must be at least 1",
+            ));
+        }
         if !missing.is_empty() && !insecure {
             return Err(format!(
                 "refusing to start without {}: set them (flags, environment or config file), \
@@ -251,6 +331,48 @@ mod tests {
         assert!(!err.contains("AISPEND_INGEST_TOKEN"), "{err}");
         let s = Settings::merge(cli(&["--insecure-no-auth"]), FileSettings::default()).expect("ok");
         assert_eq!(s.ingest_token, None);
+    }
+
+    #[test]
+    fn log_format_and_level_from_flag_or_file() {
+        let s = Settings::merge(cli(&TOKENS), FileSettings::default()).expect("ok");
+        assert_eq!((s.log_format, s.log_level), (LogFormat::Text, None));
+        let file: FileSettings =
+            toml::from_str("log_format = \"json\"\nlog_level = \"debug\"").expect("toml");
+        let s = Settings::merge(cli(&TOKENS), file).expect("ok");
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.log_level.as_deref(), Some("debug"));
+        let mut args = TOKENS.to_vec();
+        args.extend(["--log-format", "json", "--log-level", "warn"]);
+        let s = Settings::merge(cli(&args), FileSettings::default()).expect("ok");
+        assert_eq!(
+            (s.log_format, s.log_level.as_deref()),
+            (LogFormat::Json, Some("warn"))
+        );
+        let mut args = vec!["aispend-collector", "--log-format", "xml"];
+        args.extend_from_slice(&TOKENS);
+        assert!(Cli::try_parse_from(args).is_err());
+    }
+
+    #[test]
+    fn connection_limits_from_flag_env_names_or_file() {
+        let s = Settings::merge(cli(&TOKENS), FileSettings::default()).expect("ok");
+        assert_eq!(s.header_timeout_ms, DEFAULT_HEADER_TIMEOUT_MS);
+        assert_eq!(s.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS);
+        assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(s.ingest_memory_mb, DEFAULT_INGEST_MEMORY_MB);
+        let file: FileSettings =
+            toml::from_str("max_connections = 8\ningest_memory_mb = 16").expect("toml");
+        let mut args = TOKENS.to_vec();
+        args.extend(["--header-timeout-ms", "500", "--idle-timeout-ms", "2000"]);
+        let s = Settings::merge(cli(&args), file).expect("ok");
+        assert_eq!((s.header_timeout_ms, s.idle_timeout_ms), (500, 2000));
+        assert_eq!((s.max_connections, s.ingest_memory_mb), (8, 16));
+        let mut args = vec!["aispend-collector", "--max-connections", "0"];
+        args.extend_from_slice(&TOKENS);
+        assert!(Cli::try_parse_from(args).is_err());
+        let file: FileSettings = toml::from_str("max_connections = 0").expect("toml");
+        assert!(Settings::merge(cli(&TOKENS), file).is_err());
     }
 
     #[test]

@@ -60,6 +60,34 @@ pub struct PricedRecord {
     pub price_version: String,
 }
 
+#[cfg(test)]
+impl UsageRecord {
+    /// A bare record for tests: key `k`, envoy, openai chat, status 200, no
+    /// tags, labels, model or tokens. A test sets what it checks with
+    /// `UsageRecord { tokens, ..UsageRecord::bare(id, ts_ms) }`.
+    pub(crate) fn bare(id: &str, ts_ms: i64) -> Self {
+        UsageRecord {
+            id: id.to_owned(),
+            ts_ms,
+            duration_ms: None,
+            ttft_ms: None,
+            gateway: "envoy".into(),
+            key_id: "k".into(),
+            auth: None,
+            tags: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            provider: "openai".into(),
+            operation: "chat".into(),
+            model: None,
+            requested_model: None,
+            stream: None,
+            status: 200,
+            error: None,
+            tokens: Tokens::default(),
+        }
+    }
+}
+
 /// Canonical JSON text of a tag or label map (sorted keys, no spaces).
 pub fn map_to_json(map: &BTreeMap<String, String>) -> String {
     // Serializing a map of strings cannot fail; fall back to `{}` anyway so

@@ -4,20 +4,13 @@ use axum::extract::{RawQuery, State};
 use axum::Json;
 
 use crate::domain::aggregate::UsageReport;
-use crate::domain::time::now_ms;
-use crate::domain::usage_query::UsageQuery;
 use crate::error::AppError;
-use crate::AppState;
+use crate::service::usage;
+use crate::state::AppState;
 
 pub async fn get_usage(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<UsageReport>, AppError> {
-    let query = UsageQuery::parse(raw.as_deref(), now_ms()).map_err(AppError::BadRequest)?;
-    let report = state
-        .store
-        .usage(query)
-        .await
-        .inspect_err(|e| state.count_store_error(e))?;
-    Ok(Json(report))
+    Ok(Json(usage::report(&state, raw.as_deref()).await?))
 }

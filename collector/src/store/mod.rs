@@ -1,4 +1,5 @@
-//! Storage behind one trait: SQLite now (embedded default), PostgreSQL next.
+//! Storage behind one trait: SQLite (embedded, the default) and PostgreSQL
+//! (several collector replicas on one database), in mirror folders.
 //!
 //! Contract every implementation keeps (checked by the shared suite in
 //! `tests.rs`):
@@ -6,24 +7,34 @@
 //!   is a duplicate and changes nothing, not even the hourly rollup — the
 //!   rollup is fed only by rows actually inserted, in the same transaction,
 //!   so several collectors on one database stay exact.
-//! - `usage` is exact for any `[from, to)`: `plan_segments` splits the range
-//!   into whole days (daily rollup), whole hours (hourly rollup) and partial
-//!   edge hours (raw records).
+//! - `usage` is exact for any `[from, to)`: `plan_segments` (`plan.rs`)
+//!   splits the range into whole days (daily rollup), whole hours (hourly
+//!   rollup) and partial edge hours (raw records).
+//!
+//! What both backends write or decode the same way (record ids, series keys
+//! and their id cache, budget and series rows, the fast hasher) is written
+//! once, in `rows.rs` and `hash.rs`.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use std::collections::{BTreeMap, HashMap};
-
-use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
+use crate::domain::aggregate::UsageReport;
 use crate::domain::budgets::{Budget, Scope};
 use crate::domain::record::PricedRecord;
-use crate::domain::time::{ceil_hour, floor_hour, DAY_MS};
 use crate::domain::usage_query::{Dim, UsageQuery};
 
+mod error;
+mod hash;
+mod plan;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
+
+pub use error::{StoreError, StoreErrorKind};
+pub(crate) use plan::group_partials;
+pub use plan::{plan_segments, Source};
+pub(crate) use rows::{hex16, Series};
 
 #[cfg(test)]
 mod tests;
@@ -35,24 +46,6 @@ pub struct BatchOutcome {
     pub duplicates: u64,
     /// Inserted records without a price (unknown model).
     pub unpriced_inserted: u64,
-}
-
-/// A storage failure; the message is logged, never shown to clients in full.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "store error: {}", self.0)
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
-    }
 }
 
 /// Boxed future so that `Store` stays object-safe (`Arc<dyn Store>`).
@@ -166,11 +159,11 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         return Ok(Arc::new(sqlite::SqliteStore::open(path)?));
     }
     if is_postgres_url(url) {
-        return Err(StoreError(String::from(
+        return Err(StoreError::invalid(String::from(
             "a PostgreSQL store is opened with store::connect (it connects and migrates)",
         )));
     }
-    Err(StoreError(format!(
+    Err(StoreError::invalid(format!(
         "unsupported database URL {url:?}: expected sqlite://<path>"
     )))
 }
@@ -201,163 +194,5 @@ pub fn redacted_url(url: &str) -> String {
             format!("{scheme}://{user}@{host}{path}")
         }
         None => url.to_owned(),
-    }
-}
-
-/// Where one part of a usage range is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Raw,
-    Hourly,
-    Daily,
-}
-
-/// Splits `[from, to)` into non-empty, adjacent segments, each answered
-/// exactly by one source: raw records for partial hours, the hourly rollup
-/// for whole hours, the daily rollup for whole UTC days.
-/// The grouping dimensions of one series (one distinct key_id, tags, model,
-/// provider, operation), as both stores keep them, decoded for the aggregator.
-pub(crate) struct Series {
-    pub key_id: String,
-    pub tags: BTreeMap<String, String>,
-    pub model: Option<String>,
-    pub provider: String,
-    pub operation: String,
-}
-
-/// Both stores first fold their scans into integer sums per (series id, day);
-/// this groups those few partials by the query's dimensions.
-/// The 16 bytes of exactly 32 lowercase hex digits (the filter's record ids),
-/// else `None`. Uppercase is left to the text form so that two different ids
-/// never map to one stored value. Both stores keep such ids as 16 bytes.
-pub(crate) fn hex16(text: &str) -> Option<[u8; 16]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let digits = text.as_bytes();
-    if digits.len() != 32 {
-        return None;
-    }
-    let mut bytes = [0u8; 16];
-    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-        let [high, low] = pair else { return None };
-        *byte = (nibble(*high)? << 4) | nibble(*low)?;
-    }
-    Some(bytes)
-}
-
-pub(crate) fn group_partials(
-    query: &UsageQuery,
-    partials: &HashMap<(i64, i64), Sums>,
-    series: &HashMap<i64, Series>,
-) -> Result<UsageReport, StoreError> {
-    let mut aggregator = Aggregator::new(query);
-    for ((series_id, day), sums) in partials {
-        let Some(s) = series.get(series_id) else {
-            return Err(StoreError(format!(
-                "usage references unknown series {series_id}"
-            )));
-        };
-        let slice = Slice {
-            hour_ms: day * DAY_MS,
-            key_id: &s.key_id,
-            tags: &s.tags,
-            model: s.model.as_deref(),
-            provider: &s.provider,
-            operation: &s.operation,
-        };
-        aggregator.add(&slice, sums);
-    }
-    Ok(aggregator.finish())
-}
-
-pub fn plan_segments(from: i64, to: i64) -> Vec<(Source, i64, i64)> {
-    let (h0, h1) = (ceil_hour(from), floor_hour(to));
-    let segments = if h0 >= h1 {
-        vec![(Source::Raw, from, to)]
-    } else {
-        let d0 = h0.div_euclid(DAY_MS) * DAY_MS
-            + if h0.rem_euclid(DAY_MS) == 0 {
-                0
-            } else {
-                DAY_MS
-            };
-        let d1 = h1.div_euclid(DAY_MS) * DAY_MS;
-        if d0 < d1 {
-            vec![
-                (Source::Raw, from, h0),
-                (Source::Hourly, h0, d0),
-                (Source::Daily, d0, d1),
-                (Source::Hourly, d1, h1),
-                (Source::Raw, h1, to),
-            ]
-        } else {
-            vec![
-                (Source::Raw, from, h0),
-                (Source::Hourly, h0, h1),
-                (Source::Raw, h1, to),
-            ]
-        }
-    };
-    segments.into_iter().filter(|(_, a, b)| a < b).collect()
-}
-
-#[cfg(test)]
-mod plan_tests {
-    use super::*;
-    use crate::domain::time::parse_rfc3339_ms;
-
-    fn t(s: &str) -> i64 {
-        parse_rfc3339_ms(s).unwrap_or(i64::MIN)
-    }
-
-    #[test]
-    fn month_with_ragged_edges_uses_every_source_once() {
-        let plan = plan_segments(t("2026-11-01T05:30:00Z"), t("2026-11-30T17:23:45Z"));
-        assert_eq!(
-            plan,
-            vec![
-                (
-                    Source::Raw,
-                    t("2026-11-01T05:30:00Z"),
-                    t("2026-11-01T06:00:00Z")
-                ),
-                (
-                    Source::Hourly,
-                    t("2026-11-01T06:00:00Z"),
-                    t("2026-11-02T00:00:00Z")
-                ),
-                (
-                    Source::Daily,
-                    t("2026-11-02T00:00:00Z"),
-                    t("2026-11-30T00:00:00Z")
-                ),
-                (
-                    Source::Hourly,
-                    t("2026-11-30T00:00:00Z"),
-                    t("2026-11-30T17:00:00Z")
-                ),
-                (
-                    Source::Raw,
-                    t("2026-11-30T17:00:00Z"),
-                    t("2026-11-30T17:23:45Z")
-                ),
-            ]
-        );
-    }
-
-    #[test]
-    fn aligned_and_short_ranges() {
-        let (a, b) = (t("2026-11-01T00:00:00Z"), t("2026-12-01T00:00:00Z"));
-        assert_eq!(plan_segments(a, b), vec![(Source::Daily, a, b)]);
-        let (a, b) = (t("2026-11-01T10:10:00Z"), t("2026-11-01T10:50:00Z"));
-        assert_eq!(plan_segments(a, b), vec![(Source::Raw, a, b)]);
-        let (a, b) = (t("2026-11-01T10:00:00Z"), t("2026-11-01T13:00:00Z"));
-        assert_eq!(plan_segments(a, b), vec![(Source::Hourly, a, b)]);
-        assert!(plan_segments(a, a).is_empty());
     }
 }

@@ -32,22 +32,13 @@ fn rec(
     }
     PricedRecord {
         record: UsageRecord {
-            id: id.to_owned(),
-            ts_ms,
             duration_ms: Some(5),
-            ttft_ms: None,
-            gateway: "envoy".into(),
             key_id: key.to_owned(),
             auth: Some("api_key".into()),
             tags,
-            labels: BTreeMap::new(),
-            provider: "openai".into(),
-            operation: "chat".into(),
             model: model.map(str::to_owned),
-            requested_model: None,
             stream: Some(false),
             status: if n.is_multiple_of(7) { 500 } else { 200 },
-            error: None,
             tokens: Tokens {
                 input: n,
                 cached_input: n / 2,
@@ -55,6 +46,7 @@ fn rec(
                 output: 2 * n,
                 reasoning: n / 3,
             },
+            ..UsageRecord::bare(id, ts_ms)
         },
         cost_usd: cost,
         price_version: "test".into(),
@@ -69,7 +61,8 @@ fn query(from: i64, to: i64, group_by: &str, filters: &str) -> UsageQuery {
     q
 }
 
-fn expected_totals(records: &[PricedRecord], from: i64, to: i64) -> Sums {
+/// The sums of the records with `ts` in `[from, to)`, computed directly.
+pub(super) fn expected_totals(records: &[PricedRecord], from: i64, to: i64) -> Sums {
     let mut sums = Sums::default();
     for r in records
         .iter()
@@ -624,7 +617,12 @@ store_suite!(postgres, open_postgres().await);
 
 #[test]
 fn unsupported_urls_are_clear_errors() {
-    let err = |url: &str| super::open(url).err().map(|e| e.0).unwrap_or_default();
+    let err = |url: &str| {
+        super::open(url)
+            .err()
+            .map(|e| e.message().to_owned())
+            .unwrap_or_default()
+    };
     assert!(err("postgres://localhost/test").contains("store::connect"));
     assert!(err("mysql://x").contains("unsupported database URL"));
 }

@@ -3,37 +3,38 @@
 
 use tokio_postgres::{Client, Row};
 
-use crate::domain::budgets::{Budget, Period, Scope};
+use crate::domain::budgets::Budget;
 use crate::domain::record::map_to_json;
+use crate::store::rows::{BudgetRow, BUDGET_COLUMNS as COLUMNS};
 use crate::store::StoreError;
-
-const COLUMNS: &str = "id, scope, period, amount_usd, soft, hard";
 
 /// `Ok(false)` when the id is taken.
 pub async fn create(client: &Client, b: &Budget) -> Result<bool, StoreError> {
-    let inserted = client
-        .execute(
-            "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-            &[
-                &b.id,
-                &map_to_json(&b.scope),
-                &b.period.as_str(),
-                &b.amount_usd,
-                &b.soft,
-                &b.hard,
-            ],
-        )
-        .await?;
-    Ok(inserted == 1)
+    write(
+        client,
+        "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        b,
+    )
+    .await
 }
 
 /// `Ok(false)` when there is no budget with this id.
 pub async fn replace(client: &Client, b: &Budget) -> Result<bool, StoreError> {
-    let updated = client
+    write(
+        client,
+        "UPDATE budgets SET scope = $2, period = $3, amount_usd = $4, soft = $5, hard = $6 \
+         WHERE id = $1",
+        b,
+    )
+    .await
+}
+
+/// Runs `sql` with the budget's columns as $1..$6; whether one row changed.
+async fn write(client: &Client, sql: &str, b: &Budget) -> Result<bool, StoreError> {
+    let changed = client
         .execute(
-            "UPDATE budgets SET scope = $2, period = $3, amount_usd = $4, soft = $5, hard = $6 \
-             WHERE id = $1",
+            sql,
             &[
                 &b.id,
                 &map_to_json(&b.scope),
@@ -44,7 +45,7 @@ pub async fn replace(client: &Client, b: &Budget) -> Result<bool, StoreError> {
             ],
         )
         .await?;
-    Ok(updated == 1)
+    Ok(changed == 1)
 }
 
 pub async fn delete(client: &Client, id: &str) -> Result<bool, StoreError> {
@@ -69,19 +70,13 @@ pub async fn list(client: &Client) -> Result<Vec<Budget>, StoreError> {
 }
 
 fn decode(row: &Row) -> Result<Budget, StoreError> {
-    let id: String = row.try_get(0)?;
-    let scope: String = row.try_get(1)?;
-    let period: String = row.try_get(2)?;
-    let scope: Scope = serde_json::from_str(&scope)
-        .map_err(|e| StoreError(format!("budget {id}: stored scope is not valid: {e}")))?;
-    let period = Period::parse(&period)
-        .ok_or_else(|| StoreError(format!("budget {id}: unknown stored period {period:?}")))?;
-    Ok(Budget {
-        scope,
-        period,
+    BudgetRow {
+        id: row.try_get(0)?,
+        scope: row.try_get(1)?,
+        period: row.try_get(2)?,
         amount_usd: row.try_get(3)?,
         soft: row.try_get(4)?,
         hard: row.try_get(5)?,
-        id,
-    })
+    }
+    .decode()
 }

@@ -228,7 +228,7 @@ pub async fn write_group(
         tx.commit().await?;
         return Ok(plan.outcomes());
     }
-    Err(StoreError(format!(
+    Err(StoreError::transient(format!(
         "batch not stored: its ids kept colliding with concurrent inserts \
          ({MAX_ATTEMPTS} attempts)"
     )))

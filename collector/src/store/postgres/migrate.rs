@@ -52,7 +52,7 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, StoreError> {
         .collect();
     let known = MIGRATIONS.last().map_or(0, |(v, _, _)| *v);
     if let Some(newer) = applied.iter().find(|v| **v > known) {
-        return Err(StoreError(format!(
+        return Err(StoreError::internal(format!(
             "database schema is at migration {newer}, newer than this collector \
              (knows up to {known}); upgrade the collector"
         )));
@@ -62,9 +62,9 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, StoreError> {
         if applied.contains(version) {
             continue;
         }
-        tx.batch_execute(sql)
-            .await
-            .map_err(|e| StoreError(format!("migration {version} ({name}) failed: {e}")))?;
+        tx.batch_execute(sql).await.map_err(|e| {
+            StoreError::from(e).context(|m| format!("migration {version} ({name}) failed: {m}"))
+        })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
             &[version, name],

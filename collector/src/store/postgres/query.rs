@@ -119,16 +119,14 @@ async fn load_series(client: &Client, ids: &[i64]) -> Result<HashMap<i64, Series
     let statement = client.prepare_cached(SELECT_SERIES).await?;
     let mut all = HashMap::new();
     for row in client.query(&statement, &[&ids]).await? {
-        let tags: String = row.try_get(2)?;
-        let model: String = row.try_get(3)?;
-        let series = Series {
-            key_id: row.try_get(1)?,
-            tags: serde_json::from_str(&tags)
-                .map_err(|e| StoreError(format!("stored tags are not a JSON object: {e}")))?,
-            model: (!model.is_empty()).then_some(model),
-            provider: row.try_get(4)?,
-            operation: row.try_get(5)?,
-        };
+        let tags: &str = row.try_get(2)?;
+        let series = Series::decode(
+            row.try_get(1)?,
+            tags,
+            row.try_get(3)?,
+            row.try_get(4)?,
+            row.try_get(5)?,
+        )?;
         all.insert(row.try_get(0)?, series);
     }
     Ok(all)

@@ -93,7 +93,7 @@ impl Drop for TestSchema {
         })
         .join();
         if let Ok(Err(e)) = dropped {
-            eprintln!("warning: could not drop test schema {}: {e}", self.name);
+            tracing::warn!(schema = %self.name, error = %e, "could not drop test schema");
         }
     }
 }

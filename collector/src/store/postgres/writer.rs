@@ -140,7 +140,7 @@ impl Writer {
 
     /// Stores `batch` with the next group commit.
     pub async fn write(&self, batch: Prepared) -> Result<BatchOutcome, StoreError> {
-        let closed = || StoreError(String::from("the PostgreSQL store is closed"));
+        let closed = || StoreError::transient("the PostgreSQL store is closed");
         let sender = self
             .queue
             .read()
@@ -154,7 +154,7 @@ impl Writer {
             .map_err(|_| closed())?;
         answer
             .await
-            .map_err(|_| StoreError(String::from("the ingest writer stopped")))?
+            .map_err(|_| StoreError::internal("the ingest writer stopped"))?
             .outcome
     }
 
@@ -244,7 +244,7 @@ async fn store_group(pool: &Pool, group: Vec<Job>, written: impl FnOnce()) {
                     outcomes
                         .into_iter()
                         .next()
-                        .ok_or_else(|| StoreError(String::from("no outcome for a batch")))
+                        .ok_or_else(|| StoreError::internal("no outcome for a batch"))
                 });
                 job.answer(result);
             }

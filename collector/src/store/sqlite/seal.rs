@@ -64,7 +64,7 @@ pub(super) fn advance(
         }
     })?;
     if overflow {
-        return Err(StoreError(String::from("hourly row out of range")));
+        return Err(StoreError::invalid("hourly row out of range"));
     }
     DAILY.upsert(conn, days.into_iter().collect())?;
     conn.prepare_cached(UPDATE_SEALED)?
@@ -78,7 +78,3 @@ fn first_hourly_day(conn: &Connection) -> Result<Option<i64>, StoreError> {
         conn.query_row("SELECT min(bucket) FROM usage_hourly", [], |row| row.get(0))?;
     Ok(first.map(|bucket| HOURLY.decode(bucket).1.div_euclid(DAY_MS) * DAY_MS))
 }
-
-#[cfg(test)]
-#[path = "sqlite_seal_tests.rs"]
-mod tests;

@@ -2,10 +2,10 @@
 //! migrations 1 and 2: every record is kept, ids keep their identity (a
 //! re-sent record is still a duplicate), rollups are untouched.
 
-use super::migrate::{migrate, MIGRATIONS};
-use super::tests::{count, deadpool_client, record, schema};
-use super::PostgresStore;
+use super::{count, deadpool_client, record, schema};
 use crate::domain::usage_query::UsageQuery;
+use crate::store::postgres::migrate::{migrate, MIGRATIONS};
+use crate::store::postgres::PostgresStore;
 use crate::store::Store;
 
 const OLD_RECORD: &str = "INSERT INTO records (id, ts_ms, duration_ms, ttft_ms, gateway, \

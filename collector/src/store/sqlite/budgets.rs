@@ -3,34 +3,35 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::StoreError;
-use crate::domain::budgets::{Budget, Period, Scope};
+use crate::domain::budgets::Budget;
 use crate::domain::record::map_to_json;
-
-const COLUMNS: &str = "id, scope, period, amount_usd, soft, hard";
+use crate::store::rows::{BudgetRow, BUDGET_COLUMNS as COLUMNS};
+use crate::store::StoreError;
 
 /// `Ok(false)` when the id is taken.
 pub(super) fn create(conn: &Connection, budget: &Budget) -> Result<bool, StoreError> {
-    let inserted = conn.execute(
+    write(
+        conn,
         "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-        params![
-            budget.id,
-            map_to_json(&budget.scope),
-            budget.period.as_str(),
-            budget.amount_usd,
-            budget.soft,
-            budget.hard
-        ],
-    )?;
-    Ok(inserted == 1)
+        budget,
+    )
 }
 
 /// `Ok(false)` when there is no budget with this id.
 pub(super) fn replace(conn: &Connection, budget: &Budget) -> Result<bool, StoreError> {
-    let updated = conn.execute(
+    write(
+        conn,
         "UPDATE budgets SET scope = ?2, period = ?3, amount_usd = ?4, soft = ?5, hard = ?6 \
          WHERE id = ?1",
+        budget,
+    )
+}
+
+/// Runs `sql` with the budget's columns as ?1..?6; whether one row changed.
+fn write(conn: &Connection, sql: &str, budget: &Budget) -> Result<bool, StoreError> {
+    let changed = conn.execute(
+        sql,
         params![
             budget.id,
             map_to_json(&budget.scope),
@@ -40,7 +41,7 @@ pub(super) fn replace(conn: &Connection, budget: &Budget) -> Result<bool, StoreE
             budget.hard
         ],
     )?;
-    Ok(updated == 1)
+    Ok(changed == 1)
 }
 
 pub(super) fn delete(conn: &Connection, id: &str) -> Result<bool, StoreError> {
@@ -53,7 +54,7 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<Budget>, StoreEr
         .prepare_cached(&sql)?
         .query_row(params![id], raw_budget)
         .optional()?;
-    row.map(RawBudget::decode).transpose()
+    row.map(BudgetRow::decode).transpose()
 }
 
 pub(super) fn list(conn: &Connection) -> Result<Vec<Budget>, StoreError> {
@@ -62,21 +63,11 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<Budget>, StoreError> {
     let raws = stmt
         .query_map([], raw_budget)?
         .collect::<Result<Vec<_>, _>>()?;
-    raws.into_iter().map(RawBudget::decode).collect()
+    raws.into_iter().map(BudgetRow::decode).collect()
 }
 
-/// A row as stored, before its text columns are decoded.
-struct RawBudget {
-    id: String,
-    scope: String,
-    period: String,
-    amount_usd: f64,
-    soft: f64,
-    hard: f64,
-}
-
-fn raw_budget(row: &Row<'_>) -> Result<RawBudget, rusqlite::Error> {
-    Ok(RawBudget {
+fn raw_budget(row: &Row<'_>) -> Result<BudgetRow, rusqlite::Error> {
+    Ok(BudgetRow {
         id: row.get(0)?,
         scope: row.get(1)?,
         period: row.get(2)?,
@@ -84,29 +75,4 @@ fn raw_budget(row: &Row<'_>) -> Result<RawBudget, rusqlite::Error> {
         soft: row.get(4)?,
         hard: row.get(5)?,
     })
-}
-
-impl RawBudget {
-    fn decode(self) -> Result<Budget, StoreError> {
-        let scope: Scope = serde_json::from_str(&self.scope).map_err(|e| {
-            StoreError(format!(
-                "budget {}: stored scope is not valid: {e}",
-                self.id
-            ))
-        })?;
-        let period = Period::parse(&self.period).ok_or_else(|| {
-            StoreError(format!(
-                "budget {}: unknown stored period {:?}",
-                self.id, self.period
-            ))
-        })?;
-        Ok(Budget {
-            id: self.id,
-            scope,
-            period,
-            amount_usd: self.amount_usd,
-            soft: self.soft,
-            hard: self.hard,
-        })
-    }
 }

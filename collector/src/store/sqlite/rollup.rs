@@ -2,7 +2,7 @@
 //! keys, the per-batch upsert and the range read.
 //!
 //! A rollup row is keyed by one integer, `bucket` = period number * 2^32 +
-//! series id (see `sqlite_schema.sql`). As the table's rowid that key makes
+//! series id (see `schema.sql`). As the table's rowid that key makes
 //! an upsert one integer seek plus an in-place overwrite, about half the
 //! instructions of the former (period_ms, series_id) WITHOUT ROWID key, and a
 //! time range is still one key range because the period is the high part.
@@ -42,7 +42,7 @@ pub(super) fn check_series_id(id: i64) -> Result<i64, StoreError> {
     if (1..=SERIES_MASK).contains(&id) {
         Ok(id)
     } else {
-        Err(StoreError(format!(
+        Err(StoreError::invalid(format!(
             "series id {id} is outside 1..=2^32-1 and cannot key a rollup row"
         )))
     }
@@ -69,7 +69,7 @@ impl Rollup {
     }
 
     /// Adds each `(bucket, sums)` to its row, creating missing rows, with
-    /// one multi-row upsert per chunk (see `sqlite_chunks.rs`).
+    /// one multi-row upsert per chunk (see `chunks.rs`).
     pub(super) fn upsert(
         self,
         conn: &Connection,
@@ -128,7 +128,7 @@ impl Rollup {
         mut each: impl FnMut(i64, i64, Sums),
     ) -> Result<(), StoreError> {
         let (Some(from), Some(to)) = (self.first_bucket(from_ms), self.first_bucket(to_ms)) else {
-            return Err(StoreError(String::from("usage range out of bounds")));
+            return Err(StoreError::invalid("usage range out of bounds"));
         };
         let sql = format!(
             "SELECT bucket, requests, errors, input_tokens, cached_input_tokens, \

@@ -1,7 +1,7 @@
 //! Writing raw record rows: ids stored compactly, many rows per INSERT.
 //!
 //! One multi-row `INSERT … ON CONFLICT (id) DO NOTHING` per chunk (see
-//! `sqlite_chunks.rs`). Which rows were inserted is still known exactly: the
+//! `chunks.rs`). Which rows were inserted is still known exactly: the
 //! rows a statement inserts get consecutive rowids ending at
 //! `last_insert_rowid()` (a new rowid is the largest + 1, and records are
 //! never deleted), so when `changes()` is the chunk size every row went in;
@@ -174,12 +174,8 @@ fn match_new_rows(
     if matched == count {
         Ok(())
     } else {
-        Err(StoreError(format!(
+        Err(StoreError::internal(format!(
             "records: {count} rows inserted but {matched} matched back to the batch"
         )))
     }
 }
-
-#[cfg(test)]
-#[path = "sqlite_records_tests.rs"]
-mod tests;

@@ -237,5 +237,4 @@ fn tag_map(obj: &Map<String, Value>, field: &str) -> Result<BTreeMap<String, Str
 }
 
 #[cfg(test)]
-#[path = "validate_tests.rs"]
 mod tests;

@@ -3,11 +3,11 @@
 //! feed the rollups, folded in Rust first so that each rollup row is written
 //! once per batch.
 //!
-//! Per batch: resolve each record's series (`sqlite_series.rs`), insert the
-//! record rows 16 per statement (`sqlite_records.rs`), upsert the hourly
-//! rollup and, for days already sealed, the daily one (`sqlite_rollup.rs`),
-//! note where each hour's records went (`sqlite_spans.rs`) and seal the days
-//! the batch has left behind (`sqlite_seal.rs`).
+//! Per batch: resolve each record's series (`series.rs`), insert the
+//! record rows 16 per statement (`records.rs`), upsert the hourly
+//! rollup and, for days already sealed, the daily one (`rollup.rs`),
+//! note where each hour's records went (`spans.rs`) and seal the days
+//! the batch has left behind (`seal.rs`).
 //!
 //! Cost, callgrind instructions per record inside `insert_blocking` on the
 //! collector bench's data (30,000 records at the 1M-record run's density):
@@ -15,60 +15,15 @@
 //! of a record row is ~4,100, the record and id-index b-tree inserts ~2,500,
 //! the hourly upserts ~2,200 and the series lookup ~1,700.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use super::records::{self, RecordRow};
-use super::series::SeriesRef;
 use super::spans::BatchSpans;
 use super::{rollup, seal, Writer};
 use crate::domain::aggregate::Sums;
 use crate::domain::record::PricedRecord;
 use crate::domain::time::floor_hour;
+use crate::store::hash::FastMap;
+use crate::store::rows::SeriesRef;
 use crate::store::{BatchOutcome, StoreError};
-
-/// A map that lives for one batch (rollup deltas).
-type BatchMap<K, V> = HashMap<K, V, BuildHasherDefault<BatchHasher>>;
-
-/// Hasher of the per-batch maps and of series lookups: SipHash (the std
-/// default) costs more than the rest of a record's Rust-side work when fed
-/// the ~14 short strings of a series. This one mixes 8 bytes per step. It is
-/// not collision-resistant against chosen input, but its inputs come from
-/// authenticated gateways and every lookup compares the full key, so a
-/// collision only costs time, never correctness.
-#[derive(Default)]
-pub(super) struct BatchHasher(u64);
-
-impl BatchHasher {
-    const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15; // odd, 2^64 / golden ratio
-
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(Self::MULTIPLIER);
-    }
-}
-
-impl Hasher for BatchHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let mut buf = [0u8; 8];
-            buf.copy_from_slice(word);
-            self.mix(u64::from_le_bytes(buf));
-        }
-        let mut tail = [0u8; 8];
-        let rest = words.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        // The length keeps "ab" + "" and "a" + "b" apart.
-        self.mix(u64::from_le_bytes(tail) ^ ((bytes.len() as u64) << 56));
-    }
-
-    fn finish(&self) -> u64 {
-        // Spread the high bits down too: the table picks buckets with the
-        // low bits and filters with the top 7.
-        let h = self.0;
-        (h ^ (h >> 29)).wrapping_mul(Self::MULTIPLIER) ^ (h >> 32)
-    }
-}
 
 /// Stores a batch in one transaction; see the module comment.
 pub(super) fn insert_batch(
@@ -78,8 +33,8 @@ pub(super) fn insert_batch(
     let Writer { conn, series } = writer;
     let tx = conn.transaction()?;
     let mut outcome = BatchOutcome::default();
-    let mut hourly: BatchMap<i64, Sums> = BatchMap::default();
-    let mut daily: BatchMap<i64, Sums> = BatchMap::default();
+    let mut hourly: FastMap<i64, Sums> = FastMap::default();
+    let mut daily: FastMap<i64, Sums> = FastMap::default();
     let mut spans = BatchSpans::default();
     let mut oldest_ts_ms = None;
     // Records of days before this one also go to the daily rollup.
@@ -115,7 +70,9 @@ pub(super) fn insert_batch(
             }
         })?;
         if let Some(ts_ms) = bad_ts {
-            return Err(StoreError(format!("record ts {ts_ms} out of range")));
+            return Err(StoreError::invalid(format!(
+                "record ts {ts_ms} out of range"
+            )));
         }
         outcome.duplicates = records.len() as u64 - outcome.inserted;
         // One upsert per distinct (period, series) of the batch, not per record.
@@ -133,7 +90,3 @@ pub(super) fn insert_batch(
     tx.commit()?;
     Ok(outcome)
 }
-
-#[cfg(test)]
-#[path = "sqlite_ingest_tests.rs"]
-mod tests;

@@ -250,5 +250,4 @@ fn number(obj: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> 
 }
 
 #[cfg(test)]
-#[path = "budgets_tests.rs"]
 mod tests;

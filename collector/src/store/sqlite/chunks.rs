@@ -63,7 +63,9 @@ impl<'c> Statements<'c> {
         sql: impl FnOnce(usize) -> String,
     ) -> Result<&mut CachedStatement<'c>, StoreError> {
         let (Some(slot), Some(&rows)) = (self.taken.get_mut(which), SIZES.get(which)) else {
-            return Err(StoreError(format!("no statement of chunk size #{which}")));
+            return Err(StoreError::internal(format!(
+                "no statement of chunk size #{which}"
+            )));
         };
         Ok(match slot {
             Some(stmt) => stmt,

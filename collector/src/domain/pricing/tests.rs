@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::domain::record::{Tokens, UsageRecord};
 
@@ -19,23 +17,10 @@ fn tokens(input: u64, cached: u64, write: u64, output: u64) -> Tokens {
 
 fn record(provider: &str, model: Option<&str>, t: Tokens) -> UsageRecord {
     UsageRecord {
-        id: "r1".into(),
-        ts_ms: 0,
-        duration_ms: None,
-        ttft_ms: None,
-        gateway: "envoy".into(),
-        key_id: "k".into(),
-        auth: None,
-        tags: BTreeMap::new(),
-        labels: BTreeMap::new(),
         provider: provider.into(),
-        operation: "chat".into(),
         model: model.map(str::to_owned),
-        requested_model: None,
-        stream: None,
-        status: 200,
-        error: None,
         tokens: t,
+        ..UsageRecord::bare("r1", 0)
     }
 }
 

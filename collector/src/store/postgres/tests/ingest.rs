@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::ingest::write_group;
-use super::prepare::Prepared;
-use super::tests::{count, deadpool_client, record, schema};
-use super::PostgresStore;
+use super::{count, deadpool_client, record, schema};
 use crate::domain::record::PricedRecord;
+use crate::store::postgres::ingest::write_group;
+use crate::store::postgres::prepare::Prepared;
+use crate::store::postgres::PostgresStore;
 use crate::store::{BatchOutcome, Store};
 
 const HEX: &str = "0193a1b2c3d4e5f60718293a4b5c6d7e";
@@ -192,7 +192,7 @@ async fn close_stores_what_is_queued_then_refuses_more() {
         match task.await.expect("task") {
             Ok(outcome) => inserted += outcome.inserted,
             // A call that had not queued its batch before the close.
-            Err(e) => assert!(e.0.contains("closed"), "{e}"),
+            Err(e) => assert!(e.message().contains("closed"), "{e}"),
         }
     }
     assert_eq!(
@@ -200,5 +200,5 @@ async fn close_stores_what_is_queued_then_refuses_more() {
         inserted as i64
     );
     let late = store.insert_batch(vec![record(9_999)]).await;
-    assert!(late.is_err_and(|e| e.0.contains("closed")));
+    assert!(late.is_err_and(|e| e.message().contains("closed")));
 }

@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
+use super::TempStore;
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::usage_query::UsageQuery;
-use crate::store::hex16;
-use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
 const HEX_ID: &str = "0123456789abcdef0011223344556677";
@@ -23,22 +22,15 @@ fn record(id: &str, model: Option<&str>, labels: &[(&str, &str)]) -> PricedRecor
     };
     PricedRecord {
         record: UsageRecord {
-            id: id.to_owned(),
-            ts_ms: TS_MS + 1_000,
             duration_ms: Some(7),
             ttft_ms: Some(3),
-            gateway: "envoy".into(),
             key_id: "k1".into(),
             auth: Some("api_key".into()),
             tags: owned(&[("team", "search"), ("org", "acme")]),
             labels: owned(labels),
-            provider: "openai".into(),
-            operation: "chat".into(),
             model: model.map(str::to_owned),
             requested_model: Some("gpt-x".into()),
             stream: Some(true),
-            status: 200,
-            error: None,
             tokens: Tokens {
                 input: 10,
                 cached_input: 4,
@@ -46,31 +38,17 @@ fn record(id: &str, model: Option<&str>, labels: &[(&str, &str)]) -> PricedRecor
                 output: 20,
                 reasoning: 5,
             },
+            ..UsageRecord::bare(id, TS_MS + 1_000)
         },
         cost_usd: Some(0.5),
         price_version: "v1".into(),
     }
 }
 
-#[test]
-fn only_32_lowercase_hex_digits_become_bytes() {
-    let bytes = hex16(HEX_ID).expect("lowercase hex");
-    assert_eq!(bytes[0], 0x01);
-    assert_eq!(bytes[7], 0xef);
-    assert_eq!(bytes[15], 0x77);
-    assert_eq!(hex16(&HEX_ID.to_uppercase()), None);
-    assert_eq!(hex16(&HEX_ID[..31]), None);
-    assert_eq!(hex16(&format!("{HEX_ID}0")), None);
-    assert_eq!(hex16("0123456789abcdef001122334455667g"), None);
-    assert_eq!(hex16("0123456789abcdef00112233445566é"), None);
-}
-
 #[tokio::test]
 async fn hex_and_text_ids_are_distinct_and_stored_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("ingest.db");
-    let path = path.to_str().expect("utf-8 path");
-    let store = SqliteStore::open(path).expect("open");
+    let temp = TempStore::new();
+    let (store, path) = (temp.open(), temp.path());
     let upper = HEX_ID.to_uppercase();
     let batch = vec![
         record(HEX_ID, Some("gpt-x"), &[("run", "a")]),
@@ -153,31 +131,4 @@ async fn hex_and_text_ids_are_distinct_and_stored_once() {
         .collect::<Result<_, _>>()
         .expect("rows");
     assert_eq!(kinds, [("blob".to_owned(), 1), ("text".to_owned(), 2)]);
-}
-
-#[test]
-fn batch_hasher_separates_nearby_inputs() {
-    use std::hash::Hasher;
-    let hash = |parts: &[&[u8]]| {
-        let mut h = super::BatchHasher::default();
-        for part in parts {
-            h.write(part);
-        }
-        h.finish()
-    };
-    let inputs: [&[&[u8]]; 6] = [
-        &[b"ab", b""],
-        &[b"a", b"b"],
-        &[b"key-1"],
-        &[b"key-2"],
-        &[b"0123456789abcdef"],
-        &[b"0123456789abcdeg"],
-    ];
-    let hashes: Vec<u64> = inputs.iter().map(|parts| hash(parts)).collect();
-    for (i, a) in hashes.iter().enumerate() {
-        for b in hashes.iter().skip(i + 1) {
-            assert_ne!(a, b);
-        }
-    }
-    assert_eq!(hash(&[b"key-1"]), hash(&[b"key-1"]), "deterministic");
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::record::{Tokens, UsageRecord};
 
 /// The table compiled into the binary; `AISPEND_PRICES` replaces it.
-pub const EMBEDDED_PRICES: &str = include_str!("../../prices/model_prices.json");
+pub const EMBEDDED_PRICES: &str = include_str!("../../../prices/model_prices.json");
 
 /// Per-token prices of one model, in USD.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -194,5 +194,4 @@ fn is_month_day(mmdd: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "pricing_tests.rs"]
 mod tests;

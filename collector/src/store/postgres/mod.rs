@@ -9,6 +9,10 @@
 //!   by rows actually inserted (`postgres/ingest.rs`).
 //! - `usage` follows the same raw/hourly/daily plan as SQLite
 //!   (`postgres/query.rs`).
+//! - `tests/`: what only PostgreSQL does (concurrent migrations, two
+//!   replicas, group commit); `test_schema.rs` gives tests and benches a
+//!   throw-away schema. The behaviour every store shares is tested in
+//!   `store/tests.rs`.
 //!
 //! Connections: a deadpool pool of tokio-postgres clients, without TLS (the
 //! database is expected on loopback or a private network; TLS is a follow-up,
@@ -19,15 +23,9 @@
 mod budgets;
 mod copy_format;
 mod ingest;
-#[cfg(test)]
-mod ingest_tests;
 mod migrate;
-#[cfg(test)]
-mod migrate_tests;
 mod prepare;
 mod query;
-#[cfg(test)]
-mod query_tests;
 mod series;
 mod stored_id;
 #[doc(hidden)]
@@ -38,7 +36,7 @@ mod writer;
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Config, NoTls};
 
@@ -55,26 +53,6 @@ use writer::Writer;
 /// queries, budget calls and new-series lookups one each for a few
 /// milliseconds; more than a handful only adds contention in PostgreSQL.
 const POOL_SIZE: usize = 16;
-
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        // The server's own message (e.g. "relation … does not exist") is in
-        // the DbError; the top-level Display only says "db error".
-        match e.as_db_error() {
-            Some(db) => StoreError(format!("postgres: {}: {}", db.code().code(), db.message())),
-            None => StoreError(format!("postgres: {e}")),
-        }
-    }
-}
-
-impl From<PoolError> for StoreError {
-    fn from(e: PoolError) -> Self {
-        match e {
-            PoolError::Backend(e) => e.into(),
-            other => StoreError(format!("postgres pool: {other}")),
-        }
-    }
-}
 
 pub struct PostgresStore {
     pool: Pool,
@@ -104,9 +82,9 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let config: Config = url
             .parse()
-            .map_err(|e| StoreError(format!("invalid PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::invalid(format!("invalid PostgreSQL URL: {e}")))?;
         if matches!(config.get_ssl_mode(), SslMode::Require) {
-            return Err(StoreError(String::from(
+            return Err(StoreError::invalid(String::from(
                 "sslmode=require is not supported yet: this build connects without TLS \
                  (use sslmode=disable on a trusted network)",
             )));
@@ -125,12 +103,10 @@ impl PostgresStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .wait_timeout(Some(Duration::from_secs(30)))
             .build()
-            .map_err(|e| StoreError(format!("cannot build PostgreSQL pool: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("cannot build PostgreSQL pool: {e}")))?;
         let mut client = pool.get().await.map_err(|e| {
-            StoreError(format!(
-                "cannot connect to PostgreSQL at {target}: {}",
-                StoreError::from(e).0
-            ))
+            StoreError::from(e)
+                .context(|m| format!("cannot connect to PostgreSQL at {target}: {m}"))
         })?;
         migrate::migrate(&mut client).await?;
         drop(client);
@@ -158,7 +134,7 @@ impl Store for PostgresStore {
             }
             let series_ids = ids
                 .into_iter()
-                .map(|id| id.ok_or_else(|| StoreError(String::from("unresolved series"))))
+                .map(|id| id.ok_or_else(|| StoreError::internal("unresolved series")))
                 .collect::<Result<Vec<i64>, _>>()?;
             self.writer.write(Prepared::new(records, series_ids)).await
         })

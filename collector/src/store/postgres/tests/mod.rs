@@ -11,6 +11,10 @@ use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::usage_query::UsageQuery;
 use crate::store::Store;
 
+mod ingest;
+mod migrate;
+mod query;
+
 pub(super) async fn schema() -> TestSchema {
     TestSchema::create().await.unwrap_or_else(|e| panic!("{e}"))
 }
@@ -37,7 +41,10 @@ async fn concurrent_starts_apply_each_migration_once() {
         start.await.expect("task").expect("connect and migrate");
     }
     let versions = count(&url, "SELECT count(*) FROM schema_migrations").await;
-    assert_eq!(versions, super::migrate::MIGRATIONS.len() as i64);
+    assert_eq!(
+        versions,
+        crate::store::postgres::migrate::MIGRATIONS.len() as i64
+    );
     let distinct = count(
         &url,
         "SELECT count(DISTINCT version) FROM schema_migrations",
@@ -46,7 +53,7 @@ async fn concurrent_starts_apply_each_migration_once() {
     assert_eq!(distinct, versions);
     // A later start finds nothing to do.
     let mut client = deadpool_client(&url).await;
-    assert!(super::migrate::migrate(&mut client)
+    assert!(crate::store::postgres::migrate::migrate(&mut client)
         .await
         .expect("migrate")
         .is_empty());
@@ -72,23 +79,12 @@ pub(super) fn record(i: u64) -> PricedRecord {
     };
     PricedRecord {
         record: UsageRecord {
-            id,
-            // Spread over two days so hourly and daily rollups both get rows.
-            ts_ms: 1_793_491_200_000 + i64::try_from(i * 97_003).unwrap_or(0),
             duration_ms: Some(3),
-            ttft_ms: None,
-            gateway: "envoy".into(),
             key_id: format!("k{}", i % 5),
             auth: Some("api_key".into()),
             tags: BTreeMap::from([("team".to_owned(), format!("t{}", i % 3))]),
-            labels: BTreeMap::new(),
-            provider: "openai".into(),
-            operation: "chat".into(),
             model: Some(format!("m{}", i % 4)),
-            requested_model: None,
-            stream: None,
             status: if i.is_multiple_of(11) { 429 } else { 200 },
-            error: None,
             tokens: Tokens {
                 input: i,
                 cached_input: i / 2,
@@ -96,6 +92,11 @@ pub(super) fn record(i: u64) -> PricedRecord {
                 output: 1,
                 reasoning: 0,
             },
+            // Spread over two days so hourly and daily rollups both get rows.
+            ..UsageRecord::bare(
+                &id,
+                1_793_491_200_000 + i64::try_from(i * 97_003).unwrap_or(0),
+            )
         },
         cost_usd: (!i.is_multiple_of(13)).then_some(0.5),
         price_version: "t".into(),
@@ -160,16 +161,22 @@ async fn unreachable_database_is_a_clear_error() {
     let err = PostgresStore::connect("postgres://nobody@127.0.0.1:1/none")
         .await
         .err()
-        .map(|e| e.0)
+        .map(|e| e.message().to_owned())
         .unwrap_or_default();
     assert!(
         err.contains("cannot connect to PostgreSQL at 127.0.0.1:1/none"),
         "{err}"
     );
+    // Unreachable is transient: the HTTP layer answers 503 and the gateway retries.
+    let transient = PostgresStore::connect("postgres://nobody@127.0.0.1:1/none")
+        .await
+        .err()
+        .is_some_and(|e| e.is_transient());
+    assert!(transient, "an unreachable database is a transient failure");
     let tls = PostgresStore::connect("postgres://x@127.0.0.1/db?sslmode=require")
         .await
         .err()
-        .map(|e| e.0)
+        .map(|e| e.message().to_owned())
         .unwrap_or_default();
     assert!(tls.contains("sslmode=require is not supported"), "{tls}");
 }

@@ -2,10 +2,10 @@
 //! that start with their own time, the partial `ts_ms` index for the rest);
 //! together they must be exact for any range.
 
-use super::tests::{record, schema};
-use super::PostgresStore;
+use super::{record, schema};
 use crate::domain::time::{parse_rfc3339_ms, HOUR_MS};
 use crate::domain::usage_query::UsageQuery;
+use crate::store::postgres::PostgresStore;
 use crate::store::Store;
 
 #[tokio::test]

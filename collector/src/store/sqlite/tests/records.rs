@@ -1,10 +1,11 @@
 //! Multi-row inserts must still tell exactly which records went in: retried
 //! ids at chunk edges, inside chunks and repeated within one batch.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use rusqlite::Connection;
 
+use super::TempStore;
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::time::HOUR_MS;
 use crate::domain::usage_query::UsageQuery;
@@ -17,29 +18,11 @@ const HOUR: i64 = 1_793_577_600_000 + 10 * HOUR_MS; // 2026-11-01T10:00:00Z
 fn record(id: &str, n: u64) -> PricedRecord {
     PricedRecord {
         record: UsageRecord {
-            id: id.to_owned(),
-            ts_ms: HOUR + i64::try_from(n).unwrap_or(0) * 1_000,
-            duration_ms: None,
-            ttft_ms: None,
-            gateway: "envoy".into(),
-            key_id: "k".into(),
-            auth: None,
-            tags: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            provider: "openai".into(),
-            operation: "chat".into(),
-            model: None,
-            requested_model: None,
-            stream: None,
-            status: 200,
-            error: None,
             tokens: Tokens {
                 input: n,
-                cached_input: 0,
-                cache_write_input: 0,
-                output: 0,
-                reasoning: 0,
+                ..Tokens::default()
             },
+            ..UsageRecord::bare(id, HOUR + i64::try_from(n).unwrap_or(0) * 1_000)
         },
         cost_usd: None,
         price_version: "v".into(),
@@ -68,10 +51,8 @@ async fn input_tokens(store: &SqliteStore, from: i64, to: i64) -> (i64, i64) {
 
 #[tokio::test]
 async fn retried_and_repeated_ids_anywhere_in_chunks_are_counted_exactly() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("records.db");
-    let path = path.to_str().expect("utf-8 path");
-    let store = SqliteStore::open(path).expect("open");
+    let temp = TempStore::new();
+    let (store, path) = (temp.open(), temp.path());
 
     // Ids 0..40 stored first, with input tokens 1..=40.
     let first: Vec<_> = (0..40).map(|i| record(&id(i), i + 1)).collect();

@@ -3,44 +3,38 @@
 //!
 //! rusqlite is blocking, so every call runs in `spawn_blocking` and the async
 //! runtime never waits on disk.
+//!
+//! Mirrors `store/postgres/`: `ingest.rs` (one batch: `series.rs`,
+//! `records.rs`, `rollup.rs`, `spans.rs`, `seal.rs`), `query.rs` (usage),
+//! `budgets.rs`, `schema.rs` (+ `schema.sql`) and `tests/` for what only
+//! SQLite does; the behaviour every store shares is tested in `store/tests.rs`.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{
-    group_partials, plan_segments, BatchOutcome, Series, Source, Store, StoreError, StoreFuture,
-};
-use crate::domain::aggregate::{Sums, UsageReport};
+use super::{BatchOutcome, Store, StoreError, StoreFuture};
+use crate::domain::aggregate::UsageReport;
 use crate::domain::budgets::Budget;
 use crate::domain::record::PricedRecord;
-use crate::domain::time::DAY_MS;
 use crate::domain::usage_query::UsageQuery;
 
-#[path = "sqlite_budgets.rs"]
 mod budgets;
-#[path = "sqlite_chunks.rs"]
 mod chunks;
-#[path = "sqlite_ingest.rs"]
 mod ingest;
-#[path = "sqlite_records.rs"]
+mod query;
 mod records;
-#[path = "sqlite_rollup.rs"]
 mod rollup;
-#[path = "sqlite_seal.rs"]
+mod schema;
 mod seal;
-#[path = "sqlite_series.rs"]
 mod series;
-#[path = "sqlite_spans.rs"]
 mod spans;
+#[cfg(test)]
+mod tests;
 
-const SCHEMA: &str = include_str!("sqlite_schema.sql");
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 4;
-
-const SELECT_ALL_SERIES: &str = "SELECT id, key_id, tags, model, provider, operation FROM series";
 
 /// The single writer connection and the series ids it has already resolved.
 struct Writer {
@@ -48,11 +42,14 @@ struct Writer {
     series: series::SeriesCache,
 }
 
+/// What the store's blocking tasks share.
 struct Inner {
     writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
     path: String,
 }
+
+/// The SQLite `Store`: cheap to clone-share behind `Arc<dyn Store>`.
 pub struct SqliteStore {
     inner: Arc<Inner>,
 }
@@ -65,7 +62,7 @@ impl SqliteStore {
             .filter(|d| !d.as_os_str().is_empty())
         {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError(format!("cannot create directory {}: {e}", dir.display()))
+                StoreError::internal(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
         let writer = Connection::open(path)?;
@@ -88,7 +85,7 @@ impl SqliteStore {
         // prepared again per batch.
         writer.set_prepared_statement_cache_capacity(32);
         writer.busy_timeout(std::time::Duration::from_secs(5))?;
-        ensure_schema(&writer, path)?;
+        schema::ensure(&writer, path)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Writer {
@@ -111,7 +108,7 @@ impl SqliteStore {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || work(&inner))
                 .await
-                .map_err(|e| StoreError(format!("store task failed: {e}")))?
+                .map_err(|e| StoreError::internal(format!("store task failed: {e}")))?
         })
     }
 }
@@ -120,7 +117,7 @@ impl Inner {
     fn writer(&self) -> Result<MutexGuard<'_, Writer>, StoreError> {
         self.writer
             .lock()
-            .map_err(|_| StoreError(String::from("writer connection poisoned")))
+            .map_err(|_| StoreError::internal("writer connection poisoned"))
     }
 
     /// Borrows an idle reader connection (or opens one) for `work`.
@@ -164,12 +161,12 @@ impl Store for SqliteStore {
             });
             answered
                 .await
-                .map_err(|_| StoreError(String::from("store task failed")))?
+                .map_err(|_| StoreError::internal("store task failed"))?
         })
     }
 
     fn usage(&self, query: UsageQuery) -> StoreFuture<'_, UsageReport> {
-        self.blocking(move |inner| inner.with_reader(|conn| usage(conn, &query)))
+        self.blocking(move |inner| inner.with_reader(|conn| query::usage(conn, &query)))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
@@ -227,110 +224,4 @@ fn insert_blocking(inner: &Inner, records: &[PricedRecord]) -> Result<BatchOutco
         writer.series.clear();
     }
     result
-}
-
-fn load_series(conn: &Connection) -> Result<HashMap<i64, Series>, StoreError> {
-    let mut stmt = conn.prepare_cached(SELECT_ALL_SERIES)?;
-    let mut rows = stmt.query([])?;
-    let mut all = HashMap::new();
-    while let Some(row) = rows.next()? {
-        let tags: String = row.get(2)?;
-        let model: String = row.get(3)?;
-        let series = Series {
-            key_id: row.get(1)?,
-            tags: serde_json::from_str(&tags)
-                .map_err(|e| StoreError(format!("stored tags are not a JSON object: {e}")))?,
-            model: (!model.is_empty()).then_some(model),
-            provider: row.get(4)?,
-            operation: row.get(5)?,
-        };
-        all.insert(row.get(0)?, series);
-    }
-    Ok(all)
-}
-
-/// Sums are first folded per (series, day) in integers, then each of those few
-/// partials is grouped by the query's dimensions.
-fn usage(conn: &Connection, query: &UsageQuery) -> Result<UsageReport, StoreError> {
-    let mut partials: HashMap<(i64, i64), Sums> = HashMap::new();
-    let mut fold = |series_id: i64, ms: i64, sums: Sums| {
-        partials
-            .entry((series_id, ms.div_euclid(DAY_MS)))
-            .or_default()
-            .add(&sums);
-    };
-    // One snapshot for every statement of the answer.
-    let snapshot = conn.unchecked_transaction()?;
-    let sealed_before = seal::sealed_before(&snapshot)?.unwrap_or(i64::MIN);
-    for (source, from, to) in plan_segments(query.from_ms, query.to_ms) {
-        match source {
-            Source::Raw => spans::scan_raw(&snapshot, from, to, &mut fold)?,
-            Source::Hourly => rollup::HOURLY.scan(&snapshot, from, to, &mut fold)?,
-            Source::Daily => {
-                // Sealed days from the daily rollup, the rest from the hourly.
-                let split = sealed_before.max(from).min(to);
-                if from < split {
-                    rollup::DAILY.scan(&snapshot, from, split, &mut fold)?;
-                }
-                if split < to {
-                    rollup::HOURLY.scan(&snapshot, split, to, &mut fold)?;
-                }
-            }
-        }
-    }
-    let series = load_series(&snapshot)?;
-    drop(snapshot); // read-only: ending it is enough
-    group_partials(query, &partials, &series)
-}
-
-/// Bumped whenever `sqlite_schema.sql` changes incompatibly. A file written by
-/// another schema version is refused with a clear message rather than failing
-/// later on its first insert (`CREATE TABLE IF NOT EXISTS` would keep old tables).
-const SCHEMA_VERSION: i64 = 3;
-
-fn ensure_schema(conn: &Connection, path: &str) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let has_tables: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records')",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_tables && version != SCHEMA_VERSION {
-        return Err(StoreError(format!(
-            "{path} was written by schema version {version}, this collector uses {SCHEMA_VERSION}: \
-             move the file away (or point AISPEND_DATABASE_URL elsewhere) and start again"
-        )));
-    }
-    conn.execute_batch(SCHEMA)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod schema_version_tests {
-    use super::*;
-
-    #[test]
-    fn a_file_of_another_schema_version_is_refused_with_advice() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("old.db");
-        let path = path.to_str().expect("utf-8 path");
-        {
-            let old = Connection::open(path).expect("open");
-            old.execute_batch(
-                "CREATE TABLE records (id TEXT PRIMARY KEY); PRAGMA user_version = 1;",
-            )
-            .expect("old schema");
-        }
-        let err = SqliteStore::open(path)
-            .err()
-            .expect("old schema must be refused");
-        assert!(err.0.contains("schema version 1"), "{err}");
-        assert!(err.0.contains("move the file away"), "{err}");
-        // A fresh file gets the current version and opens again.
-        let fresh = dir.path().join("fresh.db");
-        let fresh = fresh.to_str().expect("utf-8 path");
-        drop(SqliteStore::open(fresh).expect("fresh"));
-        assert!(SqliteStore::open(fresh).is_ok());
-    }
 }

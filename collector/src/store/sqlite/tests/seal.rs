@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
+use super::TempStore;
 use crate::domain::aggregate::Sums;
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::time::{DAY_MS, HOUR_MS};
 use crate::domain::usage_query::UsageQuery;
 use crate::store::sqlite::SqliteStore;
+use crate::store::tests::expected_totals as expected;
 use crate::store::Store;
 
 const DAY0: i64 = 1_793_577_600_000; // 2026-11-01T00:00:00Z
@@ -20,22 +22,13 @@ fn record(i: i64, ts_ms: i64) -> PricedRecord {
     let n = u64::try_from(i % 37).unwrap_or(0) + 1;
     PricedRecord {
         record: UsageRecord {
-            id: format!("{:012x}{:020x}", ts_ms, i),
-            ts_ms,
             duration_ms: Some(5),
-            ttft_ms: None,
-            gateway: "envoy".into(),
             key_id: format!("k{}", i % 3),
             auth: Some("api_key".into()),
             tags: BTreeMap::from([("team".to_owned(), format!("t{}", i % 2))]),
-            labels: BTreeMap::new(),
-            provider: "openai".into(),
-            operation: "chat".into(),
             model: Some("m".into()),
-            requested_model: None,
             stream: Some(false),
             status: if i % 11 == 0 { 500 } else { 200 },
-            error: None,
             tokens: Tokens {
                 input: n,
                 cached_input: n / 2,
@@ -43,21 +36,11 @@ fn record(i: i64, ts_ms: i64) -> PricedRecord {
                 output: 2 * n,
                 reasoning: 0,
             },
+            ..UsageRecord::bare(&format!("{:012x}{:020x}", ts_ms, i), ts_ms)
         },
         cost_usd: (i % 5 != 0).then_some(n as f64 / 1000.0),
         price_version: "test".into(),
     }
-}
-
-fn expected(records: &[PricedRecord], from: i64, to: i64) -> Sums {
-    let mut sums = Sums::default();
-    for r in records
-        .iter()
-        .filter(|r| (from..to).contains(&r.record.ts_ms))
-    {
-        sums.add(&Sums::of_record(r));
-    }
-    sums
 }
 
 async fn totals(store: &SqliteStore, from: i64, to: i64) -> Sums {
@@ -88,10 +71,8 @@ fn sealed_before(path: &str) -> Option<i64> {
 
 #[tokio::test]
 async fn sealed_days_late_records_and_retries_stay_exact() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("seal.db");
-    let path = path.to_str().expect("utf-8 path");
-    let store = SqliteStore::open(path).expect("open");
+    let temp = TempStore::new();
+    let (store, path) = (temp.open(), temp.path());
 
     // Four days, one record every 7 minutes, shipped in time order.
     let mut stored: Vec<PricedRecord> = (0..820)

@@ -1,0 +1,167 @@
+//! Budgets (SPEC §6): create, read, replace and delete them, and each
+//! budget's spend and state in its current UTC period.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::budgets::{validate_budget, Budget, BudgetState, Period};
+use crate::domain::time::{format_rfc3339_ms, now_ms};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+
+/// A budget as every budget endpoint answers it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetView {
+    #[serde(flatten)]
+    pub budget: Budget,
+    pub spend_usd: f64,
+    pub state: BudgetState,
+    pub period_start: String,
+    pub period_end: String,
+    #[serde(skip)]
+    pub period_end_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BudgetList {
+    pub budgets: Vec<BudgetView>,
+}
+
+/// Spend and state of each budget now, in the order given. One spend query
+/// per period kind (day, month), whatever the number of budgets.
+pub async fn views_of(
+    store: &dyn Store,
+    budgets: Vec<Budget>,
+    now: i64,
+) -> Result<Vec<BudgetView>, StoreError> {
+    let mut spends = vec![0.0; budgets.len()];
+    for period in [Period::Day, Period::Month] {
+        let (start, end) = period.bounds(now);
+        let indices: Vec<usize> = (0..budgets.len())
+            .filter(|&i| budgets.get(i).is_some_and(|b| b.period == period))
+            .collect();
+        if indices.is_empty() {
+            continue;
+        }
+        let scopes = indices
+            .iter()
+            .filter_map(|&i| budgets.get(i).map(|b| b.scope.clone()))
+            .collect();
+        let sums = store.spend_usd(scopes, start, end).await?;
+        for (i, spend) in indices.into_iter().zip(sums) {
+            if let Some(slot) = spends.get_mut(i) {
+                *slot = spend;
+            }
+        }
+    }
+    Ok(budgets
+        .into_iter()
+        .zip(spends)
+        .map(|(budget, spend)| {
+            let (start, end) = budget.period.bounds(now);
+            // Floating sums carry noise in the last bits; 1e-10 USD is far
+            // below a token's price.
+            let spend_usd = (spend * 1e10).round() / 1e10;
+            BudgetView {
+                state: budget.state(spend_usd),
+                spend_usd,
+                period_start: format_rfc3339_ms(start),
+                period_end: format_rfc3339_ms(end),
+                period_end_ms: end,
+                budget,
+            }
+        })
+        .collect())
+}
+
+async fn view_of(state: &AppState, budget: Budget) -> Result<BudgetView, AppError> {
+    let views = views_of(&*state.store, vec![budget], now_ms())
+        .await
+        .inspect_err(|e| state.count_store_error(e))?;
+    views
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::Store(StoreError::internal("budget view went missing")))
+}
+
+fn not_found(id: &str) -> AppError {
+    AppError::NotFound(format!("no budget with id {id:?}"))
+}
+
+/// Creates the budget described by `body`; 409 when its id exists.
+pub async fn create(state: &AppState, body: &Value) -> Result<BudgetView, AppError> {
+    let budget = validate_budget(body, None).map_err(AppError::BadRequest)?;
+    let created = state
+        .store
+        .create_budget(budget.clone())
+        .await
+        .inspect_err(|e| state.count_store_error(e))?;
+    if !created {
+        return Err(AppError::Conflict(format!(
+            "a budget with id {:?} already exists; PUT /v1/budgets/{} replaces it",
+            budget.id, budget.id
+        )));
+    }
+    state.caps.budgets_changed();
+    view_of(state, budget).await
+}
+
+/// Every budget with its spend and state, sorted by id.
+pub async fn list(state: &AppState) -> Result<BudgetList, AppError> {
+    let budgets = state
+        .store
+        .list_budgets()
+        .await
+        .inspect_err(|e| state.count_store_error(e))?;
+    let budgets = views_of(&*state.store, budgets, now_ms())
+        .await
+        .inspect_err(|e| state.count_store_error(e))?;
+    Ok(BudgetList { budgets })
+}
+
+/// The stored budget `id`, or 404.
+async fn existing(state: &AppState, id: &str) -> Result<Budget, AppError> {
+    state
+        .store
+        .get_budget(id.to_owned())
+        .await
+        .inspect_err(|e| state.count_store_error(e))?
+        .ok_or_else(|| not_found(id))
+}
+
+pub async fn get(state: &AppState, id: &str) -> Result<BudgetView, AppError> {
+    let budget = existing(state, id).await?;
+    view_of(state, budget).await
+}
+
+/// Replaces budget `id` wholesale with `body` (which may omit `id`).
+pub async fn replace(state: &AppState, id: &str, body: &Value) -> Result<BudgetView, AppError> {
+    let budget = validate_budget(body, Some(id)).map_err(AppError::BadRequest)?;
+    let replaced = state
+        .store
+        .replace_budget(budget.clone())
+        .await
+        .inspect_err(|e| state.count_store_error(e))?;
+    if !replaced {
+        return Err(not_found(id));
+    }
+    state.caps.budgets_changed();
+    view_of(state, budget).await
+}
+
+/// Deletes budget `id`; answers it as it was just before.
+pub async fn delete(state: &AppState, id: &str) -> Result<BudgetView, AppError> {
+    let budget = existing(state, id).await?;
+    let view = view_of(state, budget).await?;
+    let deleted = state
+        .store
+        .delete_budget(id.to_owned())
+        .await
+        .inspect_err(|e| state.count_store_error(e))?;
+    if !deleted {
+        return Err(not_found(id));
+    }
+    state.caps.budgets_changed();
+    Ok(view)
+}

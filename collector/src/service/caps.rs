@@ -1,0 +1,227 @@
+//! Cap flags (SPEC §6): the budgets now over their soft or hard threshold,
+//! which every gateway worker polls through `GET /v1/caps`.
+//!
+//! Many workers poll, so the answer is computed at most once per
+//! `MIN_AGE` and shared: a budget change recomputes on the next poll (an
+//! admin raising or removing a budget sees the flag drop at once); new
+//! records recompute once the cached answer is `MIN_AGE` old; with no local
+//! change the answer is still recomputed after `MAX_AGE`, which picks up
+//! records ingested by other collector replicas and period rollovers.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::domain::budgets::{BudgetState, Scope};
+use crate::domain::record::map_to_json;
+use crate::domain::time::{format_rfc3339_ms, now_ms};
+use crate::service::budgets::{views_of, BudgetView};
+use crate::store::{Store, StoreError};
+
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 2000;
+const MIN_AGE: Duration = Duration::from_millis(250);
+const MAX_AGE: Duration = Duration::from_secs(1);
+
+/// One flag of the answer.
+#[derive(Debug, Serialize)]
+struct CapFlag<'a> {
+    budget_id: &'a str,
+    scope: &'a Scope,
+    state: BudgetState,
+    spend_usd: f64,
+    amount_usd: f64,
+    period_end: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct CapsBody<'a> {
+    version: &'a str,
+    poll_interval_ms: u64,
+    generated_at: String,
+    caps: Vec<CapFlag<'a>>,
+}
+
+/// A computed answer, shared by every poll until it is stale.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub version: String,
+    pub body: Bytes,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The version names the set of flags: which budgets, scopes, states,
+/// amounts and period ends. Spend alone moving does not change it (the
+/// filter acts on flags, not on spend), so a poll answers 304 until a flag
+/// appears, changes state or goes away. A hash, so every replica on the
+/// same database answers the same version.
+pub fn version_of(flags: &[&BudgetView]) -> String {
+    let mut hasher = Sha256::new();
+    for v in flags {
+        let line = format!(
+            "{}\n{}\n{}\n{}\n{}\n",
+            v.budget.id,
+            map_to_json(&v.budget.scope),
+            v.state.as_str(),
+            v.budget.amount_usd,
+            v.period_end_ms
+        );
+        hasher.update(line.as_bytes());
+    }
+    let digest = hasher.finalize();
+    digest.iter().take(8).fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Builds the answer from every budget's current view.
+pub fn snapshot_of(views: &[BudgetView], poll_interval_ms: u64, now: i64) -> Snapshot {
+    let flagged: Vec<&BudgetView> = views
+        .iter()
+        .filter(|v| v.state != BudgetState::Ok)
+        .collect();
+    let version = version_of(&flagged);
+    let count = |s: BudgetState| flagged.iter().filter(|v| v.state == s).count() as u64;
+    let body = CapsBody {
+        version: &version,
+        poll_interval_ms,
+        generated_at: format_rfc3339_ms(now),
+        caps: flagged
+            .iter()
+            .map(|v| CapFlag {
+                budget_id: &v.budget.id,
+                scope: &v.budget.scope,
+                state: v.state,
+                spend_usd: v.spend_usd,
+                amount_usd: v.budget.amount_usd,
+                period_end: &v.period_end,
+            })
+            .collect(),
+    };
+    // Serializing plain strings and numbers cannot fail; an empty body
+    // would still be answered rather than panic.
+    let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+    Snapshot {
+        soft: count(BudgetState::Soft),
+        hard: count(BudgetState::Hard),
+        version,
+        body,
+    }
+}
+
+struct Cached {
+    at: Instant,
+    budget_generation: u64,
+    ingest_generation: u64,
+    snapshot: Arc<Snapshot>,
+}
+
+/// The shared caps cache and its metrics.
+pub struct Caps {
+    poll_interval_ms: u64,
+    budget_generation: AtomicU64,
+    ingest_generation: AtomicU64,
+    /// An async lock held while computing: concurrent polls wait for the one
+    /// computation instead of each hitting the store.
+    cached: tokio::sync::Mutex<Option<Cached>>,
+    requests: AtomicU64,
+    budgets: AtomicU64,
+    soft: AtomicU64,
+    hard: AtomicU64,
+}
+
+impl Caps {
+    pub fn new(poll_interval_ms: u64) -> Self {
+        Self {
+            poll_interval_ms,
+            budget_generation: AtomicU64::new(0),
+            ingest_generation: AtomicU64::new(0),
+            cached: tokio::sync::Mutex::new(None),
+            requests: AtomicU64::new(0),
+            budgets: AtomicU64::new(0),
+            soft: AtomicU64::new(0),
+            hard: AtomicU64::new(0),
+        }
+    }
+
+    pub fn poll_interval_ms(&self) -> u64 {
+        self.poll_interval_ms
+    }
+
+    /// A budget was created, replaced or deleted.
+    pub fn budgets_changed(&self) {
+        self.budget_generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An ingest stored records.
+    pub fn records_ingested(&self) {
+        self.ingest_generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one `GET /v1/caps` (the `aispend_caps_requests_total` metric).
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current answer, recomputed only when stale (see the module doc).
+    pub async fn current(&self, store: &dyn Store) -> Result<Arc<Snapshot>, StoreError> {
+        let mut cached = self.cached.lock().await;
+        let budget_generation = self.budget_generation.load(Ordering::Relaxed);
+        let ingest_generation = self.ingest_generation.load(Ordering::Relaxed);
+        if let Some(c) = cached.as_ref() {
+            let age = c.at.elapsed();
+            let fresh = c.budget_generation == budget_generation
+                && (age < MIN_AGE || (c.ingest_generation == ingest_generation && age < MAX_AGE));
+            if fresh {
+                return Ok(Arc::clone(&c.snapshot));
+            }
+        }
+        let budgets = store.list_budgets().await?;
+        let now = now_ms();
+        self.budgets.store(budgets.len() as u64, Ordering::Relaxed);
+        let views = views_of(store, budgets, now).await?;
+        let snapshot = Arc::new(snapshot_of(&views, self.poll_interval_ms, now));
+        self.soft.store(snapshot.soft, Ordering::Relaxed);
+        self.hard.store(snapshot.hard, Ordering::Relaxed);
+        *cached = Some(Cached {
+            at: Instant::now(),
+            budget_generation,
+            ingest_generation,
+            snapshot: Arc::clone(&snapshot),
+        });
+        Ok(snapshot)
+    }
+
+    /// The budget and caps metrics in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(512);
+        let _ = writeln!(
+            out,
+            "# HELP aispend_budgets Budgets defined (as of the last caps computation).\n\
+             # TYPE aispend_budgets gauge\naispend_budgets {}",
+            get(&self.budgets)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aispend_caps_requests_total GET /v1/caps requests answered.\n\
+             # TYPE aispend_caps_requests_total counter\naispend_caps_requests_total {}",
+            get(&self.requests)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aispend_caps_flags Budgets flagged in the last caps answer, by state.\n\
+             # TYPE aispend_caps_flags gauge\n\
+             aispend_caps_flags{{state=\"soft\"}} {}\naispend_caps_flags{{state=\"hard\"}} {}",
+            get(&self.soft),
+            get(&self.hard)
+        );
+        out
+    }
+}

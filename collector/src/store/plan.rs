@@ -1,0 +1,136 @@
+//! The read plan both stores follow for `usage`: which source (raw records,
+//! hourly or daily rollup) answers each part of a range, and how the partial
+//! sums they read are grouped by the query's dimensions.
+
+use std::collections::HashMap;
+
+use super::rows::Series;
+use super::StoreError;
+use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
+use crate::domain::time::{ceil_hour, floor_hour, DAY_MS};
+use crate::domain::usage_query::UsageQuery;
+
+/// Where one part of a usage range is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Raw,
+    Hourly,
+    Daily,
+}
+
+/// Both stores first fold their scans into integer sums per (series id, day);
+/// this groups those few partials by the query's dimensions.
+pub(crate) fn group_partials(
+    query: &UsageQuery,
+    partials: &HashMap<(i64, i64), Sums>,
+    series: &HashMap<i64, Series>,
+) -> Result<UsageReport, StoreError> {
+    let mut aggregator = Aggregator::new(query);
+    for ((series_id, day), sums) in partials {
+        let Some(s) = series.get(series_id) else {
+            return Err(StoreError::invalid(format!(
+                "usage references unknown series {series_id}"
+            )));
+        };
+        let slice = Slice {
+            hour_ms: day * DAY_MS,
+            key_id: &s.key_id,
+            tags: &s.tags,
+            model: s.model.as_deref(),
+            provider: &s.provider,
+            operation: &s.operation,
+        };
+        aggregator.add(&slice, sums);
+    }
+    Ok(aggregator.finish())
+}
+
+/// Splits `[from, to)` into non-empty, adjacent segments, each answered
+/// exactly by one source: raw records for partial hours, the hourly rollup
+/// for whole hours, the daily rollup for whole UTC days.
+pub fn plan_segments(from: i64, to: i64) -> Vec<(Source, i64, i64)> {
+    let (h0, h1) = (ceil_hour(from), floor_hour(to));
+    let segments = if h0 >= h1 {
+        vec![(Source::Raw, from, to)]
+    } else {
+        let d0 = h0.div_euclid(DAY_MS) * DAY_MS
+            + if h0.rem_euclid(DAY_MS) == 0 {
+                0
+            } else {
+                DAY_MS
+            };
+        let d1 = h1.div_euclid(DAY_MS) * DAY_MS;
+        if d0 < d1 {
+            vec![
+                (Source::Raw, from, h0),
+                (Source::Hourly, h0, d0),
+                (Source::Daily, d0, d1),
+                (Source::Hourly, d1, h1),
+                (Source::Raw, h1, to),
+            ]
+        } else {
+            vec![
+                (Source::Raw, from, h0),
+                (Source::Hourly, h0, h1),
+                (Source::Raw, h1, to),
+            ]
+        }
+    };
+    segments.into_iter().filter(|(_, a, b)| a < b).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::time::parse_rfc3339_ms;
+
+    fn t(s: &str) -> i64 {
+        parse_rfc3339_ms(s).unwrap_or(i64::MIN)
+    }
+
+    #[test]
+    fn month_with_ragged_edges_uses_every_source_once() {
+        let plan = plan_segments(t("2026-11-01T05:30:00Z"), t("2026-11-30T17:23:45Z"));
+        assert_eq!(
+            plan,
+            vec![
+                (
+                    Source::Raw,
+                    t("2026-11-01T05:30:00Z"),
+                    t("2026-11-01T06:00:00Z")
+                ),
+                (
+                    Source::Hourly,
+                    t("2026-11-01T06:00:00Z"),
+                    t("2026-11-02T00:00:00Z")
+                ),
+                (
+                    Source::Daily,
+                    t("2026-11-02T00:00:00Z"),
+                    t("2026-11-30T00:00:00Z")
+                ),
+                (
+                    Source::Hourly,
+                    t("2026-11-30T00:00:00Z"),
+                    t("2026-11-30T17:00:00Z")
+                ),
+                (
+                    Source::Raw,
+                    t("2026-11-30T17:00:00Z"),
+                    t("2026-11-30T17:23:45Z")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn aligned_and_short_ranges() {
+        let (a, b) = (t("2026-11-01T00:00:00Z"), t("2026-12-01T00:00:00Z"));
+        assert_eq!(plan_segments(a, b), vec![(Source::Daily, a, b)]);
+        let (a, b) = (t("2026-11-01T10:10:00Z"), t("2026-11-01T10:50:00Z"));
+        assert_eq!(plan_segments(a, b), vec![(Source::Raw, a, b)]);
+        let (a, b) = (t("2026-11-01T10:00:00Z"), t("2026-11-01T13:00:00Z"));
+        assert_eq!(plan_segments(a, b), vec![(Source::Hourly, a, b)]);
+        assert!(plan_segments(a, a).is_empty());
+    }
+}

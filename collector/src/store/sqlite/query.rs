@@ -1,0 +1,60 @@
+//! `GET /v1/usage` over SQLite: the raw/hourly/daily plan of `store::plan`,
+//! read in one snapshot; sealed days come from the daily rollup.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+
+use super::{rollup, seal, spans};
+use crate::domain::aggregate::{Sums, UsageReport};
+use crate::domain::time::DAY_MS;
+use crate::domain::usage_query::UsageQuery;
+use crate::store::{group_partials, plan_segments, Series, Source, StoreError};
+
+const SELECT_ALL_SERIES: &str = "SELECT id, key_id, tags, model, provider, operation FROM series";
+
+fn load_series(conn: &Connection) -> Result<HashMap<i64, Series>, StoreError> {
+    let mut stmt = conn.prepare_cached(SELECT_ALL_SERIES)?;
+    let mut rows = stmt.query([])?;
+    let mut all = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let tags: String = row.get(2)?;
+        let series = Series::decode(row.get(1)?, &tags, row.get(3)?, row.get(4)?, row.get(5)?)?;
+        all.insert(row.get(0)?, series);
+    }
+    Ok(all)
+}
+
+/// Sums are first folded per (series, day) in integers, then each of those few
+/// partials is grouped by the query's dimensions.
+pub(super) fn usage(conn: &Connection, query: &UsageQuery) -> Result<UsageReport, StoreError> {
+    let mut partials: HashMap<(i64, i64), Sums> = HashMap::new();
+    let mut fold = |series_id: i64, ms: i64, sums: Sums| {
+        partials
+            .entry((series_id, ms.div_euclid(DAY_MS)))
+            .or_default()
+            .add(&sums);
+    };
+    // One snapshot for every statement of the answer.
+    let snapshot = conn.unchecked_transaction()?;
+    let sealed_before = seal::sealed_before(&snapshot)?.unwrap_or(i64::MIN);
+    for (source, from, to) in plan_segments(query.from_ms, query.to_ms) {
+        match source {
+            Source::Raw => spans::scan_raw(&snapshot, from, to, &mut fold)?,
+            Source::Hourly => rollup::HOURLY.scan(&snapshot, from, to, &mut fold)?,
+            Source::Daily => {
+                // Sealed days from the daily rollup, the rest from the hourly.
+                let split = sealed_before.max(from).min(to);
+                if from < split {
+                    rollup::DAILY.scan(&snapshot, from, split, &mut fold)?;
+                }
+                if split < to {
+                    rollup::HOURLY.scan(&snapshot, split, to, &mut fold)?;
+                }
+            }
+        }
+    }
+    let series = load_series(&snapshot)?;
+    drop(snapshot); // read-only: ending it is enough
+    group_partials(query, &partials, &series)
+}

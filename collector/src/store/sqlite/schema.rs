@@ -1,0 +1,61 @@
+//! The SQLite schema (`schema.sql`) and its version check.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+const SCHEMA: &str = include_str!("schema.sql");
+
+/// Bumped whenever `schema.sql` changes incompatibly. A file written by
+/// another schema version is refused with a clear message rather than failing
+/// later on its first insert (`CREATE TABLE IF NOT EXISTS` would keep old tables).
+const SCHEMA_VERSION: i64 = 3;
+
+/// Creates the tables of a new file; refuses a file of another schema version.
+pub(super) fn ensure(conn: &Connection, path: &str) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let has_tables: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records')",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_tables && version != SCHEMA_VERSION {
+        return Err(StoreError::invalid(format!(
+            "{path} was written by schema version {version}, this collector uses {SCHEMA_VERSION}: \
+             move the file away (or point AISPEND_DATABASE_URL elsewhere) and start again"
+        )));
+    }
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    #[test]
+    fn a_file_of_another_schema_version_is_refused_with_advice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let path = path.to_str().expect("utf-8 path");
+        {
+            let old = Connection::open(path).expect("open");
+            old.execute_batch(
+                "CREATE TABLE records (id TEXT PRIMARY KEY); PRAGMA user_version = 1;",
+            )
+            .expect("old schema");
+        }
+        let err = SqliteStore::open(path)
+            .err()
+            .expect("old schema must be refused");
+        assert!(err.message().contains("schema version 1"), "{err}");
+        assert!(err.message().contains("move the file away"), "{err}");
+        // A fresh file gets the current version and opens again.
+        let fresh = dir.path().join("fresh.db");
+        let fresh = fresh.to_str().expect("utf-8 path");
+        drop(SqliteStore::open(fresh).expect("fresh"));
+        assert!(SqliteStore::open(fresh).is_ok());
+    }
+}

@@ -1,0 +1,168 @@
+//! How store failures reach clients: a transient one (database unreachable,
+//! pool timeout, SQLITE_BUSY) is 503 so the gateway filter keeps the batch
+//! and retries it; any other is 500. Uses a store that always fails.
+
+use std::sync::Arc;
+
+use aispend_collector::domain::aggregate::UsageReport;
+use aispend_collector::domain::budgets::Budget;
+use aispend_collector::domain::pricing::PriceTable;
+use aispend_collector::domain::record::PricedRecord;
+use aispend_collector::domain::usage_query::UsageQuery;
+use aispend_collector::store::{BatchOutcome, Store, StoreError, StoreFuture};
+use aispend_collector::{app, AppState, Tokens};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// Every call fails with the same error.
+struct FailingStore(StoreError);
+
+impl FailingStore {
+    fn fail<T: Send + 'static>(&self) -> StoreFuture<'_, T> {
+        let error = self.0.clone();
+        Box::pin(async move { Err(error) })
+    }
+}
+
+impl Store for FailingStore {
+    fn insert_batch(&self, _: Vec<PricedRecord>) -> StoreFuture<'_, BatchOutcome> {
+        self.fail()
+    }
+    fn usage(&self, _: UsageQuery) -> StoreFuture<'_, UsageReport> {
+        self.fail()
+    }
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        self.fail()
+    }
+    fn close(&self) -> StoreFuture<'_, ()> {
+        self.fail()
+    }
+    fn create_budget(&self, _: Budget) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn get_budget(&self, _: String) -> StoreFuture<'_, Option<Budget>> {
+        self.fail()
+    }
+    fn list_budgets(&self) -> StoreFuture<'_, Vec<Budget>> {
+        self.fail()
+    }
+    fn replace_budget(&self, _: Budget) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn delete_budget(&self, _: String) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+}
+
+fn state(error: StoreError) -> AppState {
+    let tokens = Tokens {
+        ingest: Some("it".into()),
+        read: Some("rt".into()),
+        admin: Some("at".into()),
+    };
+    AppState::new(
+        Arc::new(FailingStore(error)),
+        PriceTable::embedded().expect("prices"),
+        tokens,
+    )
+}
+
+async fn call(
+    state: AppState,
+    method: &str,
+    uri: &str,
+    token: &str,
+    body: Value,
+) -> (StatusCode, Option<String>, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let response = app(state).oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        retry_after,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn batch() -> Value {
+    json!({"records": [{"id": "r1", "ts": "2026-11-24T06:50:00Z", "gateway": "envoy",
+        "key_id": "k", "provider": "openai", "operation": "chat", "model": "gpt-4o",
+        "status": 200, "input_tokens": 1, "cached_input_tokens": 0,
+        "cache_write_input_tokens": 0, "output_tokens": 1, "reasoning_tokens": 0,
+        "tags": {"team": "search"}}]})
+}
+
+#[tokio::test]
+async fn a_transient_store_error_is_503_on_ingest() {
+    let unreachable = StoreError::transient("postgres: connection refused");
+    let (status, retry_after, body) =
+        call(state(unreachable), "POST", "/v1/records", "it", batch()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    // The store's own message stays in the log.
+    assert!(!body.to_string().contains("connection refused"), "{body}");
+}
+
+#[tokio::test]
+async fn a_permanent_store_error_is_500_on_ingest() {
+    let broken = StoreError::internal("no statement of chunk size #9");
+    let (status, retry_after, body) =
+        call(state(broken), "POST", "/v1/records", "it", batch()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(retry_after, None);
+    assert_eq!(body["error"]["code"], "store_error");
+}
+
+#[tokio::test]
+async fn reads_and_budgets_map_store_errors_the_same_way() {
+    let busy = || StoreError::transient("database is locked");
+    let month = "/v1/usage?from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z";
+    for (method, uri, token) in [
+        ("GET", month, "rt"),
+        ("GET", "/v1/caps", "rt"),
+        ("GET", "/v1/budgets", "rt"),
+        ("GET", "/v1/budgets/b1", "at"),
+    ] {
+        let (status, _, body) = call(state(busy()), method, uri, token, Value::Null).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
+    }
+    let (status, _, _) = call(state(busy()), "GET", "/healthz", "", Value::Null).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn a_rejected_record_needs_no_store() {
+    // Nothing valid to insert: the failing store is never called.
+    let (status, _, body) = call(
+        state(StoreError::transient("down")),
+        "POST",
+        "/v1/records",
+        "it",
+        json!({"records": [{"id": "bad"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 0);
+    assert_eq!(body["rejected"][0]["index"], 0);
+}

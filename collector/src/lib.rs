@@ -1,5 +1,5 @@
 //! aispend collector: ingests usage records from the gateway filter, prices
-//! them, stores them and answers usage queries (SPEC §4).
+//! them, stores them and answers usage queries (CONTRACTS §4).
 //!
 //! Layers, one way: `http` (HTTP in and out) → `service` (the rules) →
 //! `domain` (pure types and arithmetic) and `store` (the `Store` trait and

@@ -1,4 +1,4 @@
--- Budgets (SPEC §6), migration 2. Spend is not stored here: it is computed
+-- Budgets (CONTRACTS §6), migration 2. Spend is not stored here: it is computed
 -- from the rollups when asked. `scope` is a canonical JSON object (sorted keys).
 CREATE TABLE budgets (
     id         text PRIMARY KEY,

@@ -241,7 +241,7 @@ impl Serialize for SumsJson<'_> {
     }
 }
 
-/// The SPEC §4 body: `{"from","to","group_by","rows","totals"}`, keys in that order.
+/// The CONTRACTS §4 body: `{"from","to","group_by","rows","totals"}`, keys in that order.
 impl Serialize for UsageReport {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let rows: Vec<RowJson<'_>> = self

@@ -1,8 +1,8 @@
-//! The usage record (SPEC §4) as the collector keeps it, after validation.
+//! The usage record (CONTRACTS §4) as the collector keeps it, after validation.
 
 use std::collections::BTreeMap;
 
-/// The five normalized token counts of SPEC §3.
+/// The five normalized token counts of CONTRACTS §3.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tokens {
     /// All prompt tokens billed, cache reads and cache writes included.

@@ -1,4 +1,4 @@
-//! `GET /v1/usage` query parameters (SPEC §4): parsing and validation.
+//! `GET /v1/usage` query parameters (CONTRACTS §4): parsing and validation.
 
 use super::time::{format_rfc3339_ms, month_start, parse_rfc3339_ms};
 use super::validate::{is_tag_key, is_tag_value};

@@ -1,4 +1,4 @@
-//! The budget API (SPEC §6): `POST /v1/budgets`, `GET /v1/budgets`,
+//! The budget API (CONTRACTS §6): `POST /v1/budgets`, `GET /v1/budgets`,
 //! `GET|PUT|DELETE /v1/budgets/{id}`, translated to `service::budgets`.
 
 use axum::body::Bytes;

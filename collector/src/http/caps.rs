@@ -1,4 +1,4 @@
-//! `GET /v1/caps` (SPEC §6): the cap flags from `service::caps`, with an
+//! `GET /v1/caps` (CONTRACTS §6): the cap flags from `service::caps`, with an
 //! `ETag` and 304 when the gateway already holds this version.
 
 use axum::body::Body;

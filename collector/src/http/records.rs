@@ -1,4 +1,4 @@
-//! `POST /v1/records` (SPEC §4): the body to `service::ingest`, its answer
+//! `POST /v1/records` (CONTRACTS §4): the body to `service::ingest`, its answer
 //! to JSON; `admit` queues the request at the ingest memory gate first.
 
 use std::time::Instant;

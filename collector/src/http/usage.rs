@@ -1,4 +1,4 @@
-//! `GET /v1/usage` (SPEC §4).
+//! `GET /v1/usage` (CONTRACTS §4).
 
 use axum::extract::{RawQuery, State};
 use axum::Json;

@@ -1,4 +1,4 @@
-//! Budgets (SPEC §6): create, read, replace and delete them, and each
+//! Budgets (CONTRACTS §6): create, read, replace and delete them, and each
 //! budget's spend and state in its current UTC period.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Cap flags (SPEC §6): the budgets now over their soft or hard threshold,
+//! Cap flags (CONTRACTS §6): the budgets now over their soft or hard threshold,
 //! which every gateway worker polls through `GET /v1/caps`.
 //!
 //! Many workers poll, so the answer is computed at most once per

@@ -1,4 +1,4 @@
-//! Ingest (SPEC §4): validate each record of a batch, price it, store the
+//! Ingest (CONTRACTS §4): validate each record of a batch, price it, store the
 //! valid ones in one store batch, and report what happened to every index.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Usage reports (SPEC §4) and the store's liveness.
+//! Usage reports (CONTRACTS §4) and the store's liveness.
 
 use crate::domain::aggregate::UsageReport;
 use crate::domain::time::now_ms;

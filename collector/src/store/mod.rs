@@ -64,7 +64,7 @@ pub trait Store: Send + Sync + 'static {
     /// Flushes and releases what can be released before the process exits.
     fn close(&self) -> StoreFuture<'_, ()>;
 
-    // ---- Budgets (SPEC §6). Budgets are stored as given; spend is not
+    // ---- Budgets (CONTRACTS §6). Budgets are stored as given; spend is not
     // stored with them but computed from the usage rollups on demand.
 
     /// Stores a new budget. `Ok(false)`: a budget with this id already

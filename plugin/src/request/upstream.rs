@@ -68,7 +68,17 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
     for (name, value) in tags::injected(&f.schema, &inp.admitted.principal, inp.request_id) {
         sets.push((name, Cow::Borrowed(value)));
     }
-    let is_set = |name: &str| sets.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    // Only an `x-aispend-` header or the credential's can be one the filter sets.
+    let is_set = |name: &str| {
+        let candidate = name
+            .get(..tags::PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(tags::PREFIX))
+            || credential.is_some_and(|(c, _)| c.eq_ignore_ascii_case(name));
+        candidate && sets.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    // Kong can edit only the first copy of a header: remember which names
+    // were edited, to refuse a repeat.
+    let track = !profile.clears_duplicates();
 
     let mut edits: Vec<Edit<'a>> = Vec::with_capacity(sets.len() + 4);
     let mut guarded: Vec<&'a str> = Vec::new();
@@ -87,7 +97,7 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
             || inp.admitted.client.strip.iter().any(|s| s == name)
             || key.is_some_and(|k| crate::json::bytes::contains(value.as_bytes(), k.as_bytes()));
         let set = is_set(name);
-        if secret || set {
+        if track && (secret || set) {
             guarded.push(name);
         }
         if set {
@@ -104,7 +114,7 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
             edits.push(Edit::Drop(name));
         }
     }
-    if !profile.clears_duplicates() {
+    if track {
         if let Some(name) = repeated(&guarded) {
             return Err(Denial::duplicate_header(name));
         }

@@ -1,4 +1,4 @@
-//! Budgets (SPEC §6): validation of the API body, UTC periods, and the state
+//! Budgets (CONTRACTS §6): validation of the API body, UTC periods, and the state
 //! a spend puts a budget in. Plain logic; the store keeps budgets, the HTTP
 //! layer and the caps cache use these rules.
 

@@ -23,7 +23,7 @@ pub struct ModelPrice {
 impl ModelPrice {
     /// Cost of the tokens of one call.
     ///
-    /// `input` includes cache reads and cache writes (SPEC §3), so only the
+    /// `input` includes cache reads and cache writes (CONTRACTS §3), so only the
     /// remainder is billed at the plain input price; reasoning tokens are
     /// already part of `output` and are not added again.
     pub fn cost(&self, t: &Tokens) -> f64 {

@@ -34,7 +34,7 @@ pub fn validate_record(value: &Value) -> Result<UsageRecord, String> {
         output: token_field(obj, "output_tokens")?,
         reasoning: token_field(obj, "reasoning_tokens")?,
     };
-    // SPEC §3: cache reads and writes are shares of input, reasoning a share of
+    // CONTRACTS §3: cache reads and writes are shares of input, reasoning a share of
     // output. A record breaking that would be priced wrongly, so say so.
     if tokens.cached_input.saturating_add(tokens.cache_write_input) > tokens.input {
         return Err(String::from(
@@ -79,7 +79,7 @@ pub fn validate_record(value: &Value) -> Result<UsageRecord, String> {
     })
 }
 
-/// Tag keys: `[a-z0-9_]{1,64}` (SPEC §2).
+/// Tag keys: `[a-z0-9_]{1,64}` (CONTRACTS §2).
 pub fn is_tag_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= MAX_TAG_KEY_LEN
@@ -88,7 +88,7 @@ pub fn is_tag_key(key: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// Tag values: `[A-Za-z0-9._:/-]{1,128}` (SPEC §2).
+/// Tag values: `[A-Za-z0-9._:/-]{1,128}` (CONTRACTS §2).
 pub fn is_tag_value(value: &str) -> bool {
     !value.is_empty() && value.len() <= MAX_TAG_VALUE_LEN && value.bytes().all(is_tag_value_byte)
 }

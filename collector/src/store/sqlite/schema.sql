@@ -127,7 +127,7 @@ SELECT (bucket >> 32) * 86400000 AS day_ms, bucket & 4294967295 AS series_id, re
        reasoning_tokens, cost_usd, unpriced_requests
 FROM usage_daily;
 
--- Budgets (SPEC §6). Spend is not stored here: it is computed from the
+-- Budgets (CONTRACTS §6). Spend is not stored here: it is computed from the
 -- rollups when asked. `scope` is a canonical JSON object (sorted keys).
 CREATE TABLE IF NOT EXISTS budgets (
     id         TEXT PRIMARY KEY,

@@ -69,3 +69,30 @@ def test_render_rejects_a_malformed_upstream():
     import render
     with pytest.raises(ValueError, match="upstream must be"):
         render.render(upstream="api.openai.com:443")
+
+
+@pytest.mark.parametrize("name", ["aispend-plain.yaml", "aispend-jwt.yaml"])
+def test_example_enforces_a_hard_cap_as_shipped(name, stack_factory):
+    """Issue 25: a copied example enforces budget caps once its placeholders
+    (the two tokens) are filled in: nothing else is changed, the poll and
+    flush intervals are the shipped ones."""
+    from helpers import SEARCH_KEY, chat_body
+    from procs import ADMIN_TOKEN, INGEST_TOKEN, READ_TOKEN, call, wait_until
+    text = (EXAMPLES / name).read_text()
+    text = text.replace("REPLACE-WITH-YOUR-INGEST-TOKEN", INGEST_TOKEN)
+    text = text.replace("REPLACE-WITH-YOUR-READ-TOKEN", READ_TOKEN)
+    cfg = embedded_filter_config(text)
+    assert cfg["caps"]["token"] == READ_TOKEN, "the example sets caps.token"
+    s = stack_factory(cfg)
+    status, _, body = call("POST", s.collector.port, "/v1/budgets",
+                           {"id": "tiny", "scope": {"team": "search"}, "period": "month",
+                            "amount_usd": 0.000001},
+                           {"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert status == 201, body
+    assert s.chat(SEARCH_KEY, chat_body(3))[0] == 200  # spends past the budget
+
+    def refused():
+        status, _, body = s.chat(SEARCH_KEY, chat_body(3))
+        return status == 402 and b"budget_exceeded" in body
+    wait_until(refused, 20, "a 402 from the example's config")
+    assert "caps poll answered Some(401)" not in s.envoy.proc.log_text()

@@ -160,3 +160,44 @@ def test_schema_rejects_bad_configs_with_a_clear_error(what, config, message):
 def test_the_filter_rejects_them_too(what, config, message, plugin_wasm):
     with pytest.raises(ConfigRejected, match="invalid config"):
         Host("kong", plugin_wasm, config, workers=1)
+
+
+@pytest.mark.parametrize("name", ["filter-chain.kong.yml", "filter-as-plugin.kong.yml"])
+def test_kong_example_enforces_a_hard_cap_as_shipped(name, plugin_wasm):
+    """Issue 25: each Kong example, as shipped, polls caps with its token and
+    answers 402 once the collector says the team is at its hard cap."""
+    import json as _json
+    from wasm_host import Reply
+    doc = yaml.safe_load((KONG / "examples" / name).read_text())
+    configs = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("name") == "aispend_plugin" and "config" in node:
+                configs.append(node["config"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(doc)
+    [config] = configs
+    assert config["caps"]["token"], "the example sets caps.token"
+    vm = Host("kong", plugin_wasm, config, workers=1,
+              resolver={"aispend-collector.internal": "127.0.0.1"})
+    vm.tick()
+    [poll] = [c for c in vm.pending_calls() if c.path.startswith("/v1/caps")]
+    assert poll.header("authorization") == f"Bearer {config['caps']['token']}"
+    vm.respond(poll, 200, _json.dumps({"version": "v1", "caps": [
+        {"budget_id": "b1", "scope": {"team": "search"}, "state": "hard"}]}).encode())
+    vm.tick()
+    if config["identity"].get("sources") == ["kong_consumer"]:
+        headers = [("x-consumer-username", "alice"), ("x-api-key", "alice-virtual-key")]
+        path = "/v1/messages"
+    else:
+        headers = [("authorization", f"Bearer {DEMO_KEY}")]
+        path = "/v1/chat/completions"
+    ex = vm.http_request(path=path, headers=headers, body=b'{"model":"m","messages":[]}',
+                         upstream=lambda r: Reply(200, [], b"{}"))
+    assert ex.client.status == 402, ex.client
+    assert ex.client.json()["error"]["code"] == "budget_exceeded"

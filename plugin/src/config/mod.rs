@@ -265,6 +265,45 @@ pub struct UsageConfig {
     /// (`openai_stream_usage`); larger ones stream through unbuffered.
     #[serde(default = "default_max_buffered_body_bytes")]
     pub max_buffered_body_bytes: usize,
+    /// Statuses of refused calls that still leave a record (zero tokens,
+    /// `error` = the refusal's code): any of 401 (a known key), 402, 429, 503.
+    #[serde(default = "default_record_refusals")]
+    pub record_refusals: RefusalSet,
+}
+
+/// A small set of refusal statuses (bit per status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalSet(u8);
+
+impl RefusalSet {
+    pub const STATUSES: [u32; 4] = [401, 402, 429, 503];
+
+    pub fn contains(self, status: u32) -> bool {
+        Self::STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RefusalSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let statuses = Vec::<u32>::deserialize(d)?;
+        let mut bits = 0u8;
+        for status in statuses {
+            let Some(i) = Self::STATUSES.iter().position(|s| *s == status) else {
+                return Err(serde::de::Error::custom(format!(
+                    "{status} is not a refusal the filter records (401, 402, 429, 503)"
+                )));
+            };
+            bits |= 1 << i;
+        }
+        Ok(RefusalSet(bits))
+    }
+}
+
+fn default_record_refusals() -> RefusalSet {
+    RefusalSet(0b0110) // 402 and 429
 }
 
 fn default_max_request_body_bytes() -> usize {
@@ -284,6 +323,7 @@ impl Default for UsageConfig {
             unknown_paths: UnknownPaths::Meter,
             max_request_body_bytes: default_max_request_body_bytes(),
             max_buffered_body_bytes: default_max_buffered_body_bytes(),
+            record_refusals: default_record_refusals(),
         }
     }
 }
@@ -336,8 +376,6 @@ pub struct CapsConfig {
     pub stale_after_ms: u64,
     #[serde(default)]
     pub failure_mode: FailureMode,
-    #[serde(default)]
-    pub clamp_max_tokens: bool,
 }
 
 impl Default for CapsConfig {
@@ -351,7 +389,6 @@ impl Default for CapsConfig {
             poll_interval_ms: default_poll_interval_ms(),
             stale_after_ms: default_stale_after_ms(),
             failure_mode: FailureMode::FailOpen,
-            clamp_max_tokens: false,
         }
     }
 }

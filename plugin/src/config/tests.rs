@@ -211,7 +211,8 @@ fn caps_and_limits_have_documented_defaults() {
     assert_eq!(c.caps.poll_interval_ms, 2000);
     assert_eq!(c.caps.stale_after_ms, 10_000);
     assert_eq!(c.caps.failure_mode, FailureMode::FailOpen);
-    assert!(!c.caps.clamp_max_tokens);
+    assert!(c.usage.record_refusals.contains(402) && c.usage.record_refusals.contains(429));
+    assert!(!c.usage.record_refusals.contains(401) && !c.usage.record_refusals.contains(200));
     assert_eq!(c.limits.failure_mode, FailureMode::FailOpen);
 }
 
@@ -282,4 +283,24 @@ fn host_port_forms() {
     ] {
         assert!(!is_host_port(bad), "{bad}");
     }
+}
+
+#[test]
+fn record_refusals_take_only_refusal_statuses() {
+    let parse = |v: &str| {
+        parse(
+            format!(
+                r#"{{"collector":{{"cluster":"c","token":"t"}},"usage":{{"record_refusals":{v}}}}}"#
+            )
+            .as_bytes(),
+        )
+    };
+    let all = parse("[401,402,429,503]").unwrap();
+    assert!([401, 402, 429, 503]
+        .iter()
+        .all(|s| all.usage.record_refusals.contains(*s)));
+    assert!(!parse("[]").unwrap().usage.record_refusals.contains(402));
+    let bad = parse("[404]").unwrap_err();
+    assert_eq!(bad.path, "usage.record_refusals");
+    assert!(bad.message.contains("404"), "{}", bad.message);
 }

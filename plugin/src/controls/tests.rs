@@ -205,3 +205,95 @@ fn rate_limit_store_failure_follows_the_failure_mode() {
         assert_eq!(h.metric(Metric::LimitsUnenforced), 1);
     }
 }
+
+/// Every record the shipper holds, parsed.
+fn shipped(shared: &Shared) -> Vec<serde_json::Value> {
+    let mut s = shared.shipper.borrow_mut();
+    let mut out = Vec::new();
+    while let Some(batch) = s.poll(u64::MAX) {
+        let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
+        out.extend(v["records"].as_array().unwrap().iter().cloned());
+        s.on_result(
+            u64::MAX,
+            crate::jobs::shipper::Outcome::Acked { rejected: 0 },
+        );
+    }
+    out
+}
+
+#[test]
+fn refused_calls_leave_a_record_with_their_status_and_no_tokens() {
+    // 429: recorded by default.
+    let s = shared(r#"{"requests_per_minute":1}"#, "{}");
+    let first = call(&s, None);
+    let second = call(&s, Some(&first));
+    assert_eq!(second.local_reply.as_ref().unwrap().status, 429);
+    let records = shipped(&s);
+    assert_eq!(records.len(), 2);
+    let refused = &records[1];
+    assert_eq!(refused["status"], 429);
+    assert_eq!(refused["error"], "rate_limit_exceeded");
+    assert_eq!(
+        (
+            refused["input_tokens"].as_u64(),
+            refused["output_tokens"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(refused["key_id"], "k1");
+    assert_eq!(refused["tags"]["team"], "search");
+    assert_eq!(refused["operation"], "chat");
+    // The client's request id is the record's id.
+    let reply = second.local_reply.as_ref().unwrap();
+    let id = reply
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-aispend-request-id")
+        .unwrap();
+    assert_eq!(refused["id"], id.1.as_str());
+
+    // 402: recorded by default too.
+    let s = shared("null", "{}");
+    let mut h = host(None);
+    with_caps(
+        &mut h,
+        r#"{"caps":[{"budget_id":"b1","scope":{"team":"search"},"state":"hard"}]}"#,
+    );
+    call(&s, Some(&h));
+    let records = shipped(&s);
+    assert_eq!(records[0]["status"], 402);
+    assert_eq!(records[0]["error"], "budget_exceeded");
+}
+
+#[test]
+fn which_refusals_are_recorded_is_configured() {
+    let sha: String = Sha256::digest(b"sk-key")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let json = format!(
+        r#"{{"identity":{{"keys":[{{"key_id":"k1","sha256":"{sha}","status":"revoked","tags":{{"team":"search"}}}}]}},
+            "collector":{{"cluster":"c","token":"t"}},"usage":{{"record_refusals":[401]}}}}"#
+    );
+    let s = Shared::new(
+        Filter::from_json(json.as_bytes()).unwrap(),
+        IdGen::new([1; 16]),
+        START,
+    );
+    let h = call(&s, None);
+    assert_eq!(h.local_reply.as_ref().unwrap().status, 401);
+    let records = shipped(&s);
+    assert_eq!(
+        records.len(),
+        1,
+        "a revoked key's refusal is recorded against it"
+    );
+    assert_eq!(records[0]["key_id"], "k1");
+    assert_eq!(records[0]["error"], "invalid_api_key");
+    // An unknown key has nobody to record it against.
+    let mut stranger = host(None);
+    stranger.request_headers[2].1 = "Bearer sk-nobody".into();
+    let mut flow = RequestFlow::new(&s);
+    flow.on_request_headers(&mut stranger, true);
+    assert!(shipped(&s).is_empty());
+}

@@ -11,7 +11,7 @@ use crate::filter::Filter;
 use crate::host::{Host, Metric};
 use crate::jobs::shipper::Shipper;
 use crate::request::decision::{Admitted, Decision, Denial};
-use crate::request::identity::{self, ClaimSource};
+use crate::request::identity::{self, ClaimSource, Principal};
 use crate::request::record::{Call, IdGen};
 use crate::request::tags;
 use crate::request::upstream;
@@ -134,10 +134,28 @@ impl RequestFlow {
             };
             self.decide(&headers, &mut claims)
         };
+        let path = identity::header(&headers, ":path").unwrap_or("");
+        let kind = usage::classify(path);
+        let unknown = matches!(kind, PathKind::Unknown);
+        self.route = match kind {
+            PathKind::Metered(route) => Some(route),
+            PathKind::Free => None,
+            PathKind::Unknown => match self.filter.config.usage.unknown_paths {
+                UnknownPaths::Meter => Some(usage::unknown_route()),
+                UnknownPaths::Reject => None,
+            },
+        };
         let admitted = match decision {
-            Decision::Deny(denial) => return self.deny(host, &denial),
+            Decision::Deny(denial) => {
+                // A revoked key is still known: its refusal can be recorded.
+                let known = self.filter.identity.known_key(&headers);
+                return self.deny_recorded(host, &denial, known.as_ref());
+            }
             Decision::Continue(admitted) => admitted,
         };
+        if unknown && self.route.is_none() {
+            return self.deny(host, &Denial::unknown_path());
+        }
         let controls = controls::enforce(
             host,
             &self.filter,
@@ -146,19 +164,10 @@ impl RequestFlow {
             self.start_ms,
         );
         if let Some(denial) = controls.denial {
-            return self.deny(host, &denial);
+            return self.deny_recorded(host, &denial, Some(&admitted.principal));
         }
         self.extra_response_headers = controls.response_headers;
 
-        let path = identity::header(&headers, ":path").unwrap_or("");
-        self.route = match usage::classify(path) {
-            PathKind::Metered(route) => Some(route),
-            PathKind::Free => None,
-            PathKind::Unknown => match self.filter.config.usage.unknown_paths {
-                UnknownPaths::Meter => Some(usage::unknown_route()),
-                UnknownPaths::Reject => return self.deny(host, &Denial::unknown_path()),
-            },
-        };
         // A metered body is read in on_request_body and may be rewritten
         // there, after the headers went on: its length is not known yet.
         // (Holding the headers instead would need resume_http_request, since
@@ -193,6 +202,49 @@ impl RequestFlow {
         }
         self.phase = Phase::Admitted(admitted);
         Step::Continue
+    }
+
+    /// `deny`, and leave a record of the refusal (zero tokens, `error` = its
+    /// code) when `usage.record_refusals` names its status, so usage reports
+    /// show how often a team hit its cap or limit.
+    fn deny_recorded(
+        &mut self,
+        host: &mut dyn Host,
+        denial: &Denial,
+        principal: Option<&Principal>,
+    ) -> Step {
+        let recorded = self
+            .filter
+            .config
+            .usage
+            .record_refusals
+            .contains(denial.status);
+        if let (true, Some(principal), Some(route)) = (recorded, principal, &self.route) {
+            let usage = usage::Usage {
+                error: Some(denial.kind),
+                ..usage::Usage::default()
+            };
+            let call = Call {
+                id: std::str::from_utf8(&self.id).unwrap_or(""),
+                start_ms: self.start_ms,
+                end_ms: self.start_ms,
+                ttft_ms: None,
+                gateway: self.filter.profile.name(),
+                schema: &self.filter.schema,
+                principal,
+                labels: &[],
+                route,
+                request: &self.request,
+                status: denial.status,
+                usage: &usage,
+            };
+            if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
+                let mut json = shipper.take_buffer();
+                call.write_record(&mut json);
+                shipper.push(json);
+            }
+        }
+        self.deny(host, denial)
     }
 
     /// Answer locally with `denial` and stop the request.

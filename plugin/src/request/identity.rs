@@ -292,6 +292,14 @@ impl Identity {
         Ok(entry.principal.clone())
     }
 
+    /// The registry entry of the presented key even when it is revoked: a
+    /// refused call can still be recorded against the key it used.
+    pub fn known_key(&self, headers: &[(&str, &str)]) -> Option<Principal> {
+        let key = presented_key(headers)?;
+        let (digest, _) = self.digests.digest(key.as_bytes());
+        self.keys.get(&digest).map(|e| e.principal.clone())
+    }
+
     fn by_jwt(&self, claims: &mut dyn ClaimSource) -> Result<Principal, Rejection> {
         let jwt = self.jwt.as_ref().ok_or(Rejection::NoCredential)?;
         // Claims exist in metadata only after jwt_authn verified the token.

@@ -71,6 +71,22 @@ impl Shared {
         }
     }
 
+    /// Every record buffered so far, parsed, as the collector would get them.
+    #[cfg(test)]
+    pub fn take_records(&self) -> Vec<serde_json::Value> {
+        let mut s = self.shipper.borrow_mut();
+        let mut out = Vec::new();
+        while let Some(batch) = s.poll(u64::MAX) {
+            let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap_or_default();
+            out.extend(v["records"].as_array().into_iter().flatten().cloned());
+            s.on_result(
+                u64::MAX,
+                crate::jobs::shipper::Outcome::Acked { rejected: 0 },
+            );
+        }
+        out
+    }
+
     /// Take in the shared cap flags (see `controls::sync_caps_view`).
     pub fn sync_caps(&self, host: &mut dyn Host) {
         controls::sync_caps_view(host, &self.filter, &self.caps);

@@ -206,21 +206,6 @@ fn rate_limit_store_failure_follows_the_failure_mode() {
     }
 }
 
-/// Every record the shipper holds, parsed.
-fn shipped(shared: &Shared) -> Vec<serde_json::Value> {
-    let mut s = shared.shipper.borrow_mut();
-    let mut out = Vec::new();
-    while let Some(batch) = s.poll(u64::MAX) {
-        let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
-        out.extend(v["records"].as_array().unwrap().iter().cloned());
-        s.on_result(
-            u64::MAX,
-            crate::jobs::shipper::Outcome::Acked { rejected: 0 },
-        );
-    }
-    out
-}
-
 #[test]
 fn refused_calls_leave_a_record_with_their_status_and_no_tokens() {
     // 429: recorded by default.
@@ -228,7 +213,7 @@ fn refused_calls_leave_a_record_with_their_status_and_no_tokens() {
     let first = call(&s, None);
     let second = call(&s, Some(&first));
     assert_eq!(second.local_reply.as_ref().unwrap().status, 429);
-    let records = shipped(&s);
+    let records = s.take_records();
     assert_eq!(records.len(), 2);
     let refused = &records[1];
     assert_eq!(refused["status"], 429);
@@ -260,7 +245,7 @@ fn refused_calls_leave_a_record_with_their_status_and_no_tokens() {
         r#"{"caps":[{"budget_id":"b1","scope":{"team":"search"},"state":"hard"}]}"#,
     );
     call(&s, Some(&h));
-    let records = shipped(&s);
+    let records = s.take_records();
     assert_eq!(records[0]["status"], 402);
     assert_eq!(records[0]["error"], "budget_exceeded");
 }
@@ -282,7 +267,7 @@ fn which_refusals_are_recorded_is_configured() {
     );
     let h = call(&s, None);
     assert_eq!(h.local_reply.as_ref().unwrap().status, 401);
-    let records = shipped(&s);
+    let records = s.take_records();
     assert_eq!(
         records.len(),
         1,
@@ -295,5 +280,5 @@ fn which_refusals_are_recorded_is_configured() {
     stranger.request_headers[2].1 = "Bearer sk-nobody".into();
     let mut flow = RequestFlow::new(&s);
     flow.on_request_headers(&mut stranger, true);
-    assert!(shipped(&s).is_empty());
+    assert!(s.take_records().is_empty());
 }

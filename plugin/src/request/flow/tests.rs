@@ -32,17 +32,7 @@ fn shared(extra: &str) -> Shared {
 }
 
 fn records(shared: &Shared) -> Vec<serde_json::Value> {
-    let mut s = shared.shipper.borrow_mut();
-    let mut out = Vec::new();
-    while let Some(batch) = s.poll(u64::MAX) {
-        let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
-        out.extend(v["records"].as_array().unwrap().iter().cloned());
-        s.on_result(
-            u64::MAX,
-            crate::jobs::shipper::Outcome::Acked { rejected: 0 },
-        );
-    }
-    out
+    shared.take_records()
 }
 
 const CHAT_BODY: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;

@@ -235,15 +235,40 @@ async fn unknown_models_are_kept_unpriced_and_counted() {
 async fn tokens_are_required_and_scoped() {
     let c = start();
     let body = || Body::from(json!({"records": [record("x", "t", "gpt-4o", 1, 1)]}).to_string());
-    for auth in [None, Some("Bearer wrong"), Some(READ)] {
+    for auth in [None, Some("Bearer wrong"), Some("ingest-secret")] {
         let (status, text) = c.call("POST", "/v1/records", auth, body()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
         let v: Value = serde_json::from_str(&text).expect("json error body");
         assert_eq!(v["error"]["type"], "authentication_error");
+        assert_eq!(v["error"]["code"], "invalid_token");
     }
-    for auth in [None, Some("Bearer wrong"), Some(INGEST)] {
+    for auth in [None, Some("Bearer wrong")] {
         let (status, _) = c.call("GET", "/v1/usage", auth, Body::empty()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    // A known token of the wrong role is 403 and says so.
+    for (method, uri, auth) in [
+        ("POST", "/v1/records", READ),
+        ("GET", "/v1/usage", INGEST),
+        ("GET", "/v1/caps", INGEST),
+        ("POST", "/v1/records", "Bearer admin-secret"),
+    ] {
+        let b = if method == "POST" {
+            body()
+        } else {
+            Body::empty()
+        };
+        let (status, text) = c.call(method, uri, Some(auth), b).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri} with {auth}");
+        let v: Value = serde_json::from_str(&text).expect("json error body");
+        assert_eq!(v["error"]["code"], "insufficient_role", "{text}");
+        assert_eq!(v["error"]["type"], "permission_error", "{text}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("role")),
+            "{text}"
+        );
     }
     // Nothing was stored by the refused calls.
     assert_eq!(c.usage(MONTH).await.1["totals"]["requests"], 0);
@@ -340,4 +365,21 @@ async fn restart_keeps_data() {
         .ingest(vec![record("p1", "search", "gpt-4o", 5, 5)])
         .await;
     assert_eq!(retry["duplicates"], 1, "idempotency survives a restart");
+}
+
+#[tokio::test]
+async fn an_unencoded_plus_in_a_time_gets_the_percent_2b_hint() {
+    let c = start();
+    // `+01:00` sent as is decodes as ` 01:00`.
+    let (status, body) = c.usage("from=2026-11-01T00:00:00+01:00").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("%2B"), "{body}");
+    assert!(message.contains("`from`"), "{body}");
+    // Encoded, it is accepted.
+    let (status, body) = c
+        .usage("from=2026-11-01T00:00:00%2B01:00&to=2026-11-02T00:00:00Z")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["from"], "2026-10-31T23:00:00Z");
 }

@@ -118,9 +118,18 @@ impl UsageQuery {
 
 fn parse_time(name: &str, value: &str) -> Result<i64, String> {
     parse_rfc3339_ms(value).ok_or_else(|| {
-        format!(
+        let mut message = format!(
             "`{name}`: expected an RFC 3339 timestamp such as 2026-11-01T00:00:00Z, got {value:?}"
-        )
+        );
+        // In a query string an unencoded `+` decodes as a space, so
+        // `...T00:00:00+01:00` arrives as `...T00:00:00 01:00`.
+        if value.contains(' ') {
+            message.push_str(
+                "; a space where the offset's `+` was means the `+` was not URL-encoded: \
+                 write it as %2B (e.g. 2026-11-01T00:00:00%2B01:00) or use Z",
+            );
+        }
+        message
     })
 }
 
@@ -170,6 +179,7 @@ mod tests {
             ("group_by=team,team", "twice"),
             ("from=yesterday", "RFC 3339"),
             ("to=2026-11-01", "RFC 3339"),
+            ("from=2026-11-01T00:00:00+01:00", "%2B"),
             ("from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "after"),
             ("filter.Bad=x", "unknown dimension"),
             ("filter.team=a%20b", "must match"),

@@ -383,3 +383,105 @@ async fn an_unencoded_plus_in_a_time_gets_the_percent_2b_hint() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["from"], "2026-10-31T23:00:00Z");
 }
+
+impl Collector {
+    /// `GET /v1/usage` with extra headers: (status, content-type, body text).
+    async fn usage_raw(
+        &self,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
+        let mut request = Request::builder()
+            .method("GET")
+            .uri(format!("/v1/usage?{query}"))
+            .header("authorization", READ);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            content_type,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn tiny_costs_print_as_plain_decimals_in_json_and_csv() {
+    let c = start();
+    // 23 input tokens of gpt-4o-mini at $0.15 per 1M = $0.00000345.
+    c.ingest(vec![record("tiny", "search", "gpt-4o-mini", 23, 0)])
+        .await;
+    let (status, _, text) = c.usage_raw(&format!("{MONTH}&group_by=team"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains(r#""cost_usd":0.00000345,"#), "{text}");
+    assert!(!text.contains("e-"), "no exponent anywhere: {text}");
+    let (_, _, csv) = c
+        .usage_raw(&format!("{MONTH}&group_by=team&format=csv"), &[])
+        .await;
+    assert!(csv.contains(",0.00000345,"), "{csv}");
+}
+
+#[tokio::test]
+async fn csv_by_parameter_or_accept_header() {
+    let c = start();
+    c.ingest(vec![
+        record("c1", "search", "gpt-4o", 1_000_000, 0),
+        record("c2", "growth", "gpt-4o-mini", 1_000_000, 0),
+        record("c3", "growth", "gpt-4o-mini", 1_000_000, 0),
+    ])
+    .await;
+    let expected = "team,model,requests,errors,input_tokens,cached_input_tokens,\
+                    cache_write_input_tokens,output_tokens,reasoning_tokens,cost_usd,\
+                    unpriced_requests\r\n\
+                    search,gpt-4o,1,0,1000000,0,0,0,0,2.5,0\r\n\
+                    growth,gpt-4o-mini,2,0,2000000,0,0,0,0,0.3,0\r\n";
+    let query = format!("{MONTH}&group_by=team,model");
+    let (status, content_type, by_param) = c.usage_raw(&format!("{query}&format=csv"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{by_param}");
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    assert_eq!(by_param, expected);
+    let (status, content_type, by_accept) = c.usage_raw(&query, &[("accept", "text/csv")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    assert_eq!(by_accept, expected);
+    // format=json wins over the header; no header: JSON.
+    let (_, content_type, _) = c
+        .usage_raw(&format!("{query}&format=json"), &[("accept", "text/csv")])
+        .await;
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let (_, content_type, _) = c.usage_raw(&query, &[]).await;
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    // An unknown format is a 400 naming the parameter.
+    let (status, _, text) = c.usage_raw("format=xlsx", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("invalid_parameter") && text.contains("format"),
+        "{text}"
+    );
+}

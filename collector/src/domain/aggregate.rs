@@ -59,6 +59,34 @@ impl Sums {
         self.unpriced_requests += other.unpriced_requests;
     }
 
+    /// The counter columns, in answer order (JSON keys and CSV header).
+    pub const COLUMNS: [&'static str; 9] = [
+        "requests",
+        "errors",
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "cost_usd",
+        "unpriced_requests",
+    ];
+
+    /// The counters in `COLUMNS` order, as text; the cost in plain decimals.
+    pub fn column_texts(&self) -> [String; 9] {
+        [
+            self.requests.to_string(),
+            self.errors.to_string(),
+            self.input_tokens.to_string(),
+            self.cached_input_tokens.to_string(),
+            self.cache_write_input_tokens.to_string(),
+            self.output_tokens.to_string(),
+            self.reasoning_tokens.to_string(),
+            usd_text(self.cost_usd),
+            self.unpriced_requests.to_string(),
+        ]
+    }
+
     fn serialize_into<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
         map.serialize_entry("requests", &self.requests)?;
         map.serialize_entry("errors", &self.errors)?;
@@ -67,14 +95,41 @@ impl Sums {
         map.serialize_entry("cache_write_input_tokens", &self.cache_write_input_tokens)?;
         map.serialize_entry("output_tokens", &self.output_tokens)?;
         map.serialize_entry("reasoning_tokens", &self.reasoning_tokens)?;
-        map.serialize_entry("cost_usd", &round_usd(self.cost_usd))?;
+        map.serialize_entry("cost_usd", &Usd(self.cost_usd))?;
         map.serialize_entry("unpriced_requests", &self.unpriced_requests)
     }
 }
 
-/// Floating sums carry noise in the last bits; 1e-10 USD is far below a token's price.
-fn round_usd(v: f64) -> f64 {
-    (v * 1e10).round() / 1e10
+/// Decimals kept in a cost: 1e-10 USD is far below a token's price, and it
+/// drops the noise floating sums carry in their last bits.
+const USD_DECIMALS: usize = 10;
+
+/// A cost in plain decimal notation, never with an exponent: rounded to
+/// `USD_DECIMALS` decimals, trailing zeros trimmed, at least one decimal
+/// (`0.0`, `12.5`, `0.00000345`), so JSON readers always see a float.
+pub fn usd_text(v: f64) -> String {
+    if !v.is_finite() {
+        return String::from("0.0");
+    }
+    let mut text = format!("{v:.USD_DECIMALS$}");
+    while text.ends_with('0') && !text.ends_with(".0") {
+        text.pop();
+    }
+    if text == "-0.0" {
+        text.remove(0);
+    }
+    text
+}
+
+/// A cost serialized as a JSON number written by `usd_text`.
+struct Usd(f64);
+
+impl Serialize for Usd {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(usd_text(self.0))
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
 }
 
 /// The grouping key of a slice: everything a dimension can read.
@@ -215,6 +270,44 @@ pub struct UsageReport {
     pub totals: Sums,
 }
 
+impl UsageReport {
+    /// The report as CSV (RFC 4180, CRLF line ends): a header row (the
+    /// `group_by` dimensions, then `Sums::COLUMNS`), then one line per row in
+    /// the JSON order. No totals line: every line is one group, so a sum over
+    /// the file is the total. A missing dimension value is an empty field.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::new();
+        let header = self
+            .group_by
+            .iter()
+            .map(String::as_str)
+            .chain(Sums::COLUMNS);
+        push_csv_line(&mut out, header);
+        for row in &self.rows {
+            let texts = row.sums.column_texts();
+            let dims = row.dims.iter().map(|d| d.as_deref().unwrap_or(""));
+            push_csv_line(&mut out, dims.chain(texts.iter().map(String::as_str)));
+        }
+        out
+    }
+}
+
+fn push_csv_line<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
+    for (i, field) in fields.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if field.contains([',', '"', '\r', '\n']) {
+            out.push('"');
+            out.push_str(&field.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(field);
+        }
+    }
+    out.push_str("\r\n");
+}
+
 struct RowJson<'a> {
     group_by: &'a [String],
     row: &'a UsageRow,
@@ -259,5 +352,62 @@ impl Serialize for UsageReport {
         map.serialize_entry("rows", &rows)?;
         map.serialize_entry("totals", &SumsJson(&self.totals))?;
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_are_plain_decimals() {
+        assert_eq!(usd_text(3.45e-6), "0.00000345");
+        assert_eq!(usd_text(0.0), "0.0");
+        assert_eq!(usd_text(-0.0), "0.0");
+        assert_eq!(usd_text(12.5), "12.5");
+        assert_eq!(usd_text(13.25), "13.25");
+        assert_eq!(usd_text(1e-11), "0.0");
+        assert_eq!(usd_text(0.1 + 0.2), "0.3");
+        assert_eq!(usd_text(1.5e12), "1500000000000.0");
+        let json = serde_json::to_string(&SumsJson(&Sums {
+            cost_usd: 3.45e-6,
+            ..Sums::default()
+        }))
+        .unwrap_or_default();
+        assert!(json.contains(r#""cost_usd":0.00000345,"#), "{json}");
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        let report = UsageReport {
+            from_ms: 0,
+            to_ms: 1,
+            group_by: vec!["model".into(), "team".into()],
+            rows: vec![UsageRow {
+                dims: vec![Some("a,\"b\"".into()), None],
+                sums: Sums {
+                    requests: 2,
+                    cost_usd: 3.45e-6,
+                    ..Sums::default()
+                },
+            }],
+            totals: Sums::default(),
+        };
+        let csv = report.to_csv();
+        let mut lines = csv.split("\r\n");
+        assert_eq!(
+            lines.next(),
+            Some(
+                "model,team,requests,errors,input_tokens,cached_input_tokens,\
+                 cache_write_input_tokens,output_tokens,reasoning_tokens,cost_usd,\
+                 unpriced_requests"
+            )
+        );
+        assert_eq!(
+            lines.next(),
+            Some(r#""a,""b""",,2,0,0,0,0,0,0,0.00000345,0"#)
+        );
+        assert_eq!(lines.next(), Some(""));
+        assert_eq!(lines.next(), None);
     }
 }

@@ -50,6 +50,33 @@ impl Dim {
     }
 }
 
+/// How a usage report is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    /// `text/csv`: header row, one line per row, no totals line.
+    Csv,
+}
+
+impl Format {
+    /// The `format=json|csv` parameter of a raw query string, if given.
+    pub fn of_query(raw: Option<&str>) -> Result<Option<Self>, String> {
+        let mut format = None;
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            if key == "format" {
+                format = Some(match value.as_ref() {
+                    "json" => Format::Json,
+                    "csv" => Format::Csv,
+                    other => {
+                        return Err(format!("format: unknown value {other:?}: use json or csv"))
+                    }
+                });
+            }
+        }
+        Ok(format)
+    }
+}
+
 /// A validated usage query over the half-open interval `[from_ms, to_ms)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageQuery {
@@ -71,6 +98,8 @@ impl UsageQuery {
             match key.as_ref() {
                 "from" => from = Some(parse_time("from", &value)?),
                 "to" => to = Some(parse_time("to", &value)?),
+                // The answer's format: see `Format::of_query`.
+                "format" => {}
                 "group_by" => {
                     for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                         let dim = Dim::parse(name)?;
@@ -169,6 +198,20 @@ mod tests {
                 (Dim::Tag("team".into()), "search".into())
             ]
         );
+    }
+
+    #[test]
+    fn format_parameter() {
+        assert_eq!(Format::of_query(None), Ok(None));
+        assert_eq!(Format::of_query(Some("group_by=team")), Ok(None));
+        assert_eq!(Format::of_query(Some("format=csv")), Ok(Some(Format::Csv)));
+        assert_eq!(
+            Format::of_query(Some("group_by=team&format=json")),
+            Ok(Some(Format::Json))
+        );
+        assert!(Format::of_query(Some("format=xlsx"))
+            .is_err_and(|e| e.contains("format") && e.contains("json or csv")));
+        assert!(UsageQuery::parse(Some("format=csv&group_by=team"), NOW).is_ok());
     }
 
     #[test]

@@ -286,7 +286,7 @@ async fn bad_queries_get_400_with_a_message() {
         ("group_by=team,Model", "unknown dimension"),
         ("from=last-week", "RFC 3339"),
         ("to=2026-13-01T00:00:00Z", "RFC 3339"),
-        ("filter.team=a%20b", "must match"),
+        ("filter.team=a%20b", "must be"),
         ("from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "after"),
         ("bogus=1", "unknown query parameter"),
     ] {
@@ -300,6 +300,10 @@ async fn bad_queries_get_400_with_a_message() {
 #[tokio::test]
 async fn usage_defaults_to_month_to_date_and_any_tag_groups() {
     let c = start();
+    let mut tagged = record("t1", "search", "gpt-4o", 1, 1);
+    tagged["tags"]["region"] = json!("eu");
+    tagged["ts"] = json!("2020-01-01T00:00:00Z");
+    c.ingest(vec![tagged]).await;
     let (status, body) = c.usage("group_by=region,day").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
@@ -484,4 +488,153 @@ async fn csv_by_parameter_or_accept_header() {
         text.contains("invalid_parameter") && text.contains("format"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn typos_in_dimensions_are_400_naming_the_parameter_and_the_valid_ones() {
+    let c = start();
+    let mut tagged = record("t1", "search", "gpt-4o", 1, 1);
+    tagged["tags"]["region"] = json!("eu");
+    c.ingest(vec![tagged]).await;
+    for (query, param, name) in [
+        ("group_by=teams", "group_by", "teams"),
+        ("group_by=team,Model", "group_by", "Model"),
+        ("group_by=regoin", "group_by", "regoin"),
+        ("filter.teams=search", "filter.teams", "teams"),
+        ("filter.label.=x", "filter.label.", "label."),
+        ("group_by=day&filter.modle=gpt-4o", "filter.modle", "modle"),
+    ] {
+        let (status, body) = c.usage(&format!("{MONTH}&{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_parameter", "{query}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{query}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("{param}: unknown dimension \"{name}\"")),
+            "{query}: {message}"
+        );
+        for valid in ["team", "requested_model", "week", "label.<name>", "region"] {
+            assert!(message.contains(valid), "{query} lists {valid}: {message}");
+        }
+    }
+    let (_, body) = c.usage(&format!("{MONTH}&group_by=teams")).await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("did you mean \"team\""), "{message}");
+    // Seen operator tags and canonical tags are valid, used or not.
+    for query in [
+        "group_by=region",
+        "filter.region=eu",
+        "group_by=cost_center,org",
+    ] {
+        let (status, body) = c.usage(&format!("{MONTH}&{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+    }
+    let (_, body) = c.usage(&format!("{MONTH}&filter.region=eu")).await;
+    assert_eq!(body["totals"]["requests"], 1);
+}
+
+/// A record at `ts` with a requested model and labels.
+fn timed(id: &str, ts: &str, requested: &str, feature: Option<&str>, input: u64) -> Value {
+    let mut r = record(id, "search", "gpt-4o-mini", input, 0);
+    r["ts"] = json!(ts);
+    r["requested_model"] = json!(requested);
+    if let Some(feature) = feature {
+        r["labels"] = json!({ "feature": feature });
+    }
+    r
+}
+
+fn column<'a>(body: &'a Value, dim: &str) -> Vec<(&'a Value, &'a Value)> {
+    body["rows"]
+        .as_array()
+        .map(|rows| rows.iter().map(|r| (&r[dim], &r["requests"])).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn group_by_hour_week_month_requested_model_and_labels() {
+    let c = start();
+    c.ingest(vec![
+        timed("h1", "2026-11-29T23:10:00Z", "fast", Some("summarize"), 10),
+        timed("h2", "2026-11-29T23:50:00Z", "fast", Some("chat"), 10),
+        timed("h3", "2026-11-30T00:20:00Z", "smart", Some("summarize"), 10),
+        timed("h4", "2026-12-01T05:00:00Z", "smart", None, 10),
+    ])
+    .await;
+    let range = "from=2026-11-01T00:00:00Z&to=2027-01-01T00:00:00Z";
+    let c = &c;
+    let usage = |group: &str| {
+        let q = format!("{range}&{group}");
+        async move { c.usage(&q).await }
+    };
+    let (status, body) = usage("group_by=hour").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut hours = column(&body, "hour");
+    hours.sort_by_key(|(h, _)| h.as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        hours,
+        vec![
+            (&json!("2026-11-29T23:00:00Z"), &json!(2)),
+            (&json!("2026-11-30T00:00:00Z"), &json!(1)),
+            (&json!("2026-12-01T05:00:00Z"), &json!(1)),
+        ]
+    );
+    // 2026-11-29 is a Sunday (ISO week 48); 2026-11-30 a Monday (week 49).
+    let (_, body) = usage("group_by=week").await;
+    let mut weeks = column(&body, "week");
+    weeks.sort_by_key(|(w, _)| w.as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        weeks,
+        vec![
+            (&json!("2026-W48"), &json!(2)),
+            (&json!("2026-W49"), &json!(2))
+        ]
+    );
+    let (_, body) = usage("group_by=month").await;
+    let mut months = column(&body, "month");
+    months.sort_by_key(|(m, _)| m.as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        months,
+        vec![
+            (&json!("2026-11"), &json!(3)),
+            (&json!("2026-12"), &json!(1))
+        ]
+    );
+    let (_, body) = usage("group_by=requested_model").await;
+    let mut requested = column(&body, "requested_model");
+    requested.sort_by_key(|(m, _)| m.as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        requested,
+        vec![(&json!("fast"), &json!(2)), (&json!("smart"), &json!(2))]
+    );
+    let (_, body) = usage("group_by=label.feature").await;
+    let mut features = column(&body, "label.feature");
+    features.sort_by_key(|(f, _)| f.as_str().unwrap_or("~").to_owned());
+    assert_eq!(
+        features,
+        vec![
+            (&json!("chat"), &json!(1)),
+            (&json!("summarize"), &json!(2)),
+            (&Value::Null, &json!(1)),
+        ]
+    );
+    // With filters, alone and mixed with rollup dimensions.
+    let (_, body) = usage("group_by=week&filter.label.feature=summarize").await;
+    let mut weeks = column(&body, "week");
+    weeks.sort_by_key(|(w, _)| w.as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        weeks,
+        vec![
+            (&json!("2026-W48"), &json!(1)),
+            (&json!("2026-W49"), &json!(1))
+        ]
+    );
+    let (_, body) = usage("group_by=team&filter.requested_model=smart&filter.month=2026-11").await;
+    assert_eq!(body["totals"]["requests"], 1, "{body}");
+    assert_eq!(body["rows"][0]["team"], "search");
+    let (_, body) = usage("filter.hour=2026-11-29T23:00:00Z").await;
+    assert_eq!(body["totals"]["requests"], 2, "{body}");
+    assert_eq!(body["totals"]["input_tokens"], 20, "{body}");
+    let (_, body) = usage("group_by=label.feature&filter.week=2026-W49").await;
+    assert_eq!(body["totals"]["requests"], 2, "{body}");
 }

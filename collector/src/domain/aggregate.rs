@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::record::PricedRecord;
-use super::time::{day_of, floor_hour, format_rfc3339_ms};
+use super::time::{day_of, floor_hour, format_rfc3339_ms, hour_of, month_of, week_of};
 use super::usage_query::{Dim, UsageQuery};
 
 /// Counters summed per group. Costs of unpriced records count as 0 and are
@@ -133,14 +133,20 @@ impl Serialize for Usd {
 }
 
 /// The grouping key of a slice: everything a dimension can read.
+/// `requested_model` and `labels` are only known to slices read from raw
+/// records (`None` otherwise: queries that need them read raw records only).
 #[derive(Debug, Clone, Copy)]
 pub struct Slice<'a> {
+    /// The start of the slice's period (its hour or day; 0 when the query
+    /// has no time dimension).
     pub hour_ms: i64,
     pub key_id: &'a str,
     pub tags: &'a BTreeMap<String, String>,
     pub model: Option<&'a str>,
     pub provider: &'a str,
     pub operation: &'a str,
+    pub requested_model: Option<&'a str>,
+    pub labels: Option<&'a BTreeMap<String, String>>,
 }
 
 impl<'a> Slice<'a> {
@@ -153,6 +159,8 @@ impl<'a> Slice<'a> {
             model: r.model.as_deref(),
             provider: &r.provider,
             operation: &r.operation,
+            requested_model: r.requested_model.as_deref(),
+            labels: Some(&r.labels),
         }
     }
 
@@ -161,9 +169,14 @@ impl<'a> Slice<'a> {
             Dim::Tag(tag) => self.tags.get(tag).cloned(),
             Dim::KeyId => Some(self.key_id.to_owned()),
             Dim::Model => self.model.map(str::to_owned),
+            Dim::RequestedModel => self.requested_model.map(str::to_owned),
             Dim::Provider => Some(self.provider.to_owned()),
             Dim::Operation => Some(self.operation.to_owned()),
             Dim::Day => Some(day_of(self.hour_ms)),
+            Dim::Hour => Some(hour_of(self.hour_ms)),
+            Dim::Week => Some(week_of(self.hour_ms)),
+            Dim::Month => Some(month_of(self.hour_ms)),
+            Dim::Label(label) => self.labels.and_then(|l| l.get(label)).cloned(),
         }
     }
 
@@ -174,7 +187,7 @@ impl<'a> Slice<'a> {
             Dim::Model => self.model == Some(wanted),
             Dim::Provider => self.provider == wanted,
             Dim::Operation => self.operation == wanted,
-            Dim::Day => day_of(self.hour_ms) == wanted,
+            other => self.value(other).is_some_and(|v| v == wanted),
         }
     }
 }
@@ -226,12 +239,7 @@ impl<'q> Aggregator<'q> {
         UsageReport {
             from_ms: self.query.from_ms,
             to_ms: self.query.to_ms,
-            group_by: self
-                .query
-                .group_by
-                .iter()
-                .map(|d| d.name().to_owned())
-                .collect(),
+            group_by: self.query.group_by.iter().map(Dim::name).collect(),
             rows,
             totals,
         }

@@ -454,11 +454,11 @@ async fn csv_by_parameter_or_accept_header() {
         record("c3", "growth", "gpt-4o-mini", 1_000_000, 0),
     ])
     .await;
-    let expected = "team,model,requests,errors,input_tokens,cached_input_tokens,\
+    let expected = "team,model,requests,errors,denied,input_tokens,cached_input_tokens,\
                     cache_write_input_tokens,output_tokens,reasoning_tokens,cost_usd,\
                     unpriced_requests\r\n\
-                    search,gpt-4o,1,0,1000000,0,0,0,0,2.5,0\r\n\
-                    growth,gpt-4o-mini,2,0,2000000,0,0,0,0,0.3,0\r\n";
+                    search,gpt-4o,1,0,0,1000000,0,0,0,0,2.5,0\r\n\
+                    growth,gpt-4o-mini,2,0,0,2000000,0,0,0,0,0.3,0\r\n";
     let query = format!("{MONTH}&group_by=team,model");
     let (status, content_type, by_param) = c.usage_raw(&format!("{query}&format=csv"), &[]).await;
     assert_eq!(status, StatusCode::OK, "{by_param}");
@@ -637,4 +637,53 @@ async fn group_by_hour_week_month_requested_model_and_labels() {
     assert_eq!(body["totals"]["input_tokens"], 20, "{body}");
     let (_, body) = usage("group_by=label.feature&filter.week=2026-W49").await;
     assert_eq!(body["totals"]["requests"], 2, "{body}");
+}
+
+#[tokio::test]
+async fn refused_calls_count_as_denied_requests_and_errors() {
+    let c = start();
+    let refused = |id: &str, team: &str, status: u16, code: &str| {
+        let mut r = record(id, team, "gpt-4o", 0, 0);
+        r["status"] = json!(status);
+        r["error"] = json!(code);
+        r
+    };
+    let mut upstream_429 = record("u429", "search", "gpt-4o", 0, 0);
+    upstream_429["status"] = json!(429);
+    let (_, body) = c
+        .ingest(vec![
+            record("ok", "search", "gpt-4o", 10, 10),
+            refused("d1", "search", 401, "invalid_api_key"),
+            refused("d2", "search", 402, "budget_exceeded"),
+            refused("d3", "growth", 429, "rate_limit_exceeded"),
+            refused("d4", "growth", 503, "caps_unavailable"),
+            upstream_429,
+        ])
+        .await;
+    assert_eq!(body["accepted"], 6, "{body}");
+    let (status, body) = c.usage(&format!("{MONTH}&group_by=team")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let totals = &body["totals"];
+    assert_eq!(
+        (&totals["requests"], &totals["errors"], &totals["denied"]),
+        (&json!(6), &json!(5), &json!(4)),
+        "{body}"
+    );
+    for row in body["rows"].as_array().into_iter().flatten() {
+        let expected = if row["team"] == "search" {
+            (4, 3, 2)
+        } else {
+            (2, 2, 2)
+        };
+        assert_eq!(
+            (&row["requests"], &row["errors"], &row["denied"]),
+            (&json!(expected.0), &json!(expected.1), &json!(expected.2)),
+            "{row}"
+        );
+    }
+    let (_, _, csv) = c
+        .usage_raw(&format!("{MONTH}&group_by=team&format=csv"), &[])
+        .await;
+    assert!(csv.starts_with("team,requests,errors,denied,"), "{csv}");
+    assert!(csv.contains("\r\ngrowth,2,2,2,0,"), "{csv}");
 }

@@ -19,6 +19,9 @@ use super::usage_query::{Dim, UsageQuery};
 pub struct Sums {
     pub requests: i64,
     pub errors: i64,
+    /// Calls the gateway refused (`UsageRecord::is_denied`); they also
+    /// count in `requests` and `errors`.
+    pub denied: i64,
     pub input_tokens: i64,
     pub cached_input_tokens: i64,
     pub cache_write_input_tokens: i64,
@@ -37,6 +40,7 @@ impl Sums {
         Self {
             requests: 1,
             errors: i64::from(r.is_error()),
+            denied: i64::from(r.is_denied()),
             input_tokens: int(r.tokens.input),
             cached_input_tokens: int(r.tokens.cached_input),
             cache_write_input_tokens: int(r.tokens.cache_write_input),
@@ -50,6 +54,7 @@ impl Sums {
     pub fn add(&mut self, other: &Sums) {
         self.requests += other.requests;
         self.errors += other.errors;
+        self.denied += other.denied;
         self.input_tokens += other.input_tokens;
         self.cached_input_tokens += other.cached_input_tokens;
         self.cache_write_input_tokens += other.cache_write_input_tokens;
@@ -60,9 +65,10 @@ impl Sums {
     }
 
     /// The counter columns, in answer order (JSON keys and CSV header).
-    pub const COLUMNS: [&'static str; 9] = [
+    pub const COLUMNS: [&'static str; 10] = [
         "requests",
         "errors",
+        "denied",
         "input_tokens",
         "cached_input_tokens",
         "cache_write_input_tokens",
@@ -73,10 +79,11 @@ impl Sums {
     ];
 
     /// The counters in `COLUMNS` order, as text; the cost in plain decimals.
-    pub fn column_texts(&self) -> [String; 9] {
+    pub fn column_texts(&self) -> [String; 10] {
         [
             self.requests.to_string(),
             self.errors.to_string(),
+            self.denied.to_string(),
             self.input_tokens.to_string(),
             self.cached_input_tokens.to_string(),
             self.cache_write_input_tokens.to_string(),
@@ -90,6 +97,7 @@ impl Sums {
     fn serialize_into<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
         map.serialize_entry("requests", &self.requests)?;
         map.serialize_entry("errors", &self.errors)?;
+        map.serialize_entry("denied", &self.denied)?;
         map.serialize_entry("input_tokens", &self.input_tokens)?;
         map.serialize_entry("cached_input_tokens", &self.cached_input_tokens)?;
         map.serialize_entry("cache_write_input_tokens", &self.cache_write_input_tokens)?;
@@ -368,6 +376,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn denied_records_count_in_requests_errors_and_denied() {
+        use crate::domain::record::UsageRecord;
+        let priced = |status: u16, error: Option<&str>| PricedRecord {
+            record: UsageRecord {
+                status,
+                error: error.map(str::to_owned),
+                ..UsageRecord::bare("x", 0)
+            },
+            cost_usd: None,
+            price_version: String::new(),
+        };
+        let mut sums = Sums::default();
+        for (status, code) in [
+            (401, "invalid_api_key"),
+            (429, "rate_limit_exceeded"),
+            (402, "budget_exceeded"),
+            (503, "caps_unavailable"),
+        ] {
+            sums.add(&Sums::of_record(&priced(status, Some(code))));
+        }
+        // An upstream 429 or a cut stream is an error, not a refusal.
+        sums.add(&Sums::of_record(&priced(429, None)));
+        sums.add(&Sums::of_record(&priced(200, Some("stream_cut"))));
+        sums.add(&Sums::of_record(&priced(200, None)));
+        assert_eq!((sums.requests, sums.errors, sums.denied), (7, 6, 4));
+    }
+
+    #[test]
     fn costs_are_plain_decimals() {
         assert_eq!(usd_text(3.45e-6), "0.00000345");
         assert_eq!(usd_text(0.0), "0.0");
@@ -406,14 +442,14 @@ mod tests {
         assert_eq!(
             lines.next(),
             Some(
-                "model,team,requests,errors,input_tokens,cached_input_tokens,\
+                "model,team,requests,errors,denied,input_tokens,cached_input_tokens,\
                  cache_write_input_tokens,output_tokens,reasoning_tokens,cost_usd,\
                  unpriced_requests"
             )
         );
         assert_eq!(
             lines.next(),
-            Some(r#""a,""b""",,2,0,0,0,0,0,0,0.00000345,0"#)
+            Some(r#""a,""b""",,2,0,0,0,0,0,0,0,0.00000345,0"#)
         );
         assert_eq!(lines.next(), Some(""));
         assert_eq!(lines.next(), None);

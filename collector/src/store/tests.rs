@@ -649,6 +649,69 @@ pub async fn time_and_record_dimensions_are_exact(store: &dyn Store) {
     );
 }
 
+/// Refused calls (every refusal code) count in `denied`, `requests` and
+/// `errors`, from raw records, hourly and daily rollups alike; other errors
+/// do not count as denied.
+pub async fn refusals_count_as_denied(store: &dyn Store) {
+    let base = ts("2026-11-20T00:00:00Z");
+    let codes = [
+        Some("invalid_api_key"),
+        Some("rate_limit_exceeded"),
+        Some("budget_exceeded"),
+        Some("caps_unavailable"),
+        Some("no_response"),
+        None,
+    ];
+    let records: Vec<_> = (0..240i64)
+        .map(|i| {
+            let mut r = rec(
+                &format!("x{i}"),
+                base + i * 1_234_567,
+                "k",
+                Some("t"),
+                None,
+                0,
+                None,
+            );
+            r.record.error = codes[(i % 6) as usize].map(str::to_owned);
+            r.record.status = [401, 429, 402, 503, 499, 200][(i % 6) as usize];
+            r
+        })
+        .collect();
+    for chunk in records.chunks(30) {
+        store.insert_batch(chunk.to_vec()).await.expect("insert");
+    }
+    for (from, to) in [
+        ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+        ("2026-11-20T05:30:00Z", "2026-11-22T17:23:45Z"),
+        ("2026-11-21T10:10:00Z", "2026-11-21T10:50:00Z"),
+    ] {
+        let (f, t) = (ts(from), ts(to));
+        for group_by in ["key_id", "hour", "label.x"] {
+            let report = store.usage(query(f, t, group_by, "")).await.expect("usage");
+            let expected = expected_totals(&records, f, t);
+            assert_sums_eq(
+                &report.totals,
+                &expected,
+                &format!("{group_by} {from}..{to}"),
+            );
+        }
+    }
+    let all = store
+        .usage(query(
+            ts("2026-11-01T00:00:00Z"),
+            ts("2026-12-01T00:00:00Z"),
+            "team",
+            "",
+        ))
+        .await
+        .expect("usage");
+    assert_eq!(
+        (all.totals.requests, all.totals.errors, all.totals.denied),
+        (240, 200, 160)
+    );
+}
+
 /// Instantiates the suite for one backend. `$open` evaluates to
 /// `(Arc<dyn Store>, guard)`; the guard (e.g. a temp dir) lives for the test.
 macro_rules! store_suite {
@@ -684,6 +747,12 @@ macro_rules! store_suite {
             async fn time_and_record_dimensions_are_exact() {
                 let (store, _guard) = $open;
                 super::time_and_record_dimensions_are_exact(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn refusals_count_as_denied() {
+                let (store, _guard) = $open;
+                super::refusals_count_as_denied(&*store).await;
             }
 
             #[tokio::test]

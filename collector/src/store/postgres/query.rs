@@ -16,25 +16,28 @@ use crate::store::{
     group_partials, group_record_partials, plan_segments, RecordKey, Series, Source, StoreError,
 };
 
-/// The nine sums of a segment query, over raw records or over rollup rows.
+/// The ten sums of a segment query, over raw records or over rollup rows:
+/// the `Sums` fields in order, `denied` last (migration 4).
 /// `sum(bigint)` is numeric in PostgreSQL, hence the casts back to int8.
 const RAW_SUMS: &str = "count(*), count(*) FILTER (WHERE status >= 400 OR error IS NOT NULL), \
      sum(input_tokens)::int8, sum(cached_input_tokens)::int8, \
      sum(cache_write_input_tokens)::int8, sum(output_tokens)::int8, \
      sum(reasoning_tokens)::int8, coalesce(sum(cost_usd), 0.0), \
-     count(*) FILTER (WHERE cost_usd IS NULL)";
+     count(*) FILTER (WHERE cost_usd IS NULL), \
+     count(*) FILTER (WHERE error IN ('invalid_api_key', 'rate_limit_exceeded', \
+     'budget_exceeded', 'caps_unavailable'))";
 
 const ROLLUP_SUMS: &str = "sum(requests)::int8, sum(errors)::int8, sum(input_tokens)::int8, \
      sum(cached_input_tokens)::int8, sum(cache_write_input_tokens)::int8, \
      sum(output_tokens)::int8, sum(reasoning_tokens)::int8, sum(cost_usd), \
-     sum(unpriced_requests)::int8";
+     sum(unpriced_requests)::int8, sum(denied)::int8";
 
 /// Daily rows by day: each row is one (series, day) already, so they are
 /// read as they are (grouping thousands of them in the database costs more
 /// than sending them: the aggregate states outgrow `work_mem` and spill).
 const DAILY_ROWS: &str = "SELECT series_id, day_ms, requests, errors, \
      input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, \
-     reasoning_tokens, cost_usd, unpriced_requests \
+     reasoning_tokens, cost_usd, unpriced_requests, denied \
      FROM usage_daily WHERE day_ms >= $1 AND day_ms < $2";
 
 /// The query of one segment; every one answers series_id, period start (see
@@ -75,7 +78,7 @@ fn detailed_sql(period: Option<i64>) -> String {
     };
     format!(
         "SELECT series_id, {start}, {RAW_SUMS}, requested_model, labels \
-         FROM {RAW_RECORDS} GROUP BY 1, 2, 12, 13"
+         FROM {RAW_RECORDS} GROUP BY 1, 2, 13, 14"
     )
 }
 
@@ -132,8 +135,8 @@ async fn detailed_usage(
         let key = (
             row.try_get(0)?,
             row.try_get(1)?,
-            row.try_get(11)?,
             row.try_get(12)?,
+            row.try_get(13)?,
         );
         partials.entry(key).or_default().add(&sums_of(&row)?);
     }
@@ -153,6 +156,7 @@ fn sums_of(row: &Row) -> Result<Sums, tokio_postgres::Error> {
         reasoning_tokens: row.try_get(8)?,
         cost_usd: row.try_get(9)?,
         unpriced_requests: row.try_get(10)?,
+        denied: row.try_get(11)?,
     })
 }
 

@@ -23,14 +23,17 @@ const SELECT_SPANS: &str =
 
 const SELECT_RAW: &str = "SELECT series_id, ts_ms, 1, (status >= 400 OR error IS NOT NULL), \
      input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, \
-     reasoning_tokens, coalesce(cost_usd, 0.0), (cost_usd IS NULL) \
+     reasoning_tokens, coalesce(cost_usd, 0.0), (cost_usd IS NULL), \
+     coalesce(error IN ('invalid_api_key', 'rate_limit_exceeded', 'budget_exceeded', \
+     'caps_unavailable'), 0) \
      FROM records WHERE rowid >= ?1 AND rowid <= ?2 AND ts_ms >= ?3 AND ts_ms < ?4";
 
 /// `SELECT_RAW` with the two record-only dimensions after the sums.
 const SELECT_RAW_DETAILED: &str = "SELECT series_id, ts_ms, 1, \
      (status >= 400 OR error IS NOT NULL), input_tokens, cached_input_tokens, \
      cache_write_input_tokens, output_tokens, reasoning_tokens, coalesce(cost_usd, 0.0), \
-     (cost_usd IS NULL), requested_model, labels \
+     (cost_usd IS NULL), coalesce(error IN ('invalid_api_key', 'rate_limit_exceeded', \
+     'budget_exceeded', 'caps_unavailable'), 0), requested_model, labels \
      FROM records WHERE rowid >= ?1 AND rowid <= ?2 AND ts_ms >= ?3 AND ts_ms < ?4";
 
 /// Two spans this close (in rowids) are read as one range: scanning a few
@@ -113,8 +116,8 @@ pub(super) fn scan_detailed(
                 series_id: row.get(0)?,
                 ts_ms: row.get(1)?,
                 sums: sums_at(row, 2)?,
-                requested_model: row.get(11)?,
-                labels: row.get(12)?,
+                requested_model: row.get(12)?,
+                labels: row.get(13)?,
             });
         }
     }

@@ -41,8 +41,7 @@ fn start() -> Collector {
         admin: Some("admin-secret".into()),
     };
     let store = store::open(&url).expect("open store");
-    let state = AppState::new(store, PriceTable::embedded().expect("prices"), tokens)
-        .with_caps_poll_ms(1500);
+    let state = AppState::new(store, PriceTable::embedded().expect("prices"), tokens);
     Collector {
         router: app(state),
         _dir: dir,
@@ -393,7 +392,12 @@ async fn spend_raises_flags_soft_then_hard_and_budget_changes_lift_them() {
     assert_eq!(quiet.status, StatusCode::CREATED);
 
     let empty = c.caps().await;
-    assert_eq!(empty.json["poll_interval_ms"], 1500);
+    // No `poll_interval_ms`: gateways poll at their own configured interval.
+    assert!(
+        empty.json.get("poll_interval_ms").is_none(),
+        "{}",
+        empty.json
+    );
     assert!(empty.json["generated_at"]
         .as_str()
         .is_some_and(|t| t.ends_with('Z')));

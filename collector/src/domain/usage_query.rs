@@ -253,8 +253,8 @@ impl UsageQuery {
                         param: other.to_owned(),
                         name: name.to_owned(),
                     })?;
-                    check_filter_value(&dim, other, &value)?;
-                    filters.push((dim, value.into_owned()));
+                    let value = filter_value(&dim, other, &value)?;
+                    filters.push((dim, value));
                 }
             }
         }
@@ -306,19 +306,25 @@ impl UsageQuery {
     }
 }
 
-/// Every stored dimension value obeys the tag-value rule except model
-/// names, which are free-form; a time dimension must look like its values.
-fn check_filter_value(dim: &Dim, param: &str, value: &str) -> Result<(), QueryError> {
+/// The value a filter compares with, checked: every stored dimension value
+/// obeys the tag-value rule except model names, which are free-form; a time
+/// dimension must look like its values, and an hour given with any offset
+/// is compared in its UTC form (`2026-11-24T07:00:00+01:00` is
+/// `2026-11-24T06:00:00Z`).
+fn filter_value(dim: &Dim, param: &str, value: &str) -> Result<String, QueryError> {
     let ok = match dim {
         Dim::Model | Dim::RequestedModel => !value.is_empty(),
         Dim::Day => parse_date(value).is_some(),
-        Dim::Hour => parse_rfc3339_ms(value).is_some_and(|ms| ms.rem_euclid(HOUR_MS) == 0),
+        Dim::Hour => match parse_rfc3339_ms(value) {
+            Some(ms) if ms.rem_euclid(HOUR_MS) == 0 => return Ok(format_rfc3339_ms(ms)),
+            _ => false,
+        },
         Dim::Week => is_iso_week(value),
         Dim::Month => is_month(value),
         _ => is_tag_value(value),
     };
     if ok {
-        return Ok(());
+        return Ok(value.to_owned());
     }
     let shape = match dim {
         Dim::Model | Dim::RequestedModel => "a non-empty model name",
@@ -457,6 +463,9 @@ mod tests {
             (Dim::Label("feature".into()), "summarize".into())
         );
         assert_eq!(q.filters[1], (Dim::RequestedModel, "gpt-4o mini".into()));
+        let h = UsageQuery::parse(Some("filter.hour=2026-11-24T07:00:00.000%2B01:00"), NOW)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.filters, vec![(Dim::Hour, "2026-11-24T06:00:00Z".into())]);
         assert_eq!(q.period_ms(), Some(HOUR_MS));
         assert!(q.needs_records());
         let names: Vec<String> = q.group_by.iter().map(Dim::name).collect();

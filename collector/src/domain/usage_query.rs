@@ -73,21 +73,20 @@ impl Dim {
     }
 
     pub fn name(&self) -> String {
-        match self {
-            Dim::Tag(tag) => tag.clone(),
-            Dim::Label(label) => format!("label.{label}"),
-            other => String::from(match other {
-                Dim::KeyId => "key_id",
-                Dim::Model => "model",
-                Dim::RequestedModel => "requested_model",
-                Dim::Provider => "provider",
-                Dim::Operation => "operation",
-                Dim::Day => "day",
-                Dim::Hour => "hour",
-                Dim::Week => "week",
-                _ => "month",
-            }),
-        }
+        let fixed = match self {
+            Dim::Tag(tag) => return tag.clone(),
+            Dim::Label(label) => return format!("label.{label}"),
+            Dim::KeyId => "key_id",
+            Dim::Model => "model",
+            Dim::RequestedModel => "requested_model",
+            Dim::Provider => "provider",
+            Dim::Operation => "operation",
+            Dim::Day => "day",
+            Dim::Hour => "hour",
+            Dim::Week => "week",
+            Dim::Month => "month",
+        };
+        fixed.to_owned()
     }
 
     /// An operator tag: valid only if the store has seen it.
@@ -480,6 +479,17 @@ mod tests {
             UsageQuery::parse(Some("group_by=team"), NOW).map(|q| q.period_ms()),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn every_fixed_dimension_parses_and_names_itself() {
+        for name in FIXED_DIMS
+            .iter()
+            .copied()
+            .chain(["label.feature", "region"])
+        {
+            assert_eq!(Dim::parse(name).map(|d| d.name()), Some(name.to_owned()));
+        }
     }
 
     #[test]

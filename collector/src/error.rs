@@ -11,10 +11,15 @@ use crate::store::StoreError;
 
 #[derive(Debug)]
 pub enum AppError {
-    /// Missing or wrong bearer token.
+    /// Missing or unknown bearer token.
     Unauthorized,
+    /// A known token whose role may not call this route.
+    Forbidden,
     /// The request itself is malformed (bad JSON, bad query).
     BadRequest(String),
+    /// A query parameter names something that does not exist (a typo in a
+    /// dimension name): the message names it and lists the valid ones.
+    InvalidParameter(String),
     /// No such resource (e.g. an unknown budget id).
     NotFound(String),
     /// The resource already exists (e.g. creating a budget id twice).
@@ -37,10 +42,26 @@ impl AppError {
                 "invalid_token",
                 String::from("missing or invalid bearer token"),
             ),
+            AppError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "insufficient_role",
+                String::from(
+                    "this bearer token is valid but its role may not call this endpoint \
+                     (ingest token: POST /v1/records; read token: GET /v1/usage, /v1/caps, \
+                     budget reads; admin token: budget reads and writes)",
+                ),
+            ),
             AppError::BadRequest(m) => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "bad_request",
+                m.clone(),
+            ),
+            AppError::InvalidParameter(m) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_parameter",
                 m.clone(),
             ),
             AppError::NotFound(m) => (
@@ -155,6 +176,7 @@ mod tests {
     #[test]
     fn request_errors_map_to_4xx() {
         assert_eq!(status_of(AppError::Unauthorized), StatusCode::UNAUTHORIZED);
+        assert_eq!(status_of(AppError::Forbidden), StatusCode::FORBIDDEN);
         assert_eq!(
             status_of(AppError::BadRequest("x".into())),
             StatusCode::BAD_REQUEST

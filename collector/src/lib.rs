@@ -31,11 +31,19 @@ pub use crate::state::{AppState, Tokens};
 pub fn app(state: AppState) -> Router {
     let tokens = &state.tokens;
     let guard = |allowed: AnyToken| from_fn_with_state(allowed, require_token);
-    let ingest = AnyToken::one(tokens.ingest.clone());
-    let read = AnyToken::one(tokens.read.clone());
+    let known = [
+        tokens.ingest.clone(),
+        tokens.read.clone(),
+        tokens.admin.clone(),
+    ];
+    let only = |allowed: &[&Option<String>]| {
+        AnyToken::new(allowed.iter().map(|t| (*t).clone()).collect(), &known)
+    };
+    let ingest = only(&[&tokens.ingest]);
+    let read = only(&[&tokens.read]);
     // Budget reads take the read or the admin token; writes only admin.
-    let budget_read = AnyToken(vec![tokens.read.clone(), tokens.admin.clone()]);
-    let admin = AnyToken::one(tokens.admin.clone());
+    let budget_read = only(&[&tokens.read, &tokens.admin]);
+    let admin = only(&[&tokens.admin]);
 
     let records = Router::new()
         .route("/v1/records", post(http::records::post_records))

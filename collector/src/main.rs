@@ -73,7 +73,6 @@ async fn run(settings: Settings) -> Result<(), String> {
         "listening on {local}"
     );
     let state = AppState::new(store.clone(), prices, tokens)
-        .with_caps_poll_ms(settings.caps_poll_ms)
         .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024));
     let limits = Limits {
         header_timeout: Duration::from_millis(settings.header_timeout_ms),

@@ -11,8 +11,6 @@ use crate::service::ingest::DEFAULT_INGEST_MEMORY_MB;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/aispend.db";
-/// How often gateways are told to poll `GET /v1/caps`.
-pub const DEFAULT_CAPS_POLL_MS: u64 = 2000;
 /// A request head must arrive within this of its first byte; a body may not
 /// stall longer.
 pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
@@ -31,7 +29,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 (POST /v1/records), prices them, stores them and answers GET /v1/usage.\n\n\
 Every setting can be given as a flag, as an AISPEND_* environment variable, or in a TOML \
 file passed with --config (keys: listen, database_url, ingest_token, read_token, \
-admin_token, prices, caps_poll_ms, insecure_no_auth, log_format, log_level, \
+admin_token, prices, insecure_no_auth, log_format, log_level, \
 header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
@@ -78,10 +76,6 @@ pub struct Cli {
     /// replacing the embedded table.
     #[arg(long, env = "AISPEND_PRICES", value_name = "FILE")]
     pub prices: Option<PathBuf>,
-    /// poll_interval_ms that GET /v1/caps tells gateways [default: 2000].
-    #[arg(long, env = "AISPEND_CAPS_POLL_MS", value_name = "MS",
-          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
-    pub caps_poll_ms: Option<u64>,
     /// Allow unset tokens: the matching endpoints are then open to anyone.
     /// (environment: 1/true/yes enable it, 0/false/no/empty do not).
     #[arg(
@@ -132,7 +126,6 @@ pub struct FileSettings {
     pub read_token: Option<String>,
     pub admin_token: Option<String>,
     pub prices: Option<PathBuf>,
-    pub caps_poll_ms: Option<u64>,
     pub insecure_no_auth: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
@@ -151,7 +144,6 @@ pub struct Settings {
     pub read_token: Option<String>,
     pub admin_token: Option<String>,
     pub prices: Option<PathBuf>,
-    pub caps_poll_ms: u64,
     pub log_format: LogFormat,
     /// `None`: `RUST_LOG`, else info.
     pub log_level: Option<String>,
@@ -192,10 +184,6 @@ impl Settings {
             read_token: non_empty(cli.read_token.or(file.read_token)),
             admin_token: non_empty(cli.admin_token.or(file.admin_token)),
             prices: cli.prices.or(file.prices),
-            caps_poll_ms: cli
-                .caps_poll_ms
-                .or(file.caps_poll_ms)
-                .unwrap_or(DEFAULT_CAPS_POLL_MS),
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             log_level: non_empty(cli.log_level.or(file.log_level)),
             header_timeout_ms: cli
@@ -270,27 +258,16 @@ mod tests {
         assert_eq!(s.listen, DEFAULT_LISTEN);
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(s.ingest_token.as_deref(), Some("i"));
-        assert_eq!(s.caps_poll_ms, DEFAULT_CAPS_POLL_MS);
     }
 
     #[test]
-    fn caps_poll_interval_from_flag_or_file() {
-        let file: FileSettings = toml::from_str("caps_poll_ms = 500").expect("toml");
-        let s = Settings::merge(cli(&TOKENS), file).expect("ok");
-        assert_eq!(s.caps_poll_ms, 500);
-        let mut args = TOKENS.to_vec();
-        args.extend(["--caps-poll-ms", "750"]);
-        let file: FileSettings = toml::from_str("caps_poll_ms = 500").expect("toml");
-        assert_eq!(
-            Settings::merge(cli(&args), file).expect("ok").caps_poll_ms,
-            750
-        );
-        let mut args = vec!["aispend-collector", "--caps-poll-ms", "0"];
+    fn the_removed_caps_poll_setting_is_refused_not_ignored() {
+        // `--caps-poll-ms` set the `poll_interval_ms` of GET /v1/caps, which
+        // no gateway read (the filter polls at its own `caps.poll_interval_ms`).
+        let mut args = vec!["aispend-collector", "--caps-poll-ms", "500"];
         args.extend_from_slice(&TOKENS);
-        assert!(
-            Cli::try_parse_from(args).is_err(),
-            "0 ms would hammer the collector"
-        );
+        assert!(Cli::try_parse_from(args).is_err());
+        assert!(toml::from_str::<FileSettings>("caps_poll_ms = 500").is_err());
     }
 
     #[test]

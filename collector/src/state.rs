@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::domain::pricing::PriceTable;
 use crate::metrics::Metrics;
-use crate::service::caps::{Caps, DEFAULT_POLL_INTERVAL_MS};
+use crate::service::caps::Caps;
 use crate::service::ingest::IngestGate;
 use crate::store::{Store, StoreError};
 
@@ -53,15 +53,9 @@ impl AppState {
             prices: Arc::new(prices),
             tokens,
             metrics: Arc::new(Metrics::default()),
-            caps: Arc::new(Caps::new(DEFAULT_POLL_INTERVAL_MS)),
+            caps: Arc::new(Caps::new()),
             ingest_gate: Arc::new(IngestGate::default()),
         }
-    }
-
-    /// Sets the `poll_interval_ms` that `GET /v1/caps` tells gateways.
-    pub fn with_caps_poll_ms(mut self, poll_interval_ms: u64) -> Self {
-        self.caps = Arc::new(Caps::new(poll_interval_ms));
-        self
     }
 
     /// Sets how many bytes of ingest bodies may be held at once.

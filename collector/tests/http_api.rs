@@ -235,15 +235,40 @@ async fn unknown_models_are_kept_unpriced_and_counted() {
 async fn tokens_are_required_and_scoped() {
     let c = start();
     let body = || Body::from(json!({"records": [record("x", "t", "gpt-4o", 1, 1)]}).to_string());
-    for auth in [None, Some("Bearer wrong"), Some(READ)] {
+    for auth in [None, Some("Bearer wrong"), Some("ingest-secret")] {
         let (status, text) = c.call("POST", "/v1/records", auth, body()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
         let v: Value = serde_json::from_str(&text).expect("json error body");
         assert_eq!(v["error"]["type"], "authentication_error");
+        assert_eq!(v["error"]["code"], "invalid_token");
     }
-    for auth in [None, Some("Bearer wrong"), Some(INGEST)] {
+    for auth in [None, Some("Bearer wrong")] {
         let (status, _) = c.call("GET", "/v1/usage", auth, Body::empty()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    // A known token of the wrong role is 403 and says so.
+    for (method, uri, auth) in [
+        ("POST", "/v1/records", READ),
+        ("GET", "/v1/usage", INGEST),
+        ("GET", "/v1/caps", INGEST),
+        ("POST", "/v1/records", "Bearer admin-secret"),
+    ] {
+        let b = if method == "POST" {
+            body()
+        } else {
+            Body::empty()
+        };
+        let (status, text) = c.call(method, uri, Some(auth), b).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri} with {auth}");
+        let v: Value = serde_json::from_str(&text).expect("json error body");
+        assert_eq!(v["error"]["code"], "insufficient_role", "{text}");
+        assert_eq!(v["error"]["type"], "permission_error", "{text}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("role")),
+            "{text}"
+        );
     }
     // Nothing was stored by the refused calls.
     assert_eq!(c.usage(MONTH).await.1["totals"]["requests"], 0);
@@ -261,7 +286,7 @@ async fn bad_queries_get_400_with_a_message() {
         ("group_by=team,Model", "unknown dimension"),
         ("from=last-week", "RFC 3339"),
         ("to=2026-13-01T00:00:00Z", "RFC 3339"),
-        ("filter.team=a%20b", "must match"),
+        ("filter.team=a%20b", "must be"),
         ("from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "after"),
         ("bogus=1", "unknown query parameter"),
     ] {
@@ -275,6 +300,10 @@ async fn bad_queries_get_400_with_a_message() {
 #[tokio::test]
 async fn usage_defaults_to_month_to_date_and_any_tag_groups() {
     let c = start();
+    let mut tagged = record("t1", "search", "gpt-4o", 1, 1);
+    tagged["tags"]["region"] = json!("eu");
+    tagged["ts"] = json!("2020-01-01T00:00:00Z");
+    c.ingest(vec![tagged]).await;
     let (status, body) = c.usage("group_by=region,day").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
@@ -340,4 +369,321 @@ async fn restart_keeps_data() {
         .ingest(vec![record("p1", "search", "gpt-4o", 5, 5)])
         .await;
     assert_eq!(retry["duplicates"], 1, "idempotency survives a restart");
+}
+
+#[tokio::test]
+async fn an_unencoded_plus_in_a_time_gets_the_percent_2b_hint() {
+    let c = start();
+    // `+01:00` sent as is decodes as ` 01:00`.
+    let (status, body) = c.usage("from=2026-11-01T00:00:00+01:00").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("%2B"), "{body}");
+    assert!(message.contains("`from`"), "{body}");
+    // Encoded, it is accepted.
+    let (status, body) = c
+        .usage("from=2026-11-01T00:00:00%2B01:00&to=2026-11-02T00:00:00Z")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["from"], "2026-10-31T23:00:00Z");
+}
+
+impl Collector {
+    /// `GET /v1/usage` with extra headers: (status, content-type, body text).
+    async fn usage_raw(
+        &self,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
+        let mut request = Request::builder()
+            .method("GET")
+            .uri(format!("/v1/usage?{query}"))
+            .header("authorization", READ);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            content_type,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn tiny_costs_print_as_plain_decimals_in_json_and_csv() {
+    let c = start();
+    // 23 input tokens of gpt-4o-mini at $0.15 per 1M = $0.00000345.
+    c.ingest(vec![record("tiny", "search", "gpt-4o-mini", 23, 0)])
+        .await;
+    let (status, _, text) = c.usage_raw(&format!("{MONTH}&group_by=team"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains(r#""cost_usd":0.00000345,"#), "{text}");
+    assert!(!text.contains("e-"), "no exponent anywhere: {text}");
+    let (_, _, csv) = c
+        .usage_raw(&format!("{MONTH}&group_by=team&format=csv"), &[])
+        .await;
+    assert!(csv.contains(",0.00000345,"), "{csv}");
+}
+
+#[tokio::test]
+async fn csv_by_parameter_or_accept_header() {
+    let c = start();
+    c.ingest(vec![
+        record("c1", "search", "gpt-4o", 1_000_000, 0),
+        record("c2", "growth", "gpt-4o-mini", 1_000_000, 0),
+        record("c3", "growth", "gpt-4o-mini", 1_000_000, 0),
+    ])
+    .await;
+    let expected = "team,model,requests,errors,denied,input_tokens,cached_input_tokens,\
+                    cache_write_input_tokens,output_tokens,reasoning_tokens,cost_usd,\
+                    unpriced_requests\r\n\
+                    search,gpt-4o,1,0,0,1000000,0,0,0,0,2.5,0\r\n\
+                    growth,gpt-4o-mini,2,0,0,2000000,0,0,0,0,0.3,0\r\n";
+    let query = format!("{MONTH}&group_by=team,model");
+    let (status, content_type, by_param) = c.usage_raw(&format!("{query}&format=csv"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{by_param}");
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    assert_eq!(by_param, expected);
+    let (status, content_type, by_accept) = c.usage_raw(&query, &[("accept", "text/csv")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    assert_eq!(by_accept, expected);
+    // format=json wins over the header; no header: JSON.
+    let (_, content_type, _) = c
+        .usage_raw(&format!("{query}&format=json"), &[("accept", "text/csv")])
+        .await;
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let (_, content_type, _) = c.usage_raw(&query, &[]).await;
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    // An unknown format is a 400 naming the parameter.
+    let (status, _, text) = c.usage_raw("format=xlsx", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("invalid_parameter") && text.contains("format"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn typos_in_dimensions_are_400_naming_the_parameter_and_the_valid_ones() {
+    let c = start();
+    let mut tagged = record("t1", "search", "gpt-4o", 1, 1);
+    tagged["tags"]["region"] = json!("eu");
+    c.ingest(vec![tagged]).await;
+    for (query, param, name) in [
+        ("group_by=teams", "group_by", "teams"),
+        ("group_by=team,Model", "group_by", "Model"),
+        ("group_by=regoin", "group_by", "regoin"),
+        ("filter.teams=search", "filter.teams", "teams"),
+        ("filter.label.=x", "filter.label.", "label."),
+        ("group_by=day&filter.modle=gpt-4o", "filter.modle", "modle"),
+    ] {
+        let (status, body) = c.usage(&format!("{MONTH}&{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_parameter", "{query}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{query}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("{param}: unknown dimension \"{name}\"")),
+            "{query}: {message}"
+        );
+        for valid in ["team", "requested_model", "week", "label.<name>", "region"] {
+            assert!(message.contains(valid), "{query} lists {valid}: {message}");
+        }
+    }
+    let (_, body) = c.usage(&format!("{MONTH}&group_by=teams")).await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("did you mean \"team\""), "{message}");
+    // Seen operator tags and canonical tags are valid, used or not.
+    for query in [
+        "group_by=region",
+        "filter.region=eu",
+        "group_by=cost_center,org",
+    ] {
+        let (status, body) = c.usage(&format!("{MONTH}&{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+    }
+    let (_, body) = c.usage(&format!("{MONTH}&filter.region=eu")).await;
+    assert_eq!(body["totals"]["requests"], 1);
+}
+
+/// A record at `ts` with a requested model and labels.
+fn timed(id: &str, ts: &str, requested: &str, feature: Option<&str>, input: u64) -> Value {
+    let mut r = record(id, "search", "gpt-4o-mini", input, 0);
+    r["ts"] = json!(ts);
+    r["requested_model"] = json!(requested);
+    if let Some(feature) = feature {
+        r["labels"] = json!({ "feature": feature });
+    }
+    r
+}
+
+fn column<'a>(body: &'a Value, dim: &str) -> Vec<(&'a Value, &'a Value)> {
+    body["rows"]
+        .as_array()
+        .map(|rows| rows.iter().map(|r| (&r[dim], &r["requests"])).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn group_by_hour_week_month_requested_model_and_labels() {
+    let c = start();
+    c.ingest(vec![
+        timed("h1", "2026-11-29T23:10:00Z", "fast", Some("summarize"), 10),
+        timed("h2", "2026-11-29T23:50:00Z", "fast", Some("chat"), 10),
+        timed("h3", "2026-11-30T00:20:00Z", "smart", Some("summarize"), 10),
+        timed("h4", "2026-12-01T05:00:00Z", "smart", None, 10),
+    ])
+    .await;
+    let range = "from=2026-11-01T00:00:00Z&to=2027-01-01T00:00:00Z";
+    let c = &c;
+    let usage = |group: &str| {
+        let q = format!("{range}&{group}");
+        async move { c.usage(&q).await }
+    };
+    let (status, body) = usage("group_by=hour").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut hours = column(&body, "hour");
+    hours.sort_by_key(|(h, _)| h.as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        hours,
+        vec![
+            (&json!("2026-11-29T23:00:00Z"), &json!(2)),
+            (&json!("2026-11-30T00:00:00Z"), &json!(1)),
+            (&json!("2026-12-01T05:00:00Z"), &json!(1)),
+        ]
+    );
+    // 2026-11-29 is a Sunday (ISO week 48); 2026-11-30 a Monday (week 49).
+    let (_, body) = usage("group_by=week").await;
+    let mut weeks = column(&body, "week");
+    weeks.sort_by_key(|(w, _)| w.as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        weeks,
+        vec![
+            (&json!("2026-W48"), &json!(2)),
+            (&json!("2026-W49"), &json!(2))
+        ]
+    );
+    let (_, body) = usage("group_by=month").await;
+    let mut months = column(&body, "month");
+    months.sort_by_key(|(m, _)| m.as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        months,
+        vec![
+            (&json!("2026-11"), &json!(3)),
+            (&json!("2026-12"), &json!(1))
+        ]
+    );
+    let (_, body) = usage("group_by=requested_model").await;
+    let mut requested = column(&body, "requested_model");
+    requested.sort_by_key(|(m, _)| m.as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        requested,
+        vec![(&json!("fast"), &json!(2)), (&json!("smart"), &json!(2))]
+    );
+    let (_, body) = usage("group_by=label.feature").await;
+    let mut features = column(&body, "label.feature");
+    features.sort_by_key(|(f, _)| f.as_str().unwrap_or("~").to_owned());
+    assert_eq!(
+        features,
+        vec![
+            (&json!("chat"), &json!(1)),
+            (&json!("summarize"), &json!(2)),
+            (&Value::Null, &json!(1)),
+        ]
+    );
+    // With filters, alone and mixed with rollup dimensions.
+    let (_, body) = usage("group_by=week&filter.label.feature=summarize").await;
+    let mut weeks = column(&body, "week");
+    weeks.sort_by_key(|(w, _)| w.as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        weeks,
+        vec![
+            (&json!("2026-W48"), &json!(1)),
+            (&json!("2026-W49"), &json!(1))
+        ]
+    );
+    let (_, body) = usage("group_by=team&filter.requested_model=smart&filter.month=2026-11").await;
+    assert_eq!(body["totals"]["requests"], 1, "{body}");
+    assert_eq!(body["rows"][0]["team"], "search");
+    let (_, body) = usage("filter.hour=2026-11-29T23:00:00Z").await;
+    assert_eq!(body["totals"]["requests"], 2, "{body}");
+    assert_eq!(body["totals"]["input_tokens"], 20, "{body}");
+    let (_, body) = usage("group_by=label.feature&filter.week=2026-W49").await;
+    assert_eq!(body["totals"]["requests"], 2, "{body}");
+}
+
+#[tokio::test]
+async fn refused_calls_count_as_denied_requests_and_errors() {
+    let c = start();
+    let refused = |id: &str, team: &str, status: u16, code: &str| {
+        let mut r = record(id, team, "gpt-4o", 0, 0);
+        r["status"] = json!(status);
+        r["error"] = json!(code);
+        r
+    };
+    let mut upstream_429 = record("u429", "search", "gpt-4o", 0, 0);
+    upstream_429["status"] = json!(429);
+    let (_, body) = c
+        .ingest(vec![
+            record("ok", "search", "gpt-4o", 10, 10),
+            refused("d1", "search", 401, "invalid_api_key"),
+            refused("d2", "search", 402, "budget_exceeded"),
+            refused("d3", "growth", 429, "rate_limit_exceeded"),
+            refused("d4", "growth", 503, "caps_unavailable"),
+            upstream_429,
+        ])
+        .await;
+    assert_eq!(body["accepted"], 6, "{body}");
+    let (status, body) = c.usage(&format!("{MONTH}&group_by=team")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let totals = &body["totals"];
+    assert_eq!(
+        (&totals["requests"], &totals["errors"], &totals["denied"]),
+        (&json!(6), &json!(5), &json!(4)),
+        "{body}"
+    );
+    for row in body["rows"].as_array().into_iter().flatten() {
+        let expected = if row["team"] == "search" {
+            (4, 3, 2)
+        } else {
+            (2, 2, 2)
+        };
+        assert_eq!(
+            (&row["requests"], &row["errors"], &row["denied"]),
+            (&json!(expected.0), &json!(expected.1), &json!(expected.2)),
+            "{row}"
+        );
+    }
+    let (_, _, csv) = c
+        .usage_raw(&format!("{MONTH}&group_by=team&format=csv"), &[])
+        .await;
+    assert!(csv.starts_with("team,requests,errors,denied,"), "{csv}");
+    assert!(csv.contains("\r\ngrowth,2,2,2,0,"), "{csv}");
 }

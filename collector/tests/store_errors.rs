@@ -34,6 +34,9 @@ impl Store for FailingStore {
     fn usage(&self, _: UsageQuery) -> StoreFuture<'_, UsageReport> {
         self.fail()
     }
+    fn tag_keys(&self) -> StoreFuture<'_, Vec<String>> {
+        self.fail()
+    }
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.fail()
     }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::record::PricedRecord;
-use super::time::{day_of, floor_hour, format_rfc3339_ms};
+use super::time::{day_of, floor_hour, format_rfc3339_ms, hour_of, month_of, week_of};
 use super::usage_query::{Dim, UsageQuery};
 
 /// Counters summed per group. Costs of unpriced records count as 0 and are
@@ -19,6 +19,9 @@ use super::usage_query::{Dim, UsageQuery};
 pub struct Sums {
     pub requests: i64,
     pub errors: i64,
+    /// Calls the gateway refused (`UsageRecord::is_denied`); they also
+    /// count in `requests` and `errors`.
+    pub denied: i64,
     pub input_tokens: i64,
     pub cached_input_tokens: i64,
     pub cache_write_input_tokens: i64,
@@ -37,6 +40,7 @@ impl Sums {
         Self {
             requests: 1,
             errors: i64::from(r.is_error()),
+            denied: i64::from(r.is_denied()),
             input_tokens: int(r.tokens.input),
             cached_input_tokens: int(r.tokens.cached_input),
             cache_write_input_tokens: int(r.tokens.cache_write_input),
@@ -50,6 +54,7 @@ impl Sums {
     pub fn add(&mut self, other: &Sums) {
         self.requests += other.requests;
         self.errors += other.errors;
+        self.denied += other.denied;
         self.input_tokens += other.input_tokens;
         self.cached_input_tokens += other.cached_input_tokens;
         self.cache_write_input_tokens += other.cache_write_input_tokens;
@@ -59,33 +64,97 @@ impl Sums {
         self.unpriced_requests += other.unpriced_requests;
     }
 
+    /// The counter columns, in answer order (JSON keys and CSV header).
+    pub const COLUMNS: [&'static str; 10] = [
+        "requests",
+        "errors",
+        "denied",
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "cost_usd",
+        "unpriced_requests",
+    ];
+
+    /// The counters in `COLUMNS` order, as text; the cost in plain decimals.
+    pub fn column_texts(&self) -> [String; 10] {
+        [
+            self.requests.to_string(),
+            self.errors.to_string(),
+            self.denied.to_string(),
+            self.input_tokens.to_string(),
+            self.cached_input_tokens.to_string(),
+            self.cache_write_input_tokens.to_string(),
+            self.output_tokens.to_string(),
+            self.reasoning_tokens.to_string(),
+            usd_text(self.cost_usd),
+            self.unpriced_requests.to_string(),
+        ]
+    }
+
     fn serialize_into<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
         map.serialize_entry("requests", &self.requests)?;
         map.serialize_entry("errors", &self.errors)?;
+        map.serialize_entry("denied", &self.denied)?;
         map.serialize_entry("input_tokens", &self.input_tokens)?;
         map.serialize_entry("cached_input_tokens", &self.cached_input_tokens)?;
         map.serialize_entry("cache_write_input_tokens", &self.cache_write_input_tokens)?;
         map.serialize_entry("output_tokens", &self.output_tokens)?;
         map.serialize_entry("reasoning_tokens", &self.reasoning_tokens)?;
-        map.serialize_entry("cost_usd", &round_usd(self.cost_usd))?;
+        map.serialize_entry("cost_usd", &Usd(self.cost_usd))?;
         map.serialize_entry("unpriced_requests", &self.unpriced_requests)
     }
 }
 
-/// Floating sums carry noise in the last bits; 1e-10 USD is far below a token's price.
-fn round_usd(v: f64) -> f64 {
-    (v * 1e10).round() / 1e10
+/// Decimals kept in a cost: 1e-10 USD is far below a token's price, and it
+/// drops the noise floating sums carry in their last bits.
+const USD_DECIMALS: usize = 10;
+
+/// A cost in plain decimal notation, never with an exponent: rounded to
+/// `USD_DECIMALS` decimals, trailing zeros trimmed, at least one decimal
+/// (`0.0`, `12.5`, `0.00000345`), so JSON readers always see a float.
+pub fn usd_text(v: f64) -> String {
+    if !v.is_finite() {
+        return String::from("0.0");
+    }
+    let mut text = format!("{v:.USD_DECIMALS$}");
+    while text.ends_with('0') && !text.ends_with(".0") {
+        text.pop();
+    }
+    if text == "-0.0" {
+        text.remove(0);
+    }
+    text
+}
+
+/// A cost serialized as a JSON number written by `usd_text`.
+struct Usd(f64);
+
+impl Serialize for Usd {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(usd_text(self.0))
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
 }
 
 /// The grouping key of a slice: everything a dimension can read.
+/// `requested_model` and `labels` are only known to slices read from raw
+/// records (`None` otherwise: queries that need them read raw records only).
 #[derive(Debug, Clone, Copy)]
 pub struct Slice<'a> {
+    /// The start of the slice's period (its hour or day; 0 when the query
+    /// has no time dimension).
     pub hour_ms: i64,
     pub key_id: &'a str,
     pub tags: &'a BTreeMap<String, String>,
     pub model: Option<&'a str>,
     pub provider: &'a str,
     pub operation: &'a str,
+    pub requested_model: Option<&'a str>,
+    pub labels: Option<&'a BTreeMap<String, String>>,
 }
 
 impl<'a> Slice<'a> {
@@ -98,6 +167,8 @@ impl<'a> Slice<'a> {
             model: r.model.as_deref(),
             provider: &r.provider,
             operation: &r.operation,
+            requested_model: r.requested_model.as_deref(),
+            labels: Some(&r.labels),
         }
     }
 
@@ -106,9 +177,14 @@ impl<'a> Slice<'a> {
             Dim::Tag(tag) => self.tags.get(tag).cloned(),
             Dim::KeyId => Some(self.key_id.to_owned()),
             Dim::Model => self.model.map(str::to_owned),
+            Dim::RequestedModel => self.requested_model.map(str::to_owned),
             Dim::Provider => Some(self.provider.to_owned()),
             Dim::Operation => Some(self.operation.to_owned()),
             Dim::Day => Some(day_of(self.hour_ms)),
+            Dim::Hour => Some(hour_of(self.hour_ms)),
+            Dim::Week => Some(week_of(self.hour_ms)),
+            Dim::Month => Some(month_of(self.hour_ms)),
+            Dim::Label(label) => self.labels.and_then(|l| l.get(label)).cloned(),
         }
     }
 
@@ -119,7 +195,7 @@ impl<'a> Slice<'a> {
             Dim::Model => self.model == Some(wanted),
             Dim::Provider => self.provider == wanted,
             Dim::Operation => self.operation == wanted,
-            Dim::Day => day_of(self.hour_ms) == wanted,
+            other => self.value(other).is_some_and(|v| v == wanted),
         }
     }
 }
@@ -171,12 +247,7 @@ impl<'q> Aggregator<'q> {
         UsageReport {
             from_ms: self.query.from_ms,
             to_ms: self.query.to_ms,
-            group_by: self
-                .query
-                .group_by
-                .iter()
-                .map(|d| d.name().to_owned())
-                .collect(),
+            group_by: self.query.group_by.iter().map(Dim::name).collect(),
             rows,
             totals,
         }
@@ -213,6 +284,44 @@ pub struct UsageReport {
     pub group_by: Vec<String>,
     pub rows: Vec<UsageRow>,
     pub totals: Sums,
+}
+
+impl UsageReport {
+    /// The report as CSV (RFC 4180, CRLF line ends): a header row (the
+    /// `group_by` dimensions, then `Sums::COLUMNS`), then one line per row in
+    /// the JSON order. No totals line: every line is one group, so a sum over
+    /// the file is the total. A missing dimension value is an empty field.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::new();
+        let header = self
+            .group_by
+            .iter()
+            .map(String::as_str)
+            .chain(Sums::COLUMNS);
+        push_csv_line(&mut out, header);
+        for row in &self.rows {
+            let texts = row.sums.column_texts();
+            let dims = row.dims.iter().map(|d| d.as_deref().unwrap_or(""));
+            push_csv_line(&mut out, dims.chain(texts.iter().map(String::as_str)));
+        }
+        out
+    }
+}
+
+fn push_csv_line<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
+    for (i, field) in fields.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if field.contains([',', '"', '\r', '\n']) {
+            out.push('"');
+            out.push_str(&field.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(field);
+        }
+    }
+    out.push_str("\r\n");
 }
 
 struct RowJson<'a> {
@@ -259,5 +368,90 @@ impl Serialize for UsageReport {
         map.serialize_entry("rows", &rows)?;
         map.serialize_entry("totals", &SumsJson(&self.totals))?;
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denied_records_count_in_requests_errors_and_denied() {
+        use crate::domain::record::UsageRecord;
+        let priced = |status: u16, error: Option<&str>| PricedRecord {
+            record: UsageRecord {
+                status,
+                error: error.map(str::to_owned),
+                ..UsageRecord::bare("x", 0)
+            },
+            cost_usd: None,
+            price_version: String::new(),
+        };
+        let mut sums = Sums::default();
+        for (status, code) in [
+            (401, "invalid_api_key"),
+            (429, "rate_limit_exceeded"),
+            (402, "budget_exceeded"),
+            (503, "caps_unavailable"),
+        ] {
+            sums.add(&Sums::of_record(&priced(status, Some(code))));
+        }
+        // An upstream 429 or a cut stream is an error, not a refusal.
+        sums.add(&Sums::of_record(&priced(429, None)));
+        sums.add(&Sums::of_record(&priced(200, Some("stream_cut"))));
+        sums.add(&Sums::of_record(&priced(200, None)));
+        assert_eq!((sums.requests, sums.errors, sums.denied), (7, 6, 4));
+    }
+
+    #[test]
+    fn costs_are_plain_decimals() {
+        assert_eq!(usd_text(3.45e-6), "0.00000345");
+        assert_eq!(usd_text(0.0), "0.0");
+        assert_eq!(usd_text(-0.0), "0.0");
+        assert_eq!(usd_text(12.5), "12.5");
+        assert_eq!(usd_text(13.25), "13.25");
+        assert_eq!(usd_text(1e-11), "0.0");
+        assert_eq!(usd_text(0.1 + 0.2), "0.3");
+        assert_eq!(usd_text(1.5e12), "1500000000000.0");
+        let json = serde_json::to_string(&SumsJson(&Sums {
+            cost_usd: 3.45e-6,
+            ..Sums::default()
+        }))
+        .unwrap_or_default();
+        assert!(json.contains(r#""cost_usd":0.00000345,"#), "{json}");
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        let report = UsageReport {
+            from_ms: 0,
+            to_ms: 1,
+            group_by: vec!["model".into(), "team".into()],
+            rows: vec![UsageRow {
+                dims: vec![Some("a,\"b\"".into()), None],
+                sums: Sums {
+                    requests: 2,
+                    cost_usd: 3.45e-6,
+                    ..Sums::default()
+                },
+            }],
+            totals: Sums::default(),
+        };
+        let csv = report.to_csv();
+        let mut lines = csv.split("\r\n");
+        assert_eq!(
+            lines.next(),
+            Some(
+                "model,team,requests,errors,denied,input_tokens,cached_input_tokens,\
+                 cache_write_input_tokens,output_tokens,reasoning_tokens,cost_usd,\
+                 unpriced_requests"
+            )
+        );
+        assert_eq!(
+            lines.next(),
+            Some(r#""a,""b""",,2,0,0,0,0,0,0,0,0.00000345,0"#)
+        );
+        assert_eq!(lines.next(), Some(""));
+        assert_eq!(lines.next(), None);
     }
 }

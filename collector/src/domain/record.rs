@@ -48,7 +48,26 @@ impl UsageRecord {
     pub fn is_error(&self) -> bool {
         self.status >= 400 || self.error.is_some()
     }
+
+    /// A call the gateway filter refused itself (it never reached a
+    /// provider): its `error` is one of `DENIED_ERRORS`.
+    pub fn is_denied(&self) -> bool {
+        self.error
+            .as_deref()
+            .is_some_and(|e| DENIED_ERRORS.contains(&e))
+    }
 }
+
+/// The `error` codes of the calls the filter refuses and still records
+/// (401 with a known key id, 429, 402, 503): `denied` in usage counts them.
+/// The stores' SQL (raw sums, migrations) spells the same list; the store
+/// suite checks every code on both.
+pub const DENIED_ERRORS: [&str; 4] = [
+    "invalid_api_key",
+    "rate_limit_exceeded",
+    "budget_exceeded",
+    "caps_unavailable",
+];
 
 /// A record with the price applied at ingest.
 #[derive(Debug, Clone, PartialEq)]

@@ -43,6 +43,30 @@ pub fn day_of(ms: i64) -> String {
         .unwrap_or_else(|_| String::from("invalid-date"))
 }
 
+/// The UTC hour of `ms` as RFC 3339 (`2026-11-24T06:00:00Z`).
+pub fn hour_of(ms: i64) -> String {
+    format_rfc3339_ms(floor_hour(ms))
+}
+
+/// The ISO 8601 week of the UTC day of `ms` as `YYYY-Www` (`2026-W48`):
+/// weeks start on Monday; the year is the ISO week-numbering year, so
+/// 2026-12-31 (a Thursday) is `2026-W53` and 2027-01-01 too.
+pub fn week_of(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(|t| {
+            let (year, week, _) = t.date().to_iso_week_date();
+            format!("{year:04}-W{week:02}")
+        })
+        .unwrap_or_else(|_| String::from("invalid-date"))
+}
+
+/// The UTC month of `ms` as `YYYY-MM`.
+pub fn month_of(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(|t| format!("{:04}-{:02}", t.year(), u8::from(t.month())))
+        .unwrap_or_else(|_| String::from("invalid-date"))
+}
+
 /// Midnight UTC of the first day of the month containing `ms`.
 pub fn month_start(ms: i64) -> i64 {
     let Ok(now) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
@@ -85,5 +109,15 @@ mod tests {
         assert_eq!(ceil_hour(floor_hour(t)), floor_hour(t));
         assert_eq!(day_of(t), "2026-11-24");
         assert_eq!(format_rfc3339_ms(month_start(t)), "2026-11-01T00:00:00Z");
+        assert_eq!(hour_of(t), "2026-11-24T06:00:00Z");
+        assert_eq!(week_of(t), "2026-W48");
+        assert_eq!(month_of(t), "2026-11");
+        // ISO weeks belong to the year of their Thursday.
+        let at = |s: &str| parse_rfc3339_ms(s).unwrap_or_default();
+        assert_eq!(week_of(at("2026-12-31T23:00:00Z")), "2026-W53");
+        assert_eq!(week_of(at("2027-01-03T00:00:00Z")), "2026-W53");
+        assert_eq!(week_of(at("2027-01-04T00:00:00Z")), "2027-W01");
+        assert_eq!(week_of(at("2025-12-29T00:00:00Z")), "2026-W01");
+        assert_eq!(month_of(at("2026-01-31T23:59:59Z")), "2026-01");
     }
 }

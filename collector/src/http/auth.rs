@@ -11,31 +11,50 @@ use axum::response::Response;
 use crate::error::AppError;
 
 /// The tokens accepted on a route group. An unset token (`None`, only with
-/// `--insecure-no-auth`) opens the group to anyone.
+/// `--insecure-no-auth`) opens the group to anyone. `known` holds every
+/// token the collector has (all roles), so that a valid token of another
+/// role is told apart from an unknown one (403, not 401).
 #[derive(Clone)]
-pub struct AnyToken(pub Vec<Option<String>>);
+pub struct AnyToken {
+    pub allowed: Vec<Option<String>>,
+    pub known: Vec<String>,
+}
 
 impl AnyToken {
-    /// Exactly this token.
-    pub fn one(token: Option<String>) -> Self {
-        Self(vec![token])
+    /// The `allowed` tokens, among every configured token `known`.
+    pub fn new(allowed: Vec<Option<String>>, known: &[Option<String>]) -> Self {
+        Self {
+            allowed,
+            known: known.iter().flatten().cloned().collect(),
+        }
     }
 
     fn admits(&self, headers: &HeaderMap) -> bool {
-        self.0.iter().any(|t| match t {
+        self.allowed.iter().any(|t| match t {
             None => true,
             Some(token) => bearer_matches(headers, token),
         })
     }
+
+    /// A token of some role, though not one allowed here.
+    fn knows(&self, headers: &HeaderMap) -> bool {
+        self.known
+            .iter()
+            .any(|token| bearer_matches(headers, token))
+    }
 }
 
-/// Middleware: 401 unless the request carries one of the allowed tokens.
+/// Middleware: 401 unless the request carries a known token, 403 when that
+/// token's role is not allowed on this route.
 pub async fn require_token(
     State(allowed): State<AnyToken>,
     request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
     if !allowed.admits(request.headers()) {
+        if allowed.knows(request.headers()) {
+            return Err(AppError::Forbidden);
+        }
         return Err(AppError::Unauthorized);
     }
     Ok(next.run(request).await)
@@ -90,11 +109,18 @@ mod tests {
 
     #[test]
     fn any_of_several_tokens_and_unset_opens() {
-        let read_or_admin = AnyToken(vec![Some("r".into()), Some("a".into())]);
+        let all = [Some("r".into()), Some("a".into()), Some("i".into())];
+        let read_or_admin = AnyToken::new(vec![Some("r".into()), Some("a".into())], &all);
         assert!(read_or_admin.admits(&headers("Bearer r")));
         assert!(read_or_admin.admits(&headers("Bearer a")));
         assert!(!read_or_admin.admits(&headers("Bearer x")));
-        assert!(AnyToken::one(None).admits(&HeaderMap::new()));
-        assert!(!AnyToken::one(Some("i".into())).admits(&HeaderMap::new()));
+        assert!(!read_or_admin.admits(&headers("Bearer i")));
+        assert!(
+            read_or_admin.knows(&headers("Bearer i")),
+            "another role's token"
+        );
+        assert!(!read_or_admin.knows(&headers("Bearer x")));
+        assert!(AnyToken::new(vec![None], &all).admits(&HeaderMap::new()));
+        assert!(!AnyToken::new(vec![Some("i".into())], &all).admits(&HeaderMap::new()));
     }
 }

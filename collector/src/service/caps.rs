@@ -23,7 +23,6 @@ use crate::domain::time::{format_rfc3339_ms, now_ms};
 use crate::service::budgets::{views_of, BudgetView};
 use crate::store::{Store, StoreError};
 
-pub const DEFAULT_POLL_INTERVAL_MS: u64 = 2000;
 const MIN_AGE: Duration = Duration::from_millis(250);
 const MAX_AGE: Duration = Duration::from_secs(1);
 
@@ -41,7 +40,6 @@ struct CapFlag<'a> {
 #[derive(Debug, Serialize)]
 struct CapsBody<'a> {
     version: &'a str,
-    poll_interval_ms: u64,
     generated_at: String,
     caps: Vec<CapFlag<'a>>,
 }
@@ -81,7 +79,7 @@ pub fn version_of(flags: &[&BudgetView]) -> String {
 }
 
 /// Builds the answer from every budget's current view.
-pub fn snapshot_of(views: &[BudgetView], poll_interval_ms: u64, now: i64) -> Snapshot {
+pub fn snapshot_of(views: &[BudgetView], now: i64) -> Snapshot {
     let flagged: Vec<&BudgetView> = views
         .iter()
         .filter(|v| v.state != BudgetState::Ok)
@@ -90,7 +88,6 @@ pub fn snapshot_of(views: &[BudgetView], poll_interval_ms: u64, now: i64) -> Sna
     let count = |s: BudgetState| flagged.iter().filter(|v| v.state == s).count() as u64;
     let body = CapsBody {
         version: &version,
-        poll_interval_ms,
         generated_at: format_rfc3339_ms(now),
         caps: flagged
             .iter()
@@ -124,7 +121,6 @@ struct Cached {
 
 /// The shared caps cache and its metrics.
 pub struct Caps {
-    poll_interval_ms: u64,
     budget_generation: AtomicU64,
     ingest_generation: AtomicU64,
     /// An async lock held while computing: concurrent polls wait for the one
@@ -136,10 +132,15 @@ pub struct Caps {
     hard: AtomicU64,
 }
 
+impl Default for Caps {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Caps {
-    pub fn new(poll_interval_ms: u64) -> Self {
+    pub fn new() -> Self {
         Self {
-            poll_interval_ms,
             budget_generation: AtomicU64::new(0),
             ingest_generation: AtomicU64::new(0),
             cached: tokio::sync::Mutex::new(None),
@@ -148,10 +149,6 @@ impl Caps {
             soft: AtomicU64::new(0),
             hard: AtomicU64::new(0),
         }
-    }
-
-    pub fn poll_interval_ms(&self) -> u64 {
-        self.poll_interval_ms
     }
 
     /// A budget was created, replaced or deleted.
@@ -186,7 +183,7 @@ impl Caps {
         let now = now_ms();
         self.budgets.store(budgets.len() as u64, Ordering::Relaxed);
         let views = views_of(store, budgets, now).await?;
-        let snapshot = Arc::new(snapshot_of(&views, self.poll_interval_ms, now));
+        let snapshot = Arc::new(snapshot_of(&views, now));
         self.soft.store(snapshot.soft, Ordering::Relaxed);
         self.hard.store(snapshot.hard, Ordering::Relaxed);
         *cached = Some(Cached {

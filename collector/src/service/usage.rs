@@ -2,19 +2,61 @@
 
 use crate::domain::aggregate::UsageReport;
 use crate::domain::time::now_ms;
-use crate::domain::usage_query::UsageQuery;
+use crate::domain::usage_query::{unknown_dim_message, Format, QueryError, UsageQuery};
 use crate::error::AppError;
 use crate::state::AppState;
 
+/// The format a `GET /v1/usage` query asks for with `format=` (400 when it
+/// names another); `None`: the caller decides (the `Accept` header).
+pub fn format_of(raw_query: Option<&str>) -> Result<Option<Format>, AppError> {
+    Format::of_query(raw_query).map_err(AppError::InvalidParameter)
+}
+
 /// The report for a raw `GET /v1/usage` query string (400 when it is bad).
 pub async fn report(state: &AppState, raw_query: Option<&str>) -> Result<UsageReport, AppError> {
-    let query = UsageQuery::parse(raw_query, now_ms()).map_err(AppError::BadRequest)?;
+    let query = match UsageQuery::parse(raw_query, now_ms()) {
+        Ok(query) => query,
+        Err(QueryError::Invalid(message)) => return Err(AppError::BadRequest(message)),
+        Err(QueryError::UnknownParameter(message)) => {
+            return Err(AppError::InvalidParameter(message))
+        }
+        Err(QueryError::UnknownDim { param, name }) => {
+            let tags = tag_keys(state).await?;
+            return Err(AppError::InvalidParameter(unknown_dim_message(
+                &param, &name, &tags,
+            )));
+        }
+    };
+    // An operator tag is valid once a stored record carries it: a typo such
+    // as `teams` would otherwise answer a `null` group or nothing at all.
+    if query.dims().any(|(_, d)| d.operator_tag().is_some()) {
+        let tags = tag_keys(state).await?;
+        for (param, dim) in query.dims() {
+            if let Some(tag) = dim.operator_tag() {
+                if tags.binary_search_by(|t| t.as_str().cmp(tag)).is_err() {
+                    return Err(AppError::InvalidParameter(unknown_dim_message(
+                        &param, tag, &tags,
+                    )));
+                }
+            }
+        }
+    }
     let report = state
         .store
         .usage(query)
         .await
         .inspect_err(|e| state.count_store_error(e))?;
     Ok(report)
+}
+
+async fn tag_keys(state: &AppState) -> Result<Vec<String>, AppError> {
+    let mut tags = state
+        .store
+        .tag_keys()
+        .await
+        .inspect_err(|e| state.count_store_error(e))?;
+    tags.sort_unstable();
+    Ok(tags)
 }
 
 /// Whether the store answers a trivial round trip now.

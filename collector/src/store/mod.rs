@@ -32,7 +32,7 @@ mod rows;
 pub mod sqlite;
 
 pub use error::{StoreError, StoreErrorKind};
-pub(crate) use plan::group_partials;
+pub(crate) use plan::{group_partials, group_record_partials, period_start, RecordKey};
 pub use plan::{plan_segments, Source};
 pub(crate) use rows::{hex16, Series};
 
@@ -57,6 +57,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Answers a usage query.
     fn usage(&self, query: UsageQuery) -> StoreFuture<'_, UsageReport>;
+
+    /// Every tag name on a stored record, sorted (the operator tags a usage
+    /// query may group or filter by, plus the canonical ones in use).
+    fn tag_keys(&self) -> StoreFuture<'_, Vec<String>>;
 
     /// Cheap round trip proving the database answers.
     fn ping(&self) -> StoreFuture<'_, ()>;

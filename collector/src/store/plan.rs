@@ -2,7 +2,7 @@
 //! hourly or daily rollup) answers each part of a range, and how the partial
 //! sums they read are grouped by the query's dimensions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::rows::Series;
 use super::StoreError;
@@ -18,31 +18,85 @@ pub enum Source {
     Daily,
 }
 
-/// Both stores first fold their scans into integer sums per (series id, day);
-/// this groups those few partials by the query's dimensions.
+/// The start of the query's period (`UsageQuery::period_ms`) holding `ms`;
+/// 0 when the query has no time dimension (then one partial per series).
+pub(crate) fn period_start(period_ms: Option<i64>, ms: i64) -> i64 {
+    period_ms.map_or(0, |p| ms - ms.rem_euclid(p))
+}
+
+/// Both stores first fold their scans into integer sums per (series id,
+/// period start, see `period_start`); this groups those few partials by the
+/// query's dimensions.
 pub(crate) fn group_partials(
     query: &UsageQuery,
     partials: &HashMap<(i64, i64), Sums>,
     series: &HashMap<i64, Series>,
 ) -> Result<UsageReport, StoreError> {
     let mut aggregator = Aggregator::new(query);
-    for ((series_id, day), sums) in partials {
-        let Some(s) = series.get(series_id) else {
-            return Err(StoreError::invalid(format!(
-                "usage references unknown series {series_id}"
-            )));
-        };
-        let slice = Slice {
-            hour_ms: day * DAY_MS,
-            key_id: &s.key_id,
-            tags: &s.tags,
-            model: s.model.as_deref(),
-            provider: &s.provider,
-            operation: &s.operation,
-        };
+    for ((series_id, period), sums) in partials {
+        let s = series_of(series, *series_id)?;
+        aggregator.add(&s.slice(*period, None, None), sums);
+    }
+    Ok(aggregator.finish())
+}
+
+/// The key of a partial read from raw records for a query that needs
+/// `requested_model` or labels: (series id, period start, requested model,
+/// labels as stored, canonical JSON).
+pub(crate) type RecordKey = (i64, i64, Option<String>, String);
+
+/// `group_partials` for partials read from raw records.
+pub(crate) fn group_record_partials(
+    query: &UsageQuery,
+    partials: &HashMap<RecordKey, Sums>,
+    series: &HashMap<i64, Series>,
+) -> Result<UsageReport, StoreError> {
+    let mut labels: HashMap<&str, BTreeMap<String, String>> = HashMap::new();
+    for (_, _, _, json) in partials.keys() {
+        if !labels.contains_key(json.as_str()) {
+            let map = serde_json::from_str(json).map_err(|e| {
+                StoreError::invalid(format!("stored labels are not a JSON object: {e}"))
+            })?;
+            labels.insert(json, map);
+        }
+    }
+    let mut aggregator = Aggregator::new(query);
+    for ((series_id, period, requested_model, json), sums) in partials {
+        let s = series_of(series, *series_id)?;
+        let slice = s.slice(
+            *period,
+            requested_model.as_deref(),
+            labels.get(json.as_str()),
+        );
         aggregator.add(&slice, sums);
     }
     Ok(aggregator.finish())
+}
+
+fn series_of(series: &HashMap<i64, Series>, id: i64) -> Result<&Series, StoreError> {
+    series
+        .get(&id)
+        .ok_or_else(|| StoreError::invalid(format!("usage references unknown series {id}")))
+}
+
+impl Series {
+    fn slice<'a>(
+        &'a self,
+        period_ms: i64,
+        requested_model: Option<&'a str>,
+        labels: Option<&'a BTreeMap<String, String>>,
+    ) -> Slice<'a> {
+        Slice {
+            hour_ms: period_ms,
+            key_id: &self.key_id,
+            tags: &self.tags,
+            model: self.model.as_deref(),
+            provider: &self.provider,
+            operation: &self.operation,
+            requested_model,
+            labels,
+        }
+    }
 }
 
 /// Splits `[from, to)` into non-empty, adjacent segments, each answered

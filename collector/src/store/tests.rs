@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{BatchOutcome, Store};
-use crate::domain::aggregate::{Sums, UsageReport};
+use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
 use crate::domain::budgets::{Budget, Period, Scope};
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::time::{parse_rfc3339_ms, HOUR_MS};
@@ -542,6 +542,176 @@ pub async fn spend_matches_every_scope_pair(store: &dyn Store) {
         .is_empty());
 }
 
+/// The report of `query` over `records`, computed by the aggregator from the
+/// records themselves (every dimension known): the oracle for the stores.
+fn expected_report(records: &[PricedRecord], query: &UsageQuery) -> UsageReport {
+    let mut aggregator = Aggregator::new(query);
+    for r in records
+        .iter()
+        .filter(|r| (query.from_ms..query.to_ms).contains(&r.record.ts_ms))
+    {
+        aggregator.add(&Slice::of_record(r), &Sums::of_record(r));
+    }
+    aggregator.finish()
+}
+
+fn assert_same_rows(actual: &UsageReport, expected: &UsageReport, context: &str) {
+    let by_dims = |r: &UsageReport| -> BTreeMap<Vec<Option<String>>, Sums> {
+        r.rows
+            .iter()
+            .map(|row| (row.dims.clone(), row.sums))
+            .collect()
+    };
+    let (a, e) = (by_dims(actual), by_dims(expected));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        e.keys().collect::<Vec<_>>(),
+        "{context}: groups"
+    );
+    for (dims, sums) in &a {
+        assert_sums_eq(sums, &e[dims], &format!("{context} {dims:?}"));
+    }
+    assert_sums_eq(
+        &actual.totals,
+        &expected.totals,
+        &format!("{context}: totals"),
+    );
+}
+
+/// `hour`, `week`, `month` (from the rollups) and `requested_model`,
+/// `label.<name>` (from raw records), grouped and filtered, over ranges with
+/// ragged edges and sealed days.
+pub async fn time_and_record_dimensions_are_exact(store: &dyn Store) {
+    let base = ts("2026-11-27T00:00:00Z"); // a Friday: the weeks 48 and 49
+    let records: Vec<_> = (0..300i64)
+        .map(|i| {
+            let at = base + (i * 7919 % 8640) * 60_000 + i * 17; // over 6 days
+            let mut r = rec(
+                &format!("d{i}"),
+                at,
+                "k",
+                Some(["a", "b"][(i % 2) as usize]),
+                Some("m"),
+                (i % 40) as u64,
+                Some(i as f64 / 1000.0),
+            );
+            r.record.requested_model =
+                [None, Some("fast"), Some("smart")][(i % 3) as usize].map(str::to_owned);
+            if i % 4 != 0 {
+                let feature = ["summarize", "chat", "search"][(i % 3) as usize];
+                r.record.labels = BTreeMap::from([("feature".to_owned(), feature.to_owned())]);
+            }
+            r
+        })
+        .collect();
+    let mut sorted = records.clone();
+    sorted.sort_by_key(|r| r.record.ts_ms);
+    // In time order, so the SQLite store seals the first days.
+    for chunk in sorted.chunks(40) {
+        store.insert_batch(chunk.to_vec()).await.expect("insert");
+    }
+    let ranges = [
+        ("2026-11-01T00:00:00Z", "2026-12-31T00:00:00Z"),
+        ("2026-11-27T05:30:00Z", "2026-12-02T17:23:45Z"),
+        ("2026-11-29T00:00:00Z", "2026-11-30T00:00:00Z"),
+        ("2026-11-30T10:00:00Z", "2026-11-30T13:00:00Z"),
+        ("2026-11-28T10:10:00Z", "2026-11-28T10:50:00Z"),
+    ];
+    let queries = [
+        ("hour", ""),
+        ("day", ""),
+        ("week", ""),
+        ("month", ""),
+        ("requested_model", ""),
+        ("label.feature", ""),
+        ("requested_model,hour", ""),
+        ("label.feature,week,team", ""),
+        ("team", "&filter.label.feature=summarize"),
+        ("week", "&filter.requested_model=fast&filter.team=a"),
+        ("label.feature", "&filter.week=2026-W49"),
+        ("team", "&filter.hour=2026-11-30T11:00:00Z"),
+        ("hour", "&filter.month=2026-12"),
+    ];
+    for (from, to) in ranges {
+        for (group_by, filters) in queries {
+            let q = query(ts(from), ts(to), group_by, filters);
+            let report = store.usage(q.clone()).await.expect("usage");
+            let context = format!("{group_by}{filters} over {from}..{to}");
+            assert_same_rows(&report, &expected_report(&records, &q), &context);
+        }
+    }
+    // The oracle is not trivially empty.
+    let all = query(ts(ranges[0].0), ts(ranges[0].1), "label.feature", "");
+    assert_eq!(store.usage(all).await.expect("usage").rows.len(), 4);
+    assert_eq!(
+        store.tag_keys().await.expect("tag keys"),
+        vec!["org".to_owned(), "team".to_owned()]
+    );
+}
+
+/// Refused calls (every refusal code) count in `denied`, `requests` and
+/// `errors`, from raw records, hourly and daily rollups alike; other errors
+/// do not count as denied.
+pub async fn refusals_count_as_denied(store: &dyn Store) {
+    let base = ts("2026-11-20T00:00:00Z");
+    let codes = [
+        Some("invalid_api_key"),
+        Some("rate_limit_exceeded"),
+        Some("budget_exceeded"),
+        Some("caps_unavailable"),
+        Some("no_response"),
+        None,
+    ];
+    let records: Vec<_> = (0..240i64)
+        .map(|i| {
+            let mut r = rec(
+                &format!("x{i}"),
+                base + i * 1_234_567,
+                "k",
+                Some("t"),
+                None,
+                0,
+                None,
+            );
+            r.record.error = codes[(i % 6) as usize].map(str::to_owned);
+            r.record.status = [401, 429, 402, 503, 499, 200][(i % 6) as usize];
+            r
+        })
+        .collect();
+    for chunk in records.chunks(30) {
+        store.insert_batch(chunk.to_vec()).await.expect("insert");
+    }
+    for (from, to) in [
+        ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+        ("2026-11-20T05:30:00Z", "2026-11-22T17:23:45Z"),
+        ("2026-11-21T10:10:00Z", "2026-11-21T10:50:00Z"),
+    ] {
+        let (f, t) = (ts(from), ts(to));
+        for group_by in ["key_id", "hour", "label.x"] {
+            let report = store.usage(query(f, t, group_by, "")).await.expect("usage");
+            let expected = expected_totals(&records, f, t);
+            assert_sums_eq(
+                &report.totals,
+                &expected,
+                &format!("{group_by} {from}..{to}"),
+            );
+        }
+    }
+    let all = store
+        .usage(query(
+            ts("2026-11-01T00:00:00Z"),
+            ts("2026-12-01T00:00:00Z"),
+            "team",
+            "",
+        ))
+        .await
+        .expect("usage");
+    assert_eq!(
+        (all.totals.requests, all.totals.errors, all.totals.denied),
+        (240, 200, 160)
+    );
+}
+
 /// Instantiates the suite for one backend. `$open` evaluates to
 /// `(Arc<dyn Store>, guard)`; the guard (e.g. a temp dir) lives for the test.
 macro_rules! store_suite {
@@ -571,6 +741,18 @@ macro_rules! store_suite {
             async fn unpriced_missing_tags_filters_and_days() {
                 let (store, _guard) = $open;
                 super::unpriced_missing_tags_filters_and_days(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn time_and_record_dimensions_are_exact() {
+                let (store, _guard) = $open;
+                super::time_and_record_dimensions_are_exact(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn refusals_count_as_denied() {
+                let (store, _guard) = $open;
+                super::refusals_count_as_denied(&*store).await;
             }
 
             #[tokio::test]

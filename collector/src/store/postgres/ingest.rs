@@ -47,9 +47,10 @@ const SELECT_STORED: &str = "SELECT replace(id::text, '-', '') FROM records \
 /// `{table}`/`{bucket}` are fixed identifiers, never input.
 const UPSERT_ROLLUP: &str = "INSERT INTO {table} AS r ({bucket}, series_id, requests, errors, \
      input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, \
-     reasoning_tokens, cost_usd, unpriced_requests) \
+     reasoning_tokens, cost_usd, unpriced_requests, denied) \
      SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], \
-     $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::float8[], $11::int8[]) \
+     $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::float8[], $11::int8[], \
+     $12::int8[]) \
      ON CONFLICT ({bucket}, series_id) DO UPDATE SET \
      requests = r.requests + EXCLUDED.requests, errors = r.errors + EXCLUDED.errors, \
      input_tokens = r.input_tokens + EXCLUDED.input_tokens, \
@@ -58,7 +59,8 @@ const UPSERT_ROLLUP: &str = "INSERT INTO {table} AS r ({bucket}, series_id, requ
      output_tokens = r.output_tokens + EXCLUDED.output_tokens, \
      reasoning_tokens = r.reasoning_tokens + EXCLUDED.reasoning_tokens, \
      cost_usd = r.cost_usd + EXCLUDED.cost_usd, \
-     unpriced_requests = r.unpriced_requests + EXCLUDED.unpriced_requests";
+     unpriced_requests = r.unpriced_requests + EXCLUDED.unpriced_requests, \
+     denied = r.denied + EXCLUDED.denied";
 
 /// The rows of a group in stored-id order, and which of them are skipped.
 struct Plan<'a> {
@@ -275,6 +277,7 @@ struct RollupColumns {
     reasoning: Vec<i64>,
     cost_usd: Vec<f64>,
     unpriced: Vec<i64>,
+    denied: Vec<i64>,
 }
 
 impl RollupColumns {
@@ -292,6 +295,7 @@ impl RollupColumns {
             reasoning: Vec::with_capacity(n),
             cost_usd: Vec::with_capacity(n),
             unpriced: Vec::with_capacity(n),
+            denied: Vec::with_capacity(n),
         };
         for ((bucket_ms, series_id), s) in sums {
             c.bucket_ms.push(*bucket_ms);
@@ -305,6 +309,7 @@ impl RollupColumns {
             c.reasoning.push(s.reasoning_tokens);
             c.cost_usd.push(s.cost_usd);
             c.unpriced.push(s.unpriced_requests);
+            c.denied.push(s.denied);
         }
         c
     }
@@ -339,6 +344,7 @@ async fn upsert_rollup(
             &c.reasoning,
             &c.cost_usd,
             &c.unpriced,
+            &c.denied,
         ],
     )
     .await?;

@@ -32,6 +32,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "narrow_records",
         include_str!("../../../migrations/postgres/0003_narrow_records.sql"),
     ),
+    (
+        4,
+        "denied",
+        include_str!("../../../migrations/postgres/0004_denied.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

@@ -147,6 +147,10 @@ impl Store for PostgresStore {
         })
     }
 
+    fn tag_keys(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move { query::tag_keys(&self.pool.get().await?).await })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let client = self.pool.get().await?;

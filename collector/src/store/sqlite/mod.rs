@@ -169,6 +169,10 @@ impl Store for SqliteStore {
         self.blocking(move |inner| inner.with_reader(|conn| query::usage(conn, &query)))
     }
 
+    fn tag_keys(&self) -> StoreFuture<'_, Vec<String>> {
+        self.blocking(|inner| inner.with_reader(query::tag_keys))
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.blocking(|inner| {
             inner.with_reader(|conn| {

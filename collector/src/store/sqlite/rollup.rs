@@ -81,7 +81,7 @@ impl Rollup {
         for (which, range) in chunks::cut(rows.len()) {
             let stmt = statements.get(which, |n| self.upsert_sql(n))?;
             for (i, (bucket, s)) in rows[range].iter().enumerate() {
-                let base = i * 10;
+                let base = i * 11;
                 stmt.raw_bind_parameter(base + 1, bucket)?;
                 stmt.raw_bind_parameter(base + 2, s.requests)?;
                 stmt.raw_bind_parameter(base + 3, s.errors)?;
@@ -92,6 +92,7 @@ impl Rollup {
                 stmt.raw_bind_parameter(base + 8, s.reasoning_tokens)?;
                 stmt.raw_bind_parameter(base + 9, s.cost_usd)?;
                 stmt.raw_bind_parameter(base + 10, s.unpriced_requests)?;
+                stmt.raw_bind_parameter(base + 11, s.denied)?;
             }
             stmt.raw_execute()?;
         }
@@ -102,7 +103,7 @@ impl Rollup {
         format!(
             "INSERT INTO {} (bucket, requests, errors, input_tokens, cached_input_tokens, \
              cache_write_input_tokens, output_tokens, reasoning_tokens, cost_usd, \
-             unpriced_requests) \
+             unpriced_requests, denied) \
              VALUES {} \
              ON CONFLICT (bucket) DO UPDATE SET \
              requests = requests + excluded.requests, errors = errors + excluded.errors, \
@@ -112,9 +113,10 @@ impl Rollup {
              output_tokens = output_tokens + excluded.output_tokens, \
              reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
              cost_usd = cost_usd + excluded.cost_usd, \
-             unpriced_requests = unpriced_requests + excluded.unpriced_requests",
+             unpriced_requests = unpriced_requests + excluded.unpriced_requests, \
+             denied = denied + excluded.denied",
             self.table,
-            chunks::values(rows, 10)
+            chunks::values(rows, 11)
         )
     }
 
@@ -133,7 +135,7 @@ impl Rollup {
         let sql = format!(
             "SELECT bucket, requests, errors, input_tokens, cached_input_tokens, \
              cache_write_input_tokens, output_tokens, reasoning_tokens, cost_usd, \
-             unpriced_requests \
+             unpriced_requests, denied \
              FROM {} WHERE bucket >= ?1 AND bucket < ?2",
             self.table
         );
@@ -147,7 +149,8 @@ impl Rollup {
     }
 }
 
-/// The nine counters of a row, starting at column `first`, in `Sums` order.
+/// The ten counters of a row, starting at column `first`: the `Sums`
+/// fields in order, `denied` last (the column added by schema version 4).
 pub(super) fn sums_at(row: &Row<'_>, first: usize) -> Result<Sums, rusqlite::Error> {
     Ok(Sums {
         requests: row.get(first)?,
@@ -159,6 +162,7 @@ pub(super) fn sums_at(row: &Row<'_>, first: usize) -> Result<Sums, rusqlite::Err
         reasoning_tokens: row.get(first + 6)?,
         cost_usd: row.get(first + 7)?,
         unpriced_requests: row.get(first + 8)?,
+        denied: row.get(first + 9)?,
     })
 }
 

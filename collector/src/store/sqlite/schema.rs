@@ -9,9 +9,36 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// Bumped whenever `schema.sql` changes incompatibly. A file written by
 /// another schema version is refused with a clear message rather than failing
 /// later on its first insert (`CREATE TABLE IF NOT EXISTS` would keep old tables).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
-/// Creates the tables of a new file; refuses a file of another schema version.
+/// Version 3 → 4: the rollups count refused calls (`denied`). Existing rows
+/// get the count of their stored records whose `error` is a refusal code
+/// (0 for data written before the filter recorded refusals), read in one pass
+/// over the records; the decoded views are recreated by `schema.sql`.
+const MIGRATE_3_TO_4: &str = "
+ALTER TABLE usage_hourly ADD COLUMN denied INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_daily ADD COLUMN denied INTEGER NOT NULL DEFAULT 0;
+DROP VIEW IF EXISTS usage_hourly_rows;
+DROP VIEW IF EXISTS usage_daily_rows;
+CREATE TEMP TABLE denied_hours AS
+    SELECT (ts_ms - ((ts_ms % 3600000) + 3600000) % 3600000) AS hour_ms, series_id,
+           count(*) AS n
+    FROM records
+    WHERE error IN ('invalid_api_key', 'rate_limit_exceeded', 'budget_exceeded',
+                    'caps_unavailable')
+    GROUP BY 1, 2;
+UPDATE usage_hourly SET denied = d.n FROM denied_hours AS d
+    WHERE usage_hourly.bucket = (d.hour_ms / 3600000) * 4294967296 + d.series_id;
+UPDATE usage_daily SET denied = d.n FROM (
+        SELECT (hour_ms - ((hour_ms % 86400000) + 86400000) % 86400000) AS day_ms, series_id,
+               sum(n) AS n
+        FROM denied_hours GROUP BY 1, 2) AS d
+    WHERE usage_daily.bucket = (d.day_ms / 86400000) * 4294967296 + d.series_id;
+DROP TABLE denied_hours;
+";
+
+/// Creates the tables of a new file, migrates a version 3 file, refuses a
+/// file of another schema version.
 pub(super) fn ensure(conn: &Connection, path: &str) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let has_tables: bool = conn.query_row(
@@ -19,6 +46,14 @@ pub(super) fn ensure(conn: &Connection, path: &str) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
+    if has_tables && version == 3 {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(MIGRATE_3_TO_4)?;
+        tx.execute_batch(SCHEMA)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
+        return Ok(());
+    }
     if has_tables && version != SCHEMA_VERSION {
         return Err(StoreError::invalid(format!(
             "{path} was written by schema version {version}, this collector uses {SCHEMA_VERSION}: \

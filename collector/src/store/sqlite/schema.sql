@@ -73,6 +73,9 @@ FROM records AS r JOIN series AS s ON s.id = r.series_id;
 -- integer seek and an overwrite in place (rollups cost ~30% fewer
 -- instructions than with a (hour_ms, series_id) WITHOUT ROWID key), and a
 -- time range is still one key range. `usage_hourly_rows` shows it decoded.
+-- `denied` (schema version 4) counts the calls the gateway refused: records
+-- whose error is invalid_api_key, rate_limit_exceeded, budget_exceeded or
+-- caps_unavailable (they count in requests and errors too).
 CREATE TABLE IF NOT EXISTS usage_hourly (
     bucket                   INTEGER PRIMARY KEY,
     requests                 INTEGER NOT NULL,
@@ -83,7 +86,8 @@ CREATE TABLE IF NOT EXISTS usage_hourly (
     output_tokens            INTEGER NOT NULL,
     reasoning_tokens         INTEGER NOT NULL,
     cost_usd                 REAL NOT NULL,
-    unpriced_requests        INTEGER NOT NULL
+    unpriced_requests        INTEGER NOT NULL,
+    denied                   INTEGER NOT NULL DEFAULT 0
 );
 
 -- Daily rollup, same shape, `bucket` = day number (day_ms / 86,400,000) *
@@ -105,7 +109,8 @@ CREATE TABLE IF NOT EXISTS usage_daily (
     output_tokens            INTEGER NOT NULL,
     reasoning_tokens         INTEGER NOT NULL,
     cost_usd                 REAL NOT NULL,
-    unpriced_requests        INTEGER NOT NULL
+    unpriced_requests        INTEGER NOT NULL,
+    denied                   INTEGER NOT NULL DEFAULT 0
 );
 
 -- One row (id 1) once a day has been sealed; no row: no day sealed yet.
@@ -118,13 +123,13 @@ CREATE TABLE IF NOT EXISTS rollup_state (
 CREATE VIEW IF NOT EXISTS usage_hourly_rows AS
 SELECT (bucket >> 32) * 3600000 AS hour_ms, bucket & 4294967295 AS series_id, requests,
        errors, input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens,
-       reasoning_tokens, cost_usd, unpriced_requests
+       reasoning_tokens, cost_usd, unpriced_requests, denied
 FROM usage_hourly;
 
 CREATE VIEW IF NOT EXISTS usage_daily_rows AS
 SELECT (bucket >> 32) * 86400000 AS day_ms, bucket & 4294967295 AS series_id, requests,
        errors, input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens,
-       reasoning_tokens, cost_usd, unpriced_requests
+       reasoning_tokens, cost_usd, unpriced_requests, denied
 FROM usage_daily;
 
 -- Budgets (CONTRACTS §6). Spend is not stored here: it is computed from the

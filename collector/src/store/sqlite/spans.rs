@@ -23,7 +23,17 @@ const SELECT_SPANS: &str =
 
 const SELECT_RAW: &str = "SELECT series_id, ts_ms, 1, (status >= 400 OR error IS NOT NULL), \
      input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, \
-     reasoning_tokens, coalesce(cost_usd, 0.0), (cost_usd IS NULL) \
+     reasoning_tokens, coalesce(cost_usd, 0.0), (cost_usd IS NULL), \
+     coalesce(error IN ('invalid_api_key', 'rate_limit_exceeded', 'budget_exceeded', \
+     'caps_unavailable'), 0) \
+     FROM records WHERE rowid >= ?1 AND rowid <= ?2 AND ts_ms >= ?3 AND ts_ms < ?4";
+
+/// `SELECT_RAW` with the two record-only dimensions after the sums.
+const SELECT_RAW_DETAILED: &str = "SELECT series_id, ts_ms, 1, \
+     (status >= 400 OR error IS NOT NULL), input_tokens, cached_input_tokens, \
+     cache_write_input_tokens, output_tokens, reasoning_tokens, coalesce(cost_usd, 0.0), \
+     (cost_usd IS NULL), coalesce(error IN ('invalid_api_key', 'rate_limit_exceeded', \
+     'budget_exceeded', 'caps_unavailable'), 0), requested_model, labels \
      FROM records WHERE rowid >= ?1 AND rowid <= ?2 AND ts_ms >= ?3 AND ts_ms < ?4";
 
 /// Two spans this close (in rowids) are read as one range: scanning a few
@@ -68,12 +78,7 @@ pub(super) fn scan_raw(
     to: i64,
     mut each: impl FnMut(i64, i64, Sums),
 ) -> Result<(), StoreError> {
-    let mut spans: Vec<(i64, i64)> = conn
-        .prepare_cached(SELECT_SPANS)?
-        .query_map(params![floor_hour(from), to], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?
-        .collect::<Result<_, _>>()?;
+    let mut spans = spans_of(conn, from, to)?;
     let mut stmt = conn.prepare_cached(SELECT_RAW)?;
     for (first, last) in merge(&mut spans) {
         let mut rows = stmt.query(params![first, last, from, to])?;
@@ -82,6 +87,50 @@ pub(super) fn scan_raw(
         }
     }
     Ok(())
+}
+
+/// A raw record with the dimensions only records keep.
+pub(super) struct Detailed {
+    pub series_id: i64,
+    pub ts_ms: i64,
+    pub requested_model: Option<String>,
+    /// Canonical JSON, as stored.
+    pub labels: String,
+    pub sums: Sums,
+}
+
+/// Calls `each` for every raw record in `[from, to)`, with its
+/// `requested_model` and labels.
+pub(super) fn scan_detailed(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+    mut each: impl FnMut(Detailed),
+) -> Result<(), StoreError> {
+    let mut spans = spans_of(conn, from, to)?;
+    let mut stmt = conn.prepare_cached(SELECT_RAW_DETAILED)?;
+    for (first, last) in merge(&mut spans) {
+        let mut rows = stmt.query(params![first, last, from, to])?;
+        while let Some(row) = rows.next()? {
+            each(Detailed {
+                series_id: row.get(0)?,
+                ts_ms: row.get(1)?,
+                sums: sums_at(row, 2)?,
+                requested_model: row.get(12)?,
+                labels: row.get(13)?,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn spans_of(conn: &Connection, from: i64, to: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(conn
+        .prepare_cached(SELECT_SPANS)?
+        .query_map(params![floor_hour(from), to], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?)
 }
 
 /// Sorts `spans` and joins those that overlap or lie within `MERGE_GAP`.

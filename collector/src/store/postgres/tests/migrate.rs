@@ -1,6 +1,7 @@
-//! Migration 3 on a database that already holds records in the shape of
-//! migrations 1 and 2: every record is kept, ids keep their identity (a
-//! re-sent record is still a duplicate), rollups are untouched.
+//! Migrations 3 and 4 on a database that already holds records in the shape
+//! of migrations 1 and 2: every record is kept, ids keep their identity (a
+//! re-sent record is still a duplicate), rollups keep their sums and gain
+//! the count of stored refusals (`denied`).
 
 use super::{count, deadpool_client, record, schema};
 use crate::domain::usage_query::UsageQuery;
@@ -13,7 +14,7 @@ const OLD_RECORD: &str = "INSERT INTO records (id, ts_ms, duration_ms, ttft_ms, 
      error, input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, \
      reasoning_tokens, cost_usd, price_version, series_id) \
      VALUES ($1, $2, 7, NULL, 'envoy', 'k0', 'api_key', '{\"team\":\"t0\"}', '{}', 'openai', \
-     'chat', 'm0', NULL, true, $3, NULL, $4, 0, 0, 1, 0, 0.5, 'v1', $5)";
+     'chat', 'm0', NULL, true, $3, $6, $4, 0, 0, 1, 0, 0.5, 'v1', $5)";
 
 #[tokio::test]
 async fn records_of_version_2_survive_migration_3() {
@@ -50,21 +51,26 @@ async fn records_of_version_2_survive_migration_3() {
         .get(0);
     let hex = "0193a1b2c3d4e5f60718293a4b5c6d7e";
     let t0: i64 = 1_793_491_200_000;
-    for (id, status, input) in [(hex, 200, 10i64), ("old-text-id", 500, 20)] {
+    let refused = Some("rate_limit_exceeded");
+    for (id, status, input, error) in [
+        (hex, 200, 10i64, None),
+        ("old-text-id", 500, 20, None),
+        ("refused-id", 429, 0, refused),
+    ] {
         client
-            .execute(OLD_RECORD, &[&id, &t0, &status, &input, &series])
+            .execute(OLD_RECORD, &[&id, &t0, &status, &input, &series, &error])
             .await
             .expect("old record");
     }
     client
         .batch_execute(&format!(
-            "INSERT INTO usage_hourly VALUES ({t0}, {series}, 2, 1, 30, 0, 0, 2, 0, 1.0, 0); \
-             INSERT INTO usage_daily VALUES ({t0}, {series}, 2, 1, 30, 0, 0, 2, 0, 1.0, 0)"
+            "INSERT INTO usage_hourly VALUES ({t0}, {series}, 3, 2, 30, 0, 0, 3, 0, 1.5, 0); \
+             INSERT INTO usage_daily VALUES ({t0}, {series}, 3, 2, 30, 0, 0, 3, 0, 1.5, 0)"
         ))
         .await
         .expect("old rollups");
 
-    assert_eq!(migrate(&mut client).await.expect("migrate"), vec![3]);
+    assert_eq!(migrate(&mut client).await.expect("migrate"), vec![3, 4]);
     assert_eq!(
         count(&url, "SELECT count(*) FROM records WHERE id IS NOT NULL").await,
         1
@@ -95,10 +101,15 @@ async fn records_of_version_2_survive_migration_3() {
         .collect();
     let outcome = store.insert_batch(again).await.expect("insert");
     assert_eq!((outcome.inserted, outcome.duplicates), (0, 2));
-    let mut q = UsageQuery::parse(Some("group_by=team"), 0).expect("query");
-    q.from_ms = t0;
-    q.to_ms = t0 + 86_400_000;
-    let report = store.usage(q).await.expect("usage");
-    assert_eq!((report.totals.requests, report.totals.errors), (2, 1));
-    assert_eq!(report.totals.input_tokens, 30);
+    // Migration 4 counted the stored refusal in both rollups: a whole day
+    // reads the daily one, a whole hour the hourly one.
+    for to in [t0 + 86_400_000, t0 + 3_600_000] {
+        let mut q = UsageQuery::parse(Some("group_by=team"), 0).expect("query");
+        q.from_ms = t0;
+        q.to_ms = to;
+        let report = store.usage(q).await.expect("usage");
+        let t = &report.totals;
+        assert_eq!((t.requests, t.errors, t.denied), (3, 2, 1), "to {to}");
+        assert_eq!(t.input_tokens, 30);
+    }
 }

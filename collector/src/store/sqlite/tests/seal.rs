@@ -144,3 +144,66 @@ async fn sealed_days_late_records_and_retries_stay_exact() {
         "after reopen",
     );
 }
+
+/// A file of schema version 3 (rollups without `denied`) is migrated in
+/// place: every sum is kept, and sealed days, hourly rows and raw records
+/// all count the refusals already stored.
+#[tokio::test]
+async fn a_version_3_file_is_migrated_and_counts_stored_refusals() {
+    let temp = TempStore::new();
+    let (store, path) = (temp.open(), temp.path());
+    let stored: Vec<PricedRecord> = (0..600)
+        .map(|i| {
+            let mut r = record(i, DAY0 + i * 9 * 60_000 + i % 13);
+            if i % 4 == 0 {
+                r.record.status = 429;
+                r.record.error = Some("rate_limit_exceeded".into());
+            }
+            r
+        })
+        .collect();
+    for batch in stored.chunks(50) {
+        store.insert_batch(batch.to_vec()).await.expect("insert");
+    }
+    drop(store);
+    assert!(sealed_before(path).is_some(), "days were sealed");
+    // Back to the version 3 shape.
+    Connection::open(path)
+        .expect("open")
+        .execute_batch(
+            "DROP VIEW usage_hourly_rows; DROP VIEW usage_daily_rows;
+             ALTER TABLE usage_hourly DROP COLUMN denied;
+             ALTER TABLE usage_daily DROP COLUMN denied;
+             PRAGMA user_version = 3;",
+        )
+        .expect("downgrade");
+
+    let store = SqliteStore::open(path).expect("migrated");
+    let version: i64 = Connection::open(path)
+        .expect("open")
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("version");
+    assert_eq!(version, 4);
+    for (from, to) in [
+        (DAY0, DAY0 + 5 * DAY_MS),
+        (DAY0 + 3 * HOUR_MS + 17, DAY0 + DAY_MS + 20 * HOUR_MS),
+        (DAY0 + 2 * DAY_MS, DAY0 + 2 * DAY_MS + 5 * HOUR_MS),
+    ] {
+        let actual = totals(&store, from, to).await;
+        assert!(actual.denied > 0, "{from}..{to}: {actual:?}");
+        assert_close(
+            actual,
+            expected(&stored, from, to),
+            &format!("{from}..{to}"),
+        );
+    }
+    // New refusals keep counting after the migration.
+    let mut late = record(50_000, DAY0 + 7 * 60_000 + 1);
+    late.record.error = Some("budget_exceeded".into());
+    store.insert_batch(vec![late]).await.expect("insert");
+    let after = totals(&store, DAY0, DAY0 + 5 * DAY_MS).await;
+    assert_eq!(
+        after.denied,
+        expected(&stored, DAY0, DAY0 + 5 * DAY_MS).denied + 1
+    );
+}

@@ -118,3 +118,16 @@ def test_sigterm_after_a_graceful_drain_loses_nothing(stack_factory):
     s.envoy.stop()
     usage = wait_for_requests(s.collector, since, n, timeout=15, group_by="team")
     assert usage["totals"]["requests"] == n
+
+
+def test_refused_calls_are_counted_as_denied(stack_factory):
+    """Issue 25: a call refused for its rate limit leaves a record, so
+    /v1/usage shows how often the team hit its limit."""
+    s = stack_factory()
+    since = usage_window_start()
+    statuses = [s.chat("sk-aispend-demo-limited", chat_body(2))[0] for _ in range(4)]
+    assert statuses == [200, 200, 200, 429], statuses
+    usage = wait_for_requests(s.collector, since, 4, timeout=30, group_by="team")
+    [row] = usage["rows"]
+    assert (row["team"], row["requests"], row["denied"]) == ("research", 4, 1), row
+    assert usage["totals"]["denied"] == 1

@@ -77,11 +77,7 @@ impl TagPolicy {
             if !starts_with_ignore_case(name, PREFIX) {
                 continue;
             }
-            if let Some((_, label)) = self
-                .labels
-                .iter()
-                .find(|(h, _)| h.eq_ignore_ascii_case(name))
-            {
+            if let Some((_, label)) = self.labels.iter().find(|(h, _)| same_header_name(h, name)) {
                 // An allowed label passes upstream untouched when its value is
                 // well-formed; a malformed one is dropped, never recorded.
                 if config::valid_tag_value(value) && !out.labels.iter().any(|(l, _)| l == label) {
@@ -89,10 +85,7 @@ impl TagPolicy {
                     continue;
                 }
             } else if self.on_conflict == OnConflict::Reject
-                && schema
-                    .headers()
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(name))
+                && schema.headers().iter().any(|h| same_header_name(h, name))
             {
                 return Err(Conflict {
                     header: name.to_string(),
@@ -137,9 +130,27 @@ pub fn injected<'a>(
         ])
 }
 
+/// `s` starts with `prefix` in any letter case, an `_` standing for a `-`:
+/// frameworks behind the gateway (CGI, WSGI, Rack, PHP) read `x_aispend_team`
+/// as `X-Aispend-Team`, so such a header is a spoofed tag too.
 fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
     s.get(..prefix.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        .is_some_and(|p| same_header_name(p, prefix))
+}
+
+/// Header names equal in any letter case, `_` and `-` alike.
+pub fn same_header_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            let fold = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
+            fold(x) == fold(y)
+        })
 }
 
 #[cfg(test)]

@@ -116,3 +116,24 @@ fn provider_credentials_by_provider() {
     );
     assert_eq!(p.credential(Provider::OpenAi), None);
 }
+
+#[test]
+fn underscore_and_case_spellings_of_a_tag_are_spoofs_too() {
+    let (strip, schema) = policy(r#"{"on_conflict":"strip"}"#);
+    let headers = [
+        ("x_aispend_team", "evil"),
+        ("X-AISPEND-ORG", "evil"),
+        ("x-aispend_key-id", "forged"),
+        ("x-other", "fine"),
+    ];
+    let client = strip.inspect_client(&schema, &headers).unwrap();
+    assert_eq!(
+        client.strip,
+        ["x_aispend_team", "X-AISPEND-ORG", "x-aispend_key-id"]
+    );
+    let (reject, schema) = policy(r#"{"on_conflict":"reject"}"#);
+    let conflict = reject
+        .inspect_client(&schema, &[("x_aispend_team", "evil")])
+        .unwrap_err();
+    assert_eq!(conflict.header, "x_aispend_team");
+}

@@ -14,7 +14,7 @@ from procs import ADMIN_TOKEN, call, wait_until
 
 POLL_MS, FLUSH_MS, STALE_MS = 300, 200, 1000
 # The collector recomputes /v1/caps at most this long after new records
-# (collector/src/http/caps.rs MIN_AGE).
+# (collector/src/service/caps.rs MIN_AGE).
 COLLECTOR_CACHE_MS = 250
 # gpt-4o-mini at the embedded price table: 1.5e-7 / input token, 6e-7 / output
 # token. The mock bills one token per prompt word and max_tokens of output.

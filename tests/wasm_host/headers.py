@@ -28,12 +28,16 @@ request line `proxy_pass` builds. Read from the engine's sources:
   and a cleared entry's hash 0 does not find its name in proxy_pass's own
   set either. So a cleared header still reaches the upstream, and a cleared
   `Host` goes out next to the one nginx writes.
-- `:path` (`ngx_proxy_wasm_maps_set_path`) rewrites `r->uri`/`r->args` but
-  not `r->valid_unparsed_uri`, and `proxy_pass` without a URI part sends
-  `r->unparsed_uri` while that flag is set: the upstream keeps the client's
-  request line. Setting the `request.query` property ($args) clears the flag
-  (nginx's `ngx_http_variable_set_args`), so the upstream then gets
-  `r->uri?args`.
+- The request line: Kong's template proxies to
+  `$upstream_scheme://kong_upstream$upstream_uri`, and Kong's Lua builds
+  `$upstream_uri` (route path + `?` + `$args`) in `runloop.access.after`,
+  which runs before ngx_wasm_module's access step (kong/init.lua,
+  runloop/handler.lua; ngx_http_wasm_module.c). So neither a `:path` edit
+  (`ngx_proxy_wasm_maps_set_path` rewrites `r->uri`/`r->args`) nor the
+  `request.query` property (`$args`) reaches the upstream; only setting the
+  `ngx.upstream_uri` property does. (A plain nginx `proxy_pass` without a
+  URI part would send `r->unparsed_uri` instead, which `$args` does change —
+  seen in the engine built from these sources; Kong's line is modelled here.)
 """
 
 # Headers ngx_wasm_module edits through headers_in.<name> (builtin handlers).
@@ -85,6 +89,9 @@ class EnvoyRequestHeaders:
     def set_query(self, query):
         return False
 
+    def set_upstream_uri(self, value):
+        return False
+
     def upstream(self):
         """(headers, problems): what the router sends to the upstream."""
         problems = [f"request sent upstream without {p}" for p in (":method", ":path")
@@ -106,7 +113,8 @@ class NginxRequestHeaders:
         self.scheme = pseudo.get(":scheme", b"http")
         self.unparsed = pseudo.get(":path", b"/")
         self.uri, _, self.args = self.unparsed.partition(b"?")
-        self.unparsed_valid = True
+        # Kong's $upstream_uri, built before the filter runs (route path kept).
+        self.upstream_uri = self.unparsed
         self.entries = []
         authority = pseudo.get(":authority")
         if authority is not None and not any(n == "host" for n, _ in pairs):
@@ -212,15 +220,19 @@ class NginxRequestHeaders:
                 return
 
     def set_query(self, query):
-        """The request.query property ($args): also clears valid_unparsed_uri."""
+        """The request.query property ($args): the filter's view changes,
+        Kong's request line does not (it was built from $args already)."""
         self.args = bytes(query)
-        self.unparsed_valid = False
+        return True
+
+    def set_upstream_uri(self, value):
+        """The ngx.upstream_uri property: what Kong's proxy_pass sends."""
+        self.upstream_uri = bytes(value)
         return True
 
     # --- what proxy_pass sends -----------------------------------------------
     def upstream(self):
-        path = self.unparsed if self.unparsed_valid else self._path()
-        out = [(":method", self.method), (":path", path)]
+        out = [(":method", self.method), (":path", self.upstream_uri)]
         out.append(("host", b"upstream"))  # proxy_pass writes its own Host
         for e in self.entries:
             if e.live and e.name in NGINX_PROXY_OWN:

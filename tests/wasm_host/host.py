@@ -315,6 +315,8 @@ class Host:
             return fixed[dotted]
         if stream is None:
             return None
+        if dotted == "ngx.upstream_uri" and self.profile.name == "kong":
+            return stream.request_headers.upstream_uri
         request = {}
         for n, v in stream.request_headers.pairs():
             request.setdefault(n, v.decode("utf-8", "replace"))

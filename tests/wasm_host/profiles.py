@@ -251,6 +251,9 @@ class KongProfile(Profile):
         dotted = _dotted(path)
         if dotted == "request.query" or dotted.startswith("wasmx."):
             return Status.OK
+        # Kong's template declares `set $upstream_uri ''`: changeable.
+        if dotted == "ngx.upstream_uri":
+            return Status.OK
         if dotted.startswith("ngx."):
             raise HostTrap(f"host trap: variable {dotted} is not changeable")
         return Status.BAD_ARGUMENT

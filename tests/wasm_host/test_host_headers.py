@@ -120,16 +120,19 @@ def test_envoy_map_write_without_pseudo_headers_loses_the_request_line(probe_wat
     assert problems, "Envoy's setHeaderMapPairs clears :method and :path too"
 
 
-def test_kong_path_edit_leaves_the_request_line_but_request_query_changes_it(probe_wat):
+def test_kong_request_line_comes_from_upstream_uri(probe_wat):
     path = "/v1beta/models/g:generateContent?key=sk-virtual&alt=sse"
     _vm, probe, stream = _stream("kong", probe_wat, headers=(), path=path)
     _call(probe, stream, "probe_replace_request_header", *probe.put(":path"),
           *probe.put("/v1beta/models/g:generateContent?alt=sse"))
     assert _values(_filter_view(probe, stream), ":path") == [
         "/v1beta/models/g:generateContent?alt=sse"]
-    assert _values(_upstream(stream), ":path") == [path], "valid_unparsed_uri still set"
+    assert _values(_upstream(stream), ":path") == [path], "a :path edit does not reach it"
     assert _call(probe, stream, "probe_set_property", *probe.put("request\0query"),
                  *probe.put("alt=sse")) == Status.OK
+    assert _values(_upstream(stream), ":path") == [path], "nor does $args: Kong built it before"
+    assert _call(probe, stream, "probe_set_property", *probe.put("ngx\0upstream_uri"),
+                 *probe.put("/v1beta/models/g:generateContent?alt=sse")) == Status.OK
     assert _values(_upstream(stream), ":path") == ["/v1beta/models/g:generateContent?alt=sse"]
 
 

@@ -104,7 +104,7 @@ def test_records_survive_a_failing_collector(profile, plugin_wasm):
     [first] = ingest_calls(vm)
     vm.fail(first, "connection refused")
     resent = None
-    for _ in range(10):  # backoff doubles from the flush interval
+    for _ in range(100):  # backoff doubles from the flush interval; Kong ticks every 100 ms
         vm.tick()
         if ingest_calls(vm):
             [resent] = ingest_calls(vm)
@@ -112,7 +112,7 @@ def test_records_survive_a_failing_collector(profile, plugin_wasm):
     assert resent is not None, "records were retried"
     assert {r["id"] for r in shipped(resent)} == ids
     vm.respond(resent, 503, b"unavailable")
-    for _ in range(10):
+    for _ in range(100):
         vm.tick()
         if ingest_calls(vm):
             break
@@ -219,7 +219,7 @@ def test_a_refused_batch_is_split_and_a_record_refused_alone_is_dropped(profile,
     vm = Host(profile, plugin_wasm, plugin_config(profile, max_batch=4), clusters=clusters())
     ids = [chat(vm).upstream.header("x-aispend-request-id") for _ in range(3)]
     sizes, delivered = [], []
-    for _ in range(10):
+    for _ in range(60):  # Kong ticks every 100 ms, Envoy every flush interval
         vm.tick()
         calls = ingest_calls(vm)
         if not calls:

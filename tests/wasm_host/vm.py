@@ -421,6 +421,8 @@ class Worker:
         stream = self._stream()
         if status == Status.OK and stream is not None and path == ["request", "query"]:
             stream.request_headers.set_query(mem.read(vptr, vsize))
+        if status == Status.OK and stream is not None and path == ["ngx", "upstream_uri"]:
+            stream.request_headers.set_upstream_uri(mem.read(vptr, vsize))
         if status == Status.OK:
             target = stream.properties if stream is not None else self.host.root_properties
             target[tuple(path)] = mem.read(vptr, vsize)

@@ -13,9 +13,12 @@
 //!   request carrying two copies of such a header is refused (400). A header
 //!   map write clears every header, then stops at the read-only `:scheme`:
 //!   the filter never writes whole maps, on either host.
-//! - The request line ([`Profile::query_edit`]): `:path` edits do not reach
-//!   the upstream (`proxy_pass` keeps sending the client's unparsed URI);
-//!   the `request.query` property (nginx's `$args`) does.
+//! - The request line ([`Profile::query_edit`]): Kong's `proxy_pass` sends
+//!   `$upstream_uri`, built by Kong before the filter runs, so `:path` edits
+//!   do not reach the upstream; the filter rewrites `ngx.upstream_uri` (and
+//!   `request.query`, nginx's `$args`, which a plain `proxy_pass` sends).
+//! - The tick ([`Profile::max_tick_ms`]): a backlog drains one batch per
+//!   tick on Kong, so the tick stays at 100 ms.
 //! - Request body length ([`Profile::recomputes_content_length`]): nginx
 //!   writes `Content-Length` from the body it sends; Envoy forwards the
 //!   client's, so a rewritten body needs it removed first.
@@ -62,7 +65,7 @@ pub enum Removal {
 pub enum QueryEdit {
     /// Rewrite the `:path` header (Envoy).
     Path,
-    /// Set the `request.query` property (Kong: nginx's `$args`).
+    /// Set the `ngx.upstream_uri` and `request.query` properties (Kong).
     QueryProperty,
 }
 
@@ -158,6 +161,14 @@ impl Profile {
         !self.is_kong()
     }
 
+    /// The longest root tick this host may run. Where no dispatch may start
+    /// from a call's response (Kong), a backlog drains one batch per tick,
+    /// so the tick stays short (the scheduler still runs each job at its own
+    /// period): 500 records × 10 ticks/s per worker with the defaults.
+    pub fn max_tick_ms(self) -> Option<u64> {
+        self.is_kong().then_some(100)
+    }
+
     /// Whether a dispatch may start from inside another call's response.
     pub fn dispatch_in_call_response(self) -> bool {
         !self.is_kong()
@@ -198,6 +209,7 @@ mod tests {
         assert!(!envoy.recomputes_content_length() && kong.recomputes_content_length());
         assert!(envoy.dispatch_in_call_response() && !kong.dispatch_in_call_response());
         assert!(envoy.waits_for_done() && !kong.waits_for_done());
+        assert_eq!((envoy.max_tick_ms(), kong.max_tick_ms()), (None, Some(100)));
         assert_eq!((envoy.create_cas(), kong.create_cas()), (None, Some(0)));
         assert!(envoy.headers_eos_reliable() && !kong.headers_eos_reliable());
         assert_eq!(

@@ -127,10 +127,10 @@ impl Scheduler {
             }
             a
         });
-        if gcd >= 50 {
-            gcd
-        } else {
-            shortest
+        let period = if gcd >= 50 { gcd } else { shortest };
+        match filter.profile.max_tick_ms() {
+            Some(max) => period.min(max),
+            None => period,
         }
     }
 

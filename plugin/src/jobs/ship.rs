@@ -19,7 +19,15 @@ pub struct ShipJob {
 impl ShipJob {
     fn publish(&mut self, host: &mut dyn Host, shared: &Shared) {
         if let Ok(shipper) = shared.shipper.try_borrow() {
-            publish_metrics(host, &mut self.published, shipper.counters());
+            let now = shipper.counters();
+            let dropped = now.dropped.saturating_sub(self.published.dropped);
+            if dropped > 0 {
+                // Counted in aispend_records_dropped; said once per tick too.
+                log::error!(
+                    "aispend: {dropped} usage records dropped: the buffer (collector.max_buffer) was full; raise collector.max_batch or check the collector"
+                );
+            }
+            publish_metrics(host, &mut self.published, now);
         }
         shared.publish_requests(host);
     }

@@ -25,6 +25,9 @@ use crate::request::identity::{self, CREDENTIAL_HEADERS};
 use crate::request::tags;
 use crate::usage::Route;
 
+/// Kong's `$upstream_uri` (its `proxy_pass` target's path and query).
+const KONG_UPSTREAM_URI: [&str; 2] = ["ngx", "upstream_uri"];
+
 /// One change to the request on its way upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edit<'a> {
@@ -33,8 +36,13 @@ pub enum Edit<'a> {
     /// The provider must not see this header's value.
     Drop(&'a str),
     /// The query string without the key-carrying parameters: the path it
-    /// leaves and the remaining query (possibly empty).
-    Query { base: &'a str, query: String },
+    /// leaves, the remaining query (possibly empty), and the presented key
+    /// (to clean a query the host already copied elsewhere).
+    Query {
+        base: &'a str,
+        query: String,
+        key: Option<&'a str>,
+    },
 }
 
 /// What the upstream edits depend on besides the headers.
@@ -121,7 +129,7 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
     }
     edits.extend(sets.into_iter().map(|(n, v)| Edit::Set(n, v)));
     if let Some((base, query)) = query {
-        edits.push(Edit::Query { base, query });
+        edits.push(Edit::Query { base, query, key });
     }
     Ok(edits)
 }
@@ -147,14 +155,32 @@ pub fn apply(host: &mut dyn Host, filter: &Filter, edits: &[Edit<'_>]) {
                 Removal::Remove => host.set_request_header(name, None),
                 Removal::Blank => host.set_request_header(name, Some("")),
             },
-            Edit::Query { base, query } => match profile.query_edit() {
+            Edit::Query { base, query, key } => match profile.query_edit() {
                 QueryEdit::Path if query.is_empty() => host.set_request_header(":path", Some(base)),
                 QueryEdit::Path => {
                     host.set_request_header(":path", Some(&format!("{base}?{query}")))
                 }
                 QueryEdit::QueryProperty => {
+                    // nginx's own proxy_pass sends `$args` once it is set...
                     if !host.set_property(&["request", "query"], query.as_bytes()) {
                         log::error!("aispend: cannot remove the key from the query string");
+                    }
+                    // ...Kong's sends `$upstream_uri`, built before the filter
+                    // runs: clean the query it copied too.
+                    let upstream_uri = host
+                        .property(&KONG_UPSTREAM_URI)
+                        .and_then(|v| String::from_utf8(v).ok());
+                    if let Some(uri) = upstream_uri {
+                        if let Some((path, rest)) = identity::query_without_key(&uri, *key) {
+                            let cleaned = if rest.is_empty() {
+                                path.to_string()
+                            } else {
+                                format!("{path}?{rest}")
+                            };
+                            if !host.set_property(&KONG_UPSTREAM_URI, cleaned.as_bytes()) {
+                                log::error!("aispend: cannot remove the key from $upstream_uri");
+                            }
+                        }
                     }
                 }
             },

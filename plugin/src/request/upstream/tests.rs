@@ -68,7 +68,7 @@ fn edits_for(
                 .map(|e| match e {
                     Edit::Set(n, v) => format!("set {n}={v}"),
                     Edit::Drop(n) => format!("drop {n}"),
-                    Edit::Query { base, query } => format!("query {base}?{query}"),
+                    Edit::Query { base, query, .. } => format!("query {base}?{query}"),
                 })
                 .collect()
         })
@@ -172,6 +172,7 @@ fn apply_removes_on_envoy_and_blanks_on_kong() {
                 Edit::Query {
                     base: "/p",
                     query: String::new(),
+                    key: None,
                 },
             ],
         );
@@ -182,4 +183,41 @@ fn apply_removes_on_envoy_and_blanks_on_kong() {
         assert_eq!(via_property.is_some(), gateway == "kong");
         assert_eq!(host.request_header(":path").is_some(), gateway == "envoy");
     }
+}
+
+#[test]
+fn kong_cleans_the_upstream_uri_kong_built_before_the_filter() {
+    use crate::host::memory::MemoryHost;
+    let f = filter("kong", false);
+    let mut host = MemoryHost::with_request(&[]);
+    let uri = vec!["ngx".to_string(), "upstream_uri".to_string()];
+    host.properties.insert(
+        uri.clone(),
+        b"/v1beta/models/g:generateContent?key=sk-1&alt=json".to_vec(),
+    );
+    apply(
+        &mut host,
+        &f,
+        &[Edit::Query {
+            base: "/v1beta/models/g:generateContent",
+            query: "alt=json".into(),
+            key: Some("sk-1"),
+        }],
+    );
+    assert_eq!(
+        host.properties[&uri],
+        b"/v1beta/models/g:generateContent?alt=json"
+    );
+    // Without Kong's variable (plain nginx), only $args is set.
+    let mut plain = MemoryHost::with_request(&[]);
+    apply(
+        &mut plain,
+        &f,
+        &[Edit::Query {
+            base: "/p",
+            query: "a=1".into(),
+            key: Some("sk-1"),
+        }],
+    );
+    assert!(!plain.properties.contains_key(&uri));
 }

@@ -134,8 +134,11 @@ pub fn injected<'a>(
 /// frameworks behind the gateway (CGI, WSGI, Rack, PHP) read `x_aispend_team`
 /// as `X-Aispend-Team`, so such a header is a spoofed tag too.
 fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
-    s.get(..prefix.len())
-        .is_some_and(|p| same_header_name(p, prefix))
+    // Most header names differ at the first byte: decide those at once.
+    let first = |x: &str| x.as_bytes().first().map(u8::to_ascii_lowercase);
+    first(s) == first(prefix)
+        && s.get(..prefix.len())
+            .is_some_and(|p| same_header_name(p, prefix))
 }
 
 /// Header names equal in any letter case, `_` and `-` alike.

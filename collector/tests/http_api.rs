@@ -544,11 +544,14 @@ fn timed(id: &str, ts: &str, requested: &str, feature: Option<&str>, input: u64)
     r
 }
 
+/// (dimension value, requests) per row, sorted by value with nulls last.
 fn column<'a>(body: &'a Value, dim: &str) -> Vec<(&'a Value, &'a Value)> {
-    body["rows"]
+    let mut rows: Vec<(&Value, &Value)> = body["rows"]
         .as_array()
         .map(|rows| rows.iter().map(|r| (&r[dim], &r["requests"])).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    rows.sort_by_key(|(v, _)| v.as_str().unwrap_or("~").to_owned());
+    rows
 }
 
 #[tokio::test]
@@ -569,8 +572,7 @@ async fn group_by_hour_week_month_requested_model_and_labels() {
     };
     let (status, body) = usage("group_by=hour").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let mut hours = column(&body, "hour");
-    hours.sort_by_key(|(h, _)| h.as_str().unwrap_or_default().to_owned());
+    let hours = column(&body, "hour");
     assert_eq!(
         hours,
         vec![
@@ -581,8 +583,7 @@ async fn group_by_hour_week_month_requested_model_and_labels() {
     );
     // 2026-11-29 is a Sunday (ISO week 48); 2026-11-30 a Monday (week 49).
     let (_, body) = usage("group_by=week").await;
-    let mut weeks = column(&body, "week");
-    weeks.sort_by_key(|(w, _)| w.as_str().unwrap_or_default().to_owned());
+    let weeks = column(&body, "week");
     assert_eq!(
         weeks,
         vec![
@@ -591,8 +592,7 @@ async fn group_by_hour_week_month_requested_model_and_labels() {
         ]
     );
     let (_, body) = usage("group_by=month").await;
-    let mut months = column(&body, "month");
-    months.sort_by_key(|(m, _)| m.as_str().unwrap_or_default().to_owned());
+    let months = column(&body, "month");
     assert_eq!(
         months,
         vec![
@@ -601,15 +601,13 @@ async fn group_by_hour_week_month_requested_model_and_labels() {
         ]
     );
     let (_, body) = usage("group_by=requested_model").await;
-    let mut requested = column(&body, "requested_model");
-    requested.sort_by_key(|(m, _)| m.as_str().unwrap_or_default().to_owned());
+    let requested = column(&body, "requested_model");
     assert_eq!(
         requested,
         vec![(&json!("fast"), &json!(2)), (&json!("smart"), &json!(2))]
     );
     let (_, body) = usage("group_by=label.feature").await;
-    let mut features = column(&body, "label.feature");
-    features.sort_by_key(|(f, _)| f.as_str().unwrap_or("~").to_owned());
+    let features = column(&body, "label.feature");
     assert_eq!(
         features,
         vec![
@@ -620,8 +618,7 @@ async fn group_by_hour_week_month_requested_model_and_labels() {
     );
     // With filters, alone and mixed with rollup dimensions.
     let (_, body) = usage("group_by=week&filter.label.feature=summarize").await;
-    let mut weeks = column(&body, "week");
-    weeks.sort_by_key(|(w, _)| w.as_str().unwrap_or_default().to_owned());
+    let weeks = column(&body, "week");
     assert_eq!(
         weeks,
         vec![

@@ -238,11 +238,7 @@ impl RequestFlow {
                 status: denial.status,
                 usage: &usage,
             };
-            if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
-                let mut json = shipper.take_buffer();
-                call.write_record(&mut json);
-                shipper.push(json);
-            }
+            buffer_record(&self.shipper, &call);
         }
         self.deny(host, denial)
     }
@@ -467,16 +463,23 @@ impl RequestFlow {
             status: self.status,
             usage: &usage,
         };
-        let mut input_tokens = 0;
-        let mut output_tokens = 0;
-        if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
-            let mut json = shipper.take_buffer();
-            (input_tokens, output_tokens) = call.write_record(&mut json);
-            shipper.push(json);
-        }
+        let (input_tokens, output_tokens) = buffer_record(&self.shipper, &call);
         let tokens = input_tokens.saturating_add(output_tokens);
         controls::record_tokens(host, &self.filter, &admitted.principal, tokens);
     }
+}
+
+/// Write `call`'s record into a recycled buffer of the VM's shipper.
+/// Returns the (input, output) tokens recorded (0 when the shipper is busy,
+/// which a single-threaded VM never is).
+fn buffer_record(shipper: &RefCell<Shipper>, call: &Call<'_>) -> (u64, u64) {
+    let Ok(mut shipper) = shipper.try_borrow_mut() else {
+        return (0, 0);
+    };
+    let mut json = shipper.take_buffer();
+    let tokens = call.write_record(&mut json);
+    shipper.push(json);
+    tokens
 }
 
 /// Verified JWT claims, read where the host profile says they are (Envoy:

@@ -6,10 +6,20 @@ use crate::store::StoreError;
 
 const SCHEMA: &str = include_str!("schema.sql");
 
-/// Bumped whenever `schema.sql` changes incompatibly. A file written by
-/// another schema version is refused with a clear message rather than failing
-/// later on its first insert (`CREATE TABLE IF NOT EXISTS` would keep old tables).
-const SCHEMA_VERSION: i64 = 4;
+/// Upgrades of an existing file, append only: (version reached, SQL run
+/// before `schema.sql`). A file at an older version runs every later step in
+/// order, in one transaction, then `schema.sql` (`CREATE … IF NOT EXISTS`
+/// adds the tables a step did not alter), so a feature that only adds tables
+/// appends `(n, "")` and its tables to `schema.sql`. A file of a version not
+/// in the chain is refused with a clear message rather than failing later on
+/// its first insert.
+const UPGRADES: &[(i64, &str)] = &[(4, MIGRATE_3_TO_4)];
+
+/// The oldest version a file can be upgraded from.
+const OLDEST_UPGRADABLE: i64 = 3;
+
+/// The version this collector writes: the last step's.
+const SCHEMA_VERSION: i64 = UPGRADES[UPGRADES.len() - 1].0;
 
 /// Version 3 → 4: the rollups count refused calls (`denied`). Existing rows
 /// get the count of their stored records whose `error` is a refusal code
@@ -37,8 +47,8 @@ UPDATE usage_daily SET denied = d.n FROM (
 DROP TABLE denied_hours;
 ";
 
-/// Creates the tables of a new file, migrates a version 3 file, refuses a
-/// file of another schema version.
+/// Creates the tables of a new file, upgrades an older one step by step,
+/// refuses a file of a version outside the chain.
 pub(super) fn ensure(conn: &Connection, path: &str) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let has_tables: bool = conn.query_row(
@@ -46,9 +56,11 @@ pub(super) fn ensure(conn: &Connection, path: &str) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
-    if has_tables && version == 3 {
+    if has_tables && (OLDEST_UPGRADABLE..SCHEMA_VERSION).contains(&version) {
         let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(MIGRATE_3_TO_4)?;
+        for (_, sql) in UPGRADES.iter().filter(|(to, _)| *to > version) {
+            tx.execute_batch(sql)?;
+        }
         tx.execute_batch(SCHEMA)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;

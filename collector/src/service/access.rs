@@ -49,9 +49,16 @@ struct Loaded {
 pub struct TokenCache {
     generation: AtomicU64,
     loaded: tokio::sync::Mutex<Option<Loaded>>,
+    /// Reads of the token table (`aispend_token_cache_loads_total`).
+    loads: AtomicU64,
 }
 
 impl TokenCache {
+    /// How many times the token table was read from the store.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
     /// A token was created or revoked here: reload on the next lookup.
     pub fn changed(&self) {
         self.generation.fetch_add(1, Ordering::Relaxed);
@@ -68,6 +75,7 @@ impl TokenCache {
                 return Ok(Arc::clone(&l.by_hash));
             }
         }
+        self.loads.fetch_add(1, Ordering::Relaxed);
         match state.store.list_tokens().await {
             Ok(tokens) => {
                 let by_hash = Arc::new(tokens.into_iter().map(|t| (t.sha256, t)).collect());

@@ -7,18 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
-use serde_json::Value;
 
 use crate::error::AppError;
+use crate::http::parse_body;
 use crate::service::access::RequestContext;
 use crate::service::budgets::{self, BudgetList, BudgetView};
 use crate::state::AppState;
-
-pub(crate) fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, AppError> {
-    let body = body?;
-    serde_json::from_slice(&body)
-        .map_err(|e| AppError::BadRequest(format!("body is not valid JSON: {e}")))
-}
 
 pub async fn create(
     State(state): State<AppState>,

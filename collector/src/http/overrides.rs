@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 
 use crate::error::AppError;
-use crate::http::budgets::parse_body;
+use crate::http::parse_body;
 use crate::service::access::RequestContext;
 use crate::service::overrides::{self, OverrideList, OverrideView};
 use crate::state::AppState;

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 
 use crate::error::AppError;
-use crate::http::budgets::parse_body;
+use crate::http::parse_body;
 use crate::service::access::{self, CreatedToken, RequestContext, TokenList, TokenView};
 use crate::state::AppState;
 

@@ -51,6 +51,8 @@ def test_every_readme_curl_works_against_make_run(tmp_path):
         assert re.search(r"x-ratelimit-remaining-requests", text, re.I)
         assert "\n402" in text, "the budget walk-through reaches 402"
         assert '"rows"' in text, "the usage query answers"
+        assert '"key":"sk-aispend-' in text and '"missing_tag"' in text, "the key API answers"
+        assert '"revoked":0' in text, "the bulk revocation answers"
     finally:
         import signal
         os.killpg(run.pid, signal.SIGTERM)

@@ -21,6 +21,8 @@ pub enum AppError {
     SelfApproval,
     /// The request itself is malformed (bad JSON, bad query).
     BadRequest(String),
+    /// A virtual key lacks a tag every key must carry (`missing_tag`).
+    MissingTag(String),
     /// A query parameter names something that does not exist (a typo in a
     /// dimension name): the message names it and lists the valid ones.
     InvalidParameter(String),
@@ -75,6 +77,12 @@ impl AppError {
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "bad_request",
+                m.clone(),
+            ),
+            AppError::MissingTag(m) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "missing_tag",
                 m.clone(),
             ),
             AppError::InvalidParameter(m) => (
@@ -200,6 +208,8 @@ mod tests {
             status_of(AppError::BadRequest("x".into())),
             StatusCode::BAD_REQUEST
         );
+        let missing = AppError::MissingTag("tag `team` is required".into()).into_response();
+        assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             status_of(AppError::NotFound("x".into())),
             StatusCode::NOT_FOUND

@@ -7,6 +7,7 @@
 //! surface; `server::serve` runs it with connection limits; `main.rs` only
 //! wires settings, the store and the server together.
 
+pub mod cli;
 pub mod domain;
 pub mod error;
 pub mod http;
@@ -20,7 +21,7 @@ pub mod store;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use axum::Router;
 
 use crate::domain::access::ROUTES;
@@ -28,9 +29,9 @@ use crate::service::ingest::MAX_BODY_BYTES;
 pub use crate::state::{AppState, Tokens};
 
 /// The handler of one row of the access table (`domain::access::ROUTES`),
-/// `None` for a row whose feature is not in this build (the keys API).
+/// `None` for a row whose feature is not in this build.
 fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<AppState>> {
-    use http::{audit, budgets, caps, health, metrics, overrides, records, tokens, usage};
+    use http::{audit, budgets, caps, health, keys, metrics, overrides, records, tokens, usage};
     Some(match (method, path) {
         ("GET", "/healthz") => get(health::healthz),
         ("GET", "/metrics") => get(metrics::metrics),
@@ -51,6 +52,14 @@ fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<Ap
         ("POST", "/v1/overrides") => post(overrides::request),
         ("GET", "/v1/overrides") => get(overrides::list),
         ("POST", "/v1/overrides/{id}/approve") => post(overrides::approve),
+        ("POST", "/v1/keys") => post(keys::create),
+        ("GET", "/v1/keys") => get(keys::list),
+        ("POST", "/v1/keys/revoke") => post(keys::revoke_by_tags),
+        ("GET", "/v1/keys/registry") => get(keys::registry),
+        ("GET", "/v1/keys/{key_id}") => get(keys::get_one),
+        ("PATCH", "/v1/keys/{key_id}") => patch(keys::patch),
+        ("POST", "/v1/keys/{key_id}/rotate") => post(keys::rotate),
+        ("DELETE", "/v1/keys/{key_id}") => delete(keys::delete),
         _ => return None,
     })
 }

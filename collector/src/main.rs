@@ -1,6 +1,7 @@
 //! `aispend-collector`: parse settings, start logging, open the store, serve
 //! `app()`, and on SIGTERM / Ctrl-C stop accepting, finish in-flight
-//! requests, close the store.
+//! requests, close the store. `aispend-collector keys …` runs the key
+//! command (`cli/`) instead.
 
 use std::process::ExitCode;
 
@@ -14,7 +15,11 @@ use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Settings::load(Cli::parse()) {
+    let mut cli = Cli::parse();
+    if let Some(command) = cli.command.take() {
+        return aispend_collector::cli::run(command).await;
+    }
+    let settings = match Settings::load(cli) {
         Ok(settings) => settings,
         Err(message) => {
             // The logger is not configured yet: the default one says why.
@@ -70,10 +75,13 @@ async fn run(settings: Settings) -> Result<(), String> {
         header_timeout_ms = settings.header_timeout_ms,
         idle_timeout_ms = settings.idle_timeout_ms,
         ingest_memory_mb = settings.ingest_memory_mb,
+        key_required_tags = %settings.key_policy.required_tags.join(","),
+        key_max_lifetimes = settings.key_policy.max_lifetime_ms.len(),
         "listening on {local}"
     );
     let state = AppState::new(store.clone(), prices, tokens)
-        .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024));
+        .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024))
+        .with_key_policy(settings.key_policy.clone());
     let limits = Limits {
         header_timeout: Duration::from_millis(settings.header_timeout_ms),
         idle_timeout: Duration::from_millis(settings.idle_timeout_ms),

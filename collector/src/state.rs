@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::domain::keys::KeyPolicy;
 use crate::domain::pricing::PriceTable;
 use crate::metrics::Metrics;
 use crate::service::access::TokenCache;
 use crate::service::caps::Caps;
 use crate::service::ingest::IngestGate;
+use crate::service::keys::Keys;
 use crate::store::{Store, StoreError};
 
 /// The bootstrap bearer tokens (CONTRACTS §9): ingest → role `gateway`,
@@ -16,7 +18,7 @@ use crate::store::{Store, StoreError};
 /// `http::auth` (through `service::access`) before a request body is read.
 #[derive(Clone, Default)]
 pub struct Tokens {
-    /// Role `gateway`: `POST /v1/records`, `GET /v1/caps`.
+    /// Role `gateway`: `POST /v1/records`, `GET /v1/caps`, `GET /v1/keys/registry`.
     pub ingest: Option<String>,
     /// Role `viewer`, unscoped: every read.
     pub read: Option<String>,
@@ -51,6 +53,8 @@ pub struct AppState {
     pub token_cache: Arc<TokenCache>,
     /// Now, in epoch milliseconds: the wall clock, or a test's.
     pub clock: Clock,
+    /// The key issuance policy and the registry snapshot cache.
+    pub keys: Arc<Keys>,
 }
 
 /// Where "now" comes from (override expiry, token expiry, audit times).
@@ -67,6 +71,7 @@ impl AppState {
             ingest_gate: Arc::new(IngestGate::default()),
             token_cache: Arc::new(TokenCache::default()),
             clock: Arc::new(crate::domain::time::now_ms),
+            keys: Arc::new(Keys::default()),
         }
     }
 
@@ -79,6 +84,12 @@ impl AppState {
     /// Now, in epoch milliseconds, from the state's clock.
     pub fn now(&self) -> i64 {
         (self.clock)()
+    }
+
+    /// Sets the key issuance policy (required tags, lifetimes).
+    pub fn with_key_policy(mut self, policy: KeyPolicy) -> Self {
+        self.keys = Arc::new(Keys::new(policy));
+        self
     }
 
     /// Sets how many bytes of ingest bodies may be held at once.

@@ -104,8 +104,9 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/v1/overrides", FINANCE),
     rule("GET", "/v1/overrides", FINANCE),
     rule("POST", "/v1/overrides/{id}/approve", FINANCE),
-    // §8 virtual keys (routes added by the keys feature).
+    // §8 virtual keys.
     rule("POST", "/v1/keys", ADMIN),
+    rule("POST", "/v1/keys/revoke", ADMIN),
     rule("GET", "/v1/keys", FINANCE),
     rule("GET", "/v1/keys/registry", EVERY_ROLE),
     rule("GET", "/v1/keys/{key_id}", FINANCE),

@@ -10,6 +10,8 @@
 //! - `caps`: the cap flags gateways poll, computed from the budgets' state
 //!   and cached.
 //! - `overrides`: the two-person hard-cap override.
+//! - `keys`: virtual keys (issue, change, rotate, revoke; every change
+//!   through one `commit`) and the registry snapshot gateways poll.
 //! - `usage`: usage reports and whether the store answers.
 
 pub mod access;
@@ -17,5 +19,6 @@ pub mod audit;
 pub mod budgets;
 pub mod caps;
 pub mod ingest;
+pub mod keys;
 pub mod overrides;
 pub mod usage;

@@ -15,6 +15,8 @@ use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::time::{parse_rfc3339_ms, HOUR_MS};
 use crate::domain::usage_query::UsageQuery;
 
+mod keys;
+
 fn ts(text: &str) -> i64 {
     parse_rfc3339_ms(text).expect("test timestamp")
 }
@@ -992,6 +994,18 @@ macro_rules! store_suite {
             async fn overrides_collect_one_approval_per_actor_and_role() {
                 let (store, _guard) = $open;
                 super::overrides_collect_one_approval_per_actor_and_role(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn keys_round_trip_and_change_by_revision() {
+                let (store, _guard) = $open;
+                super::keys::keys_round_trip_and_change_by_revision(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn many_keys_in_one_write() {
+                let (store, _guard) = $open;
+                super::keys::many_keys_in_one_write(&*store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

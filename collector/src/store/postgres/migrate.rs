@@ -38,6 +38,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0004_denied.sql"),
     ),
     (
+        5,
+        "keys",
+        include_str!("../../../migrations/postgres/0005_keys.sql"),
+    ),
+    (
         6,
         "access",
         include_str!("../../../migrations/postgres/0006_access.sql"),

@@ -24,6 +24,7 @@ mod access;
 mod budgets;
 mod copy_format;
 mod ingest;
+mod keys;
 mod migrate;
 mod prepare;
 mod query;
@@ -41,11 +42,12 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Config, NoTls};
 
-use super::{BatchOutcome, Store, StoreError, StoreFuture};
+use super::{BatchOutcome, KeyWrite, SaveKeys, Store, StoreError, StoreFuture};
 use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
 use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
+use crate::domain::keys::Key;
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
@@ -215,6 +217,22 @@ impl Store for PostgresStore {
         Box::pin(async move {
             access::add_override_approval(&*self.pool.get().await?, &id, &approval).await
         })
+    }
+
+    fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {
+        Box::pin(async move { keys::save(&mut self.pool.get().await?, &writes).await })
+    }
+
+    fn get_key(&self, key_id: String) -> StoreFuture<'_, Option<Key>> {
+        Box::pin(async move { keys::get(&*self.pool.get().await?, &key_id).await })
+    }
+
+    fn list_keys(&self) -> StoreFuture<'_, Vec<Key>> {
+        Box::pin(async move { keys::list(&mut self.pool.get().await?).await })
+    }
+
+    fn keys_revision(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move { keys::revision(&*self.pool.get().await?).await })
     }
 
     fn close(&self) -> StoreFuture<'_, ()> {

@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{BatchOutcome, Store, StoreError, StoreFuture};
+use super::{BatchOutcome, KeyWrite, SaveKeys, Store, StoreError, StoreFuture};
 use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
 use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
+use crate::domain::keys::Key;
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
@@ -27,6 +28,7 @@ mod access;
 mod budgets;
 mod chunks;
 mod ingest;
+mod keys;
 mod query;
 mod records;
 mod rollup;
@@ -251,6 +253,22 @@ impl Store for SqliteStore {
         self.blocking(move |inner| {
             access::add_override_approval(&inner.writer()?.conn, &id, &approval)
         })
+    }
+
+    fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {
+        self.blocking(move |inner| keys::save(&inner.writer()?.conn, &writes))
+    }
+
+    fn get_key(&self, key_id: String) -> StoreFuture<'_, Option<Key>> {
+        self.blocking(move |inner| inner.with_reader(|conn| keys::get(conn, &key_id)))
+    }
+
+    fn list_keys(&self) -> StoreFuture<'_, Vec<Key>> {
+        self.blocking(|inner| inner.with_reader(keys::list))
+    }
+
+    fn keys_revision(&self) -> StoreFuture<'_, i64> {
+        self.blocking(|inner| inner.with_reader(keys::revision))
     }
 }
 

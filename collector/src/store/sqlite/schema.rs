@@ -15,6 +15,8 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// its first insert.
 const UPGRADES: &[(i64, &str)] = &[
     (4, MIGRATE_3_TO_4),
+    // Virtual keys (CONTRACTS §8); tables only.
+    (5, ""),
     // Access (CONTRACTS §9): tokens, audit log, overrides; tables only.
     (6, ""),
 ];

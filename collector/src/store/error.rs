@@ -107,13 +107,28 @@ impl From<tokio_postgres::Error> for StoreError {
             None => {
                 // No answer from the server: the connection closed or the
                 // socket failed (refused, reset, timed out).
-                let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
-                let kind = if e.is_closed() || io {
+                // A TLS verdict (unknown CA, wrong host name) is a setting
+                // to fix, not a failure to retry.
+                let source = std::error::Error::source(&e);
+                let tls_verdict = source
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .and_then(|io| io.get_ref())
+                    .is_some_and(|inner| inner.is::<rustls::Error>());
+                let io = source.is_some_and(|s| s.is::<std::io::Error>());
+                let kind = if tls_verdict {
+                    StoreErrorKind::Invalid
+                } else if e.is_closed() || io {
                     StoreErrorKind::Transient
                 } else {
                     StoreErrorKind::Internal
                 };
-                StoreError::new(kind, format!("postgres: {e}"))
+                // tokio-postgres' Display names only the kind ("error
+                // performing TLS handshake"); the cause says why.
+                let message = match source {
+                    Some(cause) => format!("postgres: {e}: {cause}"),
+                    None => format!("postgres: {e}"),
+                };
+                StoreError::new(kind, message)
             }
         }
     }

@@ -14,9 +14,9 @@
 //!   throw-away schema. The behaviour every store shares is tested in
 //!   `store/tests.rs`.
 //!
-//! Connections: a deadpool pool of tokio-postgres clients, without TLS (the
-//! database is expected on loopback or a private network; TLS is a follow-up,
-//! and `sslmode=require` is refused rather than silently ignored). A schema
+//! Connections: a deadpool pool of tokio-postgres clients, over TLS (rustls)
+//! as the URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` say, with
+//! libpq's meanings (`postgres/tls.rs`). A schema
 //! other than `public` is chosen with the URL's `options`, e.g.
 //! `postgres://aispend@db/aispend?options=-c%20search_path%3Daispend`.
 
@@ -32,12 +32,12 @@ mod stored_id;
 pub mod test_schema;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod writer;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::config::SslMode;
 use tokio_postgres::{Config, NoTls};
 
 use super::{BatchOutcome, Store, StoreError, StoreFuture};
@@ -80,23 +80,15 @@ pub fn describe(config: &Config) -> String {
 impl PostgresStore {
     /// Connects, checks the database answers and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config: Config = url
-            .parse()
-            .map_err(|e| StoreError::invalid(format!("invalid PostgreSQL URL: {e}")))?;
-        if matches!(config.get_ssl_mode(), SslMode::Require) {
-            return Err(StoreError::invalid(String::from(
-                "sslmode=require is not supported yet: this build connects without TLS \
-                 (use sslmode=disable on a trusted network)",
-            )));
-        }
+        let (config, tls_settings) = tls::parse_url(url)?;
         let target = describe(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls::connector(&tls_settings)? {
+            tls::Connector::Plain => Manager::from_config(config, NoTls, manager_config()),
+            tls::Connector::Rustls(tls) => Manager::from_config(config, tls, manager_config()),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)

@@ -7,6 +7,7 @@ use crate::domain::pricing::PriceTable;
 use crate::metrics::Metrics;
 use crate::service::caps::Caps;
 use crate::service::ingest::IngestGate;
+use crate::service::retention::RetentionHorizon;
 use crate::store::{Store, StoreError};
 
 /// Bearer tokens per audience; `None` disables the check (`--insecure-no-auth`).
@@ -44,6 +45,8 @@ pub struct AppState {
     pub caps: Arc<Caps>,
     /// Bounds the ingest bodies read and parsed at once.
     pub ingest_gate: Arc<IngestGate>,
+    /// The retention horizon ingest refuses records before.
+    pub retention: Arc<RetentionHorizon>,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             caps: Arc::new(Caps::new()),
             ingest_gate: Arc::new(IngestGate::default()),
+            retention: Arc::new(RetentionHorizon::default()),
         }
     }
 
@@ -65,7 +69,10 @@ impl AppState {
     }
 
     /// Counts a store failure (the `aispend_store_errors_total` metric).
-    pub(crate) fn count_store_error(&self, _error: &StoreError) {
+    pub(crate) fn count_store_error(&self, error: &StoreError) {
+        if error.kind() == crate::store::StoreErrorKind::BeyondRetention {
+            return; // the caller's range, not a store failure
+        }
         Metrics::add(&self.metrics.store_errors, 1);
     }
 }

@@ -8,8 +8,10 @@
 //! - `caps`: the cap flags gateways poll, computed from the budgets' state
 //!   and cached.
 //! - `usage`: usage reports and whether the store answers.
+//! - `retention`: the background deletion of old raw records.
 
 pub mod budgets;
 pub mod caps;
 pub mod ingest;
+pub mod retention;
 pub mod usage;

@@ -17,6 +17,10 @@ pub enum StoreErrorKind {
     Invalid,
     /// Anything else (a failed migration, a background task gone, a bug).
     Internal,
+    /// The answer needs raw records that retention (`AISPEND_RETENTION_DAYS`)
+    /// has deleted: the caller asked too much (HTTP 400), the message says
+    /// what and what to ask instead.
+    BeyondRetention,
 }
 
 /// A storage failure; the message is logged, never shown to clients in full.
@@ -44,6 +48,10 @@ impl StoreError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StoreErrorKind::Internal, message)
+    }
+
+    pub fn beyond_retention(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::BeyondRetention, message)
     }
 
     pub fn kind(&self) -> StoreErrorKind {

@@ -26,6 +26,7 @@ mod ingest;
 mod migrate;
 mod prepare;
 mod query;
+mod retention;
 mod series;
 mod stored_id;
 #[doc(hidden)]
@@ -40,7 +41,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{Config, NoTls};
 
-use super::{BatchOutcome, Store, StoreError, StoreFuture};
+use super::{check_retention, BatchOutcome, Purged, Store, StoreError, StoreFuture};
 use crate::domain::aggregate::UsageReport;
 use crate::domain::budgets::Budget;
 use crate::domain::record::PricedRecord;
@@ -135,8 +136,22 @@ impl Store for PostgresStore {
     fn usage(&self, query: UsageQuery) -> StoreFuture<'_, UsageReport> {
         Box::pin(async move {
             let client = self.pool.get().await?;
-            query::usage(&client, &query).await
+            check_retention(&query, retention::horizon(&client).await?)?;
+            let report = query::usage(&client, &query).await?;
+            // Retention commits its horizon before deleting anything: if it
+            // still allows the range after the reads, none of them missed a
+            // record (the statements ran in their own snapshots).
+            check_retention(&query, retention::horizon(&client).await?)?;
+            Ok(report)
         })
+    }
+
+    fn purge_records(&self, before_ms: i64, limit: u32) -> StoreFuture<'_, Purged> {
+        Box::pin(async move { retention::purge(&self.pool.get().await?, before_ms, limit).await })
+    }
+
+    fn retention_horizon(&self) -> StoreFuture<'_, Option<i64>> {
+        Box::pin(async move { retention::horizon(&self.pool.get().await?).await })
     }
 
     fn tag_keys(&self) -> StoreFuture<'_, Vec<String>> {

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreErrorKind};
 
 #[derive(Debug)]
 pub enum AppError {
@@ -109,6 +109,12 @@ impl AppError {
                 "payload_too_large",
                 m.clone(),
             ),
+            AppError::Store(e) if e.kind() == StoreErrorKind::BeyondRetention => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "beyond_retention",
+                e.message().to_owned(),
+            ),
             AppError::Store(e) if e.is_transient() => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
@@ -131,7 +137,9 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if let AppError::Store(e) = &self {
-            if e.is_transient() {
+            if e.kind() == StoreErrorKind::BeyondRetention {
+                // The caller's range, not a store failure.
+            } else if e.is_transient() {
                 tracing::warn!(error = %e, kind = ?e.kind(), "store unavailable; answering 503");
             } else {
                 tracing::error!(error = %e, kind = ?e.kind(), "store failed; answering 500");
@@ -197,6 +205,20 @@ mod tests {
         assert_eq!(
             status_of(AppError::Store(StoreError::invalid("bad row"))),
             StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // Retention: the caller asked for deleted records; the message (no
+        // store detail in it) is shown.
+        let (status, _, code, message) = AppError::Store(StoreError::beyond_retention(
+            "records before X were deleted",
+        ))
+        .parts();
+        assert_eq!(
+            (status, code, message.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                "beyond_retention",
+                "records before X were deleted"
+            )
         );
     }
 

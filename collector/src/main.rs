@@ -77,17 +77,26 @@ async fn run(settings: Settings) -> Result<(), String> {
         ingest_memory_mb = settings.ingest_memory_mb,
         key_required_tags = %settings.key_policy.required_tags.join(","),
         key_max_lifetimes = settings.key_policy.max_lifetime_ms.len(),
+        retention_days = ?settings.retention_days,
         "listening on {local}"
     );
     let state = AppState::new(store.clone(), prices, tokens)
         .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024))
         .with_key_policy(settings.key_policy.clone());
+    // Deletes raw records older than N days in the background; the rollups
+    // keep the totals. Ends with the process.
+    let retention = settings
+        .retention_days
+        .map(|days| aispend_collector::service::retention::spawn(&state, days));
     let limits = Limits {
         header_timeout: Duration::from_millis(settings.header_timeout_ms),
         idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
         max_connections: settings.max_connections,
     };
     server::serve(listener, app(state), limits, shutdown_signal()).await;
+    if let Some(task) = retention {
+        task.abort();
+    }
     // Every in-flight request has finished (its batch committed): now fold
     // the WAL into the database file.
     store.close().await.map_err(|e| e.to_string())?;

@@ -32,7 +32,7 @@ Every setting can be given as a flag, as an AISPEND_* environment variable, or i
 file passed with --config (keys: listen, database_url, ingest_token, read_token, \
 admin_token, prices, insecure_no_auth, log_format, log_level, \
 header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb, required_tags, \
-key_max_lifetime). Precedence: flags > environment > file > defaults.\n\n\
+key_max_lifetime, retention_days). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
 experiments only)."
@@ -126,6 +126,13 @@ pub struct Cli {
     /// refused [default: none].
     #[arg(long, env = "AISPEND_KEY_MAX_LIFETIME", value_name = "ENV=DURATION,…")]
     pub key_max_lifetime: Option<String>,
+    /// Delete raw records older than this many days, in small batches in the
+    /// background (the hourly and daily rollups keep them all, so totals,
+    /// budgets and exports stay exact; a query needing deleted records is
+    /// answered 400) [default: off: records are kept forever].
+    #[arg(long, env = "AISPEND_RETENTION_DAYS", value_name = "DAYS",
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub retention_days: Option<u64>,
     /// A subcommand (`keys …`) instead of serving.
     #[command(subcommand)]
     pub command: Option<crate::cli::Command>,
@@ -150,6 +157,7 @@ pub struct FileSettings {
     pub ingest_memory_mb: Option<u64>,
     pub required_tags: Option<String>,
     pub key_max_lifetime: Option<String>,
+    pub retention_days: Option<u64>,
 }
 
 /// Final settings after merging every source.
@@ -170,6 +178,8 @@ pub struct Settings {
     pub ingest_memory_mb: usize,
     /// Virtual key issuance: required tags and lifetimes per environment.
     pub key_policy: KeyPolicy,
+    /// `None`: raw records are kept forever.
+    pub retention_days: Option<u32>,
 }
 
 impl Settings {
@@ -234,7 +244,19 @@ impl Settings {
                 .map_or(DEFAULT_INGEST_MEMORY_MB, |n| {
                     usize::try_from(n).unwrap_or(usize::MAX)
                 }),
+            retention_days: cli
+                .retention_days
+                .or(file.retention_days)
+                .map(|d| u32::try_from(d).unwrap_or(u32::MAX)),
         };
+        if settings
+            .retention_days
+            .is_some_and(|d| !(1..=36_500).contains(&d))
+        {
+            return Err(String::from(
+                "retention_days must be between 1 and 36500 (leave it unset to keep records forever)",
+            ));
+        }
         let insecure = cli.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
         let missing: Vec<&str> = [
             ("AISPEND_INGEST_TOKEN", &settings.ingest_token),
@@ -373,6 +395,26 @@ mod tests {
         let s = Settings::merge(cli(&args), file).expect("ok");
         assert_eq!((s.header_timeout_ms, s.idle_timeout_ms), (500, 2000));
         assert_eq!((s.max_connections, s.ingest_memory_mb), (8, 16));
+        assert_eq!(s.retention_days, None, "retention is off by default");
+        let s = Settings::merge(
+            cli(&TOKENS),
+            toml::from_str("retention_days = 90").expect("toml"),
+        )
+        .expect("ok");
+        assert_eq!(s.retention_days, Some(90));
+        let mut flags = TOKENS.to_vec();
+        flags.extend(["--retention-days", "30"]);
+        let s = Settings::merge(
+            cli(&flags),
+            toml::from_str("retention_days = 90").expect("toml"),
+        )
+        .expect("ok");
+        assert_eq!(s.retention_days, Some(30), "a flag wins over the file");
+        let zero = Settings::merge(
+            cli(&TOKENS),
+            toml::from_str("retention_days = 0").expect("toml"),
+        );
+        assert!(zero.is_err_and(|e| e.contains("retention_days")));
         let mut args = vec!["aispend-collector", "--max-connections", "0"];
         args.extend_from_slice(&TOKENS);
         assert!(Cli::try_parse_from(args).is_err());

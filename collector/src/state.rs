@@ -10,6 +10,7 @@ use crate::service::access::TokenCache;
 use crate::service::caps::Caps;
 use crate::service::ingest::IngestGate;
 use crate::service::keys::Keys;
+use crate::service::retention::RetentionHorizon;
 use crate::store::{Store, StoreError};
 
 /// The bootstrap bearer tokens (CONTRACTS §9): ingest → role `gateway`,
@@ -55,6 +56,8 @@ pub struct AppState {
     pub clock: Clock,
     /// The key issuance policy and the registry snapshot cache.
     pub keys: Arc<Keys>,
+    /// The retention horizon ingest refuses records before.
+    pub retention: Arc<RetentionHorizon>,
 }
 
 /// Where "now" comes from (override expiry, token expiry, audit times).
@@ -72,6 +75,7 @@ impl AppState {
             token_cache: Arc::new(TokenCache::default()),
             clock: Arc::new(crate::domain::time::now_ms),
             keys: Arc::new(Keys::default()),
+            retention: Arc::new(RetentionHorizon::default()),
         }
     }
 
@@ -99,7 +103,10 @@ impl AppState {
     }
 
     /// Counts a store failure (the `aispend_store_errors_total` metric).
-    pub(crate) fn count_store_error(&self, _error: &StoreError) {
+    pub(crate) fn count_store_error(&self, error: &StoreError) {
+        if error.kind() == crate::store::StoreErrorKind::BeyondRetention {
+            return; // the caller's range, not a store failure
+        }
         Metrics::add(&self.metrics.store_errors, 1);
     }
 }

@@ -13,7 +13,9 @@ use aispend_collector::domain::overrides::{Approval, Override};
 use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::record::PricedRecord;
 use aispend_collector::domain::usage_query::UsageQuery;
-use aispend_collector::store::{BatchOutcome, KeyWrite, SaveKeys, Store, StoreError, StoreFuture};
+use aispend_collector::store::{
+    BatchOutcome, KeyWrite, Purged, SaveKeys, Store, StoreError, StoreFuture,
+};
 use aispend_collector::{app, AppState, Tokens};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -96,6 +98,12 @@ impl Store for FailingStore {
         self.fail()
     }
     fn keys_revision(&self) -> StoreFuture<'_, i64> {
+        self.fail()
+    }
+    fn purge_records(&self, _: i64, _: u32) -> StoreFuture<'_, Purged> {
+        self.fail()
+    }
+    fn retention_horizon(&self) -> StoreFuture<'_, Option<i64>> {
         self.fail()
     }
 }
@@ -244,4 +252,23 @@ async fn a_rejected_record_needs_no_store() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], 0);
     assert_eq!(body["rejected"][0]["index"], 0);
+}
+
+#[tokio::test]
+async fn a_query_beyond_retention_is_400_saying_why() {
+    let beyond = StoreError::beyond_retention(
+        "this query needs raw records from 2026-11-01T05:30:00Z, but raw records before \
+         2026-11-03T05:00:00Z have been deleted by retention",
+    );
+    let uri = "/v1/usage?from=2026-11-01T05:30:00Z&to=2026-12-01T00:00:00Z";
+    let (status, retry_after, body) = call(state(beyond), "GET", uri, "rt", Value::Null).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(retry_after, None);
+    assert_eq!(body["error"]["code"], "beyond_retention");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("deleted by retention")),
+        "{body}"
+    );
 }

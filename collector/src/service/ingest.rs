@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::domain::record::PricedRecord;
+use crate::domain::time::format_rfc3339_ms;
 use crate::domain::validate::validate_record;
 use crate::error::AppError;
 use crate::metrics::Metrics;
@@ -111,12 +112,24 @@ pub async fn ingest(state: &AppState, body: &[u8]) -> Result<IngestResponse, App
 
     let mut rejected = Vec::new();
     let mut valid = Vec::with_capacity(items.len());
+    // Records older than the retention horizon would be stored again if they
+    // had been stored and deleted: refused, so the rollups stay exact.
+    let horizon = state.retention.horizon().unwrap_or(i64::MIN);
     for (index, raw) in items.iter().enumerate() {
         // Valid JSON already (the envelope parsed); one record's tree at a time.
         let checked = serde_json::from_str::<Value>(raw.get())
             .map_err(|e| format!("record is not valid JSON: {e}"))
             .and_then(|item| validate_record(&item));
         match checked {
+            Ok(record) if record.ts_ms < horizon => rejected.push(Rejected {
+                index,
+                error: format!(
+                    "ts is before the retention horizon {} (AISPEND_RETENTION_DAYS): raw \
+                     records that old are deleted, so this one cannot be checked for a \
+                     duplicate and is not stored",
+                    format_rfc3339_ms(horizon)
+                ),
+            }),
             Ok(record) => valid.push(PricedRecord {
                 cost_usd: state.prices.cost_of(&record),
                 price_version: state.prices.version().to_owned(),

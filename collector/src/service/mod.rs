@@ -13,6 +13,7 @@
 //! - `keys`: virtual keys (issue, change, rotate, revoke; every change
 //!   through one `commit`) and the registry snapshot gateways poll.
 //! - `usage`: usage reports and whether the store answers.
+//! - `retention`: the background deletion of old raw records.
 
 pub mod access;
 pub mod audit;
@@ -21,4 +22,5 @@ pub mod caps;
 pub mod ingest;
 pub mod keys;
 pub mod overrides;
+pub mod retention;
 pub mod usage;

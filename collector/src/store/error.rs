@@ -17,6 +17,10 @@ pub enum StoreErrorKind {
     Invalid,
     /// Anything else (a failed migration, a background task gone, a bug).
     Internal,
+    /// The answer needs raw records that retention (`AISPEND_RETENTION_DAYS`)
+    /// has deleted: the caller asked too much (HTTP 400), the message says
+    /// what and what to ask instead.
+    BeyondRetention,
 }
 
 /// A storage failure; the message is logged, never shown to clients in full.
@@ -44,6 +48,10 @@ impl StoreError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StoreErrorKind::Internal, message)
+    }
+
+    pub fn beyond_retention(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::BeyondRetention, message)
     }
 
     pub fn kind(&self) -> StoreErrorKind {
@@ -107,13 +115,28 @@ impl From<tokio_postgres::Error> for StoreError {
             None => {
                 // No answer from the server: the connection closed or the
                 // socket failed (refused, reset, timed out).
-                let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
-                let kind = if e.is_closed() || io {
+                // A TLS verdict (unknown CA, wrong host name) is a setting
+                // to fix, not a failure to retry.
+                let source = std::error::Error::source(&e);
+                let tls_verdict = source
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .and_then(|io| io.get_ref())
+                    .is_some_and(|inner| inner.is::<rustls::Error>());
+                let io = source.is_some_and(|s| s.is::<std::io::Error>());
+                let kind = if tls_verdict {
+                    StoreErrorKind::Invalid
+                } else if e.is_closed() || io {
                     StoreErrorKind::Transient
                 } else {
                     StoreErrorKind::Internal
                 };
-                StoreError::new(kind, format!("postgres: {e}"))
+                // tokio-postgres' Display names only the kind ("error
+                // performing TLS handshake"); the cause says why.
+                let message = match source {
+                    Some(cause) => format!("postgres: {e}: {cause}"),
+                    None => format!("postgres: {e}"),
+                };
+                StoreError::new(kind, message)
             }
         }
     }

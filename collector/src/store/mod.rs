@@ -39,8 +39,8 @@ pub mod sqlite;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use keys::{Expect, KeyWrite, SaveKeys};
+pub use plan::{check_retention, plan_segments, raw_reads_from, Source};
 pub(crate) use plan::{group_partials, group_record_partials, period_start, RecordKey};
-pub use plan::{plan_segments, Source};
 pub(crate) use rows::{hex16, Series};
 
 #[cfg(test)]
@@ -53,6 +53,15 @@ pub struct BatchOutcome {
     pub duplicates: u64,
     /// Inserted records without a price (unknown model).
     pub unpriced_inserted: u64,
+}
+
+/// What one `purge_records` call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Raw records deleted.
+    pub deleted: u64,
+    /// Whether records older than the horizon may remain (call again).
+    pub more: bool,
 }
 
 /// Boxed future so that `Store` stays object-safe (`Arc<dyn Store>`).
@@ -71,6 +80,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap round trip proving the database answers.
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    // ---- Retention (`AISPEND_RETENTION_DAYS`): raw records go, rollups stay.
+
+    /// Moves the retention horizon to `before_ms` (never back) and deletes,
+    /// in one short transaction, up to about `limit` raw records older than
+    /// the horizon. The horizon is committed before any record goes, and
+    /// `usage` refuses (`StoreErrorKind::BeyondRetention`) a query needing
+    /// raw records before it, so no answer is ever silently smaller.
+    fn purge_records(&self, before_ms: i64, limit: u32) -> StoreFuture<'_, Purged>;
+
+    /// The retention horizon: raw records before it may have been deleted;
+    /// `None` when retention never ran on this database.
+    fn retention_horizon(&self) -> StoreFuture<'_, Option<i64>>;
 
     /// Flushes and releases what can be released before the process exits.
     fn close(&self) -> StoreFuture<'_, ()>;

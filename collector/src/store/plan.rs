@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::rows::Series;
 use super::StoreError;
 use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
-use crate::domain::time::{ceil_hour, floor_hour, DAY_MS};
+use crate::domain::time::{ceil_hour, floor_hour, format_rfc3339_ms, DAY_MS};
 use crate::domain::usage_query::UsageQuery;
 
 /// Where one part of a usage range is read from.
@@ -99,6 +99,45 @@ impl Series {
     }
 }
 
+/// The earliest time whose raw records the answer to `query` reads: the
+/// whole range for `requested_model` or labels, else the first partial edge
+/// hour; `None` when rollups answer all of it.
+pub fn raw_reads_from(query: &UsageQuery) -> Option<i64> {
+    if query.needs_records() {
+        return (query.from_ms < query.to_ms).then_some(query.from_ms);
+    }
+    plan_segments(query.from_ms, query.to_ms)
+        .into_iter()
+        .find(|(source, _, _)| *source == Source::Raw)
+        .map(|(_, from, _)| from)
+}
+
+/// Refuses (400, `StoreErrorKind::BeyondRetention`) a query that needs raw
+/// records from before `horizon`, the time before which retention may have
+/// deleted them: never a silently smaller number.
+pub fn check_retention(query: &UsageQuery, horizon: Option<i64>) -> Result<(), StoreError> {
+    let (Some(from), Some(horizon)) = (raw_reads_from(query), horizon) else {
+        return Ok(());
+    };
+    if from >= horizon {
+        return Ok(());
+    }
+    let advice = if query.needs_records() {
+        "group_by/filter on requested_model or label.* read raw records: start the range at \
+         or after that time, or leave those dimensions out (the rollups keep every other \
+         dimension for all time)"
+    } else {
+        "give from and to on whole hours (e.g. 2026-11-01T05:00:00Z) so the rollups answer \
+         all of it, or start the range at or after that time"
+    };
+    Err(StoreError::beyond_retention(format!(
+        "this query needs raw records from {}, but raw records before {} have been deleted \
+         by retention (AISPEND_RETENTION_DAYS): {advice}",
+        format_rfc3339_ms(from),
+        format_rfc3339_ms(horizon)
+    )))
+}
+
 /// Splits `[from, to)` into non-empty, adjacent segments, each answered
 /// exactly by one source: raw records for partial hours, the hourly rollup
 /// for whole hours, the daily rollup for whole UTC days.
@@ -175,6 +214,51 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    fn query(from: &str, to: &str, group_by: &str) -> UsageQuery {
+        UsageQuery::parse(
+            Some(&format!(
+                "from={}&to={}&group_by={group_by}",
+                from.replace('+', "%2B"),
+                to.replace('+', "%2B")
+            )),
+            0,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn retention_refuses_only_raw_reads_before_the_horizon() {
+        let horizon = Some(t("2026-11-10T00:00:00Z"));
+        // Whole hours before the horizon: rollups only.
+        let q = query("2026-11-01T05:00:00Z", "2026-11-20T00:00:00Z", "team");
+        assert_eq!(raw_reads_from(&q), None);
+        assert!(check_retention(&q, horizon).is_ok());
+        // A partial first hour before the horizon: refused, naming both times.
+        let q = query("2026-11-01T05:30:00Z", "2026-11-20T00:00:00Z", "team");
+        assert_eq!(raw_reads_from(&q), Some(t("2026-11-01T05:30:00Z")));
+        let err = check_retention(&q, horizon).expect_err("refused");
+        assert_eq!(err.kind(), crate::store::StoreErrorKind::BeyondRetention);
+        assert!(err.message().contains("2026-11-01T05:30:00"), "{err}");
+        assert!(err.message().contains("2026-11-10T00:00:00"), "{err}");
+        // ... but fine with no retention, or a partial hour after the horizon.
+        assert!(check_retention(&q, None).is_ok());
+        let q = query("2026-11-01T05:00:00Z", "2026-11-20T07:30:00Z", "team");
+        assert!(check_retention(&q, horizon).is_ok());
+        // requested_model reads the whole range from records.
+        let q = query(
+            "2026-11-01T00:00:00Z",
+            "2026-11-20T00:00:00Z",
+            "requested_model",
+        );
+        assert!(check_retention(&q, horizon).is_err());
+        let q = query(
+            "2026-11-10T00:00:00Z",
+            "2026-11-20T00:00:00Z",
+            "requested_model",
+        );
+        assert!(check_retention(&q, horizon).is_ok());
     }
 
     #[test]

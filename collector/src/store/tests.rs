@@ -925,6 +925,193 @@ pub async fn overrides_collect_one_approval_per_actor_and_role(store: &dyn Store
 
 /// Instantiates the suite for one backend. `$open` evaluates to
 /// `(Arc<dyn Store>, guard)`; the guard (e.g. a temp dir) lives for the test.
+/// An id as the filter makes it: its first 48 bits are `ts_ms` (PostgreSQL
+/// finds such records by time through the id index).
+fn filter_id(ts_ms: i64, n: u64) -> String {
+    format!("{ts_ms:012x}{n:020x}")
+}
+
+/// Retention deletes old raw records in small batches; the rollups, and so
+/// every answer they give, stay exact; a query needing deleted records is
+/// refused (`BeyondRetention`), never answered short.
+pub async fn retention_keeps_the_totals(store: &dyn Store) {
+    use super::StoreErrorKind;
+    let day0 = ts("2026-11-01T00:00:00Z");
+    let mut records = Vec::new();
+    for i in 0..120u64 {
+        // Five days, spread over hours and minutes; both kinds of id.
+        let ts_ms = day0 + (i as i64) * 61 * 60_000 + (i as i64 % 7) * 1_000;
+        let id = if i % 3 == 0 {
+            format!("free-form-{i}")
+        } else {
+            filter_id(ts_ms, i)
+        };
+        let mut r = rec(
+            &id,
+            ts_ms,
+            if i % 2 == 0 { "k1" } else { "k2" },
+            Some(if i % 4 == 0 { "search" } else { "ads" }),
+            Some("gpt-4o"),
+            i + 1,
+            Some(0.25 * i as f64),
+        );
+        r.record.requested_model = Some(format!("m{}", i % 3));
+        records.push(r);
+    }
+    let first_ts = records.first().map_or(0, |r| r.record.ts_ms);
+    let last_ts = records.last().map_or(0, |r| r.record.ts_ms);
+    for batch in records.chunks(25) {
+        store.insert_batch(batch.to_vec()).await.expect("insert");
+    }
+    let (from, to) = (day0, ts("2026-11-07T00:00:00Z"));
+    let by_team_day = query(from, to, "team,day", "");
+    let before = store
+        .usage(by_team_day.clone())
+        .await
+        .expect("usage before");
+    assert_eq!(store.retention_horizon().await.expect("horizon"), None);
+
+    // Horizon: 2026-11-03T05:00Z. Records before it go, a few per call.
+    let horizon = ts("2026-11-03T05:00:00Z");
+    let old = records.iter().filter(|r| r.record.ts_ms < horizon).count() as u64;
+    assert!(old > 20 && old < records.len() as u64, "{old}");
+    let (mut deleted, mut calls) = (0, 0);
+    loop {
+        let purged = store.purge_records(horizon, 4).await.expect("purge");
+        deleted += purged.deleted;
+        calls += 1;
+        assert!(calls < 500, "purge never finished");
+        if !purged.more {
+            break;
+        }
+    }
+    assert_eq!(
+        deleted, old,
+        "every record before the horizon, and only those"
+    );
+    assert!(calls > 2, "deleted in small batches ({calls} calls)");
+    assert_eq!(
+        store.retention_horizon().await.expect("horizon"),
+        Some(horizon)
+    );
+    // A second pass finds nothing; the horizon never moves back.
+    let again = store
+        .purge_records(horizon - 86_400_000, 4)
+        .await
+        .expect("purge");
+    assert_eq!(again.deleted, 0);
+    assert_eq!(
+        store.retention_horizon().await.expect("horizon"),
+        Some(horizon)
+    );
+
+    // Rollup answers are unchanged, over whole hours, days and months.
+    let after = store.usage(by_team_day).await.expect("usage after");
+    assert_eq!(dims(&after), dims(&before));
+    for (a, b) in after.rows.iter().zip(&before.rows) {
+        assert_sums_eq(&a.sums, &b.sums, "team,day after retention");
+    }
+    assert_sums_eq(
+        &after.totals,
+        &expected_totals(&records, from, to),
+        "totals after retention",
+    );
+    let hours = store
+        .usage(query(
+            ts("2026-11-01T03:00:00Z"),
+            ts("2026-11-05T04:00:00Z"),
+            "hour",
+            "",
+        ))
+        .await
+        .expect("whole hours");
+    assert_sums_eq(
+        &hours.totals,
+        &expected_totals(
+            &records,
+            ts("2026-11-01T03:00:00Z"),
+            ts("2026-11-05T04:00:00Z"),
+        ),
+        "whole hours across the horizon",
+    );
+
+    // A partial hour before the horizon needs deleted records: refused.
+    let err = store
+        .usage(query(ts("2026-11-01T03:30:00Z"), to, "team", ""))
+        .await
+        .expect_err("partial hour before the horizon must be refused");
+    assert_eq!(err.kind(), StoreErrorKind::BeyondRetention, "{err}");
+    assert!(err.message().contains("2026-11-03T05:00:00"), "{err}");
+    // requested_model is read from raw records: refused before, exact after.
+    let err = store
+        .usage(query(from, to, "requested_model", ""))
+        .await
+        .expect_err("requested_model over deleted records must be refused");
+    assert_eq!(err.kind(), StoreErrorKind::BeyondRetention, "{err}");
+    let kept = store
+        .usage(query(horizon, to, "requested_model", ""))
+        .await
+        .expect("requested_model after the horizon");
+    assert_sums_eq(
+        &kept.totals,
+        &expected_totals(&records, horizon, to),
+        "requested_model after the horizon",
+    );
+    // A partial hour after the horizon is still read from raw records.
+    let edge = ts("2026-11-04T10:30:00Z");
+    let partial = store
+        .usage(query(edge, last_ts + 1, "team", ""))
+        .await
+        .expect("partial hour after the horizon");
+    assert_sums_eq(
+        &partial.totals,
+        &expected_totals(&records, edge, last_ts + 1),
+        "partial hours after the horizon",
+    );
+    assert!(first_ts < horizon);
+    // Budget spend reads the rollups: the whole month is still there.
+    let spend = store
+        .spend_usd(
+            vec![Scope::from([("team".to_owned(), "ads".to_owned())])],
+            ts("2026-11-01T00:00:00Z"),
+            ts("2026-12-01T00:00:00Z"),
+        )
+        .await
+        .expect("spend");
+    let ads: f64 = records
+        .iter()
+        .filter(|r| r.record.tags.get("team").map(String::as_str) == Some("ads"))
+        .filter_map(|r| r.cost_usd)
+        .sum();
+    assert!((spend[0] - ads).abs() < 1e-9, "{spend:?} vs {ads}");
+    // Ingest goes on after a purge (rowids may be reused on SQLite).
+    let late = rec(
+        &filter_id(last_ts + 5, 999),
+        last_ts + 5,
+        "k1",
+        Some("ads"),
+        None,
+        3,
+        None,
+    );
+    let outcome = store
+        .insert_batch(vec![late.clone()])
+        .await
+        .expect("insert");
+    assert_eq!(outcome.inserted, 1);
+    let mut all = records.clone();
+    all.push(late);
+    let tail = store
+        .usage(query(edge, last_ts + 6, "team", ""))
+        .await
+        .expect("tail");
+    assert_sums_eq(
+        &tail.totals,
+        &expected_totals(&all, edge, last_ts + 6),
+        "ingest after retention",
+    );
+}
+
 macro_rules! store_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1006,6 +1193,12 @@ macro_rules! store_suite {
             async fn many_keys_in_one_write() {
                 let (store, _guard) = $open;
                 super::keys::many_keys_in_one_write(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn retention_keeps_the_totals() {
+                let (store, _guard) = $open;
+                super::retention_keeps_the_totals(&*store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,9 +14,9 @@
 //!   throw-away schema. The behaviour every store shares is tested in
 //!   `store/tests.rs`.
 //!
-//! Connections: a deadpool pool of tokio-postgres clients, without TLS (the
-//! database is expected on loopback or a private network; TLS is a follow-up,
-//! and `sslmode=require` is refused rather than silently ignored). A schema
+//! Connections: a deadpool pool of tokio-postgres clients, over TLS (rustls)
+//! as the URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` say, with
+//! libpq's meanings (`postgres/tls.rs`). A schema
 //! other than `public` is chosen with the URL's `options`, e.g.
 //! `postgres://aispend@db/aispend?options=-c%20search_path%3Daispend`.
 
@@ -28,21 +28,24 @@ mod keys;
 mod migrate;
 mod prepare;
 mod query;
+mod retention;
 mod series;
 mod stored_id;
 #[doc(hidden)]
 pub mod test_schema;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod writer;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::config::SslMode;
 use tokio_postgres::{Config, NoTls};
 
-use super::{BatchOutcome, KeyWrite, SaveKeys, Store, StoreError, StoreFuture};
+use super::{
+    check_retention, BatchOutcome, KeyWrite, Purged, SaveKeys, Store, StoreError, StoreFuture,
+};
 use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
 use crate::domain::audit::{AuditEntry, AuditQuery};
@@ -86,23 +89,15 @@ pub fn describe(config: &Config) -> String {
 impl PostgresStore {
     /// Connects, checks the database answers and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config: Config = url
-            .parse()
-            .map_err(|e| StoreError::invalid(format!("invalid PostgreSQL URL: {e}")))?;
-        if matches!(config.get_ssl_mode(), SslMode::Require) {
-            return Err(StoreError::invalid(String::from(
-                "sslmode=require is not supported yet: this build connects without TLS \
-                 (use sslmode=disable on a trusted network)",
-            )));
-        }
+        let (config, tls_settings) = tls::parse_url(url)?;
         let target = describe(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls::connector(&tls_settings)? {
+            tls::Connector::Plain => Manager::from_config(config, NoTls, manager_config()),
+            tls::Connector::Rustls(tls) => Manager::from_config(config, tls, manager_config()),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -149,8 +144,22 @@ impl Store for PostgresStore {
     fn usage(&self, query: UsageQuery) -> StoreFuture<'_, UsageReport> {
         Box::pin(async move {
             let client = self.pool.get().await?;
-            query::usage(&client, &query).await
+            check_retention(&query, retention::horizon(&client).await?)?;
+            let report = query::usage(&client, &query).await?;
+            // Retention commits its horizon before deleting anything: if it
+            // still allows the range after the reads, none of them missed a
+            // record (the statements ran in their own snapshots).
+            check_retention(&query, retention::horizon(&client).await?)?;
+            Ok(report)
         })
+    }
+
+    fn purge_records(&self, before_ms: i64, limit: u32) -> StoreFuture<'_, Purged> {
+        Box::pin(async move { retention::purge(&self.pool.get().await?, before_ms, limit).await })
+    }
+
+    fn retention_horizon(&self) -> StoreFuture<'_, Option<i64>> {
+        Box::pin(async move { retention::horizon(&self.pool.get().await?).await })
     }
 
     fn tag_keys(&self) -> StoreFuture<'_, Vec<String>> {

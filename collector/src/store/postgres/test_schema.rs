@@ -64,14 +64,27 @@ impl TestSchema {
 }
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
+    let unreachable = |e: &dyn std::fmt::Display| {
         format!(
             "PostgreSQL not reachable at {url} ({e}); start it with: \
              pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start \
              (or set AISPEND_TEST_POSTGRES_URL)"
         )
-    })?;
-    tokio::spawn(connection);
+    };
+    // The same TLS settings as the store (e.g. `?sslmode=require`).
+    let (config, tls) = super::tls::parse_url(url).map_err(|e| unreachable(&e))?;
+    let client = match super::tls::connector(&tls).map_err(|e| unreachable(&e))? {
+        super::tls::Connector::Plain => {
+            let (client, connection) = config.connect(NoTls).await.map_err(|e| unreachable(&e))?;
+            tokio::spawn(connection);
+            client
+        }
+        super::tls::Connector::Rustls(tls) => {
+            let (client, connection) = config.connect(tls).await.map_err(|e| unreachable(&e))?;
+            tokio::spawn(connection);
+            client
+        }
+    };
     Ok(client)
 }
 

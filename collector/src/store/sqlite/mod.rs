@@ -6,7 +6,7 @@
 //!
 //! Mirrors `store/postgres/`: `ingest.rs` (one batch: `series.rs`,
 //! `records.rs`, `rollup.rs`, `spans.rs`, `seal.rs`), `query.rs` (usage),
-//! `budgets.rs`, `schema.rs` (+ `schema.sql`) and `tests/` for what only
+//! `budgets.rs`, `retention.rs` (old raw records deleted), `schema.rs` (+ `schema.sql`) and `tests/` for what only
 //! SQLite does; the behaviour every store shares is tested in `store/tests.rs`.
 
 use std::path::Path;
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{BatchOutcome, KeyWrite, SaveKeys, Store, StoreError, StoreFuture};
+use super::{BatchOutcome, KeyWrite, Purged, SaveKeys, Store, StoreError, StoreFuture};
 use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
 use crate::domain::audit::{AuditEntry, AuditQuery};
@@ -31,6 +31,7 @@ mod ingest;
 mod keys;
 mod query;
 mod records;
+mod retention;
 mod rollup;
 mod schema;
 mod seal;
@@ -186,6 +187,14 @@ impl Store for SqliteStore {
                 Ok(())
             })
         })
+    }
+
+    fn purge_records(&self, before_ms: i64, limit: u32) -> StoreFuture<'_, Purged> {
+        self.blocking(move |inner| retention::purge(&inner.writer()?.conn, before_ms, limit))
+    }
+
+    fn retention_horizon(&self) -> StoreFuture<'_, Option<i64>> {
+        self.blocking(|inner| inner.with_reader(retention::horizon))
     }
 
     fn close(&self) -> StoreFuture<'_, ()> {

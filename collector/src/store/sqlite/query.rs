@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use rusqlite::Connection;
 
-use super::{rollup, seal, spans};
+use super::{retention, rollup, seal, spans};
 use crate::domain::aggregate::{Sums, UsageReport};
 use crate::domain::time::HOUR_MS;
 use crate::domain::usage_query::UsageQuery;
 use crate::store::{
-    group_partials, group_record_partials, period_start, plan_segments, RecordKey, Series, Source,
-    StoreError,
+    check_retention, group_partials, group_record_partials, period_start, plan_segments, RecordKey,
+    Series, Source, StoreError,
 };
 
 const SELECT_ALL_SERIES: &str = "SELECT id, key_id, tags, model, provider, operation FROM series";
@@ -35,6 +35,9 @@ pub(super) fn usage(conn: &Connection, query: &UsageQuery) -> Result<UsageReport
     let period = query.period_ms();
     // One snapshot for every statement of the answer.
     let snapshot = conn.unchecked_transaction()?;
+    // Retention commits its horizon before deleting: checked in the same
+    // snapshot as the records read.
+    check_retention(query, retention::horizon(&snapshot)?)?;
     if query.needs_records() {
         let mut partials: HashMap<RecordKey, Sums> = HashMap::new();
         spans::scan_detailed(&snapshot, query.from_ms, query.to_ms, |r| {

@@ -3,8 +3,9 @@
 //! One multi-row `INSERT … ON CONFLICT (id) DO NOTHING` per chunk (see
 //! `chunks.rs`). Which rows were inserted is still known exactly: the
 //! rows a statement inserts get consecutive rowids ending at
-//! `last_insert_rowid()` (a new rowid is the largest + 1, and records are
-//! never deleted), so when `changes()` is the chunk size every row went in;
+//! `last_insert_rowid()` (a new rowid is the largest + 1; after retention
+//! deleted the table's last rows their rowids are reused, still in order),
+//! so when `changes()` is the chunk size every row went in;
 //! otherwise (a retried record) the chunk's new rows are read back by rowid
 //! and matched to the chunk in order.
 

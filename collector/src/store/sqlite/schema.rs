@@ -19,6 +19,8 @@ const UPGRADES: &[(i64, &str)] = &[
     (5, ""),
     // Access (CONTRACTS §9): tokens, audit log, overrides; tables only.
     (6, ""),
+    // 7: retention (`retention_state`), a new table only.
+    (7, ""),
 ];
 
 /// The oldest version a file can be upgraded from.

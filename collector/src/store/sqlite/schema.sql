@@ -29,13 +29,24 @@ CREATE TABLE IF NOT EXISTS records (
     price_version            TEXT NOT NULL
 );
 
+-- Retention (schema version 7, AISPEND_RETENTION_DAYS): raw records before
+-- `records_before_ms` may have been deleted; the rollups keep them all. One
+-- row (id 1) once retention has run; it only moves forward, and is committed
+-- before any record it covers is deleted.
+CREATE TABLE IF NOT EXISTS retention_state (
+    id                INTEGER PRIMARY KEY CHECK (id = 1),
+    records_before_ms INTEGER NOT NULL
+);
+
 -- Where each hour's records are: one row per (batch, hour) with the
 -- smallest and largest rowid the batch gave records of that hour. The
 -- partial edge hours of a usage query are read from raw records through
 -- these rowid ranges (filtered by ts_ms) instead of an index on ts_ms, which
 -- cost ~3,000 instructions per inserted record for a read that touches at
--- most two hours. Rows are never deleted, so rowids
--- only grow and a range holds every record it was written for.
+-- most two hours. A range holds every record it was written for (readers
+-- filter by ts_ms, so a rowid reused after retention deleted the table's
+-- last rows is harmless); retention deletes old hours' records through these
+-- ranges, then the spans themselves.
 CREATE TABLE IF NOT EXISTS record_spans (
     hour_ms     INTEGER NOT NULL,
     first_rowid INTEGER NOT NULL,

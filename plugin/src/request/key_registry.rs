@@ -313,12 +313,15 @@ impl KeyRegistry {
         schema: &TagSchema,
         is_static: &dyn Fn(&[u8; 32], &str) -> bool,
     ) -> Self {
-        let count = lines.bytes().filter(|b| *b == b'\n').count();
-        let mut keys = HashMap::with_capacity_and_hasher(count, DigestHash);
+        // About 190 bytes a line with five tags: a close capacity, no counting pass.
+        let mut keys = HashMap::with_capacity_and_hasher(lines.len() / 128 + 1, DigestHash);
         let mut shadowed = 0;
-        let mut last: Option<(Rc<str>, Rc<TagSet>)> = None;
+        // Keys of one team share their tags (and a rotated key its key_id):
+        // decode each distinct tag text once and share it.
+        let mut tag_sets: HashMap<&str, Rc<TagSet>> = HashMap::new();
+        let mut last_id: Option<Rc<str>> = None;
         for line in lines.lines() {
-            let mut f = line.split('\t');
+            let mut f = line.splitn(7, '\t');
             let (Some(hex), Some(key_id), Some(status), Some(not_after), Some(rpm), Some(tpm)) =
                 (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
             else {
@@ -331,16 +334,26 @@ impl KeyRegistry {
                 shadowed += 1;
                 continue;
             }
-            let mut tags: TagSet = f
-                .filter_map(|pair| pair.split_once('='))
-                .filter_map(|(n, v)| schema.index(n).map(|i| (i, v.to_string())))
-                .collect();
-            tags.sort_by_key(|(i, _)| *i);
-            let (key_id, tags) = match last.take() {
-                Some((id, t)) if *id == *key_id && *t == tags => (id, t),
-                _ => (Rc::from(key_id), Rc::new(tags)),
+            let tag_text = f.next().unwrap_or("");
+            let tags = match tag_sets.get(tag_text) {
+                Some(t) => t.clone(),
+                None => {
+                    let mut set: TagSet = tag_text
+                        .split('\t')
+                        .filter_map(|pair| pair.split_once('='))
+                        .filter_map(|(n, v)| schema.index(n).map(|i| (i, v.to_string())))
+                        .collect();
+                    set.sort_by_key(|(i, _)| *i);
+                    let set = Rc::new(set);
+                    tag_sets.insert(tag_text, set.clone());
+                    set
+                }
             };
-            last = Some((key_id.clone(), tags.clone()));
+            let key_id = match last_id.take() {
+                Some(id) if *id == *key_id => id,
+                _ => Rc::from(key_id),
+            };
+            last_id = Some(key_id.clone());
             let limits = KeyLimits {
                 requests_per_minute: rpm.parse().ok().filter(|n| *n > 0),
                 tokens_per_minute: tpm.parse().ok().filter(|n| *n > 0),

@@ -332,7 +332,7 @@ impl Identity {
         let (digest, _) = self.digests.digest(key.as_bytes());
         match self.keys.get(&digest) {
             Some(e) => Some(e.principal.clone()),
-            None => registry?.get(&digest).map(|e| e.principal.clone()),
+            None => registry?.get(&digest).map(|e| e.principal),
         }
     }
 

@@ -16,6 +16,7 @@
 //! entry (hash, key_id, status, tag name or value, time) refuses the whole
 //! answer and the last good registry stays.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
@@ -281,52 +282,74 @@ impl Entry {
     }
 }
 
-/// One worker's decoded registry: secrets by sha256.
+/// One worker's registry: secrets by sha256. Taking a new version in only
+/// indexes the lines by hash (one hex decode and one insert per secret); a
+/// secret's line is decoded into a principal the first time it is presented
+/// on this worker, and kept, so a refresh of 10,000s of keys stays cheap and
+/// the request path pays the decode once per key, not per call.
 #[derive(Debug, Default)]
 pub struct KeyRegistry {
-    keys: HashMap<[u8; 32], Entry, DigestHash>,
+    text: String,
+    /// Hash → (start, end) of its line in `text`.
+    index: HashMap<[u8; 32], (u32, u32), DigestHash>,
+    schema: Option<TagSchema>,
+    decoded: RefCell<Decoded>,
     /// Entries left out because the static config defines their secret or
     /// key_id (static config wins).
     pub shadowed: usize,
 }
 
+#[derive(Debug, Default)]
+struct Decoded {
+    entries: HashMap<[u8; 32], Entry, DigestHash>,
+    /// Keys of one team share their tags: each distinct tag text once.
+    tag_sets: HashMap<String, Rc<TagSet>>,
+}
+
 impl KeyRegistry {
-    pub fn get(&self, digest: &[u8; 32]) -> Option<&Entry> {
-        self.keys.get(digest)
+    /// The entry of a secret (decoded on first use).
+    pub fn get(&self, digest: &[u8; 32]) -> Option<Entry> {
+        let mut decoded = self.decoded.try_borrow_mut().ok()?;
+        if let Some(e) = decoded.entries.get(digest) {
+            return Some(e.clone());
+        }
+        let &(start, end) = self.index.get(digest)?;
+        let line = self.text.get(start as usize..end as usize)?;
+        let entry = decode_line(line, self.schema.as_ref()?, &mut decoded.tag_sets)?;
+        decoded.entries.insert(*digest, entry.clone());
+        Some(entry)
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.index.is_empty()
     }
 
-    /// Decode key lines (written by [`from_collector`], so trusted to be
+    /// Index key lines (written by [`from_collector`], so trusted to be
     /// well formed; a line that is not is skipped). `is_static` says whether
     /// the static config defines a secret or key_id: such entries are left
-    /// out. Tag names the schema does not know are skipped; key_ids and tag
-    /// sets repeated across secrets (rotation) share one allocation.
+    /// out. Tag names the schema does not know are skipped when a line is
+    /// decoded.
     pub fn decode(
         lines: &str,
         schema: &TagSchema,
         is_static: &dyn Fn(&[u8; 32], &str) -> bool,
     ) -> Self {
         // About 190 bytes a line with five tags: a close capacity, no counting pass.
-        let mut keys = HashMap::with_capacity_and_hasher(lines.len() / 128 + 1, DigestHash);
+        let mut index = HashMap::with_capacity_and_hasher(lines.len() / 128 + 1, DigestHash);
         let mut shadowed = 0;
-        // Keys of one team share their tags (and a rotated key its key_id):
-        // decode each distinct tag text once and share it.
-        let mut tag_sets: HashMap<&str, Rc<TagSet>> = HashMap::new();
-        let mut last_id: Option<Rc<str>> = None;
-        for line in lines.lines() {
-            let mut f = line.splitn(7, '\t');
-            let (Some(hex), Some(key_id), Some(status), Some(not_after), Some(rpm), Some(tpm)) =
-                (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
-            else {
+        let mut start = 0usize;
+        for line in lines.split_terminator('\n') {
+            let end = start + line.len();
+            let at = (start, end);
+            start = end + 1;
+            let (Some(hex), Some(rest)) = (line.get(..64), line.get(65..)) else {
                 continue;
             };
+            let key_id = rest.split('\t').next().unwrap_or("");
             let Some(digest) = config::parse_sha256_hex(hex) else {
                 continue;
             };
@@ -334,46 +357,66 @@ impl KeyRegistry {
                 shadowed += 1;
                 continue;
             }
-            let tag_text = f.next().unwrap_or("");
-            let tags = match tag_sets.get(tag_text) {
-                Some(t) => t.clone(),
-                None => {
-                    let mut set: TagSet = tag_text
-                        .split('\t')
-                        .filter_map(|pair| pair.split_once('='))
-                        .filter_map(|(n, v)| schema.index(n).map(|i| (i, v.to_string())))
-                        .collect();
-                    set.sort_by_key(|(i, _)| *i);
-                    let set = Rc::new(set);
-                    tag_sets.insert(tag_text, set.clone());
-                    set
-                }
+            let (Ok(from), Ok(to)) = (u32::try_from(at.0), u32::try_from(at.1)) else {
+                continue;
             };
-            let key_id = match last_id.take() {
-                Some(id) if *id == *key_id => id,
-                _ => Rc::from(key_id),
-            };
-            last_id = Some(key_id.clone());
-            let limits = KeyLimits {
-                requests_per_minute: rpm.parse().ok().filter(|n| *n > 0),
-                tokens_per_minute: tpm.parse().ok().filter(|n| *n > 0),
-            };
-            let entry = Entry {
-                principal: Principal {
-                    key_id,
-                    auth: AuthKind::ApiKey,
-                    tags,
-                    limits: (limits.requests_per_minute.is_some()
-                        || limits.tokens_per_minute.is_some())
-                    .then_some(limits),
-                },
-                revoked: status != "a",
-                not_after_ms: not_after.parse().ok(),
-            };
-            keys.insert(digest, entry);
+            index.insert(digest, (from, to));
         }
-        KeyRegistry { keys, shadowed }
+        KeyRegistry {
+            text: lines.to_string(),
+            index,
+            schema: Some(schema.clone()),
+            decoded: RefCell::default(),
+            shadowed,
+        }
     }
+}
+
+/// One key line → its entry; None when it is not well formed.
+fn decode_line(
+    line: &str,
+    schema: &TagSchema,
+    tag_sets: &mut HashMap<String, Rc<TagSet>>,
+) -> Option<Entry> {
+    let mut f = line.splitn(7, '\t');
+    let (_hex, key_id, status, not_after, rpm, tpm) = (
+        f.next()?,
+        f.next()?,
+        f.next()?,
+        f.next()?,
+        f.next()?,
+        f.next()?,
+    );
+    let tag_text = f.next().unwrap_or("");
+    let tags = match tag_sets.get(tag_text) {
+        Some(t) => t.clone(),
+        None => {
+            let mut set: TagSet = tag_text
+                .split('\t')
+                .filter_map(|pair| pair.split_once('='))
+                .filter_map(|(n, v)| schema.index(n).map(|i| (i, v.to_string())))
+                .collect();
+            set.sort_by_key(|(i, _)| *i);
+            let set = Rc::new(set);
+            tag_sets.insert(tag_text.to_string(), set.clone());
+            set
+        }
+    };
+    let limits = KeyLimits {
+        requests_per_minute: rpm.parse().ok().filter(|n| *n > 0),
+        tokens_per_minute: tpm.parse().ok().filter(|n| *n > 0),
+    };
+    Some(Entry {
+        principal: Principal {
+            key_id: Rc::from(key_id),
+            auth: AuthKind::ApiKey,
+            tags,
+            limits: (limits.requests_per_minute.is_some() || limits.tokens_per_minute.is_some())
+                .then_some(limits),
+        },
+        revoked: status != "a",
+        not_after_ms: not_after.parse().ok(),
+    })
 }
 
 /// A worker's copy of the shared registry, taken in on the root tick only

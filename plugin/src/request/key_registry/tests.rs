@@ -55,10 +55,14 @@ fn a_snapshot_decodes_to_principals_by_hash() {
             tokens_per_minute: None
         })
     );
-    // A rotated key: two secrets, one key_id sharing one allocation.
+    // A rotated key: two secrets, one key_id; equal tags share one set.
     let old = reg.get(&digest("sk-old")).unwrap();
     let new = reg.get(&digest("sk-new")).unwrap();
-    assert!(Rc::ptr_eq(&old.principal.key_id, &new.principal.key_id));
+    assert_eq!(old.principal.key_id, new.principal.key_id);
+    assert!(Rc::ptr_eq(&old.principal.tags, &new.principal.tags));
+    // Decoded once: the next lookup answers the same entry.
+    let again = reg.get(&digest("sk-old")).unwrap();
+    assert!(Rc::ptr_eq(&old.principal.key_id, &again.principal.key_id));
     let grace_end = 1_767_323_045_500;
     assert_eq!(old.not_after_ms, Some(grace_end));
     assert!(old.admit(grace_end - 1).is_ok());
@@ -169,6 +173,7 @@ fn the_view_decodes_only_when_the_version_changes() {
     assert!(view.take_data(Some(&data), &schema, &none));
     assert_eq!((view.version(), view.keys().len()), ("v7", 1));
     let decoded = Rc::as_ptr(&view.registry);
+    assert!(view.keys().get(&digest("sk-a")).is_some());
     assert!(matches!(
         view.check_meta(Some(&encode_meta(9, "v7"))),
         Sync::Current

@@ -17,6 +17,8 @@ pub enum AppError {
     Forbidden,
     /// The request itself is malformed (bad JSON, bad query).
     BadRequest(String),
+    /// A virtual key lacks a tag every key must carry (`missing_tag`).
+    MissingTag(String),
     /// A query parameter names something that does not exist (a typo in a
     /// dimension name): the message names it and lists the valid ones.
     InvalidParameter(String),
@@ -48,14 +50,21 @@ impl AppError {
                 "insufficient_role",
                 String::from(
                     "this bearer token is valid but its role may not call this endpoint \
-                     (ingest token: POST /v1/records; read token: GET /v1/usage, /v1/caps, \
-                     budget reads; admin token: budget reads and writes)",
+                     (ingest token: POST /v1/records, GET /v1/keys/registry; read token: \
+                     GET /v1/usage, /v1/caps, budget reads, the key registry; admin token: \
+                     budget reads and writes, the key API)",
                 ),
             ),
             AppError::BadRequest(m) => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "bad_request",
+                m.clone(),
+            ),
+            AppError::MissingTag(m) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "missing_tag",
                 m.clone(),
             ),
             AppError::InvalidParameter(m) => (
@@ -181,6 +190,8 @@ mod tests {
             status_of(AppError::BadRequest("x".into())),
             StatusCode::BAD_REQUEST
         );
+        let missing = AppError::MissingTag("tag `team` is required".into()).into_response();
+        assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             status_of(AppError::NotFound("x".into())),
             StatusCode::NOT_FOUND

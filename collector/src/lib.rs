@@ -7,6 +7,7 @@
 //! surface; `server::serve` runs it with connection limits; `main.rs` only
 //! wires settings, the store and the server together.
 
+pub mod cli;
 pub mod domain;
 pub mod error;
 pub mod http;
@@ -44,6 +45,8 @@ pub fn app(state: AppState) -> Router {
     // Budget reads take the read or the admin token; writes only admin.
     let budget_read = only(&[&tokens.read, &tokens.admin]);
     let admin = only(&[&tokens.admin]);
+    // Gateways poll the key registry with the ingest token; every role may.
+    let any_role = only(&[&tokens.ingest, &tokens.read, &tokens.admin]);
 
     let records = Router::new()
         .route("/v1/records", post(http::records::post_records))
@@ -65,10 +68,32 @@ pub fn app(state: AppState) -> Router {
             )
             .route(
                 "/v1/budgets/{id}",
-                get(get_one)
-                    .route_layer(guard(budget_read))
-                    .merge(put(replace).delete(delete).route_layer(guard(admin))),
+                get(get_one).route_layer(guard(budget_read)).merge(
+                    put(replace)
+                        .delete(delete)
+                        .route_layer(guard(admin.clone())),
+                ),
             )
+    };
+    // Keys (CONTRACTS §8): the API is admin only (the finance role of §9
+    // comes with API tokens); the registry answers every role.
+    let keys = {
+        use http::keys::{
+            create, delete, get_one, list, patch as change, registry, revoke_by_tags, rotate,
+        };
+        let api = Router::new()
+            .route("/v1/keys", get(list).post(create))
+            .route("/v1/keys/revoke", post(revoke_by_tags))
+            .route(
+                "/v1/keys/{key_id}",
+                get(get_one).patch(change).delete(delete),
+            )
+            .route("/v1/keys/{key_id}/rotate", post(rotate))
+            .route_layer(guard(admin));
+        Router::new()
+            .route("/v1/keys/registry", get(registry))
+            .route_layer(guard(any_role))
+            .merge(api)
     };
     Router::new()
         .route("/healthz", get(http::health::healthz))
@@ -76,5 +101,6 @@ pub fn app(state: AppState) -> Router {
         .merge(records)
         .merge(reads)
         .merge(budgets)
+        .merge(keys)
         .with_state(state)
 }

@@ -1,6 +1,7 @@
 //! `aispend-collector`: parse settings, start logging, open the store, serve
 //! `app()`, and on SIGTERM / Ctrl-C stop accepting, finish in-flight
-//! requests, close the store.
+//! requests, close the store. `aispend-collector keys …` runs the key
+//! command (`cli/`) instead.
 
 use std::process::ExitCode;
 
@@ -14,7 +15,11 @@ use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Settings::load(Cli::parse()) {
+    let mut cli = Cli::parse();
+    if let Some(command) = cli.command.take() {
+        return aispend_collector::cli::run(command).await;
+    }
+    let settings = match Settings::load(cli) {
         Ok(settings) => settings,
         Err(message) => {
             // The logger is not configured yet: the default one says why.
@@ -73,7 +78,8 @@ async fn run(settings: Settings) -> Result<(), String> {
         "listening on {local}"
     );
     let state = AppState::new(store.clone(), prices, tokens)
-        .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024));
+        .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024))
+        .with_key_policy(settings.key_policy.clone());
     let limits = Limits {
         header_timeout: Duration::from_millis(settings.header_timeout_ms),
         idle_timeout: Duration::from_millis(settings.idle_timeout_ms),

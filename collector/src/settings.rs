@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::domain::keys::{KeyPolicy, DEFAULT_REQUIRED_TAGS};
 use crate::logging::LogFormat;
 use crate::service::ingest::DEFAULT_INGEST_MEMORY_MB;
 
@@ -30,7 +31,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 Every setting can be given as a flag, as an AISPEND_* environment variable, or in a TOML \
 file passed with --config (keys: listen, database_url, ingest_token, read_token, \
 admin_token, prices, insecure_no_auth, log_format, log_level, \
-header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb). Precedence: flags > environment > file > defaults.\n\n\
+header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb, required_tags, \
+key_max_lifetime). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
 experiments only)."
@@ -114,6 +116,19 @@ pub struct Cli {
     #[arg(long, env = "AISPEND_INGEST_MEMORY_MB", value_name = "MIB",
           value_parser = clap::value_parser!(u64).range(1..=4095))]
     pub ingest_memory_mb: Option<u64>,
+    /// Tags every virtual key must carry at issuance, comma separated; a
+    /// blank value requires none [default: org,team,cost_center,environment].
+    #[arg(long, env = "AISPEND_REQUIRED_TAGS", value_name = "TAGS")]
+    pub required_tags: Option<String>,
+    /// Longest lifetime of a virtual key per `environment` tag value, e.g.
+    /// `dev=30d,staging=30d` (units d, h, m, s). Such a key created without
+    /// `expires_at` expires at the longest lifetime; a later `expires_at` is
+    /// refused [default: none].
+    #[arg(long, env = "AISPEND_KEY_MAX_LIFETIME", value_name = "ENV=DURATION,…")]
+    pub key_max_lifetime: Option<String>,
+    /// A subcommand (`keys …`) instead of serving.
+    #[command(subcommand)]
+    pub command: Option<crate::cli::Command>,
 }
 
 /// The TOML file: the same keys as the flags, with underscores.
@@ -133,6 +148,8 @@ pub struct FileSettings {
     pub idle_timeout_ms: Option<u64>,
     pub max_connections: Option<u64>,
     pub ingest_memory_mb: Option<u64>,
+    pub required_tags: Option<String>,
+    pub key_max_lifetime: Option<String>,
 }
 
 /// Final settings after merging every source.
@@ -151,6 +168,8 @@ pub struct Settings {
     pub idle_timeout_ms: u64,
     pub max_connections: usize,
     pub ingest_memory_mb: usize,
+    /// Virtual key issuance: required tags and lifetimes per environment.
+    pub key_policy: KeyPolicy,
 }
 
 impl Settings {
@@ -171,7 +190,16 @@ impl Settings {
     /// Flags and environment (already merged by clap) win over the file.
     pub fn merge(cli: Cli, file: FileSettings) -> Result<Self, String> {
         let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let key_policy = KeyPolicy::parse(
+            &cli.required_tags
+                .or(file.required_tags)
+                .unwrap_or_else(|| DEFAULT_REQUIRED_TAGS.join(",")),
+            &cli.key_max_lifetime
+                .or(file.key_max_lifetime)
+                .unwrap_or_default(),
+        )?;
         let settings = Settings {
+            key_policy,
             listen: cli
                 .listen
                 .or(file.listen)
@@ -350,6 +378,36 @@ mod tests {
         assert!(Cli::try_parse_from(args).is_err());
         let file: FileSettings = toml::from_str("max_connections = 0").expect("toml");
         assert!(Settings::merge(cli(&TOKENS), file).is_err());
+    }
+
+    #[test]
+    fn key_policy_from_flag_or_file_with_defaults() {
+        let s = Settings::merge(cli(&TOKENS), FileSettings::default()).expect("ok");
+        assert_eq!(s.key_policy, KeyPolicy::default());
+        let file: FileSettings =
+            toml::from_str("required_tags = \"team\"\nkey_max_lifetime = \"dev=7d\"")
+                .expect("toml");
+        let s = Settings::merge(cli(&TOKENS), file).expect("ok");
+        assert_eq!(s.key_policy.required_tags, vec!["team"]);
+        assert_eq!(
+            s.key_policy.max_lifetime_ms.get("dev"),
+            Some(&(7 * 86_400_000))
+        );
+        let mut args = TOKENS.to_vec();
+        args.extend([
+            "--required-tags",
+            "org,project",
+            "--key-max-lifetime",
+            "staging=12h",
+        ]);
+        let file: FileSettings = toml::from_str("required_tags = \"team\"").expect("toml");
+        let s = Settings::merge(cli(&args), file).expect("ok");
+        assert_eq!(s.key_policy.required_tags, vec!["org", "project"]);
+        assert!(s.key_policy.max_lifetime_ms.contains_key("staging"));
+        let mut args = TOKENS.to_vec();
+        args.extend(["--key-max-lifetime", "dev=soon"]);
+        let err = Settings::merge(cli(&args), FileSettings::default()).expect_err("bad");
+        assert!(err.contains("key_max_lifetime"), "{err}");
     }
 
     #[test]

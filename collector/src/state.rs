@@ -3,21 +3,24 @@
 
 use std::sync::Arc;
 
+use crate::domain::keys::KeyPolicy;
 use crate::domain::pricing::PriceTable;
 use crate::metrics::Metrics;
 use crate::service::caps::Caps;
 use crate::service::ingest::IngestGate;
+use crate::service::keys::Keys;
 use crate::store::{Store, StoreError};
 
 /// Bearer tokens per audience; `None` disables the check (`--insecure-no-auth`).
 /// They are checked by `http::auth` before a request body is read.
 #[derive(Clone, Default)]
 pub struct Tokens {
-    /// The gateway filter: `POST /v1/records`.
+    /// The gateway filter: `POST /v1/records`, `GET /v1/keys/registry`.
     pub ingest: Option<String>,
     /// Readers: `GET /v1/usage`, `GET /v1/caps`, budget reads.
     pub read: Option<String>,
-    /// For the budget API: writes need it, reads accept it too.
+    /// For the budget API (writes need it, reads accept it too) and the
+    /// key API (`/v1/keys`, reads and writes).
     pub admin: Option<String>,
 }
 
@@ -44,6 +47,8 @@ pub struct AppState {
     pub caps: Arc<Caps>,
     /// Bounds the ingest bodies read and parsed at once.
     pub ingest_gate: Arc<IngestGate>,
+    /// The key issuance policy and the registry snapshot cache.
+    pub keys: Arc<Keys>,
 }
 
 impl AppState {
@@ -55,7 +60,14 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             caps: Arc::new(Caps::new()),
             ingest_gate: Arc::new(IngestGate::default()),
+            keys: Arc::new(Keys::default()),
         }
+    }
+
+    /// Sets the key issuance policy (required tags, lifetimes).
+    pub fn with_key_policy(mut self, policy: KeyPolicy) -> Self {
+        self.keys = Arc::new(Keys::new(policy));
+        self
     }
 
     /// Sets how many bytes of ingest bodies may be held at once.

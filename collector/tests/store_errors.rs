@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use aispend_collector::domain::aggregate::UsageReport;
 use aispend_collector::domain::budgets::Budget;
+use aispend_collector::domain::keys::Key;
 use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::record::PricedRecord;
 use aispend_collector::domain::usage_query::UsageQuery;
-use aispend_collector::store::{BatchOutcome, Store, StoreError, StoreFuture};
+use aispend_collector::store::{BatchOutcome, KeyWrite, SaveKeys, Store, StoreError, StoreFuture};
 use aispend_collector::{app, AppState, Tokens};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -56,6 +57,18 @@ impl Store for FailingStore {
         self.fail()
     }
     fn delete_budget(&self, _: String) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn save_keys(&self, _: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {
+        self.fail()
+    }
+    fn get_key(&self, _: String) -> StoreFuture<'_, Option<Key>> {
+        self.fail()
+    }
+    fn list_keys(&self) -> StoreFuture<'_, Vec<Key>> {
+        self.fail()
+    }
+    fn keys_revision(&self) -> StoreFuture<'_, i64> {
         self.fail()
     }
 }
@@ -152,6 +165,42 @@ async fn reads_and_budgets_map_store_errors_the_same_way() {
     }
     let (status, _, _) = call(state(busy()), "GET", "/healthz", "", Value::Null).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn keys_and_the_registry_map_store_errors_the_same_way() {
+    let busy = || StoreError::transient("database is locked");
+    let tags = json!({"tags": {"org": "a", "team": "b", "cost_center": "c", "environment": "d"}});
+    for (method, uri, token, body) in [
+        ("GET", "/v1/keys/registry", "it", Value::Null),
+        ("GET", "/v1/keys", "at", Value::Null),
+        ("GET", "/v1/keys/k1", "at", Value::Null),
+        ("POST", "/v1/keys", "at", tags),
+        ("DELETE", "/v1/keys/k1", "at", Value::Null),
+        (
+            "POST",
+            "/v1/keys/revoke",
+            "at",
+            json!({"tags": {"team": "b"}}),
+        ),
+    ] {
+        let (status, retry_after, body) = call(state(busy()), method, uri, token, body).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {uri}: {body}"
+        );
+        assert_eq!(retry_after.as_deref(), Some("1"));
+    }
+    let (status, _, _) = call(
+        state(StoreError::internal("bug")),
+        "GET",
+        "/v1/keys/registry",
+        "it",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod budgets;
 pub mod caps;
 pub mod health;
+pub mod keys;
 pub mod metrics;
 pub mod records;
 pub mod usage;

@@ -7,9 +7,12 @@
 //! - `budgets`: budget CRUD and each budget's spend and state now.
 //! - `caps`: the cap flags gateways poll, computed from the budgets' state
 //!   and cached.
+//! - `keys`: virtual keys (issue, change, rotate, revoke; every change
+//!   through one `commit`) and the registry snapshot gateways poll.
 //! - `usage`: usage reports and whether the store answers.
 
 pub mod budgets;
 pub mod caps;
 pub mod ingest;
+pub mod keys;
 pub mod usage;

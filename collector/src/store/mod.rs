@@ -21,17 +21,20 @@ use std::sync::Arc;
 
 use crate::domain::aggregate::UsageReport;
 use crate::domain::budgets::{Budget, Scope};
+use crate::domain::keys::Key;
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::{Dim, UsageQuery};
 
 mod error;
 mod hash;
+pub mod keys;
 mod plan;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 
 pub use error::{StoreError, StoreErrorKind};
+pub use keys::{Expect, KeyWrite, SaveKeys};
 pub(crate) use plan::{group_partials, group_record_partials, period_start, RecordKey};
 pub use plan::{plan_segments, Source};
 pub(crate) use rows::{hex16, Series};
@@ -87,6 +90,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the budget. `Ok(false)`: no such budget.
     fn delete_budget(&self, id: String) -> StoreFuture<'_, bool>;
+
+    // ---- Virtual keys (CONTRACTS §8; `keys.rs`). Plain keys are never
+    // stored: a key's secrets are kept as sha256 hex.
+
+    /// Writes every key wholesale (its row and its set of secrets) in ONE
+    /// transaction, and bumps `keys_revision`. When a write's `expect` does
+    /// not hold (an id taken, a key changed or gone since it was read),
+    /// nothing at all is stored and the answer names that key.
+    fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys>;
+
+    /// The key with this id and its valid secrets, if any.
+    fn get_key(&self, key_id: String) -> StoreFuture<'_, Option<Key>>;
+
+    /// Every key (revoked ones too), sorted by id.
+    fn list_keys(&self) -> StoreFuture<'_, Vec<Key>>;
+
+    /// A counter bumped by every `save_keys`, shared by every replica of one
+    /// database: equal values mean no key changed in between (0: never).
+    fn keys_revision(&self) -> StoreFuture<'_, i64>;
 
     /// Spend in USD over `[from_ms, to_ms)` for each scope, in order: the sum
     /// of `cost_usd` of records whose tags (or `key_id`) match every pair of

@@ -12,6 +12,8 @@ use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::time::{parse_rfc3339_ms, HOUR_MS};
 use crate::domain::usage_query::UsageQuery;
 
+mod keys;
+
 fn ts(text: &str) -> i64 {
     parse_rfc3339_ms(text).expect("test timestamp")
 }
@@ -765,6 +767,18 @@ macro_rules! store_suite {
             async fn spend_matches_every_scope_pair() {
                 let (store, _guard) = $open;
                 super::spend_matches_every_scope_pair(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn keys_round_trip_and_change_by_revision() {
+                let (store, _guard) = $open;
+                super::keys::keys_round_trip_and_change_by_revision(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn many_keys_in_one_write() {
+                let (store, _guard) = $open;
+                super::keys::many_keys_in_one_write(&*store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -210,7 +210,9 @@ fn token_field(obj: &Map<String, Value>, field: &str) -> Result<u64, String> {
     }
 }
 
-fn tag_map(obj: &Map<String, Value>, field: &str) -> Result<BTreeMap<String, String>, String> {
+/// A tag (or label) object: keys per `is_tag_key`, string values per
+/// `is_tag_value`; absent or null is empty. The error names the field.
+pub fn tag_map(obj: &Map<String, Value>, field: &str) -> Result<BTreeMap<String, String>, String> {
     let entries = match obj.get(field) {
         None | Some(Value::Null) => return Ok(BTreeMap::new()),
         Some(Value::Object(entries)) => entries,

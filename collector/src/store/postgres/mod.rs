@@ -23,6 +23,7 @@
 mod budgets;
 mod copy_format;
 mod ingest;
+mod keys;
 mod migrate;
 mod prepare;
 mod query;
@@ -40,9 +41,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Config, NoTls};
 
-use super::{BatchOutcome, Store, StoreError, StoreFuture};
+use super::{BatchOutcome, KeyWrite, SaveKeys, Store, StoreError, StoreFuture};
 use crate::domain::aggregate::UsageReport;
 use crate::domain::budgets::Budget;
+use crate::domain::keys::Key;
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
 use prepare::Prepared;
@@ -177,6 +179,22 @@ impl Store for PostgresStore {
 
     fn delete_budget(&self, id: String) -> StoreFuture<'_, bool> {
         Box::pin(async move { budgets::delete(&*self.pool.get().await?, &id).await })
+    }
+
+    fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {
+        Box::pin(async move { keys::save(&mut self.pool.get().await?, &writes).await })
+    }
+
+    fn get_key(&self, key_id: String) -> StoreFuture<'_, Option<Key>> {
+        Box::pin(async move { keys::get(&*self.pool.get().await?, &key_id).await })
+    }
+
+    fn list_keys(&self) -> StoreFuture<'_, Vec<Key>> {
+        Box::pin(async move { keys::list(&mut self.pool.get().await?).await })
+    }
+
+    fn keys_revision(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move { keys::revision(&*self.pool.get().await?).await })
     }
 
     fn close(&self) -> StoreFuture<'_, ()> {

@@ -14,15 +14,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{BatchOutcome, Store, StoreError, StoreFuture};
+use super::{BatchOutcome, KeyWrite, SaveKeys, Store, StoreError, StoreFuture};
 use crate::domain::aggregate::UsageReport;
 use crate::domain::budgets::Budget;
+use crate::domain::keys::Key;
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
 
 mod budgets;
 mod chunks;
 mod ingest;
+mod keys;
 mod query;
 mod records;
 mod rollup;
@@ -213,6 +215,22 @@ impl Store for SqliteStore {
 
     fn delete_budget(&self, id: String) -> StoreFuture<'_, bool> {
         self.blocking(move |inner| budgets::delete(&inner.writer()?.conn, &id))
+    }
+
+    fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {
+        self.blocking(move |inner| keys::save(&inner.writer()?.conn, &writes))
+    }
+
+    fn get_key(&self, key_id: String) -> StoreFuture<'_, Option<Key>> {
+        self.blocking(move |inner| inner.with_reader(|conn| keys::get(conn, &key_id)))
+    }
+
+    fn list_keys(&self) -> StoreFuture<'_, Vec<Key>> {
+        self.blocking(|inner| inner.with_reader(keys::list))
+    }
+
+    fn keys_revision(&self) -> StoreFuture<'_, i64> {
+        self.blocking(|inner| inner.with_reader(keys::revision))
     }
 }
 

@@ -143,3 +143,32 @@ CREATE TABLE IF NOT EXISTS budgets (
     hard       REAL NOT NULL,
     CHECK (soft > 0 AND soft <= hard)
 );
+
+-- Virtual keys (CONTRACTS §8; store/keys.rs), schema version 5. `tags` and
+-- `limits` are canonical JSON objects. Only the sha256 of a secret is kept;
+-- a secret rotated out keeps working until `not_after_ms` (NULL: the current
+-- one). `api_keys_state` holds one counter bumped by every key write.
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id        TEXT PRIMARY KEY,
+    tags          TEXT NOT NULL,
+    limits        TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    revision      INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS api_key_secrets (
+    sha256        TEXT PRIMARY KEY,
+    key_id        TEXT NOT NULL REFERENCES api_keys (key_id),
+    last4         TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    not_after_ms  INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_key_secrets_by_key ON api_key_secrets (key_id);
+
+CREATE TABLE IF NOT EXISTS api_keys_state (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL
+);

@@ -16,6 +16,7 @@
 //! entry (hash, key_id, status, tag name or value, time) refuses the whole
 //! answer and the last good registry stays.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
@@ -33,22 +34,28 @@ pub const DATA_KEY: &str = "aispend:registry:keys";
 // --- the collector's answer ------------------------------------------------
 
 #[derive(Debug, Deserialize)]
-struct Doc {
+struct Doc<'a> {
     version: serde_json::Value,
-    keys: Vec<KeyDoc>,
+    #[serde(borrow)]
+    keys: Vec<KeyDoc<'a>>,
 }
 
+/// One entry, borrowed from the body where it can be (strings without
+/// escapes): the polling worker validates 10,000s of these per new version.
 #[derive(Debug, Deserialize)]
-struct KeyDoc {
-    sha256: String,
-    key_id: String,
-    #[serde(default)]
-    tags: BTreeMap<String, String>,
+struct KeyDoc<'a> {
+    #[serde(borrow)]
+    sha256: Cow<'a, str>,
+    #[serde(borrow)]
+    key_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    tags: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
     #[serde(default)]
     limits: Option<LimitsDoc>,
-    status: String,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
     #[serde(default)]
-    not_after: Option<serde_json::Value>,
+    not_after: NotAfter,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +64,39 @@ struct LimitsDoc {
     requests_per_minute: Option<u64>,
     #[serde(default)]
     tokens_per_minute: Option<u64>,
+}
+
+/// `not_after`: null, an RFC 3339 time, or unix seconds → milliseconds.
+#[derive(Debug, Default)]
+struct NotAfter(Option<u64>);
+
+impl<'de> Deserialize<'de> for NotAfter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = NotAfter;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("not_after: null, an RFC 3339 time or unix seconds")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<NotAfter, E> {
+                Ok(NotAfter(None))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<NotAfter, E> {
+                Ok(NotAfter(None))
+            }
+            fn visit_u64<E: serde::de::Error>(self, secs: u64) -> Result<NotAfter, E> {
+                secs.checked_mul(1000)
+                    .map(|ms| NotAfter(Some(ms)))
+                    .ok_or_else(|| E::custom("not_after: unix seconds out of range"))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<NotAfter, E> {
+                parse_rfc3339_ms(s)
+                    .map(|ms| NotAfter(Some(ms)))
+                    .ok_or_else(|| E::custom(format!("not_after: `{s}` is not an RFC 3339 time")))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// A validated snapshot in shared-data form.
@@ -86,8 +126,9 @@ pub fn from_collector(body: &[u8], max_bytes: usize) -> Result<Snapshot, String>
     if version.is_empty() || version.len() > 256 || !version.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("version must be 1..256 visible ASCII characters".into());
     }
-    let mut lines = String::with_capacity(160 * doc.keys.len());
-    let mut seen = HashSet::with_capacity(doc.keys.len());
+    let mut lines = String::with_capacity(192 * doc.keys.len());
+    let mut seen: HashSet<[u8; 32], DigestHash> =
+        HashSet::with_capacity_and_hasher(doc.keys.len(), DigestHash);
     for (i, k) in doc.keys.iter().enumerate() {
         let at = |what: &str| format!("keys[{i}].{what}");
         let digest =
@@ -98,30 +139,18 @@ pub fn from_collector(body: &[u8], max_bytes: usize) -> Result<Snapshot, String>
         if !config::valid_tag_value(&k.key_id) {
             return Err(at("key_id: expected 1..128 characters of [A-Za-z0-9._:/-]"));
         }
-        let status = match k.status.as_str() {
+        let status = match &*k.status {
             "active" => 'a',
             "revoked" | "expired" => 'r',
             other => return Err(at(&format!("status: unknown `{other}`"))),
         };
-        let not_after = match &k.not_after {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => Some(
-                parse_rfc3339_ms(s).ok_or_else(|| at("not_after: expected an RFC 3339 time"))?,
-            ),
-            Some(serde_json::Value::Number(n)) => Some(
-                n.as_u64()
-                    .and_then(|s| s.checked_mul(1000))
-                    .ok_or_else(|| at("not_after: expected unix seconds"))?,
-            ),
-            Some(_) => return Err(at("not_after: expected a time")),
-        };
-        lines.push_str(&k.sha256.to_ascii_lowercase());
+        lines.extend(k.sha256.chars().map(|c| c.to_ascii_lowercase()));
         lines.push('\t');
         lines.push_str(&k.key_id);
         lines.push('\t');
         lines.push(status);
         lines.push('\t');
-        push_opt(&mut lines, not_after);
+        push_opt(&mut lines, k.not_after.0);
         let limits = k.limits.as_ref();
         lines.push('\t');
         push_opt(&mut lines, limits.and_then(|l| l.requests_per_minute));
@@ -152,7 +181,8 @@ pub fn from_collector(body: &[u8], max_bytes: usize) -> Result<Snapshot, String>
 
 fn push_opt(out: &mut String, n: Option<u64>) {
     if let Some(n) = n {
-        out.push_str(&n.to_string());
+        use std::fmt::Write;
+        let _ = write!(out, "{n}");
     }
 }
 

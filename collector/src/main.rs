@@ -75,6 +75,8 @@ async fn run(settings: Settings) -> Result<(), String> {
         header_timeout_ms = settings.header_timeout_ms,
         idle_timeout_ms = settings.idle_timeout_ms,
         ingest_memory_mb = settings.ingest_memory_mb,
+        key_required_tags = %settings.key_policy.required_tags.join(","),
+        key_max_lifetimes = settings.key_policy.max_lifetime_ms.len(),
         "listening on {local}"
     );
     let state = AppState::new(store.clone(), prices, tokens)

@@ -52,6 +52,8 @@ def test_every_readme_curl_works_against_make_run(tmp_path):
         assert "\n402" in text, "the budget walk-through reaches 402"
         assert '"rows"' in text, "the usage query answers"
         assert re.search(r"\n\S+ \d+ tokens\n", text), "a key issued over the API works in the SDK"
+        assert '"key":"sk-aispend-' in text and '"missing_tag"' in text, "the key API answers"
+        assert '"revoked":0' in text, "the bulk revocation answers"
     finally:
         import signal
         os.killpg(run.pid, signal.SIGTERM)

@@ -20,9 +20,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {
-    /// The collector's base URL (http only).
-    #[arg(long, env = "AISPEND_COLLECTOR_URL", default_value = DEFAULT_URL, global = true)]
-    pub url: String,
+    /// The collector's base URL, http only [default: http://127.0.0.1:9090].
+    #[arg(long, env = "AISPEND_COLLECTOR_URL", global = true)]
+    pub url: Option<String>,
     /// Admin bearer token.
     #[arg(
         long,
@@ -182,7 +182,12 @@ async fn call(args: &KeysArgs) -> Result<(u16, Vec<u8>), String> {
         .filter(|t| !t.trim().is_empty())
         .ok_or("no admin token: pass --token or set AISPEND_ADMIN_TOKEN")?;
     let (method, path, body) = request(&args.action)?;
-    let base = client::BaseUrl::parse(&args.url)?;
+    let url = args
+        .url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or(DEFAULT_URL);
+    let base = client::BaseUrl::parse(url)?;
     client::send(&base, method, &path, token, body.map(|b| b.to_string())).await
 }
 

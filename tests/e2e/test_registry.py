@@ -129,3 +129,28 @@ def test_collector_down_keeps_valid_keys_and_refuses_expired_ones(stack_factory)
     time.sleep(2 * WITHIN_S)
     assert statuses(s, lasting["key"]) == {200}
     assert statuses(s, short["key"]) == {401}
+
+
+def test_a_10000_key_registry_through_envoys_dispatch(stack_factory):
+    """10,000 keys (3.3 MB, the collector's shape) arrive through Envoy's
+    dispatch_http_call and every worker serves them; static keys unaffected."""
+    import hashlib
+
+    n = 10_000
+    keys = [{"sha256": hashlib.sha256(f"sk-aispend-scale-{i:05d}".encode()).hexdigest(),
+             "key_id": f"scale-{i:05d}", "tags": {**TAGS, "project": f"p-{i % 2000}"},
+             "limits": {"requests_per_minute": 600, "tokens_per_minute": 200000},
+             "status": "active", "not_after": None} for i in range(n)]
+    s = stack_factory(registry_config(), concurrency=2, sink=True)
+    s.sink.registry = json.dumps({"version": "scale-1", "keys": keys},
+                                 separators=(",", ":")).encode()
+    assert len(s.sink.registry) > 3_000_000
+    start = time.monotonic()
+    for i in (0, 4_999, n - 1):
+        wait_until(lambda i=i: statuses(s, f"sk-aispend-scale-{i:05d}") == {200}, 10,
+                   f"registry key {i} of {n} passes on both workers")
+    print(f"{n} keys usable after {(time.monotonic() - start) * 1000:.0f} ms")
+    assert statuses(s, "sk-aispend-scale-99999") == {401}
+    assert statuses(s, SEARCH_KEY) == {200}
+    stats = s.envoy.stats()
+    assert sum(v for k, v in stats.items() if k.endswith("aispend_registry_rejected")) == 0

@@ -18,7 +18,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use serde::Deserialize;
@@ -49,7 +49,7 @@ struct KeyDoc<'a> {
     #[serde(borrow)]
     key_id: Cow<'a, str>,
     #[serde(default, borrow)]
-    tags: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    tags: Tags<'a>,
     #[serde(default)]
     limits: Option<LimitsDoc>,
     #[serde(borrow)]
@@ -64,6 +64,56 @@ struct LimitsDoc {
     requests_per_minute: Option<u64>,
     #[serde(default)]
     tokens_per_minute: Option<u64>,
+}
+
+/// A key's tags in answer order: a map node per key would cost more than
+/// the rest of the entry (a repeated name is refused when validating).
+#[derive(Debug, Default)]
+struct Tags<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Tags<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Tags<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("tags: an object of tag name to value")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Tags<'a>, M::Error> {
+                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(6));
+                while let Some((Text(name), Text(value))) = m.next_entry::<Text<'a>, Text<'a>>()? {
+                    out.push((name, value));
+                }
+                Ok(Tags(out))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// A string borrowed from the answer when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(Visit(std::marker::PhantomData))
+    }
 }
 
 /// `not_after`: null, an RFC 3339 time, or unix seconds → milliseconds.
@@ -156,7 +206,10 @@ pub fn from_collector(body: &[u8], max_bytes: usize) -> Result<Snapshot, String>
         push_opt(&mut lines, limits.and_then(|l| l.requests_per_minute));
         lines.push('\t');
         push_opt(&mut lines, limits.and_then(|l| l.tokens_per_minute));
-        for (name, value) in &k.tags {
+        for (j, (name, value)) in k.tags.0.iter().enumerate() {
+            if k.tags.0.iter().take(j).any(|(n, _)| n == name) {
+                return Err(at(&format!("tags: `{name}` twice")));
+            }
             if !valid_tag_name(name) {
                 return Err(at(&format!("tags: bad tag name `{name}`")));
             }

@@ -193,3 +193,16 @@ fn the_view_decodes_only_when_the_version_changes() {
     ));
     assert_eq!(view.keys().len(), 1);
 }
+
+#[test]
+fn tags_with_escapes_are_read_and_a_repeated_tag_is_refused() {
+    // `\/` is a legal JSON escape of `/`, which the tag charset allows.
+    let body = doc(&[entry("sk-a", "a", "active", "null").replace("\"acme\"", "\"ac\\/me\"")]);
+    let snap = from_collector(&body, 1 << 20).unwrap();
+    let reg = KeyRegistry::decode(&snap.lines, &TagSchema::new(&[]), &none);
+    let a = reg.get(&digest("sk-a")).unwrap();
+    assert!(a.principal.tags.iter().any(|(_, v)| v == "ac/me"));
+    let twice = doc(&[entry("sk-a", "a", "active", "null").replace("\"org\"", "\"team\"")]);
+    let err = from_collector(&twice, 1 << 20).unwrap_err();
+    assert!(err.contains("twice"), "{err}");
+}

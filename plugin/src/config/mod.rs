@@ -119,8 +119,8 @@ impl RegistryConfig {
 fn default_registry_path() -> String {
     "/v1/keys/registry".into()
 }
-/// Room for about 100,000 keys (about 300 bytes each in the collector's JSON).
-pub const DEFAULT_REGISTRY_MAX_BYTES: usize = 32 << 20;
+/// Room for about 200,000 keys (about 330 bytes each in the collector's JSON).
+pub const DEFAULT_REGISTRY_MAX_BYTES: usize = 64 << 20;
 fn default_registry_max_bytes() -> usize {
     DEFAULT_REGISTRY_MAX_BYTES
 }

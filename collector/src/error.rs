@@ -15,6 +15,10 @@ pub enum AppError {
     Unauthorized,
     /// A known token whose role may not call this route.
     Forbidden,
+    /// A scoped viewer asked for something outside its scope.
+    OutOfScope(String),
+    /// The requester of an override approving it.
+    SelfApproval,
     /// The request itself is malformed (bad JSON, bad query).
     BadRequest(String),
     /// A virtual key lacks a tag every key must carry (`missing_tag`).
@@ -50,9 +54,23 @@ impl AppError {
                 "insufficient_role",
                 String::from(
                     "this bearer token is valid but its role may not call this endpoint \
-                     (ingest token: POST /v1/records, GET /v1/keys/registry; read token: \
-                     GET /v1/usage, /v1/caps, budget reads, the key registry; admin token: \
-                     budget reads and writes, the key API)",
+                     (see the role table in README, \"Security\": gateway ingests, viewer \
+                     reads, finance also changes budgets and overrides, admin everything)",
+                ),
+            ),
+            AppError::OutOfScope(m) => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "out_of_scope",
+                m.clone(),
+            ),
+            AppError::SelfApproval => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "self_approval",
+                String::from(
+                    "the requester of an override cannot approve it: two other tokens \
+                     (one finance, one admin) must",
                 ),
             ),
             AppError::BadRequest(m) => (

@@ -21,86 +21,68 @@ pub mod store;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use axum::Router;
 
-use crate::http::auth::{require_token, AnyToken};
+use crate::domain::access::ROUTES;
 use crate::service::ingest::MAX_BODY_BYTES;
 pub use crate::state::{AppState, Tokens};
 
-/// The collector's routes, each group behind the tokens of its role.
-pub fn app(state: AppState) -> Router {
-    let tokens = &state.tokens;
-    let guard = |allowed: AnyToken| from_fn_with_state(allowed, require_token);
-    let known = [
-        tokens.ingest.clone(),
-        tokens.read.clone(),
-        tokens.admin.clone(),
-    ];
-    let only = |allowed: &[&Option<String>]| {
-        AnyToken::new(allowed.iter().map(|t| (*t).clone()).collect(), &known)
-    };
-    let ingest = only(&[&tokens.ingest]);
-    let read = only(&[&tokens.read]);
-    // Budget reads take the read or the admin token; writes only admin.
-    let budget_read = only(&[&tokens.read, &tokens.admin]);
-    let admin = only(&[&tokens.admin]);
-    // Gateways poll the key registry with the ingest token; every role may.
-    let any_role = only(&[&tokens.ingest, &tokens.read, &tokens.admin]);
+/// The handler of one row of the access table (`domain::access::ROUTES`),
+/// `None` for a row whose feature is not in this build.
+fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<AppState>> {
+    use http::{audit, budgets, caps, health, keys, metrics, overrides, records, tokens, usage};
+    Some(match (method, path) {
+        ("GET", "/healthz") => get(health::healthz),
+        ("GET", "/metrics") => get(metrics::metrics),
+        ("POST", "/v1/records") => post(records::post_records)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .route_layer(from_fn_with_state(state.clone(), records::admit)),
+        ("GET", "/v1/usage") => get(usage::get_usage),
+        ("GET", "/v1/caps") => get(caps::get_caps),
+        ("GET", "/v1/budgets") => get(budgets::list),
+        ("POST", "/v1/budgets") => post(budgets::create),
+        ("GET", "/v1/budgets/{id}") => get(budgets::get_one),
+        ("PUT", "/v1/budgets/{id}") => put(budgets::replace),
+        ("DELETE", "/v1/budgets/{id}") => delete(budgets::delete),
+        ("POST", "/v1/tokens") => post(tokens::create),
+        ("GET", "/v1/tokens") => get(tokens::list),
+        ("DELETE", "/v1/tokens/{id}") => delete(tokens::revoke),
+        ("GET", "/v1/audit") => get(audit::list),
+        ("POST", "/v1/overrides") => post(overrides::request),
+        ("GET", "/v1/overrides") => get(overrides::list),
+        ("POST", "/v1/overrides/{id}/approve") => post(overrides::approve),
+        ("POST", "/v1/keys") => post(keys::create),
+        ("GET", "/v1/keys") => get(keys::list),
+        ("POST", "/v1/keys/revoke") => post(keys::revoke_by_tags),
+        ("GET", "/v1/keys/registry") => get(keys::registry),
+        ("GET", "/v1/keys/{key_id}") => get(keys::get_one),
+        ("PATCH", "/v1/keys/{key_id}") => patch(keys::patch),
+        ("POST", "/v1/keys/{key_id}/rotate") => post(keys::rotate),
+        ("DELETE", "/v1/keys/{key_id}") => delete(keys::delete),
+        _ => return None,
+    })
+}
 
-    let records = Router::new()
-        .route("/v1/records", post(http::records::post_records))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .route_layer(from_fn_with_state(state.clone(), http::records::admit))
-        .route_layer(guard(ingest));
-    let reads = Router::new()
-        .route("/v1/usage", get(http::usage::get_usage))
-        .route("/v1/caps", get(http::caps::get_caps))
-        .route_layer(guard(read));
-    let budgets = {
-        use http::budgets::{create, delete, get_one, list, replace};
-        Router::new()
-            .route(
-                "/v1/budgets",
-                get(list)
-                    .route_layer(guard(budget_read.clone()))
-                    .merge(post(create).route_layer(guard(admin.clone()))),
-            )
-            .route(
-                "/v1/budgets/{id}",
-                get(get_one).route_layer(guard(budget_read)).merge(
-                    put(replace)
-                        .delete(delete)
-                        .route_layer(guard(admin.clone())),
-                ),
-            )
-    };
-    // Keys (CONTRACTS §8): the API is admin only (the finance role of §9
-    // comes with API tokens); the registry answers every role.
-    let keys = {
-        use http::keys::{
-            create, delete, get_one, list, patch as change, registry, revoke_by_tags, rotate,
-        };
-        let api = Router::new()
-            .route("/v1/keys", get(list).post(create))
-            .route("/v1/keys/revoke", post(revoke_by_tags))
-            .route(
-                "/v1/keys/{key_id}",
-                get(get_one).patch(change).delete(delete),
-            )
-            .route("/v1/keys/{key_id}/rotate", post(rotate))
-            .route_layer(guard(admin));
-        Router::new()
-            .route("/v1/keys/registry", get(registry))
-            .route_layer(guard(any_role))
-            .merge(api)
-    };
-    Router::new()
-        .route("/healthz", get(http::health::healthz))
-        .route("/metrics", get(http::metrics::metrics))
-        .merge(records)
-        .merge(reads)
-        .merge(budgets)
-        .merge(keys)
+/// The collector's routes: every row of the access table that has a
+/// handler, each behind `http::auth::authorize` (which applies the row).
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for rule in ROUTES {
+        if let Some(method_router) = handler(rule.method, rule.path, &state) {
+            router = router.route(rule.path, method_router);
+        }
+    }
+    router
+        .route_layer(from_fn_with_state(state.clone(), http::auth::authorize))
         .with_state(state)
+}
+
+/// The rows of the access table this build serves (the rest belong to
+/// features merged later); the role × route matrix test walks these.
+pub fn served_routes(state: &AppState) -> Vec<&'static domain::access::RouteRule> {
+    ROUTES
+        .iter()
+        .filter(|rule| handler(rule.method, rule.path, state).is_some())
+        .collect()
 }

@@ -17,6 +17,10 @@ pub struct Metrics {
     pub records_rejected: AtomicU64,
     pub records_unpriced: AtomicU64,
     pub store_errors: AtomicU64,
+    /// Requests refused 401 (no, unknown, revoked or expired token).
+    pub auth_invalid_token: AtomicU64,
+    /// Requests refused 403 (role, scope or self-approval).
+    pub auth_insufficient_role: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -78,6 +82,14 @@ impl Metrics {
                 get(counter)
             );
         }
+        let name = "aispend_auth_failures_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests refused by the access check, by reason.\n# TYPE {name} counter\n\
+             {name}{{reason=\"invalid_token\"}} {}\n{name}{{reason=\"forbidden\"}} {}",
+            get(&self.auth_invalid_token),
+            get(&self.auth_insufficient_role)
+        );
         let name = "aispend_ingest_duration_seconds";
         let _ = writeln!(
             out,

@@ -6,21 +6,23 @@ use std::sync::Arc;
 use crate::domain::keys::KeyPolicy;
 use crate::domain::pricing::PriceTable;
 use crate::metrics::Metrics;
+use crate::service::access::TokenCache;
 use crate::service::caps::Caps;
 use crate::service::ingest::IngestGate;
 use crate::service::keys::Keys;
 use crate::store::{Store, StoreError};
 
-/// Bearer tokens per audience; `None` disables the check (`--insecure-no-auth`).
-/// They are checked by `http::auth` before a request body is read.
+/// The bootstrap bearer tokens (CONTRACTS §9): ingest → role `gateway`,
+/// read → `viewer` (unscoped), admin → `admin`. `None` leaves that role open
+/// to callers without a token (`--insecure-no-auth`). Checked by
+/// `http::auth` (through `service::access`) before a request body is read.
 #[derive(Clone, Default)]
 pub struct Tokens {
-    /// The gateway filter: `POST /v1/records`, `GET /v1/keys/registry`.
+    /// Role `gateway`: `POST /v1/records`, `GET /v1/caps`, `GET /v1/keys/registry`.
     pub ingest: Option<String>,
-    /// Readers: `GET /v1/usage`, `GET /v1/caps`, budget reads.
+    /// Role `viewer`, unscoped: every read.
     pub read: Option<String>,
-    /// For the budget API (writes need it, reads accept it too) and the
-    /// key API (`/v1/keys`, reads and writes).
+    /// Role `admin`: everything, including creating the other tokens.
     pub admin: Option<String>,
 }
 
@@ -47,9 +49,16 @@ pub struct AppState {
     pub caps: Arc<Caps>,
     /// Bounds the ingest bodies read and parsed at once.
     pub ingest_gate: Arc<IngestGate>,
+    /// The API tokens of the store, cached (`service::access`).
+    pub token_cache: Arc<TokenCache>,
+    /// Now, in epoch milliseconds: the wall clock, or a test's.
+    pub clock: Clock,
     /// The key issuance policy and the registry snapshot cache.
     pub keys: Arc<Keys>,
 }
+
+/// Where "now" comes from (override expiry, token expiry, audit times).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, prices: PriceTable, tokens: Tokens) -> Self {
@@ -60,8 +69,21 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             caps: Arc::new(Caps::new()),
             ingest_gate: Arc::new(IngestGate::default()),
+            token_cache: Arc::new(TokenCache::default()),
+            clock: Arc::new(crate::domain::time::now_ms),
             keys: Arc::new(Keys::default()),
         }
+    }
+
+    /// Replaces the clock (tests move time forward with it).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, in epoch milliseconds, from the state's clock.
+    pub fn now(&self) -> i64 {
+        (self.clock)()
     }
 
     /// Sets the key issuance policy (required tags, lifetimes).

@@ -250,8 +250,7 @@ async fn tokens_are_required_and_scoped() {
     for (method, uri, auth) in [
         ("POST", "/v1/records", READ),
         ("GET", "/v1/usage", INGEST),
-        ("GET", "/v1/caps", INGEST),
-        ("POST", "/v1/records", "Bearer admin-secret"),
+        ("POST", "/v1/budgets", READ),
     ] {
         let b = if method == "POST" {
             body()

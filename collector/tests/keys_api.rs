@@ -613,3 +613,66 @@ async fn roles_admin_writes_and_reads_keys_every_token_polls_the_registry() {
         .as_array()
         .is_some_and(Vec::is_empty));
 }
+
+#[tokio::test]
+async fn every_key_change_is_in_the_audit_log_without_a_secret() {
+    let c = start();
+    let created = c
+        .create(json!({"key_id": "k1", "tags": tags("search")}))
+        .await;
+    let patched = c
+        .admin(
+            "PATCH",
+            "/v1/keys/k1",
+            json!({"limits": {"requests_per_minute": 5}}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    let rotated = c
+        .admin("POST", "/v1/keys/k1/rotate", json!({"grace_seconds": 60}))
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    c.create(json!({"key_id": "k2", "tags": tags("growth")}))
+        .await;
+    let bulk = c
+        .admin(
+            "POST",
+            "/v1/keys/revoke",
+            json!({"tags": {"team": "growth"}}),
+        )
+        .await;
+    assert_eq!(bulk.json["revoked"], json!(1), "{}", bulk.text);
+    let revoked = c.admin("DELETE", "/v1/keys/k1", Value::Null).await;
+    assert_eq!(revoked.status, StatusCode::OK);
+
+    let audit = c.admin("GET", "/v1/audit?target=k1", Value::Null).await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
+    let actions: Vec<&str> = audit.json["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .rev()
+        .map(|e| e["action"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        actions,
+        ["key.create", "key.update", "key.rotate", "key.revoke"]
+    );
+    let entries = &audit.json["entries"];
+    assert_eq!(entries[0]["actor"], json!("bootstrap:admin"));
+    assert_eq!(entries[0]["before"]["status"], json!("active"));
+    assert_eq!(entries[0]["after"]["status"], json!("revoked"));
+    assert_eq!(
+        entries[2]["after"]["limits"]["requests_per_minute"],
+        json!(5)
+    );
+    let bulk_entry = c.admin("GET", "/v1/audit?target=k2", Value::Null).await;
+    assert_eq!(bulk_entry.json["entries"][0]["action"], json!("key.revoke"));
+
+    // Neither plain key appears anywhere in the log, only hints.
+    let all = c.admin("GET", "/v1/audit?format=csv", Value::Null).await;
+    for secret in [&created["key"], &rotated.json["key"]] {
+        let secret = secret.as_str().expect("plain key");
+        assert!(!all.text.contains(secret), "a secret reached the audit log");
+    }
+}

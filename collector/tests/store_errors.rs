@@ -4,9 +4,12 @@
 
 use std::sync::Arc;
 
+use aispend_collector::domain::access::ApiToken;
 use aispend_collector::domain::aggregate::UsageReport;
+use aispend_collector::domain::audit::{AuditEntry, AuditQuery};
 use aispend_collector::domain::budgets::Budget;
 use aispend_collector::domain::keys::Key;
+use aispend_collector::domain::overrides::{Approval, Override};
 use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::record::PricedRecord;
 use aispend_collector::domain::usage_query::UsageQuery;
@@ -57,6 +60,30 @@ impl Store for FailingStore {
         self.fail()
     }
     fn delete_budget(&self, _: String) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn create_token(&self, _: ApiToken) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn list_tokens(&self) -> StoreFuture<'_, Vec<ApiToken>> {
+        self.fail()
+    }
+    fn revoke_token(&self, _: String, _: i64) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn append_audit(&self, _: AuditEntry) -> StoreFuture<'_, ()> {
+        self.fail()
+    }
+    fn list_audit(&self, _: AuditQuery) -> StoreFuture<'_, Vec<AuditEntry>> {
+        self.fail()
+    }
+    fn create_override(&self, _: Override) -> StoreFuture<'_, ()> {
+        self.fail()
+    }
+    fn list_overrides(&self) -> StoreFuture<'_, Vec<Override>> {
+        self.fail()
+    }
+    fn add_override_approval(&self, _: String, _: Approval) -> StoreFuture<'_, bool> {
         self.fail()
     }
     fn save_keys(&self, _: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {

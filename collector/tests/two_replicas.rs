@@ -215,3 +215,58 @@ fn two_replicas_on_one_database_count_every_record_once() {
     // Both replicas give the same answer for the same range.
     assert_eq!(answers[..3], answers[3..]);
 }
+
+/// A token created on one replica works on the other; revoked there, it is
+/// refused at once by that replica and by the other within TOKEN_TTL (5 s),
+/// the documented bound for a revocation across replicas.
+#[test]
+fn a_token_revoked_on_one_replica_is_refused_by_the_other_within_the_ttl() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let schema = runtime
+        .block_on(TestSchema::create())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut a = Replica::start(&schema.url());
+    a.wait_healthy();
+    let mut b = Replica::start(&schema.url());
+    b.wait_healthy();
+    let (status, body) = http(
+        a.port,
+        "POST",
+        "/v1/tokens",
+        "at",
+        r#"{"role":"viewer","label":"two replicas"}"#,
+    )
+    .expect("create");
+    assert_eq!(status, 201, "{body}");
+    let created: Value = serde_json::from_str(&body).expect("json");
+    let secret = created["token"].as_str().expect("secret").to_owned();
+    let id = created["id"].as_str().expect("id").to_owned();
+    let caps = |port: u16| http(port, "GET", "/v1/caps", &secret, "").map(|r| r.0);
+    assert_eq!(caps(a.port), Some(200));
+    assert_eq!(
+        caps(b.port),
+        Some(200),
+        "the other replica knows the new token"
+    );
+
+    let (status, _) =
+        http(a.port, "DELETE", &format!("/v1/tokens/{id}"), "at", "").expect("revoke");
+    assert_eq!(status, 200);
+    let revoked = Instant::now();
+    assert_eq!(
+        caps(a.port),
+        Some(401),
+        "refused at once where it was revoked"
+    );
+    while caps(b.port) != Some(401) {
+        assert!(
+            revoked.elapsed() < Duration::from_millis(6_000),
+            "the other replica still accepts the token after the 5 s TTL"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "revocation reached the other replica after {} ms",
+        revoked.elapsed().as_millis()
+    );
+}

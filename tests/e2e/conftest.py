@@ -53,6 +53,10 @@ def stack_factory(mock, tmp_path):
             s.collector.proc.forget()
         if s.sink:
             s.sink.stop()
+    # No collector of the suite ever logs a token (CONTRACTS §9).
+    for s in started:
+        if s.collector:
+            procs.assert_no_secrets(s.collector.proc.log_text())
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +75,7 @@ def demo(mock, tmp_path_factory):
             if p:
                 p.stop()
                 p.proc.forget()
+    procs.assert_no_secrets(s.collector.proc.log_text())
 
 
 @pytest.fixture(scope="module")

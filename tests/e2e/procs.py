@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client as httpclient
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,18 @@ WASM = Path(os.environ.get("AISPEND_WASM", ROOT / "target/wasm32-wasip1/release/
 COLLECTOR_BIN = Path(os.environ.get("AISPEND_COLLECTOR_BIN", ROOT / "target/release/aispend-collector"))
 
 INGEST_TOKEN, READ_TOKEN, ADMIN_TOKEN = "demo-ingest-token", "demo-read-token", "demo-admin-token"
+
+# An API token secret as the collector issues it (CONTRACTS §9).
+API_TOKEN_SECRET = re.compile(r"ast-[0-9a-f]{48}")
+
+
+def assert_no_secrets(log: str, extra: list[str] | tuple[str, ...] = ()) -> None:
+    """Fails when a log holds a bootstrap token, an API token secret or any of `extra`."""
+    for secret in (INGEST_TOKEN, READ_TOKEN, ADMIN_TOKEN, *extra):
+        assert secret not in log, f"a secret ({secret[:6]}…) is in a log"
+    found = API_TOKEN_SECRET.search(log)
+    assert not found, f"an API token secret ({found.group(0)[:8]}…) is in a log"
+
 
 # Every process started by a test, so a failing test can print their logs.
 LIVE: list["Proc"] = []

@@ -52,6 +52,12 @@ def test_every_readme_curl_works_against_make_run(tmp_path):
         assert "\n402" in text, "the budget walk-through reaches 402"
         assert '"rows"' in text, "the usage query answers"
         assert re.search(r"\n\S+ \d+ tokens\n", text), "a key issued over the API works in the SDK"
+        # Security section: a scoped viewer is refused another team; the runbook's override
+        # becomes active and is in the audit log.
+        assert re.search(r"403$", text, re.M), "the scoped viewer example reaches 403 out_of_scope"
+        assert '"state":"active"' in text.replace(" ", ""), "the runbook's override is active"
+        assert '"action":"override.approve"' in text.replace(" ", "")
+        assert '"token":"ast-' in text.replace(" ", ""), "the token example shows a secret once"
         assert '"key":"sk-aispend-' in text and '"missing_tag"' in text, "the key API answers"
         assert '"revoked":0' in text, "the bulk revocation answers"
     finally:

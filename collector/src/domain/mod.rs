@@ -1,8 +1,11 @@
 //! Plain logic with no HTTP or storage: what a record is, how it is validated
 //! and priced, and how usage queries are parsed and aggregated.
+pub mod access;
 pub mod aggregate;
+pub mod audit;
 pub mod budgets;
 pub mod keys;
+pub mod overrides;
 pub mod pricing;
 pub mod record;
 pub mod time;

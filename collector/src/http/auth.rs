@@ -1,126 +1,140 @@
-//! Where roles are checked: a route layer per route group lets a request
-//! through only with one of the bearer tokens allowed there (`state::Tokens`).
-//! It runs before the body is read, so an unauthenticated client cannot make
-//! the collector buffer a large body.
+//! The access check every route wears (CONTRACTS §9): the matched route's
+//! row of `domain::access::ROUTES` decides which roles may call it. It runs
+//! before the body is read, so an unauthenticated client cannot make the
+//! collector buffer a large body.
+//!
+//! Missing, unknown, revoked or expired token: 401 `invalid_token`. A
+//! known token whose role is not in the row: 403 `insufficient_role`. A
+//! matched route missing from the table: 403 (deny by default). Tokens are
+//! never logged; refusals are counted (`aispend_auth_failures_total`).
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::domain::access::{rule_for, Access, Principal};
 use crate::error::AppError;
+use crate::service::access::{self, random_hex, RequestContext};
+use crate::state::AppState;
 
-/// The tokens accepted on a route group. An unset token (`None`, only with
-/// `--insecure-no-auth`) opens the group to anyone. `known` holds every
-/// token the collector has (all roles), so that a valid token of another
-/// role is told apart from an unknown one (403, not 401).
-#[derive(Clone)]
-pub struct AnyToken {
-    pub allowed: Vec<Option<String>>,
-    pub known: Vec<String>,
-}
+const REQUEST_ID: &str = "x-request-id";
 
-impl AnyToken {
-    /// The `allowed` tokens, among every configured token `known`.
-    pub fn new(allowed: Vec<Option<String>>, known: &[Option<String>]) -> Self {
-        Self {
-            allowed,
-            known: known.iter().flatten().cloned().collect(),
-        }
-    }
-
-    fn admits(&self, headers: &HeaderMap) -> bool {
-        self.allowed.iter().any(|t| match t {
-            None => true,
-            Some(token) => bearer_matches(headers, token),
-        })
-    }
-
-    /// A token of some role, though not one allowed here.
-    fn knows(&self, headers: &HeaderMap) -> bool {
-        self.known
-            .iter()
-            .any(|token| bearer_matches(headers, token))
-    }
-}
-
-/// Middleware: 401 unless the request carries a known token, 403 when that
-/// token's role is not allowed on this route.
-pub async fn require_token(
-    State(allowed): State<AnyToken>,
-    request: Request,
+/// Middleware (a `route_layer` over every route of `lib.rs::app`).
+pub async fn authorize(
+    State(state): State<AppState>,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    if !allowed.admits(request.headers()) {
-        if allowed.knows(request.headers()) {
-            return Err(AppError::Forbidden);
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let Some(rule) = rule_for(request.method().as_str(), &path) else {
+        tracing::error!(method = %request.method(), path, "route missing from the access table");
+        access::count_failure(&state, "forbidden");
+        return Err(AppError::Forbidden);
+    };
+    let Access::Roles(allowed) = rule.access else {
+        return Ok(next.run(request).await);
+    };
+    let principal = match bearer(request.headers()) {
+        Some(secret) => access::authenticate(&state, secret).await?,
+        None => None,
+    };
+    let principal = match principal {
+        Some(p) => p,
+        None => {
+            // With --insecure-no-auth, roles whose bootstrap token is unset
+            // are open to anyone.
+            let open = access::open_roles(&state.tokens);
+            if open.iter().any(|r| allowed.contains(r)) {
+                Principal {
+                    actor: String::from("anonymous"),
+                    roles: open,
+                    scope: None,
+                }
+            } else {
+                access::count_failure(&state, "invalid_token");
+                return Err(AppError::Unauthorized);
+            }
         }
-        return Err(AppError::Unauthorized);
+    };
+    if !principal.may(allowed) {
+        access::count_failure(&state, "forbidden");
+        return Err(AppError::Forbidden);
     }
-    Ok(next.run(request).await)
+    let request_id = request_id(request.headers())?;
+    let echoed = HeaderValue::from_str(&request_id).ok();
+    request.extensions_mut().insert(RequestContext {
+        principal,
+        request_id,
+    });
+    let mut response = next.run(request).await;
+    if let Some(id) = echoed {
+        response.headers_mut().insert(REQUEST_ID, id);
+    }
+    Ok(response)
 }
 
-fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
+/// The client's `x-request-id` when it is a plain short token, else a new one.
+fn request_id(headers: &HeaderMap) -> Result<String, AppError> {
+    let given = headers
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case("bearer")
-        && constant_time_eq(token.trim().as_bytes(), expected.as_bytes())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        });
+    match given {
+        Some(id) => Ok(id.to_owned()),
+        None => Ok(format!("req_{}", random_hex(8)?)),
+    }
 }
 
-/// Compares without an early exit so response time does not reveal how much
-/// of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
-    fn headers(auth: &str) -> HeaderMap {
+    fn headers(name: &str, value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        if let Ok(v) = HeaderValue::from_str(auth) {
-            h.insert(header::AUTHORIZATION, v);
+        if let Ok(v) = HeaderValue::from_str(value) {
+            if let Ok(n) = header::HeaderName::from_bytes(name.as_bytes()) {
+                h.insert(n, v);
+            }
         }
         h
     }
 
     #[test]
-    fn bearer_token_must_match_exactly() {
-        assert!(bearer_matches(&headers("Bearer s3cret"), "s3cret"));
-        assert!(bearer_matches(&headers("bearer s3cret"), "s3cret"));
-        assert!(!bearer_matches(&headers("Bearer s3cre"), "s3cret"));
-        assert!(!bearer_matches(&headers("Bearer s3cretX"), "s3cret"));
-        assert!(!bearer_matches(&headers("Basic s3cret"), "s3cret"));
-        assert!(!bearer_matches(&headers("s3cret"), "s3cret"));
-        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
+    fn bearer_needs_the_scheme_and_a_token() {
+        let auth = |v: &str| headers("authorization", v);
+        assert_eq!(bearer(&auth("Bearer s3cret")), Some("s3cret"));
+        assert_eq!(bearer(&auth("bearer  s3cret ")), Some("s3cret"));
+        assert_eq!(bearer(&auth("Basic s3cret")), None);
+        assert_eq!(bearer(&auth("s3cret")), None);
+        assert_eq!(bearer(&auth("Bearer ")), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
     }
 
     #[test]
-    fn any_of_several_tokens_and_unset_opens() {
-        let all = [Some("r".into()), Some("a".into()), Some("i".into())];
-        let read_or_admin = AnyToken::new(vec![Some("r".into()), Some("a".into())], &all);
-        assert!(read_or_admin.admits(&headers("Bearer r")));
-        assert!(read_or_admin.admits(&headers("Bearer a")));
-        assert!(!read_or_admin.admits(&headers("Bearer x")));
-        assert!(!read_or_admin.admits(&headers("Bearer i")));
-        assert!(
-            read_or_admin.knows(&headers("Bearer i")),
-            "another role's token"
-        );
-        assert!(!read_or_admin.knows(&headers("Bearer x")));
-        assert!(AnyToken::new(vec![None], &all).admits(&HeaderMap::new()));
-        assert!(!AnyToken::new(vec![Some("i".into())], &all).admits(&HeaderMap::new()));
+    fn request_ids_are_kept_only_when_plain() {
+        let id = |v: &str| request_id(&headers(REQUEST_ID, v)).unwrap_or_default();
+        assert_eq!(id("abc-123"), "abc-123");
+        assert!(id("has space").starts_with("req_"));
+        assert!(id(&"x".repeat(129)).starts_with("req_"));
+        let fresh = request_id(&HeaderMap::new()).unwrap_or_default();
+        assert_eq!(fresh.len(), "req_".len() + 16, "{fresh}");
     }
 }

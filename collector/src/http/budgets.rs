@@ -5,52 +5,55 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
-use serde_json::Value;
 
 use crate::error::AppError;
+use crate::http::parse_body;
+use crate::service::access::RequestContext;
 use crate::service::budgets::{self, BudgetList, BudgetView};
 use crate::state::AppState;
 
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, AppError> {
-    let body = body?;
-    serde_json::from_slice(&body)
-        .map_err(|e| AppError::BadRequest(format!("body is not valid JSON: {e}")))
-}
-
 pub async fn create(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<BudgetView>), AppError> {
-    let view = budgets::create(&state, &parse_body(body)?).await?;
+    let view = budgets::create(&state, &ctx, &parse_body(body)?).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<BudgetList>, AppError> {
-    Ok(Json(budgets::list(&state).await?))
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> Result<Json<BudgetList>, AppError> {
+    Ok(Json(budgets::list(&state, &ctx).await?))
 }
 
 pub async fn get_one(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
 ) -> Result<Json<BudgetView>, AppError> {
-    Ok(Json(budgets::get(&state, &id).await?))
+    Ok(Json(budgets::get(&state, &ctx, &id).await?))
 }
 
 pub async fn replace(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BudgetView>, AppError> {
     Ok(Json(
-        budgets::replace(&state, &id, &parse_body(body)?).await?,
+        budgets::replace(&state, &ctx, &id, &parse_body(body)?).await?,
     ))
 }
 
 /// Answers the budget as it was just before deletion.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
 ) -> Result<Json<BudgetView>, AppError> {
-    Ok(Json(budgets::delete(&state, &id).await?))
+    Ok(Json(budgets::delete(&state, &ctx, &id).await?))
 }

@@ -5,8 +5,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use crate::error::AppError;
+use crate::service::access::RequestContext;
+use crate::service::caps;
 use crate::state::AppState;
 
 /// True when `If-None-Match` names `version` (quoted or not, weak or not) or is `*`.
@@ -22,14 +25,19 @@ fn matches_version(headers: &HeaderMap, version: &str) -> bool {
 
 pub async fn get_caps(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     state.caps.count_request();
-    let snapshot = state
+    let mut snapshot = state
         .caps
-        .current(&*state.store)
+        .current(&*state.store, state.now())
         .await
         .inspect_err(|e| state.count_store_error(e))?;
+    // A scoped viewer sees the flags of its scope only.
+    if let Some(scope) = &ctx.principal.scope {
+        snapshot = std::sync::Arc::new(caps::scoped(&snapshot, scope));
+    }
     let etag = HeaderValue::from_str(&format!("\"{}\"", snapshot.version)).ok();
     let mut response = if matches_version(&headers, &snapshot.version) {
         StatusCode::NOT_MODIFIED.into_response()

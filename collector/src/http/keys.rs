@@ -8,35 +8,21 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::Value;
+use axum::{Extension, Json};
 
 use crate::domain::keys::registry::Snapshot;
 use crate::error::AppError;
-use crate::service::keys::{self, Actor, KeyList, KeyView, Revoked, WithSecret};
+use crate::http::parse_body;
+use crate::service::access::RequestContext;
+use crate::service::keys::{self, KeyList, KeyView, Revoked, WithSecret};
 use crate::state::AppState;
-
-/// The JSON body; an empty body is `null` (rotate takes one optionally).
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, AppError> {
-    let body = body?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&body)
-        .map_err(|e| AppError::BadRequest(format!("body is not valid JSON: {e}")))
-}
-
-/// Until API tokens with identities exist, every key write is the admin
-/// token's (the route group lets no other token through).
-fn actor() -> Actor {
-    Actor::admin_token()
-}
 
 pub async fn create(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<WithSecret>), AppError> {
-    let created = keys::create(&state, &actor(), &parse_body(body)?).await?;
+    let created = keys::create(&state, &ctx, &parse_body(body)?).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -53,38 +39,42 @@ pub async fn get_one(
 
 pub async fn patch(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<KeyView>, AppError> {
     Ok(Json(
-        keys::patch(&state, &actor(), &id, &parse_body(body)?).await?,
+        keys::patch(&state, &ctx, &id, &parse_body(body)?).await?,
     ))
 }
 
 pub async fn rotate(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WithSecret>, AppError> {
     Ok(Json(
-        keys::rotate(&state, &actor(), &id, &parse_body(body)?).await?,
+        keys::rotate(&state, &ctx, &id, &parse_body(body)?).await?,
     ))
 }
 
 /// Revokes; answers the key as it now is.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, AppError> {
-    Ok(Json(keys::revoke(&state, &actor(), &id).await?))
+    Ok(Json(keys::revoke(&state, &ctx, &id).await?))
 }
 
 pub async fn revoke_by_tags(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Revoked>, AppError> {
     Ok(Json(
-        keys::revoke_by_tags(&state, &actor(), &parse_body(body)?).await?,
+        keys::revoke_by_tags(&state, &ctx, &parse_body(body)?).await?,
     ))
 }
 

@@ -4,20 +4,22 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 
 use crate::domain::usage_query::Format;
 use crate::error::AppError;
+use crate::service::access::RequestContext;
 use crate::service::usage;
 use crate::state::AppState;
 
 pub async fn get_usage(
     State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, AppError> {
     let format = usage::format_of(raw.as_deref())?.unwrap_or_else(|| format_of_accept(&headers));
-    let report = usage::report(&state, raw.as_deref()).await?;
+    let report = usage::report(&state, &ctx, raw.as_deref()).await?;
     Ok(match format {
         Format::Json => Json(report).into_response(),
         Format::Csv => (

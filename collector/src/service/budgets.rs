@@ -1,12 +1,18 @@
 //! Budgets (CONTRACTS §6): create, read, replace and delete them, and each
 //! budget's spend and state in its current UTC period.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::domain::access::budget_in_scope;
 use crate::domain::budgets::{validate_budget, Budget, BudgetState, Period};
-use crate::domain::time::{format_rfc3339_ms, now_ms};
+use crate::domain::overrides::active_extras;
+use crate::domain::time::format_rfc3339_ms;
 use crate::error::AppError;
+use crate::service::access::RequestContext;
+use crate::service::audit;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
@@ -19,6 +25,9 @@ pub struct BudgetView {
     pub state: BudgetState,
     pub period_start: String,
     pub period_end: String,
+    /// What active overrides add to the hard threshold now (CONTRACTS §9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub override_usd: Option<f64>,
     #[serde(skip)]
     pub period_end_ms: i64,
 }
@@ -28,13 +37,27 @@ pub struct BudgetList {
     pub budgets: Vec<BudgetView>,
 }
 
-/// Spend and state of each budget now, in the order given. One spend query
-/// per period kind (day, month), whatever the number of budgets.
+/// The extra hard-threshold amount per budget from the overrides active now.
+pub async fn override_extras(
+    store: &dyn Store,
+    now: i64,
+) -> Result<BTreeMap<String, f64>, StoreError> {
+    Ok(active_extras(&store.list_overrides().await?, now))
+}
+
+/// Spend and state of each budget now, in the order given (hard thresholds
+/// raised by the active overrides). One spend query per period kind (day,
+/// month), whatever the number of budgets, plus one for the overrides.
 pub async fn views_of(
     store: &dyn Store,
     budgets: Vec<Budget>,
     now: i64,
 ) -> Result<Vec<BudgetView>, StoreError> {
+    let extras = if budgets.is_empty() {
+        BTreeMap::new()
+    } else {
+        override_extras(store, now).await?
+    };
     let mut spends = vec![0.0; budgets.len()];
     for period in [Period::Day, Period::Month] {
         let (start, end) = period.bounds(now);
@@ -63,8 +86,10 @@ pub async fn views_of(
             // Floating sums carry noise in the last bits; 1e-10 USD is far
             // below a token's price.
             let spend_usd = (spend * 1e10).round() / 1e10;
+            let extra = extras.get(&budget.id).copied();
             BudgetView {
-                state: budget.state(spend_usd),
+                state: budget.state_with(spend_usd, extra.unwrap_or(0.0)),
+                override_usd: extra,
                 spend_usd,
                 period_start: format_rfc3339_ms(start),
                 period_end: format_rfc3339_ms(end),
@@ -76,7 +101,7 @@ pub async fn views_of(
 }
 
 async fn view_of(state: &AppState, budget: Budget) -> Result<BudgetView, AppError> {
-    let views = views_of(&*state.store, vec![budget], now_ms())
+    let views = views_of(&*state.store, vec![budget], state.now())
         .await
         .inspect_err(|e| state.count_store_error(e))?;
     views
@@ -89,8 +114,30 @@ fn not_found(id: &str) -> AppError {
     AppError::NotFound(format!("no budget with id {id:?}"))
 }
 
+fn target(id: &str) -> String {
+    format!("budget:{id}")
+}
+
+fn json_of(budget: &Budget) -> Option<Value> {
+    serde_json::to_value(budget).ok()
+}
+
+/// A scoped viewer may read a budget only inside its scope.
+fn check_scope(ctx: &RequestContext, budget: &Budget) -> Result<(), AppError> {
+    match &ctx.principal.scope {
+        Some(scope) if !budget_in_scope(scope, &budget.scope) => Err(AppError::OutOfScope(
+            format!("budget {:?} is outside this token's scope", budget.id),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Creates the budget described by `body`; 409 when its id exists.
-pub async fn create(state: &AppState, body: &Value) -> Result<BudgetView, AppError> {
+pub async fn create(
+    state: &AppState,
+    ctx: &RequestContext,
+    body: &Value,
+) -> Result<BudgetView, AppError> {
     let budget = validate_budget(body, None).map_err(AppError::BadRequest)?;
     let created = state
         .store
@@ -104,17 +151,30 @@ pub async fn create(state: &AppState, body: &Value) -> Result<BudgetView, AppErr
         )));
     }
     state.caps.budgets_changed();
+    audit::record(
+        state,
+        ctx,
+        "budget.create",
+        &target(&budget.id),
+        None,
+        json_of(&budget),
+    )
+    .await?;
     view_of(state, budget).await
 }
 
-/// Every budget with its spend and state, sorted by id.
-pub async fn list(state: &AppState) -> Result<BudgetList, AppError> {
-    let budgets = state
+/// Every budget with its spend and state, sorted by id; for a scoped
+/// viewer, only the budgets inside its scope.
+pub async fn list(state: &AppState, ctx: &RequestContext) -> Result<BudgetList, AppError> {
+    let mut budgets = state
         .store
         .list_budgets()
         .await
         .inspect_err(|e| state.count_store_error(e))?;
-    let budgets = views_of(&*state.store, budgets, now_ms())
+    if let Some(scope) = &ctx.principal.scope {
+        budgets.retain(|b| budget_in_scope(scope, &b.scope));
+    }
+    let budgets = views_of(&*state.store, budgets, state.now())
         .await
         .inspect_err(|e| state.count_store_error(e))?;
     Ok(BudgetList { budgets })
@@ -130,14 +190,21 @@ async fn existing(state: &AppState, id: &str) -> Result<Budget, AppError> {
         .ok_or_else(|| not_found(id))
 }
 
-pub async fn get(state: &AppState, id: &str) -> Result<BudgetView, AppError> {
+pub async fn get(state: &AppState, ctx: &RequestContext, id: &str) -> Result<BudgetView, AppError> {
     let budget = existing(state, id).await?;
+    check_scope(ctx, &budget)?;
     view_of(state, budget).await
 }
 
 /// Replaces budget `id` wholesale with `body` (which may omit `id`).
-pub async fn replace(state: &AppState, id: &str, body: &Value) -> Result<BudgetView, AppError> {
+pub async fn replace(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+    body: &Value,
+) -> Result<BudgetView, AppError> {
     let budget = validate_budget(body, Some(id)).map_err(AppError::BadRequest)?;
+    let before = existing(state, id).await?;
     let replaced = state
         .store
         .replace_budget(budget.clone())
@@ -147,11 +214,24 @@ pub async fn replace(state: &AppState, id: &str, body: &Value) -> Result<BudgetV
         return Err(not_found(id));
     }
     state.caps.budgets_changed();
+    audit::record(
+        state,
+        ctx,
+        "budget.replace",
+        &target(id),
+        json_of(&before),
+        json_of(&budget),
+    )
+    .await?;
     view_of(state, budget).await
 }
 
 /// Deletes budget `id`; answers it as it was just before.
-pub async fn delete(state: &AppState, id: &str) -> Result<BudgetView, AppError> {
+pub async fn delete(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<BudgetView, AppError> {
     let budget = existing(state, id).await?;
     let view = view_of(state, budget).await?;
     let deleted = state
@@ -163,5 +243,14 @@ pub async fn delete(state: &AppState, id: &str) -> Result<BudgetView, AppError> 
         return Err(not_found(id));
     }
     state.caps.budgets_changed();
+    audit::record(
+        state,
+        ctx,
+        "budget.delete",
+        &target(id),
+        json_of(&view.budget),
+        None,
+    )
+    .await?;
     Ok(view)
 }

@@ -17,9 +17,10 @@ use axum::body::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::domain::access::budget_in_scope;
 use crate::domain::budgets::{BudgetState, Scope};
 use crate::domain::record::map_to_json;
-use crate::domain::time::{format_rfc3339_ms, now_ms};
+use crate::domain::time::format_rfc3339_ms;
 use crate::service::budgets::{views_of, BudgetView};
 use crate::store::{Store, StoreError};
 
@@ -112,8 +113,54 @@ pub fn snapshot_of(views: &[BudgetView], now: i64) -> Snapshot {
     }
 }
 
+/// The answer a scoped viewer gets: only the flags of budgets inside its
+/// scope (`domain::access::budget_in_scope`), with a version of its own.
+pub fn scoped(snapshot: &Snapshot, scope: &Scope) -> Snapshot {
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&snapshot.body).unwrap_or(serde_json::Value::Null);
+    let mut kept = Vec::new();
+    if let Some(caps) = body
+        .get_mut("caps")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        caps.retain(|flag| {
+            let flag_scope: Scope = flag
+                .get("scope")
+                .and_then(|s| serde_json::from_value(s.clone()).ok())
+                .unwrap_or_default();
+            budget_in_scope(scope, &flag_scope)
+        });
+        kept.clone_from(caps);
+    }
+    let digest = Sha256::digest(
+        serde_json::Value::Array(kept.clone())
+            .to_string()
+            .as_bytes(),
+    );
+    let version = digest.iter().take(8).fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    if let Some(v) = body.get_mut("version") {
+        *v = serde_json::Value::String(version.clone());
+    }
+    let count = |state: &str| {
+        kept.iter()
+            .filter(|f| f.get("state").and_then(serde_json::Value::as_str) == Some(state))
+            .count() as u64
+    };
+    Snapshot {
+        soft: count("soft"),
+        hard: count("hard"),
+        body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+        version,
+    }
+}
+
 struct Cached {
     at: Instant,
+    /// The state clock's now when computed (tests move it).
+    now_ms: i64,
     budget_generation: u64,
     ingest_generation: u64,
     snapshot: Arc<Snapshot>,
@@ -166,21 +213,23 @@ impl Caps {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The current answer, recomputed only when stale (see the module doc).
-    pub async fn current(&self, store: &dyn Store) -> Result<Arc<Snapshot>, StoreError> {
+    /// The current answer at `now` (epoch ms), recomputed only when stale
+    /// (see the module doc; a clock moved by `MAX_AGE` also makes it stale).
+    pub async fn current(&self, store: &dyn Store, now: i64) -> Result<Arc<Snapshot>, StoreError> {
         let mut cached = self.cached.lock().await;
         let budget_generation = self.budget_generation.load(Ordering::Relaxed);
         let ingest_generation = self.ingest_generation.load(Ordering::Relaxed);
         if let Some(c) = cached.as_ref() {
             let age = c.at.elapsed();
+            let clock_moved = (now - c.now_ms).unsigned_abs() >= MAX_AGE.as_millis() as u64;
             let fresh = c.budget_generation == budget_generation
+                && !clock_moved
                 && (age < MIN_AGE || (c.ingest_generation == ingest_generation && age < MAX_AGE));
             if fresh {
                 return Ok(Arc::clone(&c.snapshot));
             }
         }
         let budgets = store.list_budgets().await?;
-        let now = now_ms();
         self.budgets.store(budgets.len() as u64, Ordering::Relaxed);
         let views = views_of(store, budgets, now).await?;
         let snapshot = Arc::new(snapshot_of(&views, now));
@@ -188,6 +237,7 @@ impl Caps {
         self.hard.store(snapshot.hard, Ordering::Relaxed);
         *cached = Some(Cached {
             at: Instant::now(),
+            now_ms: now,
             budget_generation,
             ingest_generation,
             snapshot: Arc::clone(&snapshot),

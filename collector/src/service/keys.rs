@@ -19,6 +19,8 @@ use crate::domain::keys::{
 };
 use crate::domain::time::{format_rfc3339_ms, now_ms};
 use crate::error::AppError;
+use crate::service::access::RequestContext;
+use crate::service::audit;
 use crate::state::AppState;
 use crate::store::{Expect, KeyWrite, SaveKeys, StoreError};
 
@@ -53,18 +55,6 @@ impl Keys {
 impl Default for Keys {
     fn default() -> Self {
         Self::new(KeyPolicy::default())
-    }
-}
-
-/// Who makes a change, for the log and the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor(pub String);
-
-impl Actor {
-    /// The bootstrap admin token (`AISPEND_ADMIN_TOKEN`): until API tokens
-    /// exist, the only writer of keys.
-    pub fn admin_token() -> Self {
-        Actor(String::from("admin-token"))
     }
 }
 
@@ -160,7 +150,7 @@ impl From<KeyError> for AppError {
 /// after) is appended here.
 async fn commit(
     state: &AppState,
-    actor: &Actor,
+    ctx: &RequestContext,
     action: &str,
     changes: Vec<Change>,
 ) -> Result<(), AppError> {
@@ -196,10 +186,25 @@ async fn commit(
         }
     }
     for change in &changes {
-        // Audit (roles issue): append {actor, action, target: key_id,
-        // before: change.before.map(KeyView::of), after: KeyView::of(&change.after)}.
+        let before = change
+            .before
+            .as_ref()
+            .map(|b| serde_json::to_value(KeyView::of(b)))
+            .transpose()
+            .map_err(|e| AppError::Store(StoreError::internal(format!("key view: {e}"))))?;
+        let after = serde_json::to_value(KeyView::of(&change.after))
+            .map_err(|e| AppError::Store(StoreError::internal(format!("key view: {e}"))))?;
+        audit::record(
+            state,
+            ctx,
+            action,
+            &change.after.key_id,
+            before,
+            Some(after),
+        )
+        .await?;
         tracing::info!(
-            actor = %actor.0,
+            actor = %ctx.principal.actor,
             action,
             key_id = %change.after.key_id,
             status = change.after.status.as_str(),
@@ -239,7 +244,11 @@ async fn existing(state: &AppState, id: &str) -> Result<Key, AppError> {
 }
 
 /// `POST /v1/keys`: issues a key; the plain key is in this answer only.
-pub async fn create(state: &AppState, actor: &Actor, body: &Value) -> Result<WithSecret, AppError> {
+pub async fn create(
+    state: &AppState,
+    ctx: &RequestContext,
+    body: &Value,
+) -> Result<WithSecret, AppError> {
     let new = parse_new_key(body)?;
     let now = now_ms();
     let expires_at_ms = state
@@ -265,7 +274,7 @@ pub async fn create(state: &AppState, actor: &Actor, body: &Value) -> Result<Wit
     let view = KeyView::of(&key);
     commit(
         state,
-        actor,
+        ctx,
         "key.create",
         vec![Change {
             before: None,
@@ -297,7 +306,7 @@ pub async fn get(state: &AppState, id: &str) -> Result<KeyView, AppError> {
 /// meet the policy (required tags, lifetime of its environment).
 pub async fn patch(
     state: &AppState,
-    actor: &Actor,
+    ctx: &RequestContext,
     id: &str,
     body: &Value,
 ) -> Result<KeyView, AppError> {
@@ -334,7 +343,7 @@ pub async fn patch(
     let view = KeyView::of(&after);
     commit(
         state,
-        actor,
+        ctx,
         "key.update",
         vec![Change {
             before: Some(before),
@@ -349,7 +358,7 @@ pub async fn patch(
 /// `grace_seconds` (default 0). A revoked key cannot be rotated (409).
 pub async fn rotate(
     state: &AppState,
-    actor: &Actor,
+    ctx: &RequestContext,
     id: &str,
     body: &Value,
 ) -> Result<WithSecret, AppError> {
@@ -366,7 +375,7 @@ pub async fn rotate(
     let view = KeyView::of(&after);
     commit(
         state,
-        actor,
+        ctx,
         "key.rotate",
         vec![Change {
             before: Some(before),
@@ -379,7 +388,7 @@ pub async fn rotate(
 
 /// `DELETE /v1/keys/{id}`: revokes (every secret, also one in a grace
 /// period); the key stays listed. Revoking a revoked key changes nothing.
-pub async fn revoke(state: &AppState, actor: &Actor, id: &str) -> Result<KeyView, AppError> {
+pub async fn revoke(state: &AppState, ctx: &RequestContext, id: &str) -> Result<KeyView, AppError> {
     let before = existing(state, id).await?;
     if before.status == KeyStatus::Revoked {
         return Ok(KeyView::of(&before));
@@ -388,7 +397,7 @@ pub async fn revoke(state: &AppState, actor: &Actor, id: &str) -> Result<KeyView
     let view = KeyView::of(&after);
     commit(
         state,
-        actor,
+        ctx,
         "key.revoke",
         vec![Change {
             before: Some(before),
@@ -403,7 +412,7 @@ pub async fn revoke(state: &AppState, actor: &Actor, id: &str) -> Result<KeyView
 /// all the given tags, in one transaction.
 pub async fn revoke_by_tags(
     state: &AppState,
-    actor: &Actor,
+    ctx: &RequestContext,
     body: &Value,
 ) -> Result<Revoked, AppError> {
     let filter = parse_tag_filter(body)?;
@@ -422,7 +431,7 @@ pub async fn revoke_by_tags(
         })
         .collect();
     let key_ids: Vec<String> = changes.iter().map(|c| c.after.key_id.clone()).collect();
-    commit(state, actor, "key.revoke", changes).await?;
+    commit(state, ctx, "key.revoke", changes).await?;
     Ok(Revoked {
         revoked: key_ids.len(),
         key_ids,

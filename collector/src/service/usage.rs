@@ -1,9 +1,10 @@
 //! Usage reports (CONTRACTS §4) and the store's liveness.
 
+use crate::domain::access::scope_filters;
 use crate::domain::aggregate::UsageReport;
-use crate::domain::time::now_ms;
 use crate::domain::usage_query::{unknown_dim_message, Format, QueryError, UsageQuery};
 use crate::error::AppError;
+use crate::service::access::RequestContext;
 use crate::state::AppState;
 
 /// The format a `GET /v1/usage` query asks for with `format=` (400 when it
@@ -13,8 +14,15 @@ pub fn format_of(raw_query: Option<&str>) -> Result<Option<Format>, AppError> {
 }
 
 /// The report for a raw `GET /v1/usage` query string (400 when it is bad).
-pub async fn report(state: &AppState, raw_query: Option<&str>) -> Result<UsageReport, AppError> {
-    let query = match UsageQuery::parse(raw_query, now_ms()) {
+/// For a scoped viewer the query is narrowed to its scope: a filter outside
+/// it is 403 `out_of_scope`; a query without such a filter answers the
+/// scope only (never the whole fleet).
+pub async fn report(
+    state: &AppState,
+    ctx: &RequestContext,
+    raw_query: Option<&str>,
+) -> Result<UsageReport, AppError> {
+    let query = match UsageQuery::parse(raw_query, state.now()) {
         Ok(query) => query,
         Err(QueryError::Invalid(message)) => return Err(AppError::BadRequest(message)),
         Err(QueryError::UnknownParameter(message)) => {
@@ -40,6 +48,11 @@ pub async fn report(state: &AppState, raw_query: Option<&str>) -> Result<UsageRe
                 }
             }
         }
+    }
+    let mut query = query;
+    if let Some(scope) = &ctx.principal.scope {
+        query.filters = scope_filters(scope, std::mem::take(&mut query.filters))
+            .map_err(|e| AppError::OutOfScope(e.0))?;
     }
     let report = state
         .store

@@ -19,12 +19,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
+use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::{Budget, Scope};
 use crate::domain::keys::Key;
+use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::{Dim, UsageQuery};
 
+mod access_rows;
 mod error;
 mod hash;
 pub mod keys;
@@ -91,6 +95,36 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the budget. `Ok(false)`: no such budget.
     fn delete_budget(&self, id: String) -> StoreFuture<'_, bool>;
 
+    // ---- Access (CONTRACTS §9): API tokens, the audit log, overrides.
+    // Methods in `sqlite/access.rs` and `postgres/access.rs`.
+
+    /// Stores a new token. `Ok(false)`: its id or hash is taken.
+    fn create_token(&self, token: ApiToken) -> StoreFuture<'_, bool>;
+
+    /// Every token (revoked and expired ones too), oldest first.
+    fn list_tokens(&self) -> StoreFuture<'_, Vec<ApiToken>>;
+
+    /// Marks a live token revoked at `at_ms`. `Ok(false)`: no such token,
+    /// or already revoked (nothing changed).
+    fn revoke_token(&self, id: String, at_ms: i64) -> StoreFuture<'_, bool>;
+
+    /// Appends one entry (its `seq` is assigned by the store). The only
+    /// statement the collector runs on the audit table besides SELECT.
+    fn append_audit(&self, entry: AuditEntry) -> StoreFuture<'_, ()>;
+
+    /// Entries passing `query`'s filters, newest (highest `seq`) first, at
+    /// most `query.limit`.
+    fn list_audit(&self, query: AuditQuery) -> StoreFuture<'_, Vec<AuditEntry>>;
+
+    /// Stores a new override (its `approvals` must be empty).
+    fn create_override(&self, o: Override) -> StoreFuture<'_, ()>;
+
+    /// Every override with its approvals (in approval order), newest first.
+    fn list_overrides(&self) -> StoreFuture<'_, Vec<Override>>;
+
+    /// Adds an approval. `Ok(false)`: this actor or this role already
+    /// approved (nothing changed), so two replicas racing cannot both count.
+    fn add_override_approval(&self, id: String, approval: Approval) -> StoreFuture<'_, bool>;
     // ---- Virtual keys (CONTRACTS §8; `keys.rs`). Plain keys are never
     // stored: a key's secrets are kept as sha256 hex.
 

@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{BatchOutcome, Store};
+use crate::domain::access::{ApiToken, Role};
 use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
+use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::{Budget, Period, Scope};
+use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::time::{parse_rfc3339_ms, HOUR_MS};
 use crate::domain::usage_query::UsageQuery;
@@ -714,6 +717,212 @@ pub async fn refusals_count_as_denied(store: &dyn Store) {
     );
 }
 
+fn token(id: &str, hash_byte: u8, role: Role, scope: Option<Scope>) -> ApiToken {
+    ApiToken {
+        id: id.into(),
+        sha256: [hash_byte; 32],
+        role,
+        scope,
+        label: format!("label of {id}"),
+        created_at: i64::from(hash_byte),
+        expires_at: Some(9_000),
+        revoked_at: None,
+        created_by: "bootstrap:admin".into(),
+    }
+}
+
+pub async fn tokens_are_stored_hashed_and_revoked(store: &dyn Store) {
+    let search = Scope::from([("team".to_owned(), "search".to_owned())]);
+    let viewer = token("tok_v", 1, Role::Viewer, Some(search));
+    let finance = token("tok_f", 2, Role::Finance, None);
+    assert!(store.create_token(viewer.clone()).await.expect("create"));
+    assert!(store.create_token(finance.clone()).await.expect("create"));
+    // Same id, or same hash: refused, nothing changed.
+    assert!(!store
+        .create_token(token("tok_v", 3, Role::Admin, None))
+        .await
+        .expect("dup id"));
+    assert!(!store
+        .create_token(token("tok_x", 1, Role::Admin, None))
+        .await
+        .expect("dup hash"));
+    assert_eq!(
+        store.list_tokens().await.expect("list"),
+        vec![viewer.clone(), finance.clone()]
+    );
+    assert!(store
+        .revoke_token("tok_v".into(), 500)
+        .await
+        .expect("revoke"));
+    assert!(
+        !store
+            .revoke_token("tok_v".into(), 600)
+            .await
+            .expect("again"),
+        "already revoked"
+    );
+    assert!(!store
+        .revoke_token("tok_none".into(), 600)
+        .await
+        .expect("unknown"));
+    let listed = store.list_tokens().await.expect("list");
+    assert_eq!(listed[0].revoked_at, Some(500));
+    assert_eq!(listed[0].sha256, [1; 32]);
+    assert_eq!(listed[1], finance);
+}
+
+pub async fn audit_log_appends_and_pages(store: &dyn Store) {
+    for i in 1..=5i64 {
+        let entry = AuditEntry {
+            seq: 0,
+            at: i * 1000,
+            actor: if i % 2 == 0 {
+                "tok_a".into()
+            } else {
+                "bootstrap:admin".into()
+            },
+            action: if i == 5 {
+                "token.create".into()
+            } else {
+                "budget.create".into()
+            },
+            target: format!("budget:b{i}"),
+            before: (i > 1).then(|| serde_json::json!({"amount_usd": i - 1})),
+            after: Some(serde_json::json!({"amount_usd": i, "scope": {"team": "a,b"}})),
+            request_id: format!("req_{i}"),
+        };
+        store.append_audit(entry).await.expect("append");
+    }
+    let all = AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    let entries = store.list_audit(all.clone()).await.expect("list");
+    assert_eq!(entries.len(), 5);
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    assert_eq!(entries[0].action, "token.create");
+    assert_eq!(entries[4].before, None);
+    assert_eq!(
+        entries[3].before,
+        Some(serde_json::json!({"amount_usd": 1}))
+    );
+    assert_eq!(
+        entries[0]
+            .after
+            .as_ref()
+            .map(|a| a["scope"]["team"].clone()),
+        Some("a,b".into())
+    );
+    // Filters agree with AuditQuery::matches; paging by `before`.
+    let queries = [
+        AuditQuery {
+            actor: Some("tok_a".into()),
+            ..all.clone()
+        },
+        AuditQuery {
+            action: Some("budget.create".into()),
+            ..all.clone()
+        },
+        AuditQuery {
+            target: Some("budget:b3".into()),
+            ..all.clone()
+        },
+        AuditQuery {
+            from_ms: Some(2000),
+            to_ms: Some(4000),
+            ..all.clone()
+        },
+        AuditQuery {
+            before: Some(seqs[1]),
+            ..all.clone()
+        },
+    ];
+    for q in queries {
+        let got = store.list_audit(q.clone()).await.expect("filtered");
+        let want: Vec<_> = entries.iter().filter(|e| q.matches(e)).cloned().collect();
+        assert!(!want.is_empty(), "{q:?}");
+        assert_eq!(got, want, "{q:?}");
+    }
+    let page = store
+        .list_audit(AuditQuery {
+            limit: 2,
+            ..all.clone()
+        })
+        .await
+        .expect("page");
+    assert_eq!(page, entries[..2].to_vec());
+}
+
+pub async fn overrides_collect_one_approval_per_actor_and_role(store: &dyn Store) {
+    let o = Override {
+        id: "ovr_1".into(),
+        budget_id: "b1".into(),
+        amount_usd: 2.5,
+        expires_at: 10_000,
+        reason: "launch day".into(),
+        requested_by: "tok_r".into(),
+        created_at: 100,
+        approvals: Vec::new(),
+    };
+    store.create_override(o.clone()).await.expect("create");
+    let newer = Override {
+        id: "ovr_2".into(),
+        created_at: 200,
+        ..o.clone()
+    };
+    store.create_override(newer).await.expect("create");
+    assert!(store.create_override(o.clone()).await.is_err(), "id taken");
+    let approval = |actor: &str, role: Role, at: i64| Approval {
+        actor: actor.into(),
+        role,
+        at,
+    };
+    assert!(store
+        .add_override_approval("ovr_1".into(), approval("tok_f", Role::Finance, 300))
+        .await
+        .expect("a1"));
+    assert!(!store
+        .add_override_approval("ovr_1".into(), approval("tok_f", Role::Admin, 301))
+        .await
+        .expect("same actor"));
+    assert!(!store
+        .add_override_approval("ovr_1".into(), approval("tok_g", Role::Finance, 302))
+        .await
+        .expect("same role"));
+    assert!(!store
+        .add_override_approval("ovr_none".into(), approval("tok_a", Role::Admin, 303))
+        .await
+        .expect("unknown"));
+    assert!(store
+        .add_override_approval("ovr_1".into(), approval("tok_a", Role::Admin, 304))
+        .await
+        .expect("a2"));
+    let listed = store.list_overrides().await.expect("list");
+    assert_eq!(
+        listed.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["ovr_2", "ovr_1"]
+    );
+    assert!(listed[0].approvals.is_empty());
+    assert_eq!(
+        listed[1].approvals,
+        vec![
+            approval("tok_f", Role::Finance, 300),
+            approval("tok_a", Role::Admin, 304)
+        ]
+    );
+    assert_eq!(
+        Override {
+            approvals: Vec::new(),
+            ..listed[1].clone()
+        },
+        o
+    );
+}
+
 /// Instantiates the suite for one backend. `$open` evaluates to
 /// `(Arc<dyn Store>, guard)`; the guard (e.g. a temp dir) lives for the test.
 macro_rules! store_suite {
@@ -767,6 +976,24 @@ macro_rules! store_suite {
             async fn spend_matches_every_scope_pair() {
                 let (store, _guard) = $open;
                 super::spend_matches_every_scope_pair(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn tokens_are_stored_hashed_and_revoked() {
+                let (store, _guard) = $open;
+                super::tokens_are_stored_hashed_and_revoked(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn audit_log_appends_and_pages() {
+                let (store, _guard) = $open;
+                super::audit_log_appends_and_pages(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn overrides_collect_one_approval_per_actor_and_role() {
+                let (store, _guard) = $open;
+                super::overrides_collect_one_approval_per_actor_and_role(&*store).await;
             }
 
             #[tokio::test]

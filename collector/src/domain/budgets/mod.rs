@@ -116,7 +116,13 @@ impl Budget {
     /// Reaching a threshold exactly counts as crossing it: a hard cap of
     /// $100 blocks once $100 have been spent.
     pub fn state(&self, spend_usd: f64) -> BudgetState {
-        if spend_usd >= self.hard * self.amount_usd {
+        self.state_with(spend_usd, 0.0)
+    }
+
+    /// The state when active overrides raise the hard threshold by
+    /// `extra_hard_usd` (CONTRACTS §9); the soft threshold stays.
+    pub fn state_with(&self, spend_usd: f64, extra_hard_usd: f64) -> BudgetState {
+        if spend_usd >= self.hard * self.amount_usd + extra_hard_usd {
             BudgetState::Hard
         } else if spend_usd >= self.soft * self.amount_usd {
             BudgetState::Soft
@@ -206,7 +212,7 @@ fn budget_id(obj: &Map<String, Value>, path_id: Option<&str>) -> Result<String, 
     Ok(id.to_owned())
 }
 
-fn scope_field(obj: &Map<String, Value>) -> Result<Scope, String> {
+pub(crate) fn scope_field(obj: &Map<String, Value>) -> Result<Scope, String> {
     let Some(pairs) = obj.get("scope").and_then(Value::as_object) else {
         return Err(String::from(
             "field `scope`: expected an object such as {\"team\":\"search\"}",

@@ -42,6 +42,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "keys",
         include_str!("../../../migrations/postgres/0005_keys.sql"),
     ),
+    (
+        6,
+        "access",
+        include_str!("../../../migrations/postgres/0006_access.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

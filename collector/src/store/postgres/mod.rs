@@ -20,6 +20,7 @@
 //! other than `public` is chosen with the URL's `options`, e.g.
 //! `postgres://aispend@db/aispend?options=-c%20search_path%3Daispend`.
 
+mod access;
 mod budgets;
 mod copy_format;
 mod ingest;
@@ -42,9 +43,12 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Config, NoTls};
 
 use super::{BatchOutcome, KeyWrite, SaveKeys, Store, StoreError, StoreFuture};
+use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
+use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
 use crate::domain::keys::Key;
+use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
 use prepare::Prepared;
@@ -179,6 +183,40 @@ impl Store for PostgresStore {
 
     fn delete_budget(&self, id: String) -> StoreFuture<'_, bool> {
         Box::pin(async move { budgets::delete(&*self.pool.get().await?, &id).await })
+    }
+
+    fn create_token(&self, token: ApiToken) -> StoreFuture<'_, bool> {
+        Box::pin(async move { access::create_token(&*self.pool.get().await?, &token).await })
+    }
+
+    fn list_tokens(&self) -> StoreFuture<'_, Vec<ApiToken>> {
+        Box::pin(async move { access::list_tokens(&*self.pool.get().await?).await })
+    }
+
+    fn revoke_token(&self, id: String, at_ms: i64) -> StoreFuture<'_, bool> {
+        Box::pin(async move { access::revoke_token(&*self.pool.get().await?, &id, at_ms).await })
+    }
+
+    fn append_audit(&self, entry: AuditEntry) -> StoreFuture<'_, ()> {
+        Box::pin(async move { access::append_audit(&*self.pool.get().await?, &entry).await })
+    }
+
+    fn list_audit(&self, query: AuditQuery) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(async move { access::list_audit(&*self.pool.get().await?, &query).await })
+    }
+
+    fn create_override(&self, o: Override) -> StoreFuture<'_, ()> {
+        Box::pin(async move { access::create_override(&*self.pool.get().await?, &o).await })
+    }
+
+    fn list_overrides(&self) -> StoreFuture<'_, Vec<Override>> {
+        Box::pin(async move { access::list_overrides(&*self.pool.get().await?).await })
+    }
+
+    fn add_override_approval(&self, id: String, approval: Approval) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            access::add_override_approval(&*self.pool.get().await?, &id, &approval).await
+        })
     }
 
     fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {

@@ -15,12 +15,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OpenFlags};
 
 use super::{BatchOutcome, KeyWrite, SaveKeys, Store, StoreError, StoreFuture};
+use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
+use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
 use crate::domain::keys::Key;
+use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
 
+mod access;
 mod budgets;
 mod chunks;
 mod ingest;
@@ -215,6 +219,40 @@ impl Store for SqliteStore {
 
     fn delete_budget(&self, id: String) -> StoreFuture<'_, bool> {
         self.blocking(move |inner| budgets::delete(&inner.writer()?.conn, &id))
+    }
+
+    fn create_token(&self, token: ApiToken) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| access::create_token(&inner.writer()?.conn, &token))
+    }
+
+    fn list_tokens(&self) -> StoreFuture<'_, Vec<ApiToken>> {
+        self.blocking(|inner| inner.with_reader(access::list_tokens))
+    }
+
+    fn revoke_token(&self, id: String, at_ms: i64) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| access::revoke_token(&inner.writer()?.conn, &id, at_ms))
+    }
+
+    fn append_audit(&self, entry: AuditEntry) -> StoreFuture<'_, ()> {
+        self.blocking(move |inner| access::append_audit(&inner.writer()?.conn, &entry))
+    }
+
+    fn list_audit(&self, query: AuditQuery) -> StoreFuture<'_, Vec<AuditEntry>> {
+        self.blocking(move |inner| inner.with_reader(|conn| access::list_audit(conn, &query)))
+    }
+
+    fn create_override(&self, o: Override) -> StoreFuture<'_, ()> {
+        self.blocking(move |inner| access::create_override(&inner.writer()?.conn, &o))
+    }
+
+    fn list_overrides(&self) -> StoreFuture<'_, Vec<Override>> {
+        self.blocking(|inner| inner.with_reader(access::list_overrides))
+    }
+
+    fn add_override_approval(&self, id: String, approval: Approval) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| {
+            access::add_override_approval(&inner.writer()?.conn, &id, &approval)
+        })
     }
 
     fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {

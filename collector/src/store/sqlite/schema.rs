@@ -13,13 +13,19 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// appends `(n, "")` and its tables to `schema.sql`. A file of a version not
 /// in the chain is refused with a clear message rather than failing later on
 /// its first insert.
-const UPGRADES: &[(i64, &str)] = &[(4, MIGRATE_3_TO_4), (5, "")];
+const UPGRADES: &[(i64, &str)] = &[
+    (4, MIGRATE_3_TO_4),
+    // Virtual keys (CONTRACTS §8); tables only.
+    (5, ""),
+    // Access (CONTRACTS §9): tokens, audit log, overrides; tables only.
+    (6, ""),
+];
 
 /// The oldest version a file can be upgraded from.
 const OLDEST_UPGRADABLE: i64 = 3;
 
 /// The version this collector writes: the last step's.
-const SCHEMA_VERSION: i64 = UPGRADES[UPGRADES.len() - 1].0;
+pub(super) const SCHEMA_VERSION: i64 = UPGRADES[UPGRADES.len() - 1].0;
 
 /// Version 3 → 4: the rollups count refused calls (`denied`). Existing rows
 /// get the count of their stored records whose `error` is a refusal code

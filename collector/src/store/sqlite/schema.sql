@@ -172,3 +172,49 @@ CREATE TABLE IF NOT EXISTS api_keys_state (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     revision INTEGER NOT NULL
 );
+
+-- Access (CONTRACTS §9), schema step 6. API tokens: only the sha256 of the
+-- secret (hex); a revoked token stays listed.
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id         TEXT PRIMARY KEY,
+    sha256     TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL CHECK (role IN ('admin', 'finance', 'viewer', 'gateway')),
+    scope      TEXT,
+    label      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    created_by TEXT NOT NULL
+);
+
+-- The audit log: the collector only ever INSERTs here.
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         INTEGER NOT NULL,
+    actor      TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    before     TEXT,
+    after      TEXT,
+    request_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+
+-- Hard-cap overrides and their approvals (one per approver).
+CREATE TABLE IF NOT EXISTS overrides (
+    id           TEXT PRIMARY KEY,
+    budget_id    TEXT NOT NULL,
+    amount_usd   REAL NOT NULL CHECK (amount_usd > 0),
+    expires_at   INTEGER NOT NULL,
+    reason       TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS override_approvals (
+    override_id TEXT NOT NULL REFERENCES overrides (id),
+    actor       TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (override_id, actor),
+    UNIQUE (override_id, role)
+);

@@ -70,7 +70,14 @@ async fn records_of_version_2_survive_migration_3() {
         .await
         .expect("old rollups");
 
-    assert_eq!(migrate(&mut client).await.expect("migrate"), vec![3, 4, 5]);
+    // Every migration after 2 runs (3 and 4 reshape these rows; later ones add tables).
+    let later: Vec<i32> = MIGRATIONS
+        .iter()
+        .map(|(v, _, _)| *v)
+        .filter(|v| *v > 2)
+        .collect();
+    assert_eq!(later[..2], [3, 4]);
+    assert_eq!(migrate(&mut client).await.expect("migrate"), later);
     assert_eq!(
         count(&url, "SELECT count(*) FROM records WHERE id IS NOT NULL").await,
         1

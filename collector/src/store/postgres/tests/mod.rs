@@ -11,6 +11,7 @@ use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::usage_query::UsageQuery;
 use crate::store::Store;
 
+mod audit_role;
 mod ingest;
 mod migrate;
 mod query;

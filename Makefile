@@ -17,7 +17,7 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: run test bench bench-ttfb bench-fuel wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help
+.PHONY: run test bench bench-ttfb bench-fuel bench-registry wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench      gateway benchmark: no filter vs no-op wasm vs aispend (wrk)"
 	@echo "make bench-ttfb streamed time to first byte: no-op wasm filter vs aispend"
 	@echo "make bench-fuel wasm instructions per request: no-op, aispend, floor (exact, not timed)"
+	@echo "make bench-registry  key registry of 10k/100k keys: bytes and wasm instructions per refresh"
 	@echo "make wasm       build $(AISPEND_WASM) (+ the no-op baseline filter)"
 	@echo "make collector  build $(AISPEND_COLLECTOR_BIN)"
 	@echo "make fmt        cargo fmt --all"
@@ -90,6 +91,11 @@ bench-ttfb: venv wasm collector
 # machine, so a change to the filter's logic shows even where wrk is noise.
 bench-fuel: venv wasm
 	$(PYTHON) benches/gateway/fuel.py
+
+# The key registry at 10,000 and 100,000 keys: snapshot and shared-data
+# bytes, wasm instructions per refresh per worker and per request.
+bench-registry: venv wasm
+	$(PYTHON) benches/gateway/registry_fuel.py
 
 clean-data:
 	rm -rf data/

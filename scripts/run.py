@@ -60,6 +60,10 @@ def wait_http(url: str, what: str, procs: list, timeout: float = 30) -> None:
 
 def filter_config(real_upstream: bool) -> str:
     cfg = json.loads((ROOT / "envoy" / "demo-filter-config.json").read_text())
+    # Keys issued over the collector's API (POST /v1/keys) reach the gateway
+    # within one poll: the registry is fetched every 2 s from the collector
+    # cluster with the ingest token (collector.token, the gateway role).
+    cfg["identity"]["registry"] = {"poll_ms": 2000}
     if real_upstream:
         for var, (provider, header, fmt) in CREDENTIALS.items():
             if os.environ.get(var):

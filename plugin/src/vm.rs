@@ -9,6 +9,7 @@ use crate::controls::{self, caps::CapsView};
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
 use crate::jobs::shipper::Shipper;
+use crate::request::key_registry::RegistryView;
 use crate::request::record::IdGen;
 
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub struct Shared {
     pub ids: Rc<RefCell<IdGen>>,
     /// This VM's decoded copy of the shared cap flags.
     pub caps: Rc<RefCell<CapsView>>,
+    /// This VM's decoded copy of the shared key registry.
+    pub registry: Rc<RefCell<RegistryView>>,
     /// Requests seen since the root last published `aispend_requests`: a
     /// hostcall per request for a counter is not worth its cost.
     pub requests: Rc<Cell<u64>>,
@@ -38,16 +41,22 @@ impl Shared {
         ids: Rc<RefCell<IdGen>>,
         now_ms: u64,
     ) -> Self {
-        let (shipper, caps, requests) = match old {
+        let (shipper, caps, registry, requests) = match old {
             Some(old) => {
                 if let Ok(mut s) = old.shipper.try_borrow_mut() {
                     s.reconfigure(filter.shipper_settings());
                 }
-                (old.shipper, old.caps, old.requests)
+                // The copy is kept (no key lockout meanwhile) and decoded
+                // again at the next tick: static keys or tags may differ.
+                if let Ok(mut r) = old.registry.try_borrow_mut() {
+                    r.invalidate();
+                }
+                (old.shipper, old.caps, old.registry, old.requests)
             }
             None => (
                 Rc::new(RefCell::new(Shipper::new(filter.shipper_settings()))),
                 Rc::new(RefCell::new(CapsView::new(now_ms))),
+                Rc::default(),
                 Rc::default(),
             ),
         };
@@ -56,6 +65,7 @@ impl Shared {
             shipper,
             ids,
             caps,
+            registry,
             requests,
         }
     }
@@ -90,6 +100,11 @@ impl Shared {
     /// Take in the shared cap flags (see `controls::sync_caps_view`).
     pub fn sync_caps(&self, host: &mut dyn Host) {
         controls::sync_caps_view(host, &self.filter, &self.caps);
+    }
+
+    /// Take in the shared key registry (see `jobs::registry::sync_view`).
+    pub fn sync_registry(&self, host: &mut dyn Host) {
+        crate::jobs::registry::sync_view(host, &self.filter, &self.registry);
     }
 
     /// Publish the requests counted since the last call.

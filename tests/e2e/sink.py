@@ -12,6 +12,8 @@ class RecordSink:
     def __init__(self):
         self.records: list[dict] = []
         self.auth_headers: list[str] = []
+        # A key registry body to serve on GET /v1/keys/registry (None: 404).
+        self.registry: bytes | None = None
         self._lock = threading.Lock()
         sink = self
 
@@ -36,6 +38,13 @@ class RecordSink:
 
             def do_GET(self):  # /healthz, /v1/caps: answer something harmless
                 out = b'{"caps":[]}' if self.path.startswith("/v1/caps") else b"{}"
+                if self.path.startswith("/v1/keys/registry"):
+                    out = sink.registry
+                    if out is None:
+                        self.send_response(404)
+                        self.send_header("content-length", "0")
+                        self.end_headers()
+                        return
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(out)))

@@ -51,6 +51,7 @@ def test_every_readme_curl_works_against_make_run(tmp_path):
         assert re.search(r"x-ratelimit-remaining-requests", text, re.I)
         assert "\n402" in text, "the budget walk-through reaches 402"
         assert '"rows"' in text, "the usage query answers"
+        assert re.search(r"\n\S+ \d+ tokens\n", text), "a key issued over the API works in the SDK"
         # Security section: a scoped viewer is refused another team; the runbook's override
         # becomes active and is in the audit log.
         assert re.search(r"403$", text, re.M), "the scoped viewer example reaches 403 out_of_scope"

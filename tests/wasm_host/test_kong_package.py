@@ -145,6 +145,12 @@ BAD = [
      "does not match"),
     ("unknown identity source", _set(["identity", "sources"], ["password"]), "is not one of"),
     ("on_conflict typo", _set(["tags", "on_conflict"], "drop"), "is not one of"),
+    ("registry poll too fast", _set(["identity", "registry", "poll_ms"], 10),
+     "less than the minimum"),
+    ("registry path relative", _set(["identity", "registry", "path"], "v1/keys/registry"),
+     "does not match"),
+    ("registry field typo", _set(["identity", "registry", "poll_interval_ms"], 2000),
+     "Additional properties"),
 ]
 
 

@@ -60,6 +60,9 @@ pub struct IdentityConfig {
     pub jwt: Option<JwtConfig>,
     #[serde(default)]
     pub kong_consumer: KongConsumerConfig,
+    /// Keys issued over the collector's API (`GET /v1/keys/registry`), polled.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
 }
 
 impl Default for IdentityConfig {
@@ -69,8 +72,57 @@ impl Default for IdentityConfig {
             keys: Vec::new(),
             jwt: None,
             kong_consumer: KongConsumerConfig::default(),
+            registry: None,
         }
     }
+}
+
+/// The key registry poll (SPEC §8): where, with which token, how often.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Default: `collector.cluster`.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Default: `identity.registry.cluster` if set, else `collector.authority`.
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "default_registry_path")]
+    pub path: String,
+    /// Gateway-role token; default `collector.token` (the ingest token).
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_ms: u64,
+    /// A larger snapshot is refused whole (the last good one stays).
+    #[serde(default = "default_registry_max_bytes")]
+    pub max_bytes: usize,
+}
+
+impl RegistryConfig {
+    pub fn cluster<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
+        self.cluster.as_deref().unwrap_or(&collector.cluster)
+    }
+
+    pub fn authority<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
+        self.authority
+            .as_deref()
+            .or(self.cluster.as_deref())
+            .unwrap_or_else(|| collector.authority())
+    }
+
+    pub fn token<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
+        self.token.as_deref().unwrap_or(&collector.token)
+    }
+}
+
+fn default_registry_path() -> String {
+    "/v1/keys/registry".into()
+}
+/// Room for about 200,000 keys (about 330 bytes each in the collector's JSON).
+pub const DEFAULT_REGISTRY_MAX_BYTES: usize = 64 << 20;
+fn default_registry_max_bytes() -> usize {
+    DEFAULT_REGISTRY_MAX_BYTES
 }
 
 fn default_sources() -> Vec<Source> {
@@ -670,6 +722,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     validate_caps(c)?;
+    validate_registry(c)?;
     // What only one host can do (Kong: no clusters, no JWT metadata).
     crate::host::profile::Profile::new(c.gateway).check_config(c)
 }
@@ -695,6 +748,46 @@ fn validate_caps(c: &Config) -> Result<(), ConfigError> {
         return Err(err(
             "caps.stale_after_ms",
             "must be at least caps.poll_interval_ms",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_registry(c: &Config) -> Result<(), ConfigError> {
+    let Some(r) = &c.identity.registry else {
+        return Ok(());
+    };
+    if !c.identity.sources.contains(&Source::ApiKey) {
+        return Err(err(
+            "identity.registry",
+            "registry keys are API keys: add \"api_key\" to identity.sources",
+        ));
+    }
+    if r.cluster.as_deref() == Some("") {
+        return Err(err("identity.registry.cluster", "must not be empty"));
+    }
+    if r.authority.as_deref() == Some("") {
+        return Err(err("identity.registry.authority", "must not be empty"));
+    }
+    if !r.path.starts_with('/') {
+        return Err(err("identity.registry.path", "must start with /"));
+    }
+    if r.token.as_deref() == Some("") {
+        return Err(err(
+            "identity.registry.token",
+            "must not be empty (leave it out to use collector.token)",
+        ));
+    }
+    if !(100..=3_600_000).contains(&r.poll_ms) {
+        return Err(err(
+            "identity.registry.poll_ms",
+            "must be between 100 and 3600000",
+        ));
+    }
+    if !(1024..=(256 << 20)).contains(&r.max_bytes) {
+        return Err(err(
+            "identity.registry.max_bytes",
+            "must be between 1024 and 268435456",
         ));
     }
     Ok(())

@@ -304,3 +304,70 @@ fn record_refusals_take_only_refusal_statuses() {
     assert_eq!(bad.path, "usage.record_refusals");
     assert!(bad.message.contains("404"), "{}", bad.message);
 }
+
+#[test]
+fn registry_has_documented_defaults_and_falls_back_to_the_collector() {
+    let c = with(&format!(
+        r#"{{{COLLECTOR},"identity":{{"registry":{{}}}}}}"#
+    ))
+    .unwrap();
+    let r = c.identity.registry.unwrap();
+    assert_eq!(r.path, "/v1/keys/registry");
+    assert_eq!(r.poll_ms, 2000);
+    assert_eq!(r.max_bytes, DEFAULT_REGISTRY_MAX_BYTES);
+    assert_eq!(r.cluster(&c.collector), "aispend_collector");
+    assert_eq!(r.authority(&c.collector), "aispend_collector");
+    assert_eq!(
+        r.token(&c.collector),
+        "t",
+        "the ingest token is the gateway role"
+    );
+    let c = with(&format!(
+        r#"{{{COLLECTOR},"identity":{{"registry":{{"cluster":"keys","token":"g","poll_ms":500}}}}}}"#
+    ))
+    .unwrap();
+    let r = c.identity.registry.unwrap();
+    assert_eq!(
+        (r.cluster(&c.collector), r.authority(&c.collector)),
+        ("keys", "keys")
+    );
+    assert_eq!((r.token(&c.collector), r.poll_ms), ("g", 500));
+    assert!(with(&format!("{{{COLLECTOR}}}"))
+        .unwrap()
+        .identity
+        .registry
+        .is_none());
+}
+
+#[test]
+fn registry_settings_are_validated_naming_the_field() {
+    let cases = [
+        (r#"{"poll_ms":50}"#, "identity.registry.poll_ms"),
+        (r#"{"poll_ms":3600001}"#, "identity.registry.poll_ms"),
+        (r#"{"path":"v1/keys"}"#, "identity.registry.path"),
+        (r#"{"token":""}"#, "identity.registry.token"),
+        (r#"{"cluster":""}"#, "identity.registry.cluster"),
+        (r#"{"authority":""}"#, "identity.registry.authority"),
+        (r#"{"max_bytes":10}"#, "identity.registry.max_bytes"),
+        (
+            r#"{"poll_interval_ms":500}"#,
+            "identity.registry.poll_interval_ms",
+        ),
+        (r#"{"poll_ms":"fast"}"#, "identity.registry.poll_ms"),
+    ];
+    for (registry, want) in cases {
+        let (path, msg) = error_at(&format!(
+            r#"{{{COLLECTOR},"identity":{{"registry":{registry}}}}}"#
+        ));
+        assert_eq!(path, want, "{registry}: {msg}");
+    }
+    let (path, msg) = error_at(&format!(
+        r#"{{{COLLECTOR},"identity":{{"sources":["kong_consumer"],"registry":{{}}}}}}"#
+    ));
+    assert_eq!(path, "identity.registry");
+    assert!(msg.contains("api_key"), "{msg}");
+    let (path, _) = error_at(
+        r#"{"gateway":"kong","collector":{"cluster":"127.0.0.1:9","token":"t"},"identity":{"registry":{"cluster":"keys"}}}"#,
+    );
+    assert_eq!(path, "identity.registry.cluster");
+}

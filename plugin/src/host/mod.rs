@@ -32,10 +32,15 @@ pub enum Metric {
     Denied404,
     ConfigWarnings,
     Denied413,
+    RegistryPolls,
+    RegistryUpdates,
+    RegistryRejected,
+    RegistryPollFailures,
+    RegistryStale,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 20] = [
+    pub const ALL: [Metric; 25] = [
         Metric::RecordsEmitted,
         Metric::RecordsShipped,
         Metric::RecordsRetried,
@@ -56,6 +61,11 @@ impl Metric {
         Metric::Denied404,
         Metric::ConfigWarnings,
         Metric::Denied413,
+        Metric::RegistryPolls,
+        Metric::RegistryUpdates,
+        Metric::RegistryRejected,
+        Metric::RegistryPollFailures,
+        Metric::RegistryStale,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +90,11 @@ impl Metric {
             Metric::Denied404 => "aispend_denied_404",
             Metric::ConfigWarnings => "aispend_config_warnings",
             Metric::Denied413 => "aispend_denied_413",
+            Metric::RegistryPolls => "aispend_registry_polls",
+            Metric::RegistryUpdates => "aispend_registry_updates",
+            Metric::RegistryRejected => "aispend_registry_rejected",
+            Metric::RegistryPollFailures => "aispend_registry_poll_failures",
+            Metric::RegistryStale => "aispend_registry_stale",
         }
     }
 

@@ -131,6 +131,13 @@ impl Profile {
         let targets = [
             ("collector.cluster", Some(&c.collector.cluster)),
             ("caps.cluster", c.caps.cluster.as_ref()),
+            (
+                "identity.registry.cluster",
+                c.identity
+                    .registry
+                    .as_ref()
+                    .and_then(|r| r.cluster.as_ref()),
+            ),
         ];
         for (field, target) in targets {
             if target.is_some_and(|t| !is_host_port(t)) {

@@ -1,6 +1,7 @@
 //! Background work on the root context's tick, run by one scheduler:
 //! shipping usage records to the collector (`ship`, over the `shipper`
-//! buffer) and polling budget caps (`caps_poll`). Each job is a small type
+//! buffer), polling budget caps (`caps_poll`) and the key registry
+//! (`registry`). Each job is a small type
 //! implementing [`Job`]; a new poller (key registry, leases) is one more
 //! job in [`Scheduler::standard`], with no change to the glue.
 //!
@@ -10,6 +11,7 @@
 //! trait and is tested with the in-memory host.
 
 pub mod caps_poll;
+pub mod registry;
 pub mod ship;
 pub mod shipper;
 
@@ -102,11 +104,12 @@ impl Scheduler {
     }
 
     /// Every job of the filter: records first (the call a slow collector
-    /// must not delay), then the caps poll.
+    /// must not delay), then the caps poll, then the key registry poll.
     pub fn standard() -> Self {
         Scheduler::new(vec![
             Box::new(ship::ShipJob::default()),
             Box::new(caps_poll::CapsPoller::default()),
+            Box::new(registry::RegistryPoller::default()),
         ])
     }
 

@@ -41,6 +41,7 @@ impl Denial {
             }
             Rejection::UnknownKey => "Incorrect API key provided.".to_string(),
             Rejection::RevokedKey => "This API key has been revoked.".to_string(),
+            Rejection::ExpiredKey => "This API key has expired.".to_string(),
             Rejection::MissingTag(i) => format!(
                 "This identity has no `{}` tag, which this gateway requires.",
                 schema.name(i)

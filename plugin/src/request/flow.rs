@@ -12,6 +12,7 @@ use crate::host::{Host, Metric};
 use crate::jobs::shipper::Shipper;
 use crate::request::decision::{Admitted, Decision, Denial};
 use crate::request::identity::{self, ClaimSource, Principal};
+use crate::request::key_registry::RegistryView;
 use crate::request::record::{Call, IdGen};
 use crate::request::tags;
 use crate::request::upstream;
@@ -53,6 +54,8 @@ pub struct RequestFlow {
     filter: Rc<Filter>,
     shipper: Rc<RefCell<Shipper>>,
     caps: Rc<RefCell<CapsView>>,
+    /// This VM's decoded copy of the key registry (refreshed on the root tick).
+    registry: Rc<RefCell<RegistryView>>,
     requests: Rc<Cell<u64>>,
     ids: Rc<RefCell<IdGen>>,
     id: [u8; 32],
@@ -83,6 +86,7 @@ impl RequestFlow {
             filter: shared.filter.clone(),
             shipper: shared.shipper.clone(),
             caps: shared.caps.clone(),
+            registry: shared.registry.clone(),
             requests: shared.requests.clone(),
             // Set in on_request_headers, once the start time is known.
             id: [b'0'; 32],
@@ -113,7 +117,12 @@ impl RequestFlow {
             Ok(c) => c,
             Err(conflict) => return Decision::Deny(Denial::tag_conflict(&conflict)),
         };
-        match f.identity.resolve(headers, claims) {
+        let view = self.registry.try_borrow().ok();
+        let registry = view.as_deref().map(RegistryView::keys);
+        match f
+            .identity
+            .resolve_with(headers, claims, registry, self.start_ms)
+        {
             Ok(principal) => Decision::Continue(Box::new(Admitted { principal, client })),
             Err(why) => Decision::Deny(Denial::unauthorized(why, &f.schema)),
         }
@@ -148,7 +157,10 @@ impl RequestFlow {
         let admitted = match decision {
             Decision::Deny(denial) => {
                 // A revoked key is still known: its refusal can be recorded.
-                let known = self.filter.identity.known_key(&headers);
+                let view = self.registry.try_borrow().ok();
+                let registry = view.as_deref().map(RegistryView::keys);
+                let known = self.filter.identity.known_key(&headers, registry);
+                drop(view);
                 return self.deny_recorded(host, &denial, known.as_ref());
             }
             Decision::Continue(admitted) => admitted,

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use crate::config::{self, Config, KeyStatus, Source, CANONICAL_TAGS};
 use crate::host::profile::KONG_CONSUMER_HEADERS;
 use crate::request::key_digest::DigestCache;
+use crate::request::key_registry::KeyRegistry;
 
 /// How the caller was identified; `as_str` is the record's `auth` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +121,8 @@ pub enum Rejection {
     NotBearer,
     UnknownKey,
     RevokedKey,
+    /// A registry key past its `not_after`.
+    ExpiredKey,
     MissingTag(usize),
 }
 
@@ -246,11 +249,24 @@ impl Identity {
         headers: &[(&str, &str)],
         claims: &mut dyn ClaimSource,
     ) -> Result<Principal, Rejection> {
+        self.resolve_with(headers, claims, None, 0)
+    }
+
+    /// [`Identity::resolve`] with the worker's copy of the key registry
+    /// (keys issued over the API), whose expiry is checked against `now_ms`.
+    /// A static config key wins over a registry entry for the same secret.
+    pub fn resolve_with(
+        &self,
+        headers: &[(&str, &str)],
+        claims: &mut dyn ClaimSource,
+        registry: Option<&KeyRegistry>,
+        now_ms: u64,
+    ) -> Result<Principal, Rejection> {
         // The most specific failure wins: a revoked key says more than "no key".
         let mut failure = Rejection::NoCredential;
         for source in &self.sources {
             let found = match source {
-                Source::ApiKey => self.by_api_key(headers),
+                Source::ApiKey => self.by_api_key(headers, registry, now_ms),
                 Source::Jwt => self.by_jwt(claims),
                 Source::KongConsumer => self.by_consumer(headers),
             };
@@ -272,7 +288,12 @@ impl Identity {
         Ok(p)
     }
 
-    fn by_api_key(&self, headers: &[(&str, &str)]) -> Result<Principal, Rejection> {
+    fn by_api_key(
+        &self,
+        headers: &[(&str, &str)],
+        registry: Option<&KeyRegistry>,
+        now_ms: u64,
+    ) -> Result<Principal, Rejection> {
         let Some(key) = presented_key(headers) else {
             let bare = header(headers, "authorization").is_some_and(|v| !v.trim().is_empty());
             return Err(if bare {
@@ -282,7 +303,15 @@ impl Identity {
             });
         };
         let (digest, remembered) = self.digests.digest(key.as_bytes());
-        let entry = self.keys.get(&digest).ok_or(Rejection::UnknownKey)?;
+        let Some(entry) = self.keys.get(&digest) else {
+            let entry = registry
+                .and_then(|r| r.get(&digest))
+                .ok_or(Rejection::UnknownKey)?;
+            if !remembered {
+                self.digests.remember(key.as_bytes(), digest);
+            }
+            return entry.admit(now_ms);
+        };
         if !remembered {
             self.digests.remember(key.as_bytes(), digest);
         }
@@ -294,10 +323,23 @@ impl Identity {
 
     /// The registry entry of the presented key even when it is revoked: a
     /// refused call can still be recorded against the key it used.
-    pub fn known_key(&self, headers: &[(&str, &str)]) -> Option<Principal> {
+    pub fn known_key(
+        &self,
+        headers: &[(&str, &str)],
+        registry: Option<&KeyRegistry>,
+    ) -> Option<Principal> {
         let key = presented_key(headers)?;
         let (digest, _) = self.digests.digest(key.as_bytes());
-        self.keys.get(&digest).map(|e| e.principal.clone())
+        match self.keys.get(&digest) {
+            Some(e) => Some(e.principal.clone()),
+            None => registry?.get(&digest).map(|e| e.principal),
+        }
+    }
+
+    /// Whether the static config defines this secret or this key_id (then
+    /// the registry's entry for it is left out: static config wins).
+    pub fn defines(&self, digest: &[u8; 32], key_id: &str) -> bool {
+        self.keys.contains_key(digest) || self.keys.values().any(|e| *e.principal.key_id == *key_id)
     }
 
     fn by_jwt(&self, claims: &mut dyn ClaimSource) -> Result<Principal, Rejection> {

@@ -8,6 +8,7 @@ pub mod decision;
 pub mod flow;
 pub mod identity;
 pub mod key_digest;
+pub mod key_registry;
 pub mod record;
 pub mod tags;
 pub mod upstream;

@@ -3,6 +3,7 @@
 //! the host through proxy-wasm.
 
 pub mod alloc;
+pub mod ascii;
 pub mod config;
 pub mod controls;
 pub mod filter;

@@ -358,7 +358,7 @@ impl Identity {
 pub fn header<'h>(headers: &[(&'h str, &'h str)], name: &str) -> Option<&'h str> {
     headers
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .find(|(n, _)| crate::ascii::eq_ignore_case(n, name))
         .map(|(_, v)| *v)
 }
 
@@ -369,7 +369,7 @@ pub fn presented_key<'h>(headers: &[(&'h str, &'h str)]) -> Option<&'h str> {
         if auth.len() > 7
             && auth
                 .get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+                .is_some_and(|s| crate::ascii::eq_ignore_case(s, "Bearer "))
         {
             let key = auth.get(7..).unwrap_or("").trim();
             if !key.is_empty() {

@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 
+use crate::ascii::eq_ignore_case;
 use crate::filter::Filter;
 use crate::host::profile::{QueryEdit, Removal};
 use crate::host::Host;
@@ -82,7 +83,7 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
             .get(..tags::PREFIX.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(tags::PREFIX))
             || credential.is_some_and(|(c, _)| c.eq_ignore_ascii_case(name));
-        candidate && sets.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        candidate && sets.iter().any(|(n, _)| eq_ignore_case(n, name))
     };
     // Kong can edit only the first copy of a header: remember which names
     // were edited, to refuse a repeat.
@@ -99,9 +100,7 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
         if name.starts_with(':') {
             continue;
         }
-        let secret = CREDENTIAL_HEADERS
-            .iter()
-            .any(|c| name.eq_ignore_ascii_case(c))
+        let secret = CREDENTIAL_HEADERS.iter().any(|c| eq_ignore_case(name, c))
             || inp.admitted.client.strip.iter().any(|s| s == name)
             || key.is_some_and(|k| crate::json::bytes::contains(value.as_bytes(), k.as_bytes()));
         let set = is_set(name);
@@ -112,12 +111,12 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
             continue;
         }
         let drop = secret
-            || (strip_encoding && name.eq_ignore_ascii_case("accept-encoding"))
-            || (drop_length && name.eq_ignore_ascii_case("content-length"));
+            || (strip_encoding && eq_ignore_case(name, "accept-encoding"))
+            || (drop_length && eq_ignore_case(name, "content-length"));
         if drop
             && !edits
                 .iter()
-                .any(|e| matches!(e, Edit::Drop(n) if n.eq_ignore_ascii_case(name)))
+                .any(|e| matches!(e, Edit::Drop(n) if eq_ignore_case(n, name)))
         {
             edits.push(Edit::Drop(name));
         }

@@ -12,6 +12,18 @@ pub fn eq_ignore_case(a: &str, b: &str) -> bool {
     a.len() == b.len() && (same(a, b) || a.eq_ignore_ascii_case(b))
 }
 
+/// `str::trim`, without its Unicode scan when the ends are plainly not
+/// whitespace (a printable ASCII byte at each end: the usual header value).
+#[inline]
+pub fn trim(s: &str) -> &str {
+    let printable = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x7f);
+    if printable(s.as_bytes().first()) && printable(s.as_bytes().last()) {
+        s
+    } else {
+        s.trim()
+    }
+}
+
 /// Equal bytes, compared a word at a time.
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -34,6 +46,24 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::eq_ignore_case;
+
+    #[test]
+    fn trims_like_str_trim() {
+        for s in [
+            "",
+            " ",
+            "a",
+            " a",
+            "a ",
+            "\ta\n",
+            "sk-1",
+            "\u{a0}sk-1\u{a0}",
+            "é",
+            "x\u{2003}",
+        ] {
+            assert_eq!(super::trim(s), s.trim(), "{s:?}");
+        }
+    }
 
     #[test]
     fn equal_in_any_case_and_only_then() {

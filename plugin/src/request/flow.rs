@@ -463,7 +463,7 @@ impl RequestFlow {
         };
         let (input_tokens, output_tokens) = buffer_record(&self.shipper, &call);
         let tokens = input_tokens.saturating_add(output_tokens);
-        controls::record_tokens(host, &self.filter, &admitted.principal, tokens);
+        controls::record_tokens(host, &self.filter, &admitted.principal, tokens, now);
     }
 }
 

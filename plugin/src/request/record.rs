@@ -479,26 +479,25 @@ impl IdGen {
         // 6 bytes of time, 2 of `b`, 8 of `a`.
         let high = (now_ms << 16) | (b & 0xffff);
         let mut out = [0u8; 32];
-        let hex = b"0123456789abcdef";
-        for (i, byte) in high
-            .to_be_bytes()
-            .iter()
-            .chain(a.to_be_bytes().iter())
-            .enumerate()
-        {
-            if let (Some(h), Some(l)) =
-                (hex.get((byte >> 4) as usize), hex.get((byte & 15) as usize))
-            {
-                if let Some(slot) = out.get_mut(2 * i) {
-                    *slot = *h;
-                }
-                if let Some(slot) = out.get_mut(2 * i + 1) {
-                    *slot = *l;
-                }
-            }
+        for (slot, half) in out.chunks_exact_mut(8).zip([high >> 32, high, a >> 32, a]) {
+            slot.copy_from_slice(&hex8(half as u32));
         }
         out
     }
+}
+
+/// The 8 lowercase hex digits of `x`, most significant first, computed a
+/// word at a time (a digit per byte; no table, no per-digit branch).
+fn hex8(x: u32) -> [u8; 8] {
+    let mut n = u64::from(x);
+    // Spread the nibbles so that byte k holds nibble k.
+    n = (n | (n << 16)) & 0x0000_ffff_0000_ffff;
+    n = (n | (n << 8)) & 0x00ff_00ff_00ff_00ff;
+    n = (n | (n << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    // 1 in each byte whose nibble is 10 or more (no carry between bytes).
+    let letters = ((n + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    let ascii = n + 0x3030_3030_3030_3030 + letters * u64::from(b'a' - b'0' - 10);
+    ascii.to_be_bytes()
 }
 
 /// splitmix64's finalizer: a bijection on u64 with good avalanche.

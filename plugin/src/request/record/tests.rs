@@ -25,6 +25,28 @@ fn ids_are_32_lowercase_hex_and_unique() {
 }
 
 #[test]
+fn hex_digits_match_format() {
+    for x in [
+        0u32,
+        9,
+        10,
+        15,
+        16,
+        0xdead_beef,
+        0x0123_4567,
+        0x89ab_cdef,
+        u32::MAX,
+    ] {
+        assert_eq!(hex8(x), *format!("{x:08x}").as_bytes(), "{x:#x}");
+    }
+    let mut g = IdGen::new([9; 16]);
+    for t in [0, 1, 1_795_503_000_123, (1 << 48) - 1] {
+        let id = g.next_id(t);
+        assert_eq!(&id[..12], format!("{t:012x}").as_bytes());
+    }
+}
+
+#[test]
 fn different_seeds_give_different_ids() {
     let a = IdGen::new([1; 16]).next_id(5);
     let b = IdGen::new([2; 16]).next_id(5);

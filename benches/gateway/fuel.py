@@ -9,9 +9,12 @@ own logic costs, without the host calls' cost (which `make bench` measures in
 a real Envoy). Printed per callback so a change shows where it landed.
 
 Environment: AISPEND_WASM / AISPEND_NOOP_WASM as for `make bench`.
+`--profile kong` runs the same calls under the test host's Kong profile
+(ngx_wasm_module's rules; the config names the collector by host:port).
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import os
@@ -51,6 +54,8 @@ REPLY = (b'{"id":"chatcmpl-bench","object":"chat.completion","created":173243000
          b'"completion_tokens_details":{"reasoning_tokens":0}}}')
 
 FUEL = 1 << 62
+# Where the test host answers the collector's calls (never a real socket).
+COLLECTOR = "127.0.0.1:9"
 
 
 def fuel_engine() -> None:
@@ -88,20 +93,24 @@ class Meter:
         vm_mod.Worker._invoke = metered
 
 
-def demo_config(limits: bool) -> bytes:
+def demo_config(limits: bool, profile: str = "envoy") -> bytes:
     cfg = json.loads((ROOT / "envoy" / "demo-filter-config.json").read_text())
+    if profile == "kong":
+        # Kong dispatches to the host:port nginx resolves, not a cluster.
+        cfg["gateway"] = "kong"
+        cfg["collector"]["cluster"] = COLLECTOR
     if limits:
         for key in cfg["identity"]["keys"]:
             key["limits"] = {"requests_per_minute": 100_000_000, "tokens_per_minute": 100_000_000_000}
     return json.dumps(cfg).encode()
 
 
-def measure(meter: Meter, wasm: Path, config: bytes) -> dict:
+def measure(meter: Meter, wasm: Path, config: bytes, profile: str = "envoy") -> dict:
     def collector(call):
         return Reply(200, [("content-type", "application/json")],
                      CAPS_REPLY if call.path.startswith("/v1/caps") else b'{"accepted":0}')
 
-    vm = Host("envoy", wasm, config, workers=1, clusters={"aispend_collector": "127.0.0.1:9"},
+    vm = Host(profile, wasm, config, workers=1, clusters={"aispend_collector": COLLECTOR},
               strict=False, dispatch=collector)
     served = 0
 
@@ -131,16 +140,20 @@ def measure(meter: Meter, wasm: Path, config: bytes) -> dict:
 
 
 def main() -> int:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--profile", choices=("envoy", "kong"), default="envoy",
+                      help="the test host's gateway profile (default envoy)")
+    profile = args.parse_args().profile
     for f in (WASM, NOOP, FLOOR):
         if not f.exists():
             sys.exit(f"fuel: {f} missing; run `make wasm`")
     fuel_engine()
     meter = Meter()
-    variants = [("b) no-op wasm", NOOP, b""), ("c) aispend", WASM, demo_config(False)),
-                ("d) aispend+limits", WASM, demo_config(True)), ("e) floor calls", FLOOR, b"")]
-    results = {name: measure(meter, wasm, cfg) for name, wasm, cfg in variants}
+    variants = [("b) no-op wasm", NOOP, b""), ("c) aispend", WASM, demo_config(False, profile)),
+                ("d) aispend+limits", WASM, demo_config(True, profile)), ("e) floor calls", FLOOR, b"")]
+    results = {name: measure(meter, wasm, cfg, profile) for name, wasm, cfg in variants}
     exports = sorted({e for r in results.values() for e in r}, key=lambda e: -results["c) aispend"].get(e, 0))
-    print("wasm instructions (fuel) per request, by callback")
+    print(f"wasm instructions (fuel) per request, by callback ({profile} profile)")
     print(f"{'callback':<28}" + "".join(f"{n:>20}" for n in results))
     for e in exports:
         print(f"{e:<28}" + "".join(f"{r.get(e, 0):>20.0f}" for r in results.values()))

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use aispend_collector::domain::validate::validate_record;
 use aispend_plugin::request::identity::{AuthKind, Principal, TagSchema};
-use aispend_plugin::request::record::Call;
+use aispend_plugin::request::record::{Call, PrincipalJson};
 use aispend_plugin::usage::{Operation, Provider, RequestInfo, Route, Usage};
 use proptest::prelude::*;
 
@@ -44,6 +44,8 @@ fn write(
         error: None,
     };
     let labels = vec![("feature".to_string(), "summarize".to_string())];
+    // The principal part as the filter writes it: kept between calls.
+    let kept = PrincipalJson::default();
     let call = Call {
         id: "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6",
         start_ms: 1_733_300_000_000,
@@ -57,6 +59,7 @@ fn write(
         request: &request,
         status,
         usage: &usage,
+        principal_json: Some(&kept),
     };
     let mut out = Vec::new();
     call.write_record(&mut out);

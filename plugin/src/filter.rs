@@ -5,6 +5,7 @@ use crate::config::{Config, JwtConfig};
 use crate::host::profile::Profile;
 use crate::jobs::shipper::ShipperSettings;
 use crate::request::identity::{Identity, TagSchema};
+use crate::request::record::PrincipalJson;
 use crate::request::tags::TagPolicy;
 use crate::usage::UsageOptions;
 
@@ -16,6 +17,8 @@ pub struct Filter {
     pub identity: Identity,
     pub tags: TagPolicy,
     pub usage: UsageOptions,
+    /// Records' principal parts, per registry key (see `PrincipalJson`).
+    pub principal_json: PrincipalJson,
 }
 
 impl Filter {
@@ -32,6 +35,7 @@ impl Filter {
             identity,
             tags,
             config,
+            principal_json: PrincipalJson::default(),
         }
     }
 

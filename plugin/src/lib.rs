@@ -2,6 +2,8 @@
 //! modules below, tested natively; only `glue` (compiled on wasm32) talks to
 //! the host through proxy-wasm.
 
+pub mod alloc;
+pub mod ascii;
 pub mod config;
 pub mod controls;
 pub mod filter;

@@ -272,7 +272,19 @@ pub fn shared_key(key_id: &str) -> String {
 /// Count one request against the key's limits, or say why not.
 /// One shared-data get (+ one set when the request counts) in the common case.
 pub fn admit(host: &mut dyn Host, profile: Profile, key_id: &str, limits: &KeyLimits) -> Admission {
-    let clock = Clock::at(host.now_ms(), key_id);
+    let now_ms = host.now_ms();
+    admit_at(host, profile, key_id, limits, now_ms)
+}
+
+/// `admit` at `now_ms`, a clock the caller has already read.
+pub fn admit_at(
+    host: &mut dyn Host,
+    profile: Profile,
+    key_id: &str,
+    limits: &KeyLimits,
+    now_ms: u64,
+) -> Admission {
+    let clock = Clock::at(now_ms, key_id);
     let key = shared_key(key_id);
     let counts_requests = limits.requests_per_minute.is_some();
     let result = cas_update(host, profile, &key, clock.window, |c| {
@@ -293,10 +305,22 @@ pub fn admit(host: &mut dyn Host, profile: Profile, key_id: &str, limits: &KeyLi
 /// Add a finished call's tokens to the key's counter. Returns false when the
 /// update could not be made (counted as unenforced by the caller).
 pub fn add_tokens(host: &mut dyn Host, profile: Profile, key_id: &str, tokens: u64) -> bool {
+    let now_ms = host.now_ms();
+    add_tokens_at(host, profile, key_id, tokens, now_ms)
+}
+
+/// `add_tokens` at `now_ms`, a clock the caller has already read.
+pub fn add_tokens_at(
+    host: &mut dyn Host,
+    profile: Profile,
+    key_id: &str,
+    tokens: u64,
+    now_ms: u64,
+) -> bool {
     if tokens == 0 {
         return true;
     }
-    let clock = Clock::at(host.now_ms(), key_id);
+    let clock = Clock::at(now_ms, key_id);
     let key = shared_key(key_id);
     cas_update(host, profile, &key, clock.window, |c| {
         let mut next = *c;

@@ -53,7 +53,7 @@ pub fn enforce(
         }
     }
     if let Some(key_limits) = &principal.limits {
-        match limits::admit(host, filter.profile, &principal.key_id, key_limits) {
+        match limits::admit_at(host, filter.profile, &principal.key_id, key_limits, now_ms) {
             Admission::Allowed(state) => state.headers(&mut out.response_headers),
             Admission::Limited {
                 state,
@@ -113,13 +113,20 @@ pub fn sync_caps_view(host: &mut dyn Host, filter: &Filter, view: &RefCell<CapsV
     }
 }
 
-/// After the call: its tokens count toward the key's tokens-per-minute.
-pub fn record_tokens(host: &mut dyn Host, filter: &Filter, principal: &Principal, tokens: u64) {
+/// After the call (at `now_ms`, the clock the caller read for its record):
+/// its tokens count toward the key's tokens-per-minute.
+pub fn record_tokens(
+    host: &mut dyn Host,
+    filter: &Filter,
+    principal: &Principal,
+    tokens: u64,
+    now_ms: u64,
+) {
     let Some(l) = &principal.limits else { return };
     if l.tokens_per_minute.is_none() {
         return;
     }
-    if !limits::add_tokens(host, filter.profile, &principal.key_id, tokens) {
+    if !limits::add_tokens_at(host, filter.profile, &principal.key_id, tokens, now_ms) {
         host.increment_metric(Metric::LimitsUnenforced, 1);
     }
 }

@@ -7,6 +7,11 @@ mod proxy_host;
 mod root;
 
 use proxy_wasm::traits::RootContext;
+
+/// Small blocks recycled per size class in front of dlmalloc (see `alloc`).
+#[global_allocator]
+static ALLOCATOR: crate::alloc::ClassCache<std::alloc::System> =
+    crate::alloc::ClassCache::new(std::alloc::System);
 use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{

@@ -48,29 +48,33 @@ fn first(bytes: &[u8], test: impl Fn(u64) -> u64, slow: impl Fn(u8) -> bool) -> 
         .map(|p| at + p)
 }
 
+/// The bytes of `w` that are `"` or `\`, flagged like `zero_bytes`.
+#[inline(always)]
+pub fn quote_mask(w: u64) -> u64 {
+    zero_bytes(w ^ splat(b'"')) | zero_bytes(w ^ splat(b'\\'))
+}
+
+/// The bytes of `w` that are `"`, `{`, `}`, `[` or `]`, flagged like `zero_bytes`.
+#[inline(always)]
+pub fn structural_mask(w: u64) -> u64 {
+    // `[`/`]` are `{`/`}` without bit 5, and no other byte maps onto them.
+    let folded = w | splat(0x20);
+    zero_bytes(w ^ splat(b'"'))
+        | zero_bytes(folded ^ splat(b'{'))
+        | zero_bytes(folded ^ splat(b'}'))
+}
+
 /// First `"` or `\` (the end of a JSON string's plain run).
 pub fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
-    first(
-        bytes,
-        |w| zero_bytes(w ^ splat(b'"')) | zero_bytes(w ^ splat(b'\\')),
-        |b| b == b'"' || b == b'\\',
-    )
+    first(bytes, quote_mask, |b| b == b'"' || b == b'\\')
 }
 
 /// First byte that matters to JSON nesting outside strings: `"`, `{`, `}`,
 /// `[` or `]`.
 pub fn find_structural(bytes: &[u8]) -> Option<usize> {
-    first(
-        bytes,
-        |w| {
-            // `[`/`]` are `{`/`}` without bit 5, and no other byte maps onto them.
-            let folded = w | splat(0x20);
-            zero_bytes(w ^ splat(b'"'))
-                | zero_bytes(folded ^ splat(b'{'))
-                | zero_bytes(folded ^ splat(b'}'))
-        },
-        |b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'),
-    )
+    first(bytes, structural_mask, |b| {
+        matches!(b, b'"' | b'{' | b'}' | b'[' | b']')
+    })
 }
 
 /// True when a JSON string needs escaping: a `"`, a `\` or a control byte.

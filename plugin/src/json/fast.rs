@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use crate::json::bytes::{find_quote_or_backslash, find_structural, needs_json_escape};
+use crate::json::bytes::{needs_json_escape, quote_mask, structural_mask};
 
 /// A JSON string without escapes (`"gpt-4o"`), borrowed.
 pub fn plain_string(raw: &[u8]) -> Option<&str> {
@@ -38,24 +38,82 @@ pub fn uint_or_null(raw: &[u8]) -> Option<u64> {
     }
 }
 
+/// The byte at `at`, or 0 past the end (0 is never valid JSON outside a
+/// string, so every check below refuses it).
+#[inline(always)]
+fn byte(bytes: &[u8], at: usize) -> u8 {
+    bytes.get(at).copied().unwrap_or(0)
+}
+
+/// Whitespace as the walk has always read it (`u8::is_ascii_whitespace`).
+#[inline(always)]
+fn is_ws(b: u8) -> bool {
+    b <= b' ' && b.is_ascii_whitespace()
+}
+
+#[inline(always)]
 fn skip_ws(bytes: &[u8], mut at: usize) -> usize {
-    while bytes.get(at).is_some_and(|b| b.is_ascii_whitespace()) {
+    while is_ws(byte(bytes, at)) {
         at += 1;
     }
     at
 }
 
-/// End (exclusive) of the string whose opening quote is at `at`.
-fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
-    let mut i = at + 1;
-    loop {
-        let p = find_quote_or_backslash(bytes.get(i..)?)?;
-        i += p;
-        if bytes.get(i) == Some(&b'"') {
-            return Some(i + 1);
+/// The 8 bytes at `at` as a little-endian word, when there are 8.
+#[inline(always)]
+fn word(bytes: &[u8], at: usize) -> Option<u64> {
+    let chunk = bytes.get(at..)?.first_chunk::<8>()?;
+    Some(u64::from_le_bytes(*chunk))
+}
+
+/// Index of the first `"` or `\` at or after `at`.
+#[inline(always)]
+fn quote_or_backslash(bytes: &[u8], mut at: usize) -> Option<usize> {
+    while let Some(w) = word(bytes, at) {
+        let m = quote_mask(w);
+        if m != 0 {
+            return Some(at + (m.trailing_zeros() / 8) as usize);
         }
-        i += 2; // a backslash and the byte it escapes
+        at += 8;
     }
+    loop {
+        match bytes.get(at)? {
+            b'"' | b'\\' => return Some(at),
+            _ => at += 1,
+        }
+    }
+}
+
+/// Index of the first `"`, `{`, `}`, `[` or `]` at or after `at`.
+#[inline(always)]
+fn structural(bytes: &[u8], mut at: usize) -> Option<usize> {
+    while let Some(w) = word(bytes, at) {
+        let m = structural_mask(w);
+        if m != 0 {
+            return Some(at + (m.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    loop {
+        match bytes.get(at)? {
+            b'"' | b'{' | b'}' | b'[' | b']' => return Some(at),
+            _ => at += 1,
+        }
+    }
+}
+
+/// End (exclusive) of the string whose opening quote is at `at`, and
+/// whether it holds an escape (its raw bytes are then not its text).
+#[inline(always)]
+fn string_end(bytes: &[u8], at: usize) -> Option<(usize, bool)> {
+    let mut i = quote_or_backslash(bytes, at + 1)?;
+    let mut escaped = false;
+    while byte(bytes, i) == b'\\' {
+        escaped = true;
+        // A backslash and the byte it escapes.
+        i = quote_or_backslash(bytes, i + 2)?;
+    }
+    Some((i + 1, escaped))
 }
 
 /// End (exclusive) of the object or array opening at `at`.
@@ -63,9 +121,9 @@ fn container_end(bytes: &[u8], at: usize) -> Option<usize> {
     let mut depth = 0u32;
     let mut i = at;
     loop {
-        i += find_structural(bytes.get(i..)?)?;
-        match bytes.get(i)? {
-            b'"' => i = string_end(bytes, i)?,
+        i = structural(bytes, i)?;
+        match byte(bytes, i) {
+            b'"' => i = string_end(bytes, i)?.0,
             b'{' | b'[' => {
                 depth += 1;
                 i += 1;
@@ -82,17 +140,17 @@ fn container_end(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 /// End (exclusive) of the value starting at `at`.
+#[inline(always)]
 fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
-    match bytes.get(at)? {
-        b'"' => string_end(bytes, at),
+    match byte(bytes, at) {
+        b'"' => string_end(bytes, at).map(|(end, _)| end),
         b'{' | b'[' => container_end(bytes, at),
         b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
-            let len = bytes
-                .get(at..)?
-                .iter()
-                .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'0'..=b'9' | b'a'..=b'z' | b'E'))
-                .unwrap_or(bytes.len() - at);
-            Some(at + len)
+            let mut i = at + 1;
+            while matches!(byte(bytes, i), b'-' | b'+' | b'.' | b'0'..=b'9' | b'a'..=b'z' | b'E') {
+                i += 1;
+            }
+            Some(i)
         }
         _ => None,
     }
@@ -106,31 +164,31 @@ pub fn members<'a>(
     mut f: impl FnMut(&'a [u8], &'a [u8]) -> Option<()>,
 ) -> Option<()> {
     let mut i = skip_ws(obj, 0);
-    if obj.get(i) != Some(&b'{') {
+    if byte(obj, i) != b'{' {
         return None;
     }
     i = skip_ws(obj, i + 1);
-    if obj.get(i) == Some(&b'}') {
+    if byte(obj, i) == b'}' {
         return (skip_ws(obj, i + 1) == obj.len()).then_some(());
     }
     loop {
-        if obj.get(i) != Some(&b'"') {
+        if byte(obj, i) != b'"' {
             return None;
         }
-        let key_end = string_end(obj, i)?;
+        let (key_end, escaped) = string_end(obj, i)?;
+        if escaped {
+            return None;
+        }
         let key = obj.get(i + 1..key_end - 1)?;
-        if key.contains(&b'\\') {
-            return None;
-        }
         i = skip_ws(obj, key_end);
-        if obj.get(i) != Some(&b':') {
+        if byte(obj, i) != b':' {
             return None;
         }
         let start = skip_ws(obj, i + 1);
         let end = value_end(obj, start)?;
         f(key, obj.get(start..end)?)?;
         i = skip_ws(obj, end);
-        match obj.get(i)? {
+        match byte(obj, i) {
             b',' => i = skip_ws(obj, i + 1),
             b'}' => return (skip_ws(obj, i + 1) == obj.len()).then_some(()),
             _ => return None,

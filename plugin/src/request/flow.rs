@@ -189,8 +189,7 @@ impl RequestFlow {
         let may_rewrite = self.route.as_ref().is_some_and(|r| {
             self.filter.usage.openai_stream_usage && r.operation == Operation::Chat
         });
-        self.declared_length =
-            identity::header(&headers, "content-length").and_then(|v| v.trim().parse().ok());
+        self.declared_length = identity::header(&headers, "content-length").and_then(parse_trimmed);
         let max_body = self.filter.config.usage.max_request_body_bytes;
         if self.declared_length.is_some_and(|n| n > max_body) {
             return self.deny(host, &Denial::request_too_large(max_body));
@@ -249,6 +248,7 @@ impl RequestFlow {
                 request: &self.request,
                 status: denial.status,
                 usage: &usage,
+                principal_json: Some(&self.filter.principal_json),
             };
             buffer_record(&self.shipper, &call);
         }
@@ -381,10 +381,7 @@ impl RequestFlow {
             return;
         }
         let response = host.response_headers();
-        self.status = response
-            .get(":status")
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+        self.status = response.get(":status").and_then(parse_trimmed).unwrap_or(0);
         host.add_response_header(tags::REQUEST_ID_HEADER, self.request_id());
         for (name, value) in &self.extra_response_headers {
             host.add_response_header(name, value);
@@ -474,11 +471,18 @@ impl RequestFlow {
             request: &self.request,
             status: self.status,
             usage: &usage,
+            principal_json: Some(&self.filter.principal_json),
         };
         let (input_tokens, output_tokens) = buffer_record(&self.shipper, &call);
         let tokens = input_tokens.saturating_add(output_tokens);
-        controls::record_tokens(host, &self.filter, &admitted.principal, tokens);
+        controls::record_tokens(host, &self.filter, &admitted.principal, tokens, now);
     }
+}
+
+/// A number header value, surrounding whitespace allowed. Parsed as sent
+/// first: `trim` (Unicode whitespace) costs more than the parse.
+fn parse_trimmed<T: std::str::FromStr>(value: &str) -> Option<T> {
+    value.parse().ok().or_else(|| value.trim().parse().ok())
 }
 
 /// Write `call`'s record into a recycled buffer of the VM's shipper.

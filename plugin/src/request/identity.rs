@@ -400,20 +400,20 @@ impl Identity {
 pub fn header<'h>(headers: &[(&'h str, &'h str)], name: &str) -> Option<&'h str> {
     headers
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .find(|(n, _)| crate::ascii::eq_ignore_case(n, name))
         .map(|(_, v)| *v)
 }
 
 /// The virtual key wherever the provider's SDK puts it (CONTRACTS §2).
 pub fn presented_key<'h>(headers: &[(&'h str, &'h str)]) -> Option<&'h str> {
     if let Some(auth) = header(headers, "authorization") {
-        let auth = auth.trim();
+        let auth = crate::ascii::trim(auth);
         if auth.len() > 7
             && auth
                 .get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+                .is_some_and(|s| crate::ascii::eq_ignore_case(s, "Bearer "))
         {
-            let key = auth.get(7..).unwrap_or("").trim();
+            let key = crate::ascii::trim(auth.get(7..).unwrap_or(""));
             if !key.is_empty() {
                 return Some(key);
             }
@@ -421,7 +421,7 @@ pub fn presented_key<'h>(headers: &[(&'h str, &'h str)]) -> Option<&'h str> {
     }
     for name in ["x-api-key", "x-goog-api-key", "api-key"] {
         if let Some(v) = header(headers, name)
-            .map(str::trim)
+            .map(crate::ascii::trim)
             .filter(|v| !v.is_empty())
         {
             return Some(v);

@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 
+use crate::ascii::eq_ignore_case;
 use crate::filter::Filter;
 use crate::host::profile::{QueryEdit, Removal};
 use crate::host::Host;
@@ -69,26 +70,33 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
         identity::AuthKind::ApiKey => identity::presented_key(headers),
         _ => None,
     };
-    let mut sets: Vec<(&'a str, Cow<'a, str>)> = Vec::with_capacity(10);
-    if let Some((name, value)) = credential {
-        sets.push((name, Cow::Borrowed(value)));
-    }
-    for (name, value) in tags::injected(&f.schema, &inp.admitted.principal, inp.request_id) {
-        sets.push((name, Cow::Borrowed(value)));
-    }
-    // Only an `x-aispend-` header or the credential's can be one the filter sets.
+    // The headers the filter sets: the credential, then one per tag, the
+    // key id and the request id (borrowed: nothing is collected).
+    let sets = || {
+        credential.into_iter().chain(tags::injected(
+            &f.schema,
+            &inp.admitted.principal,
+            inp.request_id,
+        ))
+    };
+    // Only an `x-aispend-` header or the credential's can be one the filter
+    // sets; most names are told apart by their first byte.
     let is_set = |name: &str| {
-        let candidate = name
-            .get(..tags::PREFIX.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(tags::PREFIX))
-            || credential.is_some_and(|(c, _)| c.eq_ignore_ascii_case(name));
-        candidate && sets.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        let prefixed = name
+            .as_bytes()
+            .first()
+            .is_some_and(|b| b.eq_ignore_ascii_case(&b'x'))
+            && name
+                .get(..tags::PREFIX.len())
+                .is_some_and(|p| eq_ignore_case(p, tags::PREFIX));
+        credential.is_some_and(|(c, _)| eq_ignore_case(c, name))
+            || (prefixed && sets().any(|(n, _)| eq_ignore_case(n, name)))
     };
     // Kong can edit only the first copy of a header: remember which names
     // were edited, to refuse a repeat.
     let track = !profile.clears_duplicates();
 
-    let mut edits: Vec<Edit<'a>> = Vec::with_capacity(sets.len() + 4);
+    let mut edits: Vec<Edit<'a>> = Vec::with_capacity(inp.admitted.principal.tags.len() + 8);
     let mut guarded: Vec<&'a str> = Vec::new();
     let mut query = None;
     for &(name, value) in headers {
@@ -99,9 +107,7 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
         if name.starts_with(':') {
             continue;
         }
-        let secret = CREDENTIAL_HEADERS
-            .iter()
-            .any(|c| name.eq_ignore_ascii_case(c))
+        let secret = CREDENTIAL_HEADERS.iter().any(|c| eq_ignore_case(name, c))
             || inp.admitted.client.strip.iter().any(|s| s == name)
             || key.is_some_and(|k| crate::json::bytes::contains(value.as_bytes(), k.as_bytes()));
         let set = is_set(name);
@@ -112,12 +118,12 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
             continue;
         }
         let drop = secret
-            || (strip_encoding && name.eq_ignore_ascii_case("accept-encoding"))
-            || (drop_length && name.eq_ignore_ascii_case("content-length"));
+            || (strip_encoding && eq_ignore_case(name, "accept-encoding"))
+            || (drop_length && eq_ignore_case(name, "content-length"));
         if drop
             && !edits
                 .iter()
-                .any(|e| matches!(e, Edit::Drop(n) if n.eq_ignore_ascii_case(name)))
+                .any(|e| matches!(e, Edit::Drop(n) if eq_ignore_case(n, name)))
         {
             edits.push(Edit::Drop(name));
         }
@@ -127,7 +133,7 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
             return Err(Denial::duplicate_header(name));
         }
     }
-    edits.extend(sets.into_iter().map(|(n, v)| Edit::Set(n, v)));
+    edits.extend(sets().map(|(n, v)| Edit::Set(n, Cow::Borrowed(v))));
     if let Some((base, query)) = query {
         edits.push(Edit::Query { base, query, key });
     }

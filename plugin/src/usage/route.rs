@@ -28,7 +28,13 @@ pub enum PathKind {
 /// slashes merged, `.`/`..` segments resolved, `%2F`/`%2E` decoded, a
 /// trailing slash dropped, and names matched in any letter case.
 pub fn classify(path: &str) -> PathKind {
-    let path = path.split(['?', '#']).next().unwrap_or(path);
+    // A byte search: `split` with a char-set pattern cost ~300 wasm
+    // instructions per call for the same answer.
+    let end = path
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
+    let path = path.get(..end).unwrap_or(path);
     // The spelling every SDK sends costs one comparison.
     match path {
         "/v1/chat/completions" => {

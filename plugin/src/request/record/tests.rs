@@ -25,6 +25,28 @@ fn ids_are_32_lowercase_hex_and_unique() {
 }
 
 #[test]
+fn hex_digits_match_format() {
+    for x in [
+        0u32,
+        9,
+        10,
+        15,
+        16,
+        0xdead_beef,
+        0x0123_4567,
+        0x89ab_cdef,
+        u32::MAX,
+    ] {
+        assert_eq!(hex8(x), *format!("{x:08x}").as_bytes(), "{x:#x}");
+    }
+    let mut g = IdGen::new([9; 16]);
+    for t in [0, 1, 1_795_503_000_123, (1 << 48) - 1] {
+        let id = g.next_id(t);
+        assert_eq!(&id[..12], format!("{t:012x}").as_bytes());
+    }
+}
+
+#[test]
 fn different_seeds_give_different_ids() {
     let a = IdGen::new([1; 16]).next_id(5);
     let b = IdGen::new([2; 16]).next_id(5);
@@ -91,4 +113,58 @@ fn record_serializes_every_field() {
     assert_eq!(v["ttft_ms"], 5);
     assert_eq!(v["reasoning_tokens"], 3);
     assert_eq!(v.as_object().unwrap().len(), 21);
+}
+
+#[test]
+fn a_kept_principal_part_writes_the_same_record() {
+    let schema = TagSchema::new(&[]);
+    let route = crate::usage::detect("/v1/chat/completions").unwrap();
+    let request = crate::usage::RequestInfo::default();
+    let usage = Usage {
+        input_tokens: 12,
+        output_tokens: 5,
+        model: Some("gpt-4o-mini".into()),
+        ..Usage::default()
+    };
+    let principal = |key: &str, auth, team: &str| Principal {
+        key_id: Rc::from(key),
+        auth,
+        tags: Rc::new(vec![(0, "acme".into()), (1, team.into())]),
+        limits: None,
+    };
+    let search = principal("demo-search", AuthKind::ApiKey, "search");
+    let growth = principal("demo-growth", AuthKind::ApiKey, "gro\"wth");
+    let jwt = principal("jwt:alice", AuthKind::Jwt, "search");
+    let cache = PrincipalJson::default();
+    let write = |p: &Principal, cache: Option<&PrincipalJson>| {
+        let call = Call {
+            id: "0123456789abcdef0123456789abcdef",
+            start_ms: 1_795_503_000_123,
+            end_ms: 1_795_503_000_223,
+            ttft_ms: Some(40),
+            gateway: "envoy",
+            schema: &schema,
+            principal: p,
+            labels: &[],
+            route: &route,
+            request: &request,
+            status: 200,
+            usage: &usage,
+            principal_json: cache,
+        };
+        let mut out = Vec::new();
+        call.write_record(&mut out);
+        String::from_utf8(out).unwrap()
+    };
+    for p in [&search, &growth, &search, &jwt, &growth, &jwt] {
+        let plain = write(p, None);
+        assert_eq!(write(p, Some(&cache)), plain, "first use and reuse");
+        assert_eq!(write(p, Some(&cache)), plain);
+        let v: serde_json::Value = serde_json::from_str(&plain).unwrap();
+        assert_eq!(v["key_id"], &*p.key_id);
+        assert_eq!(v["tags"]["team"], p.tags[1].1.as_str());
+    }
+    // Same key id text, another registry (a new config): not the kept part.
+    let reloaded = principal("demo-search", AuthKind::ApiKey, "other");
+    assert!(write(&reloaded, Some(&cache)).contains("\"team\":\"other\""));
 }

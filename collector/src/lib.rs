@@ -70,11 +70,43 @@ pub fn app(state: AppState) -> Router {
                     .merge(put(replace).delete(delete).route_layer(guard(admin))),
             )
     };
+    // FinOps (SPEC §11). Until the role table lands: writes (GL accounts,
+    // closing a month) take the admin token; exports and reports take the
+    // read or the admin token, like budget reads.
+    let finops = {
+        use http::finops::{
+            chargeback, close_month, closed_months, focus, list_gl_accounts, put_gl_account,
+            showback, unattributed,
+        };
+        let finops_read = only(&[&tokens.read, &tokens.admin]);
+        let finops_write = only(&[&tokens.admin]);
+        Router::new()
+            .route(
+                "/v1/gl-accounts",
+                get(list_gl_accounts).route_layer(guard(finops_read.clone())),
+            )
+            .route(
+                "/v1/gl-accounts/{cost_center}",
+                put(put_gl_account).route_layer(guard(finops_write.clone())),
+            )
+            .route(
+                "/v1/closed-months",
+                get(closed_months)
+                    .route_layer(guard(finops_read.clone()))
+                    .merge(post(close_month).route_layer(guard(finops_write))),
+            )
+            .route("/v1/export/chargeback", get(chargeback))
+            .route("/v1/export/focus", get(focus))
+            .route("/v1/reports/showback", get(showback))
+            .route("/v1/reports/unattributed", get(unattributed))
+            .route_layer(guard(finops_read))
+    };
     Router::new()
         .route("/healthz", get(http::health::healthz))
         .route("/metrics", get(http::metrics::metrics))
         .merge(records)
         .merge(reads)
         .merge(budgets)
+        .merge(finops)
         .with_state(state)
 }

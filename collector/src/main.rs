@@ -73,7 +73,8 @@ async fn run(settings: Settings) -> Result<(), String> {
         "listening on {local}"
     );
     let state = AppState::new(store.clone(), prices, tokens)
-        .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024));
+        .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024))
+        .with_required_tags(settings.required_tags.clone());
     let limits = Limits {
         header_timeout: Duration::from_millis(settings.header_timeout_ms),
         idle_timeout: Duration::from_millis(settings.idle_timeout_ms),

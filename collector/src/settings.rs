@@ -18,6 +18,9 @@ pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Connections served at once; more wait in the listen backlog.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The tags a record must carry for its cost to count as attributed (SPEC
+/// §11 tag coverage).
+pub const DEFAULT_REQUIRED_TAGS: &str = "org,team,cost_center,environment";
 
 /// Command line; every flag also reads its `AISPEND_*` environment variable.
 #[derive(Debug, Parser, Default)]
@@ -30,7 +33,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 Every setting can be given as a flag, as an AISPEND_* environment variable, or in a TOML \
 file passed with --config (keys: listen, database_url, ingest_token, read_token, \
 admin_token, prices, insecure_no_auth, log_format, log_level, \
-header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb). Precedence: flags > environment > file > defaults.\n\n\
+header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb, required_tags). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
 experiments only)."
@@ -114,6 +117,12 @@ pub struct Cli {
     #[arg(long, env = "AISPEND_INGEST_MEMORY_MB", value_name = "MIB",
           value_parser = clap::value_parser!(u64).range(1..=4095))]
     pub ingest_memory_mb: Option<u64>,
+    /// Comma-separated tags a record must carry for its cost to count as
+    /// covered (tag coverage in GET /v1/usage, the aispend_tag_coverage_ratio
+    /// metric, GET /v1/reports/unattributed)
+    /// [default: org,team,cost_center,environment].
+    #[arg(long, env = "AISPEND_REQUIRED_TAGS", value_name = "TAGS")]
+    pub required_tags: Option<String>,
 }
 
 /// The TOML file: the same keys as the flags, with underscores.
@@ -133,6 +142,7 @@ pub struct FileSettings {
     pub idle_timeout_ms: Option<u64>,
     pub max_connections: Option<u64>,
     pub ingest_memory_mb: Option<u64>,
+    pub required_tags: Option<String>,
 }
 
 /// Final settings after merging every source.
@@ -151,6 +161,25 @@ pub struct Settings {
     pub idle_timeout_ms: u64,
     pub max_connections: usize,
     pub ingest_memory_mb: usize,
+    /// Tag names, each `[a-z0-9_]{1,64}`, in the order given, no duplicates.
+    pub required_tags: Vec<String>,
+}
+
+/// Parses `AISPEND_REQUIRED_TAGS`: comma-separated tag names (an empty list
+/// is allowed: every record is then covered).
+pub fn parse_required_tags(text: &str) -> Result<Vec<String>, String> {
+    let mut tags: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !crate::domain::validate::is_tag_key(name) {
+            return Err(format!(
+                "required_tags: {name:?} is not a tag name ([a-z0-9_], 1 to 64 characters)"
+            ));
+        }
+        if !tags.iter().any(|t| t == name) {
+            tags.push(name.to_owned());
+        }
+    }
+    Ok(tags)
 }
 
 impl Settings {
@@ -206,6 +235,12 @@ impl Settings {
                 .map_or(DEFAULT_INGEST_MEMORY_MB, |n| {
                     usize::try_from(n).unwrap_or(usize::MAX)
                 }),
+            required_tags: parse_required_tags(
+                cli.required_tags
+                    .or(file.required_tags)
+                    .as_deref()
+                    .unwrap_or(DEFAULT_REQUIRED_TAGS),
+            )?,
         };
         let insecure = cli.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
         let missing: Vec<&str> = [
@@ -350,6 +385,30 @@ mod tests {
         assert!(Cli::try_parse_from(args).is_err());
         let file: FileSettings = toml::from_str("max_connections = 0").expect("toml");
         assert!(Settings::merge(cli(&TOKENS), file).is_err());
+    }
+
+    #[test]
+    fn required_tags_default_flag_file_and_bad_names() {
+        let s = Settings::merge(cli(&TOKENS), FileSettings::default()).expect("ok");
+        assert_eq!(
+            s.required_tags,
+            ["org", "team", "cost_center", "environment"]
+        );
+        let file: FileSettings =
+            toml::from_str("required_tags = \"team, team,project\"").expect("toml");
+        let s = Settings::merge(cli(&TOKENS), file).expect("ok");
+        assert_eq!(s.required_tags, ["team", "project"]);
+        let mut args = TOKENS.to_vec();
+        args.extend(["--required-tags", ""]);
+        let s = Settings::merge(cli(&args), FileSettings::default()).expect("ok");
+        assert!(s.required_tags.is_empty());
+        let mut args = TOKENS.to_vec();
+        args.extend(["--required-tags", "team,Cost-Center"]);
+        let err = Settings::merge(cli(&args), FileSettings::default()).expect_err("bad name");
+        assert!(
+            err.contains("required_tags") && err.contains("Cost-Center"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct AppState {
     pub caps: Arc<Caps>,
     /// Bounds the ingest bodies read and parsed at once.
     pub ingest_gate: Arc<IngestGate>,
+    /// The tags a record must carry for its cost to count as covered
+    /// (`AISPEND_REQUIRED_TAGS`).
+    pub required_tags: Arc<Vec<String>>,
 }
 
 impl AppState {
@@ -55,7 +58,17 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             caps: Arc::new(Caps::new()),
             ingest_gate: Arc::new(IngestGate::default()),
+            required_tags: Arc::new(
+                crate::settings::parse_required_tags(crate::settings::DEFAULT_REQUIRED_TAGS)
+                    .unwrap_or_default(),
+            ),
         }
+    }
+
+    /// Sets the tags coverage requires.
+    pub fn with_required_tags(mut self, tags: Vec<String>) -> Self {
+        self.required_tags = Arc::new(tags);
+        self
     }
 
     /// Sets how many bytes of ingest bodies may be held at once.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aispend_collector::domain::aggregate::UsageReport;
 use aispend_collector::domain::budgets::Budget;
+use aispend_collector::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::record::PricedRecord;
 use aispend_collector::domain::usage_query::UsageQuery;
@@ -56,6 +57,21 @@ impl Store for FailingStore {
         self.fail()
     }
     fn delete_budget(&self, _: String) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn put_gl_account(&self, _: GlAccount) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn gl_accounts(&self) -> StoreFuture<'_, Vec<GlAccount>> {
+        self.fail()
+    }
+    fn close_month(&self, _: ClosedMonth, _: Vec<ChargebackLine>) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn closed_months(&self) -> StoreFuture<'_, Vec<ClosedMonth>> {
+        self.fail()
+    }
+    fn booked_lines(&self) -> StoreFuture<'_, Vec<ChargebackLine>> {
         self.fail()
     }
 }

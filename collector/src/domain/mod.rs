@@ -2,6 +2,7 @@
 //! and priced, and how usage queries are parsed and aggregated.
 pub mod aggregate;
 pub mod budgets;
+pub mod finops;
 pub mod pricing;
 pub mod record;
 pub mod time;

@@ -4,14 +4,16 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use crate::service::finops::coverage_metrics;
 use crate::state::AppState;
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let coverage = coverage_metrics(&state).await;
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render() + &state.caps.render_metrics(),
+        state.metrics.render() + &state.caps.render_metrics() + &coverage,
     )
 }

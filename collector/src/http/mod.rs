@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod budgets;
 pub mod caps;
+pub mod finops;
 pub mod health;
 pub mod metrics;
 pub mod records;

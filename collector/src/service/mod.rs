@@ -11,5 +11,6 @@
 
 pub mod budgets;
 pub mod caps;
+pub mod finops;
 pub mod ingest;
 pub mod usage;

@@ -14,7 +14,7 @@ pub fn format_of(raw_query: Option<&str>) -> Result<Option<Format>, AppError> {
 
 /// The report for a raw `GET /v1/usage` query string (400 when it is bad).
 pub async fn report(state: &AppState, raw_query: Option<&str>) -> Result<UsageReport, AppError> {
-    let query = match UsageQuery::parse(raw_query, now_ms()) {
+    let mut query = match UsageQuery::parse(raw_query, now_ms()) {
         Ok(query) => query,
         Err(QueryError::Invalid(message)) => return Err(AppError::BadRequest(message)),
         Err(QueryError::UnknownParameter(message)) => {
@@ -41,6 +41,7 @@ pub async fn report(state: &AppState, raw_query: Option<&str>) -> Result<UsageRe
             }
         }
     }
+    query.required_tags = state.required_tags.to_vec();
     let report = state
         .store
         .usage(query)

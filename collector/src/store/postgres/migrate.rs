@@ -37,6 +37,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "denied",
         include_str!("../../../migrations/postgres/0004_denied.sql"),
     ),
+    (
+        8,
+        "ledger",
+        include_str!("../../../migrations/postgres/0008_ledger.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

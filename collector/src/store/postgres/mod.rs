@@ -23,6 +23,7 @@
 mod budgets;
 mod copy_format;
 mod ingest;
+mod ledger;
 mod migrate;
 mod prepare;
 mod query;
@@ -43,6 +44,7 @@ use tokio_postgres::{Config, NoTls};
 use super::{BatchOutcome, Store, StoreError, StoreFuture};
 use crate::domain::aggregate::UsageReport;
 use crate::domain::budgets::Budget;
+use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
 use prepare::Prepared;
@@ -177,6 +179,28 @@ impl Store for PostgresStore {
 
     fn delete_budget(&self, id: String) -> StoreFuture<'_, bool> {
         Box::pin(async move { budgets::delete(&*self.pool.get().await?, &id).await })
+    }
+
+    fn put_gl_account(&self, account: GlAccount) -> StoreFuture<'_, bool> {
+        Box::pin(async move { ledger::put_gl_account(&self.pool.get().await?, &account).await })
+    }
+
+    fn gl_accounts(&self) -> StoreFuture<'_, Vec<GlAccount>> {
+        Box::pin(async move { ledger::gl_accounts(&self.pool.get().await?).await })
+    }
+
+    fn close_month(&self, month: ClosedMonth, lines: Vec<ChargebackLine>) -> StoreFuture<'_, bool> {
+        Box::pin(
+            async move { ledger::close_month(&mut self.pool.get().await?, &month, &lines).await },
+        )
+    }
+
+    fn closed_months(&self) -> StoreFuture<'_, Vec<ClosedMonth>> {
+        Box::pin(async move { ledger::closed_months(&self.pool.get().await?).await })
+    }
+
+    fn booked_lines(&self) -> StoreFuture<'_, Vec<ChargebackLine>> {
+        Box::pin(async move { ledger::booked_lines(&self.pool.get().await?).await })
     }
 
     fn close(&self) -> StoreFuture<'_, ()> {

@@ -17,12 +17,14 @@ use rusqlite::{Connection, OpenFlags};
 use super::{BatchOutcome, Store, StoreError, StoreFuture};
 use crate::domain::aggregate::UsageReport;
 use crate::domain::budgets::Budget;
+use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
 
 mod budgets;
 mod chunks;
 mod ingest;
+mod ledger;
 mod query;
 mod records;
 mod rollup;
@@ -213,6 +215,26 @@ impl Store for SqliteStore {
 
     fn delete_budget(&self, id: String) -> StoreFuture<'_, bool> {
         self.blocking(move |inner| budgets::delete(&inner.writer()?.conn, &id))
+    }
+
+    fn put_gl_account(&self, account: GlAccount) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| ledger::put_gl_account(&inner.writer()?.conn, &account))
+    }
+
+    fn gl_accounts(&self) -> StoreFuture<'_, Vec<GlAccount>> {
+        self.blocking(|inner| inner.with_reader(ledger::gl_accounts))
+    }
+
+    fn close_month(&self, month: ClosedMonth, lines: Vec<ChargebackLine>) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| ledger::close_month(&inner.writer()?.conn, &month, &lines))
+    }
+
+    fn closed_months(&self) -> StoreFuture<'_, Vec<ClosedMonth>> {
+        self.blocking(|inner| inner.with_reader(ledger::closed_months))
+    }
+
+    fn booked_lines(&self) -> StoreFuture<'_, Vec<ChargebackLine>> {
+        self.blocking(|inner| inner.with_reader(ledger::booked_lines))
     }
 }
 

@@ -13,7 +13,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// appends `(n, "")` and its tables to `schema.sql`. A file of a version not
 /// in the chain is refused with a clear message rather than failing later on
 /// its first insert.
-const UPGRADES: &[(i64, &str)] = &[(4, MIGRATE_3_TO_4)];
+const UPGRADES: &[(i64, &str)] = &[(4, MIGRATE_3_TO_4), (8, "")];
 
 /// The oldest version a file can be upgraded from.
 const OLDEST_UPGRADABLE: i64 = 3;

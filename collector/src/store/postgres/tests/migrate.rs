@@ -70,7 +70,7 @@ async fn records_of_version_2_survive_migration_3() {
         .await
         .expect("old rollups");
 
-    assert_eq!(migrate(&mut client).await.expect("migrate"), vec![3, 4]);
+    assert_eq!(migrate(&mut client).await.expect("migrate"), vec![3, 4, 8]);
     assert_eq!(
         count(&url, "SELECT count(*) FROM records WHERE id IS NOT NULL").await,
         1

@@ -183,7 +183,7 @@ async fn a_version_3_file_is_migrated_and_counts_stored_refusals() {
         .expect("open")
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .expect("version");
-    assert_eq!(version, 4);
+    assert_eq!(version, 8);
     for (from, to) in [
         (DAY0, DAY0 + 5 * DAY_MS),
         (DAY0 + 3 * HOUR_MS + 17, DAY0 + DAY_MS + 20 * HOUR_MS),

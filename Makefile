@@ -9,6 +9,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 VENV       := .venv
 PYTHON     := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
+# The FOCUS validator lives in its own venv (tests/focus-requirements.txt says why).
+FOCUS_VENV  := $(VENV)/focus
+FOCUS_STAMP := $(FOCUS_VENV)/.installed
 # Honour a CARGO_TARGET_DIR from the environment; the tests, `run` and `bench`
 # find the binaries through these two variables.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -30,7 +33,7 @@ help:
 	@echo "make collector  build $(AISPEND_COLLECTOR_BIN)"
 	@echo "make fmt        cargo fmt --all"
 	@echo "make lint       fmt check + clippy"
-	@echo "make venv       Python venv with Envoy 1.40 and the test dependencies"
+	@echo "make venv       Python venv with Envoy 1.40 and the test dependencies (+ .venv/focus: the FOCUS validator)"
 
 # --- toolchain and venv ---------------------------------------------------
 toolchain:
@@ -38,11 +41,16 @@ toolchain:
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 
-venv: $(VENV_STAMP)
+venv: $(VENV_STAMP) $(FOCUS_STAMP)
 
 $(VENV_STAMP): tests/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+$(FOCUS_STAMP): tests/focus-requirements.txt | $(VENV_STAMP)
+	python3 -m venv $(FOCUS_VENV)
+	$(FOCUS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/focus-requirements.txt
 	touch $@
 
 # --- builds ---------------------------------------------------------------

@@ -31,7 +31,9 @@ pub use crate::state::{AppState, Tokens};
 /// The handler of one row of the access table (`domain::access::ROUTES`),
 /// `None` for a row whose feature is not in this build.
 fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<AppState>> {
-    use http::{audit, budgets, caps, health, keys, metrics, overrides, records, tokens, usage};
+    use http::{
+        audit, budgets, caps, finops, health, keys, metrics, overrides, records, tokens, usage,
+    };
     Some(match (method, path) {
         ("GET", "/healthz") => get(health::healthz),
         ("GET", "/metrics") => get(metrics::metrics),
@@ -60,6 +62,14 @@ fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<Ap
         ("PATCH", "/v1/keys/{key_id}") => patch(keys::patch),
         ("POST", "/v1/keys/{key_id}/rotate") => post(keys::rotate),
         ("DELETE", "/v1/keys/{key_id}") => delete(keys::delete),
+        ("GET", "/v1/gl-accounts") => get(finops::list_gl_accounts),
+        ("PUT", "/v1/gl-accounts/{cost_center}") => put(finops::put_gl_account),
+        ("GET", "/v1/closed-months") => get(finops::closed_months),
+        ("POST", "/v1/closed-months") => post(finops::close_month),
+        ("GET", "/v1/export/chargeback") => get(finops::chargeback),
+        ("GET", "/v1/export/focus") => get(finops::focus),
+        ("GET", "/v1/reports/showback") => get(finops::showback),
+        ("GET", "/v1/reports/unattributed") => get(finops::unattributed),
         _ => return None,
     })
 }

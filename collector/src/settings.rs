@@ -116,8 +116,11 @@ pub struct Cli {
     #[arg(long, env = "AISPEND_INGEST_MEMORY_MB", value_name = "MIB",
           value_parser = clap::value_parser!(u64).range(1..=4095))]
     pub ingest_memory_mb: Option<u64>,
-    /// Tags every virtual key must carry at issuance, comma separated; a
-    /// blank value requires none [default: org,team,cost_center,environment].
+    /// Tags every virtual key must carry at issuance, and every record for its
+    /// cost to count as covered (tag coverage in GET /v1/usage, the
+    /// aispend_tag_coverage_ratio metric, GET /v1/reports/unattributed);
+    /// comma separated; a blank value requires none
+    /// [default: org,team,cost_center,environment].
     #[arg(long, env = "AISPEND_REQUIRED_TAGS", value_name = "TAGS")]
     pub required_tags: Option<String>,
     /// Longest lifetime of a virtual key per `environment` tag value, e.g.

@@ -58,6 +58,9 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// The retention horizon ingest refuses records before.
     pub retention: Arc<RetentionHorizon>,
+    /// The tags a record must carry for its cost to count as covered
+    /// (`AISPEND_REQUIRED_TAGS`).
+    pub required_tags: Arc<Vec<String>>,
 }
 
 /// Where "now" comes from (override expiry, token expiry, audit times).
@@ -76,6 +79,7 @@ impl AppState {
             clock: Arc::new(crate::domain::time::now_ms),
             keys: Arc::new(Keys::default()),
             retention: Arc::new(RetentionHorizon::default()),
+            required_tags: Arc::new(KeyPolicy::default().required_tags),
         }
     }
 
@@ -90,9 +94,17 @@ impl AppState {
         (self.clock)()
     }
 
-    /// Sets the key issuance policy (required tags, lifetimes).
+    /// Sets the key issuance policy (required tags, lifetimes). Its required
+    /// tags are also the ones tag coverage counts.
     pub fn with_key_policy(mut self, policy: KeyPolicy) -> Self {
+        self.required_tags = Arc::new(policy.required_tags.clone());
         self.keys = Arc::new(Keys::new(policy));
+        self
+    }
+
+    /// Sets the tags coverage requires, alone (tests).
+    pub fn with_required_tags(mut self, tags: Vec<String>) -> Self {
+        self.required_tags = Arc::new(tags);
         self
     }
 

@@ -455,9 +455,9 @@ async fn csv_by_parameter_or_accept_header() {
     .await;
     let expected = "team,model,requests,errors,denied,input_tokens,cached_input_tokens,\
                     cache_write_input_tokens,output_tokens,reasoning_tokens,cost_usd,\
-                    unpriced_requests\r\n\
-                    search,gpt-4o,1,0,0,1000000,0,0,0,0,2.5,0\r\n\
-                    growth,gpt-4o-mini,2,0,0,2000000,0,0,0,0,0.3,0\r\n";
+                    unpriced_requests,coverage\r\n\
+                    search,gpt-4o,1,0,0,1000000,0,0,0,0,2.5,0,1.0\r\n\
+                    growth,gpt-4o-mini,2,0,0,2000000,0,0,0,0,0.3,0,1.0\r\n";
     let query = format!("{MONTH}&group_by=team,model");
     let (status, content_type, by_param) = c.usage_raw(&format!("{query}&format=csv"), &[]).await;
     assert_eq!(status, StatusCode::OK, "{by_param}");

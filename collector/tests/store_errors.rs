@@ -8,6 +8,7 @@ use aispend_collector::domain::access::ApiToken;
 use aispend_collector::domain::aggregate::UsageReport;
 use aispend_collector::domain::audit::{AuditEntry, AuditQuery};
 use aispend_collector::domain::budgets::Budget;
+use aispend_collector::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use aispend_collector::domain::keys::Key;
 use aispend_collector::domain::overrides::{Approval, Override};
 use aispend_collector::domain::pricing::PriceTable;
@@ -104,6 +105,21 @@ impl Store for FailingStore {
         self.fail()
     }
     fn retention_horizon(&self) -> StoreFuture<'_, Option<i64>> {
+        self.fail()
+    }
+    fn put_gl_account(&self, _: GlAccount) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn gl_accounts(&self) -> StoreFuture<'_, Vec<GlAccount>> {
+        self.fail()
+    }
+    fn close_month(&self, _: ClosedMonth, _: Vec<ChargebackLine>) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn closed_months(&self) -> StoreFuture<'_, Vec<ClosedMonth>> {
+        self.fail()
+    }
+    fn booked_lines(&self) -> StoreFuture<'_, Vec<ChargebackLine>> {
         self.fail()
     }
 }

@@ -60,6 +60,14 @@ def test_every_readme_curl_works_against_make_run(tmp_path):
         assert '"token":"ast-' in text.replace(" ", ""), "the token example shows a secret once"
         assert '"key":"sk-aispend-' in text and '"missing_tag"' in text, "the key API answers"
         assert '"revoked":0' in text, "the bulk revocation answers"
+        # FinOps (issue 20): showback, chargeback with the GL account just set,
+        # a closed previous month, FOCUS, coverage.
+        assert re.search(r'"teams":\[\{"team":"(search|growth)"', text), "showback answers teams"
+        assert re.search(r"\n\d{4}-\d{2},CC-1001,6120-AI,search,ranking,\d+,", text), \
+            "the chargeback line of CC-1001 carries its GL account"
+        assert '"closed_months":[{"month":' in text, "the previous month is closed"
+        assert "\nAvailabilityZone,BilledCost," in text, "the FOCUS export answers"
+        assert '"coverage":1.0' in text and "aispend_tag_coverage_ratio 1" in text
     finally:
         import signal
         os.killpg(run.pid, signal.SIGTERM)

@@ -113,6 +113,15 @@ pub const ROUTES: &[RouteRule] = &[
     rule("PATCH", "/v1/keys/{key_id}", ADMIN),
     rule("POST", "/v1/keys/{key_id}/rotate", ADMIN),
     rule("DELETE", "/v1/keys/{key_id}", ADMIN),
+    // §11 showback, chargeback, FOCUS, coverage.
+    rule("GET", "/v1/gl-accounts", FINANCE),
+    rule("PUT", "/v1/gl-accounts/{cost_center}", FINANCE),
+    rule("GET", "/v1/closed-months", FINANCE),
+    rule("POST", "/v1/closed-months", FINANCE),
+    rule("GET", "/v1/export/chargeback", FINANCE),
+    rule("GET", "/v1/export/focus", FINANCE),
+    rule("GET", "/v1/reports/showback", READERS),
+    rule("GET", "/v1/reports/unattributed", READERS),
 ];
 
 /// Lowercase hex of `bytes` (token secrets and hashes).

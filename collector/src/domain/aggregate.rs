@@ -200,10 +200,11 @@ impl<'a> Slice<'a> {
     }
 }
 
-/// Sums slices per group of the query's dimensions.
+/// Sums slices per group of the query's dimensions, with the cost of the
+/// slices that carry every required tag (`UsageQuery::required_tags`).
 pub struct Aggregator<'q> {
     query: &'q UsageQuery,
-    groups: HashMap<Vec<Option<String>>, Sums>,
+    groups: HashMap<Vec<Option<String>>, (Sums, f64)>,
 }
 
 impl<'q> Aggregator<'q> {
@@ -224,18 +225,33 @@ impl<'q> Aggregator<'q> {
             return;
         }
         let key: Vec<Option<String>> = self.query.group_by.iter().map(|d| slice.value(d)).collect();
-        self.groups.entry(key).or_default().add(sums);
+        let covered = self
+            .query
+            .required_tags
+            .iter()
+            .all(|t| slice.tags.contains_key(t));
+        let (group, covered_usd) = self.groups.entry(key).or_default();
+        group.add(sums);
+        if covered {
+            *covered_usd += sums.cost_usd;
+        }
     }
 
     /// Rows sorted by cost (highest first), then by dimension values.
     pub fn finish(self) -> UsageReport {
         let mut totals = Sums::default();
+        let mut covered_usd = 0.0;
         let mut rows: Vec<UsageRow> = self
             .groups
             .into_iter()
-            .map(|(dims, sums)| {
+            .map(|(dims, (sums, covered))| {
                 totals.add(&sums);
-                UsageRow { dims, sums }
+                covered_usd += covered;
+                UsageRow {
+                    dims,
+                    sums,
+                    covered_usd: covered,
+                }
             })
             .collect();
         rows.sort_by(|a, b| {
@@ -250,8 +266,19 @@ impl<'q> Aggregator<'q> {
             group_by: self.query.group_by.iter().map(Dim::name).collect(),
             rows,
             totals,
+            covered_usd,
         }
     }
+}
+
+/// Tag coverage (SPEC §11): the share of `cost_usd` whose records carry
+/// every required tag, clamped to 0..=1; `None` when the cost is 0 (nothing
+/// to cover).
+pub fn coverage(covered_usd: f64, cost_usd: f64) -> Option<f64> {
+    if cost_usd.abs() < 1e-12 || !cost_usd.is_finite() {
+        return None;
+    }
+    Some((covered_usd / cost_usd).clamp(0.0, 1.0))
 }
 
 /// Missing values (null) sort after present ones.
@@ -275,6 +302,14 @@ pub struct UsageRow {
     /// One value per `group_by` dimension, in order; `None` is a missing tag.
     pub dims: Vec<Option<String>>,
     pub sums: Sums,
+    /// The part of `sums.cost_usd` whose records carry every required tag.
+    pub covered_usd: f64,
+}
+
+impl UsageRow {
+    pub fn coverage(&self) -> Option<f64> {
+        coverage(self.covered_usd, self.sums.cost_usd)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -284,31 +319,65 @@ pub struct UsageReport {
     pub group_by: Vec<String>,
     pub rows: Vec<UsageRow>,
     pub totals: Sums,
+    /// The part of `totals.cost_usd` whose records carry every required tag.
+    pub covered_usd: f64,
 }
 
 impl UsageReport {
     /// The report as CSV (RFC 4180, CRLF line ends): a header row (the
     /// `group_by` dimensions, then `Sums::COLUMNS`), then one line per row in
     /// the JSON order. No totals line: every line is one group, so a sum over
-    /// the file is the total. A missing dimension value is an empty field.
+    /// the file is the total. A missing dimension value is an empty field;
+    /// the last column is the row's `coverage` (empty when its cost is 0).
     pub fn to_csv(&self) -> String {
         let mut out = String::new();
         let header = self
             .group_by
             .iter()
             .map(String::as_str)
-            .chain(Sums::COLUMNS);
+            .chain(Sums::COLUMNS)
+            .chain(["coverage"]);
         push_csv_line(&mut out, header);
         for row in &self.rows {
             let texts = row.sums.column_texts();
+            let coverage = row.coverage().map(ratio_text).unwrap_or_default();
             let dims = row.dims.iter().map(|d| d.as_deref().unwrap_or(""));
-            push_csv_line(&mut out, dims.chain(texts.iter().map(String::as_str)));
+            push_csv_line(
+                &mut out,
+                dims.chain(texts.iter().map(String::as_str))
+                    .chain([coverage.as_str()]),
+            );
         }
         out
     }
 }
 
-fn push_csv_line<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
+/// A ratio (coverage) as a plain decimal, 6 decimals at most.
+pub fn ratio_text(v: f64) -> String {
+    let mut text = format!("{v:.6}");
+    while text.ends_with('0') && !text.ends_with(".0") {
+        text.pop();
+    }
+    text
+}
+
+/// A ratio serialized as a JSON number written by `ratio_text`, or null.
+pub(crate) struct Ratio(pub Option<f64>);
+
+impl Serialize for Ratio {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => serializer.serialize_none(),
+            Some(v) => {
+                let raw = serde_json::value::RawValue::from_string(ratio_text(v))
+                    .map_err(serde::ser::Error::custom)?;
+                raw.serialize(serializer)
+            }
+        }
+    }
+}
+
+pub(crate) fn push_csv_line<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
     for (i, field) in fields.enumerate() {
         if i > 0 {
             out.push(',');
@@ -336,16 +405,18 @@ impl Serialize for RowJson<'_> {
             map.serialize_entry(name, value)?;
         }
         self.row.sums.serialize_into(&mut map)?;
+        map.serialize_entry("coverage", &Ratio(self.row.coverage()))?;
         map.end()
     }
 }
 
-struct SumsJson<'a>(&'a Sums);
+struct SumsJson<'a>(&'a Sums, Option<f64>);
 
 impl Serialize for SumsJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         self.0.serialize_into(&mut map)?;
+        map.serialize_entry("coverage", &Ratio(self.1))?;
         map.end()
     }
 }
@@ -366,7 +437,13 @@ impl Serialize for UsageReport {
         map.serialize_entry("to", &format_rfc3339_ms(self.to_ms))?;
         map.serialize_entry("group_by", &self.group_by)?;
         map.serialize_entry("rows", &rows)?;
-        map.serialize_entry("totals", &SumsJson(&self.totals))?;
+        map.serialize_entry(
+            "totals",
+            &SumsJson(
+                &self.totals,
+                coverage(self.covered_usd, self.totals.cost_usd),
+            ),
+        )?;
         map.end()
     }
 }
@@ -413,10 +490,13 @@ mod tests {
         assert_eq!(usd_text(1e-11), "0.0");
         assert_eq!(usd_text(0.1 + 0.2), "0.3");
         assert_eq!(usd_text(1.5e12), "1500000000000.0");
-        let json = serde_json::to_string(&SumsJson(&Sums {
-            cost_usd: 3.45e-6,
-            ..Sums::default()
-        }))
+        let json = serde_json::to_string(&SumsJson(
+            &Sums {
+                cost_usd: 3.45e-6,
+                ..Sums::default()
+            },
+            None,
+        ))
         .unwrap_or_default();
         assert!(json.contains(r#""cost_usd":0.00000345,"#), "{json}");
     }
@@ -434,8 +514,10 @@ mod tests {
                     cost_usd: 3.45e-6,
                     ..Sums::default()
                 },
+                covered_usd: 3.45e-6,
             }],
             totals: Sums::default(),
+            covered_usd: 0.0,
         };
         let csv = report.to_csv();
         let mut lines = csv.split("\r\n");
@@ -444,12 +526,12 @@ mod tests {
             Some(
                 "model,team,requests,errors,denied,input_tokens,cached_input_tokens,\
                  cache_write_input_tokens,output_tokens,reasoning_tokens,cost_usd,\
-                 unpriced_requests"
+                 unpriced_requests,coverage"
             )
         );
         assert_eq!(
             lines.next(),
-            Some(r#""a,""b""",,2,0,0,0,0,0,0,0,0.00000345,0"#)
+            Some(r#""a,""b""",,2,0,0,0,0,0,0,0,0.00000345,0,1.0"#)
         );
         assert_eq!(lines.next(), Some(""));
         assert_eq!(lines.next(), None);

@@ -4,6 +4,7 @@ pub mod access;
 pub mod aggregate;
 pub mod audit;
 pub mod budgets;
+pub mod finops;
 pub mod keys;
 pub mod overrides;
 pub mod pricing;

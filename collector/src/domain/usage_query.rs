@@ -212,6 +212,10 @@ pub struct UsageQuery {
     pub group_by: Vec<Dim>,
     /// `filter.<dim>=<value>`: every one must match.
     pub filters: Vec<(Dim, String)>,
+    /// The tags a record must carry for its cost to count as covered (SPEC
+    /// §11 coverage); set by the service from `AISPEND_REQUIRED_TAGS`, not
+    /// by the query string. Empty: every record is covered.
+    pub required_tags: Vec<String>,
 }
 
 impl UsageQuery {
@@ -271,6 +275,7 @@ impl UsageQuery {
             to_ms,
             group_by,
             filters,
+            required_tags: Vec::new(),
         })
     }
 

@@ -4,9 +4,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use crate::service::finops::coverage_metrics;
 use crate::state::AppState;
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let coverage = coverage_metrics(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -21,6 +23,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                  aispend_token_cache_loads_total {}\n",
                 crate::service::access::TOKEN_TTL.as_secs(),
                 state.token_cache.loads()
-            ),
+            )
+            + &coverage,
     )
 }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod budgets;
 pub mod caps;
+pub mod finops;
 pub mod health;
 pub mod keys;
 pub mod metrics;

@@ -19,6 +19,7 @@ pub mod access;
 pub mod audit;
 pub mod budgets;
 pub mod caps;
+pub mod finops;
 pub mod ingest;
 pub mod keys;
 pub mod overrides;

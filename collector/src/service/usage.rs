@@ -54,6 +54,7 @@ pub async fn report(
         query.filters = scope_filters(scope, std::mem::take(&mut query.filters))
             .map_err(|e| AppError::OutOfScope(e.0))?;
     }
+    query.required_tags = state.required_tags.to_vec();
     let report = state
         .store
         .usage(query)

@@ -23,6 +23,7 @@ use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
 use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::{Budget, Scope};
+use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
@@ -166,6 +167,26 @@ pub trait Store: Send + Sync + 'static {
     /// database: equal values mean no key changed in between (0: never).
     fn keys_revision(&self) -> StoreFuture<'_, i64>;
 
+    // ---- Ledger (SPEC §11): GL accounts and closed months. Chargeback
+    // amounts are not stored except the lines booked when a month is closed.
+
+    /// Sets a cost center's GL account. `Ok(true)`: it had none before.
+    fn put_gl_account(&self, account: GlAccount) -> StoreFuture<'_, bool>;
+
+    /// Every GL account, sorted by cost center.
+    fn gl_accounts(&self) -> StoreFuture<'_, Vec<GlAccount>>;
+
+    /// Closes `month`, booking `lines` (its usage lines and the adjustments
+    /// it carries for earlier closed months) in one transaction.
+    /// `Ok(false)`: the month was already closed (nothing changed).
+    fn close_month(&self, month: ClosedMonth, lines: Vec<ChargebackLine>) -> StoreFuture<'_, bool>;
+
+    /// The closed months, oldest first.
+    fn closed_months(&self) -> StoreFuture<'_, Vec<ClosedMonth>>;
+
+    /// Every line booked by every closed month (by month).
+    fn booked_lines(&self) -> StoreFuture<'_, Vec<ChargebackLine>>;
+
     /// Spend in USD over `[from_ms, to_ms)` for each scope, in order: the sum
     /// of `cost_usd` of records whose tags (or `key_id`) match every pair of
     /// the scope; unpriced records add 0.
@@ -206,6 +227,7 @@ fn spend_query(scopes: &[Scope], from_ms: i64, to_ms: i64) -> UsageQuery {
         to_ms,
         group_by,
         filters: Vec::new(),
+        required_tags: Vec::new(),
     }
 }
 

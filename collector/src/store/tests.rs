@@ -923,6 +923,81 @@ pub async fn overrides_collect_one_approval_per_actor_and_role(store: &dyn Store
     );
 }
 
+/// GL accounts are upserted and listed by cost center; a month closes once,
+/// its booked lines (usage and adjustments) come back as stored.
+pub async fn ledger_round_trip(store: &dyn Store) {
+    use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount, LineSums};
+    let account = |cc: &str, gl: &str, at: i64| GlAccount {
+        cost_center: cc.into(),
+        gl_account: gl.into(),
+        updated_ms: at,
+    };
+    assert!(store
+        .put_gl_account(account("CC-2", "6200", 1))
+        .await
+        .expect("put"));
+    assert!(store
+        .put_gl_account(account("CC-1", "6100", 2))
+        .await
+        .expect("put"));
+    assert!(!store
+        .put_gl_account(account("CC-1", "6110", 3))
+        .await
+        .expect("update"));
+    assert_eq!(
+        store.gl_accounts().await.expect("list"),
+        vec![account("CC-1", "6110", 3), account("CC-2", "6200", 1)]
+    );
+    let line = |month: &str, adjusts: Option<&str>, cc: &str, cost: f64| ChargebackLine {
+        month: month.into(),
+        key: (cc.into(), "search".into(), String::new()),
+        gl_account: "6110".into(),
+        sums: LineSums {
+            requests: 3,
+            input_tokens: 1_000_000_000_000,
+            output_tokens: 7,
+            cost_usd: cost,
+        },
+        adjusts: adjusts.map(str::to_owned),
+    };
+    let nov = vec![
+        line("2026-11", None, "CC-1", 0.1 + 0.2),
+        line("2026-11", None, "UNALLOCATED", 1e-9),
+    ];
+    let closed = |m: &str, at: i64| ClosedMonth {
+        month: m.into(),
+        closed_ms: at,
+    };
+    assert!(store
+        .close_month(closed("2026-11", 10), nov.clone())
+        .await
+        .expect("close"));
+    assert!(!store
+        .close_month(closed("2026-11", 11), vec![line("2026-11", None, "X", 5.0)])
+        .await
+        .expect("closed twice"));
+    let dec = vec![line("2026-12", Some("2026-11"), "CC-1", -0.25)];
+    assert!(store
+        .close_month(closed("2026-12", 20), dec.clone())
+        .await
+        .expect("close"));
+    assert!(store
+        .close_month(closed("2027-01", 30), Vec::new())
+        .await
+        .expect("empty month"));
+    assert_eq!(
+        store.closed_months().await.expect("months"),
+        vec![
+            closed("2026-11", 10),
+            closed("2026-12", 20),
+            closed("2027-01", 30)
+        ]
+    );
+    let mut want = nov;
+    want.extend(dec);
+    assert_eq!(store.booked_lines().await.expect("lines"), want);
+}
+
 /// Instantiates the suite for one backend. `$open` evaluates to
 /// `(Arc<dyn Store>, guard)`; the guard (e.g. a temp dir) lives for the test.
 /// An id as the filter makes it: its first 48 bits are `ts_ms` (PostgreSQL
@@ -1151,6 +1226,12 @@ macro_rules! store_suite {
             async fn refusals_count_as_denied() {
                 let (store, _guard) = $open;
                 super::refusals_count_as_denied(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn ledger_round_trip() {
+                let (store, _guard) = $open;
+                super::ledger_round_trip(&*store).await;
             }
 
             #[tokio::test]

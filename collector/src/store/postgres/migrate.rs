@@ -52,6 +52,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "retention",
         include_str!("../../../migrations/postgres/0007_retention.sql"),
     ),
+    (
+        8,
+        "ledger",
+        include_str!("../../../migrations/postgres/0008_ledger.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

@@ -25,6 +25,7 @@ mod budgets;
 mod copy_format;
 mod ingest;
 mod keys;
+mod ledger;
 mod migrate;
 mod prepare;
 mod query;
@@ -50,6 +51,7 @@ use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
 use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
+use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
@@ -242,6 +244,28 @@ impl Store for PostgresStore {
 
     fn keys_revision(&self) -> StoreFuture<'_, i64> {
         Box::pin(async move { keys::revision(&*self.pool.get().await?).await })
+    }
+
+    fn put_gl_account(&self, account: GlAccount) -> StoreFuture<'_, bool> {
+        Box::pin(async move { ledger::put_gl_account(&self.pool.get().await?, &account).await })
+    }
+
+    fn gl_accounts(&self) -> StoreFuture<'_, Vec<GlAccount>> {
+        Box::pin(async move { ledger::gl_accounts(&self.pool.get().await?).await })
+    }
+
+    fn close_month(&self, month: ClosedMonth, lines: Vec<ChargebackLine>) -> StoreFuture<'_, bool> {
+        Box::pin(
+            async move { ledger::close_month(&mut self.pool.get().await?, &month, &lines).await },
+        )
+    }
+
+    fn closed_months(&self) -> StoreFuture<'_, Vec<ClosedMonth>> {
+        Box::pin(async move { ledger::closed_months(&self.pool.get().await?).await })
+    }
+
+    fn booked_lines(&self) -> StoreFuture<'_, Vec<ChargebackLine>> {
+        Box::pin(async move { ledger::booked_lines(&self.pool.get().await?).await })
     }
 
     fn close(&self) -> StoreFuture<'_, ()> {

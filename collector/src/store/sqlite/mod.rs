@@ -19,6 +19,7 @@ use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
 use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
+use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
@@ -29,6 +30,7 @@ mod budgets;
 mod chunks;
 mod ingest;
 mod keys;
+mod ledger;
 mod query;
 mod records;
 mod retention;
@@ -278,6 +280,26 @@ impl Store for SqliteStore {
 
     fn keys_revision(&self) -> StoreFuture<'_, i64> {
         self.blocking(|inner| inner.with_reader(keys::revision))
+    }
+
+    fn put_gl_account(&self, account: GlAccount) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| ledger::put_gl_account(&inner.writer()?.conn, &account))
+    }
+
+    fn gl_accounts(&self) -> StoreFuture<'_, Vec<GlAccount>> {
+        self.blocking(|inner| inner.with_reader(ledger::gl_accounts))
+    }
+
+    fn close_month(&self, month: ClosedMonth, lines: Vec<ChargebackLine>) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| ledger::close_month(&inner.writer()?.conn, &month, &lines))
+    }
+
+    fn closed_months(&self) -> StoreFuture<'_, Vec<ClosedMonth>> {
+        self.blocking(|inner| inner.with_reader(ledger::closed_months))
+    }
+
+    fn booked_lines(&self) -> StoreFuture<'_, Vec<ChargebackLine>> {
+        self.blocking(|inner| inner.with_reader(ledger::booked_lines))
     }
 }
 

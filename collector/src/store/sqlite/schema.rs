@@ -21,6 +21,8 @@ const UPGRADES: &[(i64, &str)] = &[
     (6, ""),
     // 7: retention (`retention_state`), a new table only.
     (7, ""),
+    // 8: the ledger (GL accounts, closed months and their booked lines).
+    (8, ""),
 ];
 
 /// The oldest version a file can be upgraded from.

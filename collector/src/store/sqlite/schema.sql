@@ -229,3 +229,34 @@ CREATE TABLE IF NOT EXISTS override_approvals (
     PRIMARY KEY (override_id, actor),
     UNIQUE (override_id, role)
 );
+
+-- GL accounts per cost center (SPEC §11, schema step 8): the chargeback
+-- export's `gl_account`; a cost center without a row is `UNMAPPED`.
+CREATE TABLE IF NOT EXISTS gl_accounts (
+    cost_center TEXT PRIMARY KEY,
+    gl_account  TEXT NOT NULL,
+    updated_ms  INTEGER NOT NULL
+);
+
+-- Closed months (finance) and the chargeback lines booked when each was
+-- closed: its usage lines (`usage_month` = `month`) and the adjustments it
+-- carried for earlier closed months (`usage_month` < `month`). A closed
+-- month's chargeback is served from here; what arrives later for it is an
+-- adjustment in the next open month (README, "Closing a month").
+CREATE TABLE IF NOT EXISTS closed_months (
+    month     TEXT PRIMARY KEY,
+    closed_ms INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS closed_month_lines (
+    month         TEXT NOT NULL REFERENCES closed_months (month),
+    usage_month   TEXT NOT NULL,
+    cost_center   TEXT NOT NULL,
+    gl_account    TEXT NOT NULL,
+    team          TEXT NOT NULL,
+    project       TEXT NOT NULL,
+    requests      INTEGER NOT NULL,
+    input_tokens  INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd      REAL NOT NULL
+);

@@ -67,6 +67,7 @@ async fn hex_and_text_ids_are_distinct_and_stored_once() {
         to_ms: TS_MS + 3_600_000,
         group_by: Vec::new(),
         filters: Vec::new(),
+        required_tags: Vec::new(),
     };
     let report = store.usage(query).await.expect("usage");
     assert_eq!(report.totals.requests, 3);

@@ -44,6 +44,7 @@ async fn input_tokens(store: &SqliteStore, from: i64, to: i64) -> (i64, i64) {
         to_ms: to,
         group_by: Vec::new(),
         filters: Vec::new(),
+        required_tags: Vec::new(),
     };
     let totals = store.usage(query).await.expect("usage").totals;
     (totals.requests, totals.input_tokens)

@@ -50,15 +50,15 @@ async fn fill(store: &Arc<dyn Store>, gen: &Arc<Gen>, total: u64, lanes: u64) ->
     started.elapsed()
 }
 
-/// Times `uri` (read token) `runs` times after a warm-up; the median, the
-/// last body.
+/// Times `uri` (admin token: the exports are finance's) `runs` times after
+/// a warm-up; the median, the last body.
 async fn time(port: u16, uri: &str, runs: u64) -> (Duration, Bytes) {
     let mut sender = connect(port).await;
     let mut times = Vec::new();
     let mut last = Bytes::new();
     for i in 0..=runs {
         let req = Request::get(uri)
-            .header("authorization", "Bearer rt")
+            .header("authorization", "Bearer at")
             .header("host", "bench")
             .body(Full::new(Bytes::new()))
             .expect("request");

@@ -551,6 +551,17 @@ async fn a_scoped_viewer_sees_its_scope_on_every_read() {
         let a = c.call(method, uri, Some(&viewer), json!({})).await;
         assert_eq!(a.status, StatusCode::FORBIDDEN, "{method} {uri}");
     }
+
+    // Reports over every team: the unscoped read token gets them, the scoped
+    // viewer is refused rather than shown other teams.
+    for uri in [
+        "/v1/reports/showback?month=2026-01",
+        "/v1/reports/unattributed?month=2026-01",
+    ] {
+        let a = c.call("GET", uri, Some(READ), Value::Null).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.text);
+        out_of_scope(&c.call("GET", uri, Some(&viewer), Value::Null).await);
+    }
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! and priced, and how usage queries are parsed and aggregated.
 pub mod access;
 pub mod aggregate;
+pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod keys;

@@ -12,3 +12,4 @@ pub mod record;
 pub mod time;
 pub mod usage_query;
 pub mod validate;
+pub mod webhooks;

@@ -9,7 +9,7 @@ use super::access::hex;
 use super::time::format_rfc3339_ms;
 
 /// The events a webhook may subscribe to.
-pub const EVENTS: &[&str] = &["spend.alert", "spend.alert.escalation"];
+pub const EVENTS: &[&str] = &["spend.alert"];
 const MAX_URL_LEN: usize = 2048;
 const MIN_SECRET_LEN: usize = 16;
 const MAX_SECRET_LEN: usize = 256;

@@ -47,6 +47,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "access",
         include_str!("../../../migrations/postgres/0006_access.sql"),
     ),
+    (
+        9,
+        "alerts",
+        include_str!("../../../migrations/postgres/0009_alerts.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

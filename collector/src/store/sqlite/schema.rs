@@ -19,6 +19,8 @@ const UPGRADES: &[(i64, &str)] = &[
     (5, ""),
     // Access (CONTRACTS §9): tokens, audit log, overrides; tables only.
     (6, ""),
+    // Alerts, webhooks and their outbox (CONTRACTS §10); tables only.
+    (9, ""),
 ];
 
 /// The oldest version a file can be upgraded from.

@@ -31,7 +31,10 @@ pub use crate::state::{AppState, Tokens};
 /// The handler of one row of the access table (`domain::access::ROUTES`),
 /// `None` for a row whose feature is not in this build.
 fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<AppState>> {
-    use http::{audit, budgets, caps, health, keys, metrics, overrides, records, tokens, usage};
+    use http::{
+        alerts, audit, budgets, caps, health, keys, metrics, overrides, records, tokens, usage,
+        webhooks,
+    };
     Some(match (method, path) {
         ("GET", "/healthz") => get(health::healthz),
         ("GET", "/metrics") => get(metrics::metrics),
@@ -60,6 +63,13 @@ fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<Ap
         ("PATCH", "/v1/keys/{key_id}") => patch(keys::patch),
         ("POST", "/v1/keys/{key_id}/rotate") => post(keys::rotate),
         ("DELETE", "/v1/keys/{key_id}") => delete(keys::delete),
+        ("GET", "/v1/forecast") => get(alerts::forecast),
+        ("GET", "/v1/alerts") => get(alerts::list),
+        ("POST", "/v1/alerts/{id}/ack") => post(alerts::ack),
+        ("POST", "/v1/webhooks") => post(webhooks::create),
+        ("GET", "/v1/webhooks") => get(webhooks::list),
+        ("DELETE", "/v1/webhooks/{id}") => delete(webhooks::delete),
+        ("GET", "/v1/webhooks/{id}/deliveries") => get(webhooks::deliveries),
         _ => return None,
     })
 }

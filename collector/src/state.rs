@@ -7,6 +7,7 @@ use crate::domain::keys::KeyPolicy;
 use crate::domain::pricing::PriceTable;
 use crate::metrics::Metrics;
 use crate::service::access::TokenCache;
+use crate::service::alerts::{AlertSettings, Alerts};
 use crate::service::caps::Caps;
 use crate::service::ingest::IngestGate;
 use crate::service::keys::Keys;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub clock: Clock,
     /// The key issuance policy and the registry snapshot cache.
     pub keys: Arc<Keys>,
+    /// Alert and webhook settings, the ingest kick, their counters.
+    pub alerts: Arc<Alerts>,
 }
 
 /// Where "now" comes from (override expiry, token expiry, audit times).
@@ -72,6 +75,7 @@ impl AppState {
             token_cache: Arc::new(TokenCache::default()),
             clock: Arc::new(crate::domain::time::now_ms),
             keys: Arc::new(Keys::default()),
+            alerts: Arc::new(Alerts::default()),
         }
     }
 
@@ -89,6 +93,12 @@ impl AppState {
     /// Sets the key issuance policy (required tags, lifetimes).
     pub fn with_key_policy(mut self, policy: KeyPolicy) -> Self {
         self.keys = Arc::new(Keys::new(policy));
+        self
+    }
+
+    /// Sets the alert and webhook settings.
+    pub fn with_alerts(mut self, settings: AlertSettings) -> Self {
+        self.alerts = Arc::new(Alerts::new(settings));
         self
     }
 

@@ -113,6 +113,14 @@ pub const ROUTES: &[RouteRule] = &[
     rule("PATCH", "/v1/keys/{key_id}", ADMIN),
     rule("POST", "/v1/keys/{key_id}/rotate", ADMIN),
     rule("DELETE", "/v1/keys/{key_id}", ADMIN),
+    // §10 alerts, forecast, webhooks.
+    rule("GET", "/v1/forecast", READERS),
+    rule("GET", "/v1/alerts", READERS),
+    rule("POST", "/v1/alerts/{id}/ack", FINANCE),
+    rule("POST", "/v1/webhooks", ADMIN),
+    rule("GET", "/v1/webhooks", ADMIN),
+    rule("DELETE", "/v1/webhooks/{id}", ADMIN),
+    rule("GET", "/v1/webhooks/{id}/deliveries", ADMIN),
 ];
 
 /// Lowercase hex of `bytes` (token secrets and hashes).

@@ -15,6 +15,7 @@
 //! - `usage`: usage reports and whether the store answers.
 
 pub mod access;
+pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod caps;
@@ -22,3 +23,4 @@ pub mod ingest;
 pub mod keys;
 pub mod overrides;
 pub mod usage;
+pub mod webhooks;

@@ -32,7 +32,8 @@ pub use crate::state::{AppState, Tokens};
 /// `None` for a row whose feature is not in this build.
 fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<AppState>> {
     use http::{
-        audit, budgets, caps, finops, health, keys, metrics, overrides, records, tokens, usage,
+        alerts, audit, budgets, caps, finops, health, keys, metrics, overrides, records, tokens,
+        usage, webhooks,
     };
     Some(match (method, path) {
         ("GET", "/healthz") => get(health::healthz),
@@ -70,6 +71,13 @@ fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<Ap
         ("GET", "/v1/export/focus") => get(finops::focus),
         ("GET", "/v1/reports/showback") => get(finops::showback),
         ("GET", "/v1/reports/unattributed") => get(finops::unattributed),
+        ("GET", "/v1/forecast") => get(alerts::forecast),
+        ("GET", "/v1/alerts") => get(alerts::list),
+        ("POST", "/v1/alerts/{id}/ack") => post(alerts::ack),
+        ("POST", "/v1/webhooks") => post(webhooks::create),
+        ("GET", "/v1/webhooks") => get(webhooks::list),
+        ("DELETE", "/v1/webhooks/{id}") => delete(webhooks::delete),
+        ("GET", "/v1/webhooks/{id}/deliveries") => get(webhooks::deliveries),
         _ => return None,
     })
 }

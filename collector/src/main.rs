@@ -82,12 +82,21 @@ async fn run(settings: Settings) -> Result<(), String> {
     );
     let state = AppState::new(store.clone(), prices, tokens)
         .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024))
-        .with_key_policy(settings.key_policy.clone());
+        .with_key_policy(settings.key_policy.clone())
+        .with_alerts(settings.alerts.clone());
     // Deletes raw records older than N days in the background; the rollups
     // keep the totals. Ends with the process.
     let retention = settings
         .retention_days
         .map(|days| aispend_collector::service::retention::spawn(&state, days));
+    // Alert evaluation and webhook delivery run beside the server: ingest
+    // only kicks the evaluation, never waits for it or for a receiver.
+    let evaluation = tokio::spawn(aispend_collector::service::alerts::evaluation_loop(
+        state.clone(),
+    ));
+    let delivery = tokio::spawn(aispend_collector::service::webhooks::delivery_loop(
+        state.clone(),
+    ));
     let limits = Limits {
         header_timeout: Duration::from_millis(settings.header_timeout_ms),
         idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
@@ -97,6 +106,9 @@ async fn run(settings: Settings) -> Result<(), String> {
     if let Some(task) = retention {
         task.abort();
     }
+    // An attempt cut short here keeps its outbox row: retried at the next start.
+    evaluation.abort();
+    delivery.abort();
     // Every in-flight request has finished (its batch committed): now fold
     // the WAL into the database file.
     store.close().await.map_err(|e| e.to_string())?;

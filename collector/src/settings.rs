@@ -7,7 +7,11 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::domain::keys::{KeyPolicy, DEFAULT_REQUIRED_TAGS};
+use crate::domain::webhooks::AllowedHosts;
 use crate::logging::LogFormat;
+use crate::service::alerts::{
+    AlertSettings, DEFAULT_INTERVAL_MS, DEFAULT_SPIKE_MIN_USD, DEFAULT_WEBHOOK_TIMEOUT_MS,
+};
 use crate::service::ingest::DEFAULT_INGEST_MEMORY_MB;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
@@ -32,7 +36,8 @@ Every setting can be given as a flag, as an AISPEND_* environment variable, or i
 file passed with --config (keys: listen, database_url, ingest_token, read_token, \
 admin_token, prices, insecure_no_auth, log_format, log_level, \
 header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb, required_tags, \
-key_max_lifetime, retention_days). Precedence: flags > environment > file > defaults.\n\n\
+key_max_lifetime, retention_days, webhook_allowed_hosts, webhook_timeout_ms, \
+alert_interval_ms, spike_min_usd). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
 experiments only)."
@@ -136,6 +141,23 @@ pub struct Cli {
     #[arg(long, env = "AISPEND_RETENTION_DAYS", value_name = "DAYS",
           value_parser = clap::value_parser!(u64).range(1..=36_500))]
     pub retention_days: Option<u64>,
+    /// Hosts a webhook URL may name, comma separated; `*` allows any
+    /// [default: 127.0.0.1,localhost,[::1]].
+    #[arg(long, env = "AISPEND_WEBHOOK_ALLOWED_HOSTS", value_name = "HOSTS")]
+    pub webhook_allowed_hosts: Option<String>,
+    /// A webhook receiver must answer within this many ms [default: 5000].
+    #[arg(long, env = "AISPEND_WEBHOOK_TIMEOUT_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub webhook_timeout_ms: Option<u64>,
+    /// Every budget is evaluated for alerts this often, besides shortly
+    /// after each ingest [default: 60000].
+    #[arg(long, env = "AISPEND_ALERT_INTERVAL_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub alert_interval_ms: Option<u64>,
+    /// The spike rule (Critical at ≥ 20 % above the previous period) needs
+    /// the previous period's spend to be at least this many USD [default: 10].
+    #[arg(long, env = "AISPEND_SPIKE_MIN_USD", value_name = "USD")]
+    pub spike_min_usd: Option<f64>,
     /// A subcommand (`keys …`) instead of serving.
     #[command(subcommand)]
     pub command: Option<crate::cli::Command>,
@@ -161,6 +183,10 @@ pub struct FileSettings {
     pub required_tags: Option<String>,
     pub key_max_lifetime: Option<String>,
     pub retention_days: Option<u64>,
+    pub webhook_allowed_hosts: Option<String>,
+    pub webhook_timeout_ms: Option<u64>,
+    pub alert_interval_ms: Option<u64>,
+    pub spike_min_usd: Option<f64>,
 }
 
 /// Final settings after merging every source.
@@ -183,6 +209,8 @@ pub struct Settings {
     pub key_policy: KeyPolicy,
     /// `None`: raw records are kept forever.
     pub retention_days: Option<u32>,
+    /// Alert evaluation and webhook delivery.
+    pub alerts: AlertSettings,
 }
 
 impl Settings {
@@ -211,7 +239,32 @@ impl Settings {
                 .or(file.key_max_lifetime)
                 .unwrap_or_default(),
         )?;
+        let spike_min_usd = cli
+            .spike_min_usd
+            .or(file.spike_min_usd)
+            .unwrap_or(DEFAULT_SPIKE_MIN_USD);
+        if !(spike_min_usd.is_finite() && spike_min_usd >= 0.0) {
+            return Err(format!(
+                "spike_min_usd must be a number >= 0, not {spike_min_usd}"
+            ));
+        }
+        let alerts = AlertSettings {
+            interval_ms: cli
+                .alert_interval_ms
+                .or(file.alert_interval_ms)
+                .unwrap_or(DEFAULT_INTERVAL_MS),
+            spike_min_usd,
+            allowed_hosts: cli
+                .webhook_allowed_hosts
+                .or(file.webhook_allowed_hosts)
+                .map_or_else(AllowedHosts::default, |h| AllowedHosts::parse(&h)),
+            webhook_timeout_ms: cli
+                .webhook_timeout_ms
+                .or(file.webhook_timeout_ms)
+                .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT_MS),
+        };
         let settings = Settings {
+            alerts,
             key_policy,
             listen: cli
                 .listen
@@ -453,6 +506,33 @@ mod tests {
         args.extend(["--key-max-lifetime", "dev=soon"]);
         let err = Settings::merge(cli(&args), FileSettings::default()).expect_err("bad");
         assert!(err.contains("key_max_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn alert_settings_from_flag_or_file_with_defaults() {
+        let s = Settings::merge(cli(&TOKENS), FileSettings::default()).expect("ok");
+        assert_eq!(s.alerts, AlertSettings::default());
+        assert!(s.alerts.allowed_hosts.allows("127.0.0.1"));
+        assert!(!s.alerts.allowed_hosts.allows("hooks.example.com"));
+        let file: FileSettings = toml::from_str(
+            "webhook_allowed_hosts = \"hooks.example.com\"\nalert_interval_ms = 1000\nspike_min_usd = 2.5",
+        )
+        .expect("toml");
+        let mut args = TOKENS.to_vec();
+        args.extend(["--webhook-timeout-ms", "250"]);
+        let s = Settings::merge(cli(&args), file).expect("ok");
+        assert!(s.alerts.allowed_hosts.allows("hooks.example.com"));
+        assert!(!s.alerts.allowed_hosts.allows("127.0.0.1"));
+        assert_eq!(
+            (
+                s.alerts.interval_ms,
+                s.alerts.spike_min_usd,
+                s.alerts.webhook_timeout_ms
+            ),
+            (1000, 2.5, 250)
+        );
+        let file: FileSettings = toml::from_str("spike_min_usd = -1.0").expect("toml");
+        assert!(Settings::merge(cli(&TOKENS), file).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::domain::keys::KeyPolicy;
 use crate::domain::pricing::PriceTable;
 use crate::metrics::Metrics;
 use crate::service::access::TokenCache;
+use crate::service::alerts::{AlertSettings, Alerts};
 use crate::service::caps::Caps;
 use crate::service::ingest::IngestGate;
 use crate::service::keys::Keys;
@@ -61,6 +62,8 @@ pub struct AppState {
     /// The tags a record must carry for its cost to count as covered
     /// (`AISPEND_REQUIRED_TAGS`).
     pub required_tags: Arc<Vec<String>>,
+    /// Alert and webhook settings, the ingest kick, their counters.
+    pub alerts: Arc<Alerts>,
 }
 
 /// Where "now" comes from (override expiry, token expiry, audit times).
@@ -80,6 +83,7 @@ impl AppState {
             keys: Arc::new(Keys::default()),
             retention: Arc::new(RetentionHorizon::default()),
             required_tags: Arc::new(KeyPolicy::default().required_tags),
+            alerts: Arc::new(Alerts::default()),
         }
     }
 
@@ -105,6 +109,12 @@ impl AppState {
     /// Sets the tags coverage requires, alone (tests).
     pub fn with_required_tags(mut self, tags: Vec<String>) -> Self {
         self.required_tags = Arc::new(tags);
+        self
+    }
+
+    /// Sets the alert and webhook settings.
+    pub fn with_alerts(mut self, settings: AlertSettings) -> Self {
+        self.alerts = Arc::new(Alerts::new(settings));
         self
     }
 

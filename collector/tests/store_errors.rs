@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aispend_collector::domain::access::ApiToken;
 use aispend_collector::domain::aggregate::UsageReport;
+use aispend_collector::domain::alerts::Alert;
 use aispend_collector::domain::audit::{AuditEntry, AuditQuery};
 use aispend_collector::domain::budgets::Budget;
 use aispend_collector::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
@@ -14,6 +15,7 @@ use aispend_collector::domain::overrides::{Approval, Override};
 use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::record::PricedRecord;
 use aispend_collector::domain::usage_query::UsageQuery;
+use aispend_collector::domain::webhooks::{Attempt, Delivery, Webhook};
 use aispend_collector::store::{
     BatchOutcome, KeyWrite, Purged, SaveKeys, Store, StoreError, StoreFuture,
 };
@@ -120,6 +122,42 @@ impl Store for FailingStore {
         self.fail()
     }
     fn booked_lines(&self) -> StoreFuture<'_, Vec<ChargebackLine>> {
+        self.fail()
+    }
+    fn insert_alert(&self, _: Alert, _: String) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn escalate_alert(&self, _: String, _: String, _: String, _: i64) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn get_alert(&self, _: String) -> StoreFuture<'_, Option<Alert>> {
+        self.fail()
+    }
+    fn list_alerts(&self) -> StoreFuture<'_, Vec<Alert>> {
+        self.fail()
+    }
+    fn ack_alert(&self, _: String, _: String, _: i64) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn create_webhook(&self, _: Webhook) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn list_webhooks(&self) -> StoreFuture<'_, Vec<Webhook>> {
+        self.fail()
+    }
+    fn delete_webhook(&self, _: String) -> StoreFuture<'_, bool> {
+        self.fail()
+    }
+    fn claim_deliveries(&self, _: i64, _: i64, _: i64) -> StoreFuture<'_, Vec<Delivery>> {
+        self.fail()
+    }
+    fn finish_delivery(&self, _: i64, _: Attempt, _: Option<i64>) -> StoreFuture<'_, ()> {
+        self.fail()
+    }
+    fn list_deliveries(&self, _: String, _: i64) -> StoreFuture<'_, Vec<Delivery>> {
+        self.fail()
+    }
+    fn outbox_depth(&self) -> StoreFuture<'_, i64> {
         self.fail()
     }
 }

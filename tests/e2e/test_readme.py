@@ -58,6 +58,9 @@ def test_every_readme_curl_works_against_make_run(tmp_path):
         assert '"state":"active"' in text.replace(" ", ""), "the runbook's override is active"
         assert '"action":"override.approve"' in text.replace(" ", "")
         assert '"token":"ast-' in text.replace(" ", ""), "the token example shows a secret once"
+        # Alerts section: every tier reached the receiver with a valid signature.
+        assert text.count(' valid {"') >= 4 and " INVALID " not in text, "signed webhook deliveries"
+        assert '"state":"acked"' in text.replace(" ", ""), "the alert ack example"
         assert '"key":"sk-aispend-' in text and '"missing_tag"' in text, "the key API answers"
         assert '"revoked":0' in text, "the bulk revocation answers"
         # FinOps (issue 20): showback, chargeback with the GL account just set,

@@ -122,6 +122,14 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/export/focus", FINANCE),
     rule("GET", "/v1/reports/showback", READERS),
     rule("GET", "/v1/reports/unattributed", READERS),
+    // §10 alerts, forecast, webhooks.
+    rule("GET", "/v1/forecast", READERS),
+    rule("GET", "/v1/alerts", READERS),
+    rule("POST", "/v1/alerts/{id}/ack", FINANCE),
+    rule("POST", "/v1/webhooks", ADMIN),
+    rule("GET", "/v1/webhooks", ADMIN),
+    rule("DELETE", "/v1/webhooks/{id}", ADMIN),
+    rule("GET", "/v1/webhooks/{id}/deliveries", ADMIN),
 ];
 
 /// Lowercase hex of `bytes` (token secrets and hashes).

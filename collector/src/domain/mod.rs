@@ -2,6 +2,7 @@
 //! and priced, and how usage queries are parsed and aggregated.
 pub mod access;
 pub mod aggregate;
+pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod finops;
@@ -12,3 +13,4 @@ pub mod record;
 pub mod time;
 pub mod usage_query;
 pub mod validate;
+pub mod webhooks;

@@ -16,6 +16,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render()
             + &state.caps.render_metrics()
+            + &state.alerts.render_metrics()
             + &format!(
                 "# HELP aispend_token_cache_loads_total Reads of the API token table \
                  (at most one per {} s, plus one after each local token change).\n\

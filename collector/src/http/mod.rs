@@ -4,6 +4,7 @@
 //! table is `domain::access::ROUTES`). No handler module imports another;
 //! what they share (`parse_body`) is here.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod budgets;
@@ -16,6 +17,7 @@ pub mod overrides;
 pub mod records;
 pub mod tokens;
 pub mod usage;
+pub mod webhooks;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

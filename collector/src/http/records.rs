@@ -22,6 +22,10 @@ pub async fn post_records(
     let started = Instant::now();
     let result = ingest::ingest(&state, &body?).await;
     state.metrics.observe_ingest(started.elapsed());
+    if result.is_ok() {
+        // Alert evaluation runs in its own task, debounced: never here.
+        state.alerts.kick();
+    }
     result.map(Json)
 }
 

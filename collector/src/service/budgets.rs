@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::domain::access::budget_in_scope;
-use crate::domain::budgets::{validate_budget, Budget, BudgetState, Period};
+use crate::domain::alerts::{forecast_usd, forecast_window};
+use crate::domain::budgets::{validate_budget, Budget, BudgetState, Period, Scope};
 use crate::domain::overrides::active_extras;
 use crate::domain::time::format_rfc3339_ms;
 use crate::error::AppError;
@@ -28,6 +29,8 @@ pub struct BudgetView {
     /// What active overrides add to the hard threshold now (CONTRACTS §9).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub override_usd: Option<f64>,
+    /// Spend so far + mean burn × time left (CONTRACTS §10).
+    pub forecast_usd: f64,
     #[serde(skip)]
     pub period_end_ms: i64,
 }
@@ -46,8 +49,9 @@ pub async fn override_extras(
 }
 
 /// Spend and state of each budget now, in the order given (hard thresholds
-/// raised by the active overrides). One spend query per period kind (day,
-/// month), whatever the number of budgets, plus one for the overrides.
+/// raised by the active overrides) and forecast. Two spend queries per
+/// period kind (day, month: the period and the forecast's burn window),
+/// whatever the number of budgets, plus one for the overrides.
 pub async fn views_of(
     store: &dyn Store,
     budgets: Vec<Budget>,
@@ -59,6 +63,7 @@ pub async fn views_of(
         override_extras(store, now).await?
     };
     let mut spends = vec![0.0; budgets.len()];
+    let mut forecasts = vec![0.0; budgets.len()];
     for period in [Period::Day, Period::Month] {
         let (start, end) = period.bounds(now);
         let indices: Vec<usize> = (0..budgets.len())
@@ -67,21 +72,29 @@ pub async fn views_of(
         if indices.is_empty() {
             continue;
         }
-        let scopes = indices
+        let scopes: Vec<Scope> = indices
             .iter()
             .filter_map(|&i| budgets.get(i).map(|b| b.scope.clone()))
             .collect();
+        let window = forecast_window(period, now);
+        let burns = store
+            .spend_usd(scopes.clone(), window.from_ms, window.to_ms)
+            .await?;
         let sums = store.spend_usd(scopes, start, end).await?;
-        for (i, spend) in indices.into_iter().zip(sums) {
+        for ((i, spend), burn) in indices.into_iter().zip(sums).zip(burns) {
             if let Some(slot) = spends.get_mut(i) {
                 *slot = spend;
+            }
+            if let Some(slot) = forecasts.get_mut(i) {
+                *slot = forecast_usd(spend, burn, &window);
             }
         }
     }
     Ok(budgets
         .into_iter()
         .zip(spends)
-        .map(|(budget, spend)| {
+        .zip(forecasts)
+        .map(|((budget, spend), forecast)| {
             let (start, end) = budget.period.bounds(now);
             // Floating sums carry noise in the last bits; 1e-10 USD is far
             // below a token's price.
@@ -90,6 +103,7 @@ pub async fn views_of(
             BudgetView {
                 state: budget.state_with(spend_usd, extra.unwrap_or(0.0)),
                 override_usd: extra,
+                forecast_usd: forecast,
                 spend_usd,
                 period_start: format_rfc3339_ms(start),
                 period_end: format_rfc3339_ms(end),

@@ -16,6 +16,7 @@
 //! - `retention`: the background deletion of old raw records.
 
 pub mod access;
+pub mod alerts;
 pub mod audit;
 pub mod budgets;
 pub mod caps;
@@ -25,3 +26,4 @@ pub mod keys;
 pub mod overrides;
 pub mod retention;
 pub mod usage;
+pub mod webhooks;

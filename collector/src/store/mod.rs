@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
+use crate::domain::alerts::Alert;
 use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::{Budget, Scope};
 use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
@@ -28,8 +29,10 @@ use crate::domain::keys::Key;
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::{Dim, UsageQuery};
+use crate::domain::webhooks::{Attempt, Delivery, Webhook};
 
 mod access_rows;
+mod alert_rows;
 mod error;
 mod hash;
 pub mod keys;
@@ -186,6 +189,71 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every line booked by every closed month (by month).
     fn booked_lines(&self) -> StoreFuture<'_, Vec<ChargebackLine>>;
+
+    // ---- Alerts and webhooks (CONTRACTS §10; `sqlite/alerts.rs`,
+    // `postgres/alerts.rs`). The database keeps one alert per (budget,
+    // level, period_start) and one outbox row per (event id, webhook), so
+    // any number of replicas may evaluate at once: the first insert wins,
+    // the others change nothing and enqueue nothing.
+
+    /// Stores `alert` unless its (budget, level, period) exists and, in the
+    /// same transaction, enqueues `event` (JSON text) under the alert's id
+    /// for every webhook subscribed to `spend.alert`, due at `alert.at`.
+    /// `Ok(false)`: it existed; nothing changed.
+    fn insert_alert(&self, alert: Alert, event: String) -> StoreFuture<'_, bool>;
+
+    /// Marks an open, not yet escalated alert escalated at `at_ms` and, in
+    /// the same transaction, enqueues `event` under `event_id` for every
+    /// alert webhook. `Ok(false)`: acknowledged, escalated already or gone.
+    fn escalate_alert(
+        &self,
+        id: String,
+        event_id: String,
+        event: String,
+        at_ms: i64,
+    ) -> StoreFuture<'_, bool>;
+
+    fn get_alert(&self, id: String) -> StoreFuture<'_, Option<Alert>>;
+
+    /// Every alert, newest first.
+    fn list_alerts(&self) -> StoreFuture<'_, Vec<Alert>>;
+
+    /// Acknowledges an open alert. `Ok(false)`: acknowledged already or gone.
+    fn ack_alert(&self, id: String, actor: String, at_ms: i64) -> StoreFuture<'_, bool>;
+
+    /// Stores a new webhook. `Ok(false)`: its id is taken.
+    fn create_webhook(&self, webhook: Webhook) -> StoreFuture<'_, bool>;
+
+    /// Every webhook, oldest first.
+    fn list_webhooks(&self) -> StoreFuture<'_, Vec<Webhook>>;
+
+    /// Deletes the webhook and its undelivered outbox rows. `Ok(false)`: no such webhook.
+    fn delete_webhook(&self, id: String) -> StoreFuture<'_, bool>;
+
+    /// Claims up to `limit` pending deliveries due at `now_ms` (oldest
+    /// first) by moving their `next_attempt_at` to `lease_until_ms`, so
+    /// another worker (another replica) skips them meanwhile.
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> StoreFuture<'_, Vec<Delivery>>;
+
+    /// Records one attempt: delivered, or pending again at
+    /// `retry_at_ms`, or `failed` when `retry_at_ms` is `None`.
+    fn finish_delivery(
+        &self,
+        id: i64,
+        attempt: Attempt,
+        retry_at_ms: Option<i64>,
+    ) -> StoreFuture<'_, ()>;
+
+    /// The newest `limit` deliveries of one webhook, newest first.
+    fn list_deliveries(&self, webhook_id: String, limit: i64) -> StoreFuture<'_, Vec<Delivery>>;
+
+    /// How many deliveries are pending (the outbox depth).
+    fn outbox_depth(&self) -> StoreFuture<'_, i64>;
 
     /// Spend in USD over `[from_ms, to_ms)` for each scope, in order: the sum
     /// of `cost_usd` of records whose tags (or `key_id`) match every pair of

@@ -15,6 +15,7 @@ use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::time::{parse_rfc3339_ms, HOUR_MS};
 use crate::domain::usage_query::UsageQuery;
 
+mod alerts;
 mod keys;
 
 fn ts(text: &str) -> i64 {
@@ -1280,6 +1281,24 @@ macro_rules! store_suite {
             async fn retention_keeps_the_totals() {
                 let (store, _guard) = $open;
                 super::retention_keeps_the_totals(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn alerts_are_stored_once_and_enqueue_deliveries() {
+                let (store, _guard) = $open;
+                super::alerts::alerts_are_stored_once_and_enqueue_deliveries(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn outbox_claims_retries_and_finishes() {
+                let (store, _guard) = $open;
+                super::alerts::outbox_claims_retries_and_finishes(&*store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_evaluators_store_each_alert_once() {
+                let (store, _guard) = $open;
+                super::alerts::concurrent_evaluators_store_each_alert_once(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -57,6 +57,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "ledger",
         include_str!("../../../migrations/postgres/0008_ledger.sql"),
     ),
+    (
+        9,
+        "alerts",
+        include_str!("../../../migrations/postgres/0009_alerts.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

@@ -21,6 +21,7 @@
 //! `postgres://aispend@db/aispend?options=-c%20search_path%3Daispend`.
 
 mod access;
+mod alerts;
 mod budgets;
 mod copy_format;
 mod ingest;
@@ -49,6 +50,7 @@ use super::{
 };
 use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
+use crate::domain::alerts::Alert;
 use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
 use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
@@ -56,6 +58,7 @@ use crate::domain::keys::Key;
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
+use crate::domain::webhooks::{Attempt, Delivery, Webhook};
 use prepare::Prepared;
 use series::SeriesCache;
 use writer::Writer;
@@ -228,6 +231,82 @@ impl Store for PostgresStore {
         Box::pin(async move {
             access::add_override_approval(&*self.pool.get().await?, &id, &approval).await
         })
+    }
+
+    fn insert_alert(&self, alert: Alert, event: String) -> StoreFuture<'_, bool> {
+        Box::pin(
+            async move { alerts::insert_alert(&mut self.pool.get().await?, &alert, &event).await },
+        )
+    }
+
+    fn escalate_alert(
+        &self,
+        id: String,
+        event_id: String,
+        event: String,
+        at_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            alerts::escalate_alert(&mut self.pool.get().await?, &id, &event_id, &event, at_ms).await
+        })
+    }
+
+    fn get_alert(&self, id: String) -> StoreFuture<'_, Option<Alert>> {
+        Box::pin(async move { alerts::get_alert(&self.pool.get().await?, &id).await })
+    }
+
+    fn list_alerts(&self) -> StoreFuture<'_, Vec<Alert>> {
+        Box::pin(async move { alerts::list_alerts(&self.pool.get().await?).await })
+    }
+
+    fn ack_alert(&self, id: String, actor: String, at_ms: i64) -> StoreFuture<'_, bool> {
+        Box::pin(
+            async move { alerts::ack_alert(&self.pool.get().await?, &id, &actor, at_ms).await },
+        )
+    }
+
+    fn create_webhook(&self, webhook: Webhook) -> StoreFuture<'_, bool> {
+        Box::pin(async move { alerts::create_webhook(&self.pool.get().await?, &webhook).await })
+    }
+
+    fn list_webhooks(&self) -> StoreFuture<'_, Vec<Webhook>> {
+        Box::pin(async move { alerts::list_webhooks(&**self.pool.get().await?).await })
+    }
+
+    fn delete_webhook(&self, id: String) -> StoreFuture<'_, bool> {
+        Box::pin(async move { alerts::delete_webhook(&mut self.pool.get().await?, &id).await })
+    }
+
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> StoreFuture<'_, Vec<Delivery>> {
+        Box::pin(async move {
+            alerts::claim_deliveries(&self.pool.get().await?, now_ms, lease_until_ms, limit).await
+        })
+    }
+
+    fn finish_delivery(
+        &self,
+        id: i64,
+        attempt: Attempt,
+        retry_at_ms: Option<i64>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            alerts::finish_delivery(&self.pool.get().await?, id, &attempt, retry_at_ms).await
+        })
+    }
+
+    fn list_deliveries(&self, webhook_id: String, limit: i64) -> StoreFuture<'_, Vec<Delivery>> {
+        Box::pin(async move {
+            alerts::list_deliveries(&self.pool.get().await?, &webhook_id, limit).await
+        })
+    }
+
+    fn outbox_depth(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move { alerts::outbox_depth(&self.pool.get().await?).await })
     }
 
     fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {

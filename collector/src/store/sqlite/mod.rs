@@ -17,6 +17,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::{BatchOutcome, KeyWrite, Purged, SaveKeys, Store, StoreError, StoreFuture};
 use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
+use crate::domain::alerts::Alert;
 use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
 use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
@@ -24,8 +25,10 @@ use crate::domain::keys::Key;
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
+use crate::domain::webhooks::{Attempt, Delivery, Webhook};
 
 mod access;
+mod alerts;
 mod budgets;
 mod chunks;
 mod ingest;
@@ -264,6 +267,78 @@ impl Store for SqliteStore {
         self.blocking(move |inner| {
             access::add_override_approval(&inner.writer()?.conn, &id, &approval)
         })
+    }
+
+    fn insert_alert(&self, alert: Alert, event: String) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| alerts::insert_alert(&inner.writer()?.conn, &alert, &event))
+    }
+
+    fn escalate_alert(
+        &self,
+        id: String,
+        event_id: String,
+        event: String,
+        at_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| {
+            alerts::escalate_alert(&inner.writer()?.conn, &id, &event_id, &event, at_ms)
+        })
+    }
+
+    fn get_alert(&self, id: String) -> StoreFuture<'_, Option<Alert>> {
+        self.blocking(move |inner| inner.with_reader(|conn| alerts::get_alert(conn, &id)))
+    }
+
+    fn list_alerts(&self) -> StoreFuture<'_, Vec<Alert>> {
+        self.blocking(|inner| inner.with_reader(alerts::list_alerts))
+    }
+
+    fn ack_alert(&self, id: String, actor: String, at_ms: i64) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| alerts::ack_alert(&inner.writer()?.conn, &id, &actor, at_ms))
+    }
+
+    fn create_webhook(&self, webhook: Webhook) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| alerts::create_webhook(&inner.writer()?.conn, &webhook))
+    }
+
+    fn list_webhooks(&self) -> StoreFuture<'_, Vec<Webhook>> {
+        self.blocking(|inner| inner.with_reader(alerts::list_webhooks))
+    }
+
+    fn delete_webhook(&self, id: String) -> StoreFuture<'_, bool> {
+        self.blocking(move |inner| alerts::delete_webhook(&inner.writer()?.conn, &id))
+    }
+
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> StoreFuture<'_, Vec<Delivery>> {
+        self.blocking(move |inner| {
+            alerts::claim_deliveries(&inner.writer()?.conn, now_ms, lease_until_ms, limit)
+        })
+    }
+
+    fn finish_delivery(
+        &self,
+        id: i64,
+        attempt: Attempt,
+        retry_at_ms: Option<i64>,
+    ) -> StoreFuture<'_, ()> {
+        self.blocking(move |inner| {
+            alerts::finish_delivery(&inner.writer()?.conn, id, &attempt, retry_at_ms)
+        })
+    }
+
+    fn list_deliveries(&self, webhook_id: String, limit: i64) -> StoreFuture<'_, Vec<Delivery>> {
+        self.blocking(move |inner| {
+            inner.with_reader(|conn| alerts::list_deliveries(conn, &webhook_id, limit))
+        })
+    }
+
+    fn outbox_depth(&self) -> StoreFuture<'_, i64> {
+        self.blocking(|inner| inner.with_reader(alerts::outbox_depth))
     }
 
     fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {

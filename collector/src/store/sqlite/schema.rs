@@ -23,6 +23,8 @@ const UPGRADES: &[(i64, &str)] = &[
     (7, ""),
     // 8: the ledger (GL accounts, closed months and their booked lines).
     (8, ""),
+    // Alerts, webhooks and their outbox (CONTRACTS §10); tables only.
+    (9, ""),
 ];
 
 /// The oldest version a file can be upgraded from.

@@ -260,3 +260,48 @@ CREATE TABLE IF NOT EXISTS closed_month_lines (
     output_tokens INTEGER NOT NULL,
     cost_usd      REAL NOT NULL
 );
+
+-- Alerts (CONTRACTS §10), version 9: one alert per (budget, level, period),
+-- so evaluation is idempotent; webhooks; the outbox of deliveries, one row
+-- per (event, webhook), written in the transaction that stores the alert.
+CREATE TABLE IF NOT EXISTS alerts (
+    id           TEXT PRIMARY KEY,
+    budget_id    TEXT NOT NULL,
+    level        TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    scope        TEXT NOT NULL,
+    threshold    REAL NOT NULL,
+    spend_usd    REAL NOT NULL,
+    amount_usd   REAL NOT NULL,
+    forecast_usd REAL NOT NULL,
+    period_start INTEGER NOT NULL,
+    at           INTEGER NOT NULL,
+    acked_at     INTEGER,
+    acked_by     TEXT,
+    escalated_at INTEGER,
+    UNIQUE (budget_id, level, period_start)
+);
+CREATE TABLE IF NOT EXISTS webhooks (
+    id         TEXT PRIMARY KEY,
+    url        TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    events     TEXT NOT NULL,
+    format     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        TEXT NOT NULL,
+    webhook_id      TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    UNIQUE (event_id, webhook_id)
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_attempt_at);

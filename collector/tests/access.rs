@@ -3,23 +3,19 @@
 //! the audit log, scoped viewers on every read, and the override lifecycle
 //! with an injected clock.
 
+mod common;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use aispend_collector::domain::access::{Access, Role, ROUTES};
-use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::time::{format_rfc3339_ms, now_ms};
-use aispend_collector::{app, served_routes, store, AppState, Tokens};
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use aispend_collector::{app, served_routes, AppState};
+use axum::http::StatusCode;
 use axum::Router;
-use http_body_util::BodyExt;
+use common::{Answer, ADMIN, INGEST, READ};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-const INGEST: &str = "ingest-secret";
-const READ: &str = "read-secret";
-const ADMIN: &str = "admin-secret";
 const HOUR: i64 = 3_600_000;
 
 struct Collector {
@@ -29,28 +25,12 @@ struct Collector {
     _dir: tempfile::TempDir,
 }
 
-struct Answer {
-    status: StatusCode,
-    text: String,
-    json: Value,
-}
-
 fn start() -> Collector {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}/aispend.db", dir.path().display());
-    let tokens = Tokens {
-        ingest: Some(INGEST.into()),
-        read: Some(READ.into()),
-        admin: Some(ADMIN.into()),
-    };
+    let (dir, url) = common::sqlite_dir();
     let clock = Arc::new(AtomicI64::new(now_ms()));
     let tick = Arc::clone(&clock);
-    let state = AppState::new(
-        store::open(&url).expect("open store"),
-        PriceTable::embedded().expect("prices"),
-        tokens,
-    )
-    .with_clock(Arc::new(move || tick.load(Ordering::Relaxed)));
+    let state =
+        common::sqlite_state(&url).with_clock(Arc::new(move || tick.load(Ordering::Relaxed)));
     Collector {
         router: app(state.clone()),
         state,
@@ -61,34 +41,7 @@ fn start() -> Collector {
 
 impl Collector {
     async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Value) -> Answer {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json");
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let body = if body.is_null() {
-            Body::empty()
-        } else {
-            Body::from(body.to_string())
-        };
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, text, json }
+        common::call(&self.router, method, uri, token, body).await
     }
 
     /// Creates a token with the admin bootstrap token; answers (id, secret).

@@ -1,52 +1,19 @@
 //! HTTP tests of the budget API and `GET /v1/caps` against `app()` over a
 //! real SQLite file.
 
+mod common;
+
 use std::time::Duration;
 
-use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::time::{format_rfc3339_ms, now_ms};
-use aispend_collector::{app, store, AppState, Tokens};
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use common::{start, Answer, Collector};
+use common::{ADMIN_BEARER as ADMIN, INGEST_BEARER as INGEST, READ_BEARER as READ};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-const INGEST: &str = "Bearer ingest-secret";
-const READ: &str = "Bearer read-secret";
-const ADMIN: &str = "Bearer admin-secret";
 /// Longer than the caps cache's minimum age, so a poll after an ingest
 /// sees the new spend.
 const CACHE_AGE: Duration = Duration::from_millis(300);
-
-struct Collector {
-    router: Router,
-    _dir: tempfile::TempDir,
-}
-
-struct Answer {
-    status: StatusCode,
-    etag: Option<String>,
-    text: String,
-    json: Value,
-}
-
-fn start() -> Collector {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}/aispend.db", dir.path().display());
-    let tokens = Tokens {
-        ingest: Some("ingest-secret".into()),
-        read: Some("read-secret".into()),
-        admin: Some("admin-secret".into()),
-    };
-    let store = store::open(&url).expect("open store");
-    let state = AppState::new(store, PriceTable::embedded().expect("prices"), tokens);
-    Collector {
-        router: app(state),
-        _dir: dir,
-    }
-}
 
 /// One call for gpt-4o-mini, now, so it falls in the current period.
 fn record(id: &str, team: &str) -> Value {
@@ -60,42 +27,7 @@ fn record(id: &str, team: &str) -> Value {
 
 impl Collector {
     async fn call(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Value) -> Answer {
-        let mut request = Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let body = if body.is_null() {
-            Body::empty()
-        } else {
-            request = request.header("content-type", "application/json");
-            Body::from(body.to_string())
-        };
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let etag = response
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer {
-            status,
-            etag,
-            text,
-            json,
-        }
+        common::call_with(&self.router, method, uri, headers, body).await
     }
 
     async fn as_admin(&self, method: &str, uri: &str, body: Value) -> Answer {

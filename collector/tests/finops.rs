@@ -2,23 +2,20 @@
 //! and FOCUS exports, showback, closing a month, tag coverage. The numbers
 //! of every view agree with `GET /v1/usage` to 1e-9 relative.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::store::postgres::test_schema::TestSchema;
 use aispend_collector::store::Store;
-use aispend_collector::{app, store, AppState, Tokens};
+use aispend_collector::{app, store, AppState};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
+use common::{ADMIN_BEARER as ADMIN, INGEST_BEARER as INGEST, READ_BEARER as READ};
 use serde_json::{json, Value};
-use tower::ServiceExt;
-
-const INGEST: &str = "Bearer ingest-secret";
-const READ: &str = "Bearer read-secret";
-const ADMIN: &str = "Bearer admin-secret";
 
 /// Keeps what the store needs alive (a temp dir, a PostgreSQL schema).
 #[allow(dead_code)]
@@ -32,16 +29,12 @@ struct Collector {
     _guard: Guard,
 }
 
-fn tokens() -> Tokens {
-    Tokens {
-        ingest: Some("ingest-secret".into()),
-        read: Some("read-secret".into()),
-        admin: Some("admin-secret".into()),
-    }
-}
-
 fn with_store(store: Arc<dyn Store>, guard: Guard) -> Collector {
-    let state = AppState::new(store, PriceTable::embedded().expect("prices"), tokens());
+    let state = AppState::new(
+        store,
+        PriceTable::embedded().expect("prices"),
+        common::tokens(),
+    );
     Collector {
         router: app(state),
         _guard: guard,
@@ -49,8 +42,7 @@ fn with_store(store: Arc<dyn Store>, guard: Guard) -> Collector {
 }
 
 async fn sqlite() -> Collector {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}/aispend.db", dir.path().display());
+    let (dir, url) = common::sqlite_dir();
     with_store(store::open(&url).expect("open"), Guard::Dir(dir))
 }
 
@@ -75,20 +67,8 @@ impl Collector {
             .header("authorization", auth)
             .body(Body::from(body))
             .expect("request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        let answer = common::send(&self.router, request).await;
+        (answer.status, answer.text)
     }
 
     /// Exports and the ledger are finance's (the admin token has every role).

@@ -1,16 +1,14 @@
 //! HTTP-level tests of `app()` over a real SQLite file.
 
-use aispend_collector::domain::pricing::PriceTable;
-use aispend_collector::{app, store, AppState, Tokens};
+mod common;
+
+use aispend_collector::{app, AppState};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
+use common::{INGEST_BEARER as INGEST, READ_BEARER as READ};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-const INGEST: &str = "Bearer ingest-secret";
-const READ: &str = "Bearer read-secret";
 const MONTH: &str = "from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z";
 
 struct Collector {
@@ -20,17 +18,8 @@ struct Collector {
     _dir: tempfile::TempDir,
 }
 
-fn tokens() -> Tokens {
-    Tokens {
-        ingest: Some("ingest-secret".into()),
-        read: Some("read-secret".into()),
-        admin: Some("admin-secret".into()),
-    }
-}
-
 fn start_at(db_url: &str, dir: tempfile::TempDir) -> Collector {
-    let store = store::open(db_url).expect("open store");
-    let state = AppState::new(store, PriceTable::embedded().expect("prices"), tokens());
+    let state = common::sqlite_state(db_url);
     Collector {
         router: app(state.clone()),
         state,
@@ -70,20 +59,8 @@ impl Collector {
         if let Some(auth) = auth {
             request = request.header("authorization", auth);
         }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        let answer = common::send(&self.router, request.body(body).expect("request")).await;
+        (answer.status, answer.text)
     }
 
     async fn ingest(&self, records: Vec<Value>) -> (StatusCode, Value) {
@@ -394,37 +371,12 @@ impl Collector {
         query: &str,
         headers: &[(&str, &str)],
     ) -> (StatusCode, String, String) {
-        let mut request = Request::builder()
-            .method("GET")
-            .uri(format!("/v1/usage?{query}"))
-            .header("authorization", READ);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(Body::empty()).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (
-            status,
-            content_type,
-            String::from_utf8_lossy(&bytes).into_owned(),
-        )
+        let mut all = vec![("authorization", READ)];
+        all.extend_from_slice(headers);
+        let uri = format!("/v1/usage?{query}");
+        let answer = common::call_with(&self.router, "GET", &uri, &all, Value::Null).await;
+        let content_type = answer.header("content-type").unwrap_or_default();
+        (answer.status, content_type, answer.text)
     }
 }
 

@@ -2,51 +2,21 @@
 //! `app()` over a real SQLite file: every endpoint, every refusal, roles,
 //! and the registry's ETag / 304.
 
+mod common;
+
 use std::time::Duration;
 
 use aispend_collector::domain::keys::{sha256_hex, KeyPolicy};
-use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::time::{format_rfc3339_ms, now_ms, parse_rfc3339_ms};
-use aispend_collector::{app, store, AppState, Tokens};
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use common::{Answer, Collector};
+use common::{ADMIN_BEARER as ADMIN, INGEST_BEARER as INGEST, READ_BEARER as READ};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-const INGEST: &str = "Bearer ingest-secret";
-const READ: &str = "Bearer read-secret";
-const ADMIN: &str = "Bearer admin-secret";
 const DAY_MS: i64 = 86_400_000;
 
-struct Collector {
-    router: Router,
-    _dir: tempfile::TempDir,
-}
-
-struct Answer {
-    status: StatusCode,
-    etag: Option<String>,
-    text: String,
-    json: Value,
-}
-
 fn start_with(policy: KeyPolicy) -> Collector {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}/aispend.db", dir.path().display());
-    let tokens = Tokens {
-        ingest: Some("ingest-secret".into()),
-        read: Some("read-secret".into()),
-        admin: Some("admin-secret".into()),
-    };
-    let store = store::open(&url).expect("open store");
-    let state = AppState::new(store, PriceTable::embedded().expect("prices"), tokens)
-        .with_key_policy(policy);
-    Collector {
-        router: app(state),
-        _dir: dir,
-    }
+    common::start_with(|state| state.with_key_policy(policy))
 }
 
 fn start() -> Collector {
@@ -55,42 +25,7 @@ fn start() -> Collector {
 
 impl Collector {
     async fn call(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Value) -> Answer {
-        let mut request = Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let body = if body.is_null() {
-            Body::empty()
-        } else {
-            request = request.header("content-type", "application/json");
-            Body::from(body.to_string())
-        };
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let etag = response
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer {
-            status,
-            etag,
-            text,
-            json,
-        }
+        common::call_with(&self.router, method, uri, headers, body).await
     }
 
     async fn admin(&self, method: &str, uri: &str, body: Value) -> Answer {

@@ -4,6 +4,8 @@
 //! shared machine. Figures for the docs come from
 //! `cargo test --release -p aispend-collector --test keys_scale -- --nocapture`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +15,10 @@ use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::time::now_ms;
 use aispend_collector::store::postgres::test_schema::TestSchema;
 use aispend_collector::store::{self, Expect, KeyWrite, SaveKeys, Store};
-use aispend_collector::{app, AppState, Tokens};
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use aispend_collector::{app, AppState};
+use axum::http::StatusCode;
+use common::INGEST_BEARER;
+use serde_json::Value;
 
 const KEYS: usize = 10_000;
 
@@ -66,42 +67,27 @@ async fn measure(name: &str, store: Arc<dyn Store>) {
         );
     }
     let stored = started.elapsed();
-    let tokens = Tokens {
-        ingest: Some("it".into()),
-        read: Some("rt".into()),
-        admin: Some("at".into()),
-    };
     let router = app(AppState::new(
         store,
         PriceTable::embedded().expect("prices"),
-        tokens,
+        common::tokens(),
     ));
     let get = |etag: Option<String>| {
         let router = router.clone();
         async move {
-            let mut request =
-                Request::get("/v1/keys/registry").header("authorization", "Bearer it");
-            if let Some(tag) = etag {
-                request = request.header("if-none-match", tag);
+            let mut headers = vec![("authorization", INGEST_BEARER)];
+            if let Some(tag) = etag.as_deref() {
+                headers.push(("if-none-match", tag));
             }
             let started = Instant::now();
-            let response = router
-                .oneshot(request.body(Body::empty()).expect("request"))
-                .await
-                .expect("infallible");
-            let status = response.status();
-            let etag = response
-                .headers()
-                .get("etag")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            (status, etag, body.len(), started.elapsed())
+            let answer =
+                common::call_with(&router, "GET", "/v1/keys/registry", &headers, Value::Null).await;
+            (
+                answer.status,
+                answer.etag,
+                answer.text.len(),
+                started.elapsed(),
+            )
         }
     };
     let (status, etag, bytes, cold) = get(None).await;

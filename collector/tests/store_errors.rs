@@ -2,6 +2,8 @@
 //! pool timeout, SQLITE_BUSY) is 503 so the gateway filter keeps the batch
 //! and retries it; any other is 500. Uses a store that always fails.
 
+mod common;
+
 use std::sync::Arc;
 
 use aispend_collector::domain::access::ApiToken;
@@ -22,9 +24,7 @@ use aispend_collector::store::{
 use aispend_collector::{app, AppState, Tokens};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 /// Every call fails with the same error.
 struct FailingStore(StoreError);
@@ -189,24 +189,8 @@ async fn call(
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
         .expect("request");
-    let response = app(state).oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (
-        status,
-        retry_after,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let answer = common::send(&app(state), request).await;
+    (answer.status, answer.header("retry-after"), answer.json)
 }
 
 fn batch() -> Value {

@@ -7,21 +7,18 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::time::{format_rfc3339_ms, parse_rfc3339_ms};
 use aispend_collector::domain::webhooks::signature;
 use aispend_collector::service::{alerts, webhooks};
-use aispend_collector::{app, store, AppState, Tokens};
-use axum::body::Body;
+use aispend_collector::AppState;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-const INGEST: &str = "Bearer ingest-secret";
-const READ: &str = "Bearer read-secret";
-const ADMIN: &str = "Bearer admin-secret";
+mod common;
+
+use common::{ADMIN_BEARER as ADMIN, INGEST_BEARER as INGEST, READ_BEARER as READ};
+
 const SECRET: &str = "whsec-0123456789abcdef";
 
 struct Collector {
@@ -32,27 +29,23 @@ struct Collector {
 }
 
 impl Collector {
+    /// A collector over a temp SQLite file whose clock starts at `now` and
+    /// moves only when the test says so.
     fn start(now: i64) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/aispend.db", dir.path().display());
-        let tokens = Tokens {
-            ingest: Some("ingest-secret".into()),
-            read: Some("read-secret".into()),
-            admin: Some("admin-secret".into()),
-        };
         let clock = Arc::new(AtomicI64::new(now));
         let c = Arc::clone(&clock);
-        let state = AppState::new(
-            store::open(&url).expect("open store"),
-            PriceTable::embedded().expect("prices"),
-            tokens,
-        )
-        .with_clock(Arc::new(move || c.load(Ordering::SeqCst)));
-        Self {
-            router: app(state.clone()),
+        let common::Collector {
+            router,
             state,
+            _dir,
+        } = common::start_with(|state| {
+            state.with_clock(Arc::new(move || c.load(Ordering::SeqCst)))
+        });
+        Self {
+            state,
+            router,
             clock,
-            _dir: dir,
+            _dir,
         }
     }
 
@@ -76,22 +69,10 @@ impl Collector {
             .uri(uri)
             .header("authorization", token)
             .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .body(common::json_body(&body.unwrap_or(Value::Null)))
             .expect("request");
-        let response = self.router.clone().oneshot(request).await.expect("answer");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        )
+        let answer = common::send(&self.router, request).await;
+        (answer.status, answer.json, answer.text)
     }
 
     /// `n` calls of gpt-4o-mini for team search, $0.045 each, at now.

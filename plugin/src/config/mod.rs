@@ -101,14 +101,11 @@ pub struct RegistryConfig {
 
 impl RegistryConfig {
     pub fn cluster<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
-        self.cluster.as_deref().unwrap_or(&collector.cluster)
+        collector.poll_cluster(self.cluster.as_deref())
     }
 
     pub fn authority<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
-        self.authority
-            .as_deref()
-            .or(self.cluster.as_deref())
-            .unwrap_or_else(|| collector.authority())
+        collector.poll_authority(self.authority.as_deref(), self.cluster.as_deref())
     }
 
     pub fn token<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
@@ -274,6 +271,22 @@ pub struct CollectorConfig {
 impl CollectorConfig {
     pub fn authority(&self) -> &str {
         self.authority.as_deref().unwrap_or(&self.cluster)
+    }
+
+    /// Where a poller that may name its own cluster (caps, key registry)
+    /// sends: its own cluster, else the collector's.
+    pub fn poll_cluster<'a>(&'a self, own: Option<&'a str>) -> &'a str {
+        own.unwrap_or(&self.cluster)
+    }
+
+    /// That poller's `:authority`: its own, else its own cluster when set,
+    /// else the collector's authority.
+    pub fn poll_authority<'a>(
+        &'a self,
+        own: Option<&'a str>,
+        own_cluster: Option<&'a str>,
+    ) -> &'a str {
+        own.or(own_cluster).unwrap_or_else(|| self.authority())
     }
 }
 
@@ -448,16 +461,13 @@ impl Default for CapsConfig {
 impl CapsConfig {
     /// Where to poll: `caps.cluster`, else the collector's cluster.
     pub fn cluster<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
-        self.cluster.as_deref().unwrap_or(&collector.cluster)
+        collector.poll_cluster(self.cluster.as_deref())
     }
 
     /// `:authority` of the poll: `caps.authority`, else `caps.cluster` when
     /// set, else the collector's authority.
     pub fn authority<'a>(&'a self, collector: &'a CollectorConfig) -> &'a str {
-        self.authority
-            .as_deref()
-            .or(self.cluster.as_deref())
-            .unwrap_or_else(|| collector.authority())
+        collector.poll_authority(self.authority.as_deref(), self.cluster.as_deref())
     }
 }
 

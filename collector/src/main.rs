@@ -84,6 +84,9 @@ async fn run(settings: Settings) -> Result<(), String> {
         .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024))
         .with_key_policy(settings.key_policy.clone())
         .with_alerts(settings.alerts.clone());
+    if let Some(problem) = state.alerts.tls_problem() {
+        return Err(format!("https webhooks: {problem}"));
+    }
     // Deletes raw records older than N days in the background; the rollups
     // keep the totals. Ends with the process.
     let retention = settings

@@ -10,9 +10,11 @@ use crate::domain::keys::{KeyPolicy, DEFAULT_REQUIRED_TAGS};
 use crate::domain::webhooks::AllowedHosts;
 use crate::logging::LogFormat;
 use crate::service::alerts::{
-    AlertSettings, DEFAULT_INTERVAL_MS, DEFAULT_SPIKE_MIN_USD, DEFAULT_WEBHOOK_TIMEOUT_MS,
+    AlertSettings, DEFAULT_ANOMALY_MIN_USD, DEFAULT_INTERVAL_MS, DEFAULT_SPIKE_MIN_USD,
+    DEFAULT_WEBHOOK_TIMEOUT_MS,
 };
 use crate::service::ingest::DEFAULT_INGEST_MEMORY_MB;
+use crate::service::webhook_client::WebhookCa;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/aispend.db";
@@ -37,7 +39,7 @@ file passed with --config (keys: listen, database_url, ingest_token, read_token,
 admin_token, prices, insecure_no_auth, log_format, log_level, \
 header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb, required_tags, \
 key_max_lifetime, retention_days, webhook_allowed_hosts, webhook_timeout_ms, \
-alert_interval_ms, spike_min_usd). Precedence: flags > environment > file > defaults.\n\n\
+alert_interval_ms, spike_min_usd, anomaly_min_usd, webhook_ca_file). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
 experiments only)."
@@ -158,6 +160,15 @@ pub struct Cli {
     /// the previous period's spend to be at least this many USD [default: 10].
     #[arg(long, env = "AISPEND_SPIKE_MIN_USD", value_name = "USD")]
     pub spike_min_usd: Option<f64>,
+    /// An anomaly alert (a day's spend of one team and model with a z-score
+    /// above 3 against the previous 30 days) needs that day's spend to be
+    /// at least this many USD [default: 10].
+    #[arg(long, env = "AISPEND_ANOMALY_MIN_USD", value_name = "USD")]
+    pub anomaly_min_usd: Option<f64>,
+    /// A PEM file of extra CA certificates trusted for https webhook
+    /// targets, besides the compiled-in Mozilla roots (a private CA).
+    #[arg(long, env = "AISPEND_WEBHOOK_CA_FILE", value_name = "PATH")]
+    pub webhook_ca_file: Option<PathBuf>,
     /// A subcommand (`keys …`) instead of serving.
     #[command(subcommand)]
     pub command: Option<crate::cli::Command>,
@@ -187,6 +198,8 @@ pub struct FileSettings {
     pub webhook_timeout_ms: Option<u64>,
     pub alert_interval_ms: Option<u64>,
     pub spike_min_usd: Option<f64>,
+    pub anomaly_min_usd: Option<f64>,
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 /// Final settings after merging every source.
@@ -248,12 +261,29 @@ impl Settings {
                 "spike_min_usd must be a number >= 0, not {spike_min_usd}"
             ));
         }
+        let anomaly_min_usd = cli
+            .anomaly_min_usd
+            .or(file.anomaly_min_usd)
+            .unwrap_or(DEFAULT_ANOMALY_MIN_USD);
+        if !(anomaly_min_usd.is_finite() && anomaly_min_usd >= 0.0) {
+            return Err(format!(
+                "anomaly_min_usd must be a number >= 0, not {anomaly_min_usd}"
+            ));
+        }
+        let webhook_ca = match cli.webhook_ca_file.or(file.webhook_ca_file) {
+            None => None,
+            Some(path) => {
+                Some(WebhookCa::load(&path).map_err(|e| format!("webhook_ca_file: {e}"))?)
+            }
+        };
         let alerts = AlertSettings {
             interval_ms: cli
                 .alert_interval_ms
                 .or(file.alert_interval_ms)
                 .unwrap_or(DEFAULT_INTERVAL_MS),
             spike_min_usd,
+            anomaly_min_usd,
+            webhook_ca,
             allowed_hosts: cli
                 .webhook_allowed_hosts
                 .or(file.webhook_allowed_hosts)
@@ -533,6 +563,20 @@ mod tests {
         );
         let file: FileSettings = toml::from_str("spike_min_usd = -1.0").expect("toml");
         assert!(Settings::merge(cli(&TOKENS), file).is_err());
+        let file: FileSettings = toml::from_str("anomaly_min_usd = 25.0").expect("toml");
+        let s = Settings::merge(cli(&TOKENS), file).expect("ok");
+        assert_eq!(s.alerts.anomaly_min_usd, 25.0);
+        let mut args = TOKENS.to_vec();
+        args.push("--anomaly-min-usd=-2");
+        let err = Settings::merge(cli(&args), FileSettings::default()).expect_err("negative");
+        assert!(err.contains("anomaly_min_usd"), "{err}");
+        let mut args = TOKENS.to_vec();
+        args.extend(["--webhook-ca-file", "/nonexistent/ca.pem"]);
+        let err = Settings::merge(cli(&args), FileSettings::default()).expect_err("no file");
+        assert!(
+            err.contains("webhook_ca_file") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
     }
 
     #[test]

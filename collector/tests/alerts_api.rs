@@ -394,3 +394,86 @@ async fn tiers_fire_once_and_signed_deliveries_survive_a_receiver_outage() {
         (Some("critical"), Some("forecast"))
     );
 }
+
+#[tokio::test]
+async fn a_budgets_own_tiers_are_shown_validated_audited_and_evaluated() {
+    let c = Collector::start(parse_rfc3339_ms("2026-11-30T20:00:00Z").expect("ts"));
+    let body = |alerts: Value| {
+        json!({"id": "tiers", "scope": {"team": "search"}, "period": "month",
+               "amount_usd": 0.44, "alerts": alerts})
+    };
+    // Bad tiers: 400 naming the field.
+    let (status, _, text) = c
+        .call(
+            "POST",
+            "/v1/budgets",
+            ADMIN,
+            Some(body(json!({"info": 0.9}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("info <= warning <= critical <= hard"),
+        "{text}"
+    );
+    let (status, _, text) = c
+        .call(
+            "POST",
+            "/v1/budgets",
+            ADMIN,
+            Some(body(json!({"page": 0.9}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("unknown tier") && text.contains("page"),
+        "{text}"
+    );
+
+    // Defaults shown when the field is left out.
+    let (status, created, _) = c
+        .call("POST", "/v1/budgets", ADMIN, Some(body(Value::Null)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["alerts"],
+        json!({"info": 0.5, "warning": 0.7, "critical": 0.9, "hard": 1.0})
+    );
+    // Lower tiers: $0.135 of $0.44 is 31 %, past info 0.1 and warning 0.3.
+    let custom = json!({"info": 0.1, "warning": 0.3, "critical": 0.95, "hard": 1.0});
+    let (status, replaced, _) = c
+        .call(
+            "PUT",
+            "/v1/budgets/tiers",
+            ADMIN,
+            Some(body(custom.clone())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["alerts"], custom);
+    let (_, got, _) = c.call("GET", "/v1/budgets/tiers", READ, None).await;
+    assert_eq!(got["alerts"], custom, "stored and read back");
+    let (_, audit, _) = c
+        .call("GET", "/v1/audit?action=budget.replace", ADMIN, None)
+        .await;
+    let entry = &audit["entries"][0];
+    assert_eq!(entry["after"]["alerts"], custom, "{audit}");
+    assert_eq!(entry["before"]["alerts"]["info"], 0.5, "{audit}");
+
+    c.spend(0, 3).await;
+    alerts::evaluate(&c.state).await.expect("evaluate");
+    let (_, listed, _) = c.call("GET", "/v1/alerts", READ, None).await;
+    let mut got: Vec<(String, f64)> = listed["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .map(|a| {
+            (
+                a["level"].as_str().expect("level").to_owned(),
+                a["threshold"].as_f64().expect("t"),
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, [("info".to_owned(), 0.1), ("warning".to_owned(), 0.3)]);
+}

@@ -8,6 +8,7 @@
 //! enqueued — once, whichever replica wins (evaluation is idempotent in the
 //! database; no leader election).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -18,14 +19,16 @@ use tokio::sync::Notify;
 use crate::domain::access::budget_in_scope;
 use crate::domain::alerts::{
     self, escalation_event_id, forecast_window, previous_same_point, round_usd, Alert, AlertState,
-    AlertView, Level, Reading, Tiers,
+    AlertView, Level, Reading,
 };
 use crate::domain::budgets::{Budget, Period, Scope};
-use crate::domain::time::format_rfc3339_ms;
+use crate::domain::time::{format_rfc3339_ms, parse_rfc3339_ms, DAY_MS};
+use crate::domain::usage_query::{Dim, UsageQuery};
 use crate::domain::webhooks::AllowedHosts;
 use crate::error::AppError;
 use crate::service::access::RequestContext;
 use crate::service::audit;
+use crate::service::webhook_client::{WebhookCa, WebhookClient};
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
@@ -33,6 +36,8 @@ use crate::store::{Store, StoreError};
 pub const DEFAULT_INTERVAL_MS: u64 = 60_000;
 /// The spike rule needs the previous period's spend to be at least this.
 pub const DEFAULT_SPIKE_MIN_USD: f64 = 10.0;
+/// An anomaly needs the day's spend of its (team, model) to be at least this.
+pub const DEFAULT_ANOMALY_MIN_USD: f64 = 10.0;
 /// A webhook receiver must answer within this [ms].
 pub const DEFAULT_WEBHOOK_TIMEOUT_MS: u64 = 5_000;
 /// Ingests within this of each other trigger one evaluation.
@@ -43,6 +48,9 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 pub struct AlertSettings {
     pub interval_ms: u64,
     pub spike_min_usd: f64,
+    pub anomaly_min_usd: f64,
+    /// Extra CAs trusted for https webhook targets.
+    pub webhook_ca: Option<WebhookCa>,
     pub allowed_hosts: AllowedHosts,
     pub webhook_timeout_ms: u64,
 }
@@ -52,6 +60,8 @@ impl Default for AlertSettings {
         Self {
             interval_ms: DEFAULT_INTERVAL_MS,
             spike_min_usd: DEFAULT_SPIKE_MIN_USD,
+            anomaly_min_usd: DEFAULT_ANOMALY_MIN_USD,
+            webhook_ca: None,
             allowed_hosts: AllowedHosts::default(),
             webhook_timeout_ms: DEFAULT_WEBHOOK_TIMEOUT_MS,
         }
@@ -71,14 +81,22 @@ pub struct Alerts {
     pub(crate) deliveries_ok: AtomicU64,
     /// The outbox depth at the last delivery pass.
     pub(crate) depth: AtomicI64,
+    /// Sends the deliveries (http and https).
+    pub(crate) client: WebhookClient,
 }
 
 impl Alerts {
     pub fn new(settings: AlertSettings) -> Self {
         Self {
+            client: WebhookClient::new(settings.webhook_ca.as_ref()),
             settings,
             ..Self::default()
         }
+    }
+
+    /// The problem with the https client's setup (an unusable CA), if any.
+    pub fn tls_problem(&self) -> Option<&str> {
+        self.client.tls_problem()
     }
 
     /// Called after an ingest: the evaluation loop runs soon (debounced);
@@ -178,6 +196,89 @@ pub async fn readings(
     Ok(out)
 }
 
+/// The anomaly alerts due now: the spend per (team, model) per UTC day over
+/// the last 32 days, in ONE usage query (the daily rollups answer whole
+/// days, the hourly ones today), then for today and yesterday (a late
+/// record can still change yesterday) the day's spend of each (team, model)
+/// against its previous 30 days (0 for a day without spend).
+pub async fn anomalies(
+    store: &dyn Store,
+    min_usd: f64,
+    now: i64,
+) -> Result<Vec<Alert>, StoreError> {
+    const HISTORY: i64 = alerts::ANOMALY_HISTORY_DAYS as i64;
+    let today = now.div_euclid(DAY_MS) * DAY_MS;
+    let first = today - (HISTORY + 1) * DAY_MS;
+    let report = store
+        .usage(UsageQuery {
+            from_ms: first,
+            to_ms: now.max(first + 1),
+            group_by: vec![Dim::Tag("team".into()), Dim::Model, Dim::Day],
+            filters: Vec::new(),
+            required_tags: Vec::new(),
+        })
+        .await?;
+    // (team, model) → spend per day, index 0 = `first`.
+    let mut series: BTreeMap<(Option<String>, Option<String>), Vec<f64>> = BTreeMap::new();
+    for row in &report.rows {
+        let (Some(team), Some(model), Some(Some(day))) =
+            (row.dims.first(), row.dims.get(1), row.dims.get(2))
+        else {
+            continue;
+        };
+        let Some(day_ms) = parse_rfc3339_ms(&format!("{day}T00:00:00Z")) else {
+            continue;
+        };
+        let slot = usize::try_from((day_ms - first).div_euclid(DAY_MS)).ok();
+        let days = series
+            .entry((team.clone(), model.clone()))
+            .or_insert_with(|| vec![0.0; HISTORY as usize + 2]);
+        if let Some(v) = slot.and_then(|i| days.get_mut(i)) {
+            *v += row.sums.cost_usd;
+        }
+    }
+    let mut out = Vec::new();
+    for ((team, model), days) in &series {
+        let mut scope = Scope::new();
+        if let Some(team) = team {
+            scope.insert("team".into(), team.clone());
+        }
+        if let Some(model) = model {
+            scope.insert("model".into(), model.clone());
+        }
+        // Index HISTORY = yesterday, HISTORY + 1 = today.
+        for (i, day_start) in [
+            (HISTORY as usize, today - DAY_MS),
+            (HISTORY as usize + 1, today),
+        ] {
+            let (Some(history), Some(&spend)) = (days.get(i - HISTORY as usize..i), days.get(i))
+            else {
+                continue;
+            };
+            if let Some(alert) = alerts::anomaly(&scope, day_start, history, spend, min_usd, now) {
+                out.push(alert);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Stores an alert of any kind (once: `Ok(false)` when it exists already)
+/// and enqueues its `spend.alert` event for every webhook, in one store
+/// transaction; counts it and wakes the delivery worker. Every alert goes
+/// through here (budget tiers, anomalies, and any later kind).
+pub async fn raise(state: &AppState, alert: Alert) -> Result<bool, StoreError> {
+    let event = event_of(&alert, &alert.id, false).to_string();
+    let (level, kind, id) = (alert.level, alert.kind, alert.id.clone());
+    let stored = state.store.insert_alert(alert, event).await?;
+    if stored {
+        state.alerts.count(level);
+        state.alerts.deliver.notify_one();
+        tracing::info!(alert = %id, level = level.as_str(), kind = kind.as_str(), "alert");
+    }
+    Ok(stored)
+}
+
 /// The webhook event of an alert (CONTRACTS §10): the alert's fields,
 /// `event`, `id` (the event id, stable across retries) and `alert_id`.
 pub fn event_of(alert: &Alert, event_id: &str, escalation: bool) -> Value {
@@ -192,7 +293,8 @@ pub fn event_of(alert: &Alert, event_id: &str, escalation: bool) -> Value {
     Value::Object(obj)
 }
 
-/// One evaluation pass over every budget, then the escalations due.
+/// One evaluation pass over every budget, the anomalies of today and
+/// yesterday, then the escalations due.
 /// Returns how many alerts and escalations this pass stored.
 pub async fn evaluate(state: &AppState) -> Result<usize, StoreError> {
     let now = state.now();
@@ -200,22 +302,16 @@ pub async fn evaluate(state: &AppState) -> Result<usize, StoreError> {
     let readings = readings(&*state.store, &budgets, now).await?;
     let mut stored = 0;
     for (budget, reading) in budgets.iter().zip(&readings) {
-        let raised = alerts::evaluate(
-            budget,
-            &Tiers::default(),
-            reading,
-            state.alerts.settings.spike_min_usd,
-            now,
-        );
+        let raised = alerts::evaluate(budget, reading, state.alerts.settings.spike_min_usd, now);
         for alert in raised {
-            let event = event_of(&alert, &alert.id, false).to_string();
-            let level = alert.level;
-            let id = alert.id.clone();
-            if state.store.insert_alert(alert, event).await? {
-                state.alerts.count(level);
+            if raise(state, alert).await? {
                 stored += 1;
-                tracing::info!(alert = %id, budget = %budget.id, level = level.as_str(), "alert");
             }
+        }
+    }
+    for alert in anomalies(&*state.store, state.alerts.settings.anomaly_min_usd, now).await? {
+        if raise(state, alert).await? {
+            stored += 1;
         }
     }
     for alert in state.store.list_alerts().await? {
@@ -298,7 +394,11 @@ pub async fn list(
         .iter()
         .filter(|a| want_state.is_none_or(|s| a.state() == s))
         .filter(|a| want_level.is_none_or(|l| a.level == l))
-        .filter(|a| want_budget.as_ref().is_none_or(|b| a.budget_id == *b))
+        .filter(|a| {
+            want_budget
+                .as_ref()
+                .is_none_or(|b| a.budget_id.as_ref() == Some(b))
+        })
         .filter(|a| {
             ctx.principal
                 .scope

@@ -26,4 +26,5 @@ pub mod keys;
 pub mod overrides;
 pub mod retention;
 pub mod usage;
+pub mod webhook_client;
 pub mod webhooks;

@@ -13,15 +13,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::domain::webhooks::{
-    backoff_ms, body_for, parse_url, signature, validate_webhook, Attempt, Delivery, Webhook,
-    MAX_ATTEMPTS,
+    backoff_ms, body_for, signature, validate_webhook, Attempt, Delivery, Webhook, MAX_ATTEMPTS,
 };
 use crate::error::AppError;
 use crate::service::access::{random_hex, RequestContext};
@@ -141,55 +137,6 @@ pub async fn deliveries(state: &AppState, id: &str) -> Result<Value, AppError> {
     Ok(json!({"deliveries": rows.iter().map(Delivery::view).collect::<Vec<_>>()}))
 }
 
-/// One HTTP POST of `body` to `url`; the status, or why there is none.
-async fn post(
-    url: &str,
-    headers: &[(&str, String)],
-    body: String,
-    timeout: Duration,
-) -> Result<u16, String> {
-    let target = parse_url(url)?;
-    if target.https {
-        return Err(String::from(
-            "https delivery is not supported by this build",
-        ));
-    }
-    let host = target
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let attempt = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), target.port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut request = hyper::Request::post(target.path.as_str())
-            .header("host", format!("{}:{}", target.host, target.port))
-            .header("content-type", "application/json")
-            .header("user-agent", "aispend-collector");
-        for (name, value) in headers {
-            request = request.header(*name, value.as_str());
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("request: {e}"))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        Ok(response.status().as_u16())
-    };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
-}
-
 /// Sends one claimed delivery and records the attempt.
 async fn deliver(state: &AppState, hooks: &BTreeMap<String, Webhook>, d: &Delivery) {
     let now = state.now();
@@ -217,7 +164,11 @@ async fn deliver(state: &AppState, hooks: &BTreeMap<String, Webhook>, d: &Delive
         ),
     ];
     let timeout = Duration::from_millis(state.alerts.settings.webhook_timeout_ms);
-    let result = post(&hook.url, &headers, body, timeout).await;
+    let result = state
+        .alerts
+        .client
+        .post(&hook.url, &headers, body, timeout)
+        .await;
     let (status, error) = match &result {
         Ok(code) if (200..300).contains(code) => (Some(i64::from(*code)), None),
         Ok(code) => (Some(i64::from(*code)), Some(format!("HTTP {code}"))),

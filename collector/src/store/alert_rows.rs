@@ -7,7 +7,7 @@ use crate::domain::webhooks::{Delivery, DeliveryState, Webhook, EVENTS};
 use crate::store::StoreError;
 
 pub(crate) const ALERT_COLUMNS: &str = "id, budget_id, level, kind, scope, threshold, spend_usd, \
-     amount_usd, forecast_usd, period_start, at, acked_at, acked_by, escalated_at";
+     amount_usd, forecast_usd, period_start, at, acked_at, acked_by, escalated_at, z_score";
 pub(crate) const WEBHOOK_COLUMNS: &str = "id, url, secret, events, format, created_at, created_by";
 pub(crate) const DELIVERY_COLUMNS: &str = "id, event_id, webhook_id, event, state, attempts, \
      next_attempt_at, last_status, last_error, created_at, delivered_at";
@@ -20,6 +20,18 @@ pub(crate) struct AlertText {
     pub level: String,
     pub kind: String,
     pub scope: String,
+}
+
+/// The `budget_id` column: the budget's id, or for an alert about no
+/// budget (an anomaly) the alert's own id, so the UNIQUE (budget_id, level,
+/// period_start) still keeps one row per alert.
+pub(crate) fn budget_column(alert: &Alert) -> &str {
+    alert.budget_id.as_deref().unwrap_or(&alert.id)
+}
+
+/// The inverse of `budget_column`.
+pub(crate) fn budget_of_column(id: &str, column: String) -> Option<String> {
+    (column != id).then_some(column)
 }
 
 pub(crate) fn decode_alert(mut alert: Alert, text: AlertText) -> Result<Alert, StoreError> {
@@ -46,7 +58,7 @@ pub(crate) fn blank_alert(id: String) -> Alert {
         id,
         level: Level::Info,
         kind: Kind::Threshold,
-        budget_id: String::new(),
+        budget_id: None,
         scope: Scope::new(),
         threshold: 0.0,
         spend_usd: 0.0,
@@ -57,6 +69,7 @@ pub(crate) fn blank_alert(id: String) -> Alert {
         acked_at: None,
         acked_by: None,
         escalated_at: None,
+        z_score: None,
     }
 }
 

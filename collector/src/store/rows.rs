@@ -7,7 +7,7 @@ use std::hash::Hasher;
 
 use super::hash::{FastHasher, PrehashedMap};
 use super::StoreError;
-use crate::domain::budgets::{Budget, Period, Scope};
+use crate::domain::budgets::{alerts_field, Budget, Period, Scope};
 use crate::domain::record::UsageRecord;
 
 /// The 16 bytes of exactly 32 lowercase hex digits (the filter's record ids),
@@ -167,7 +167,7 @@ impl Series {
 }
 
 /// The budget columns both stores keep, in this order.
-pub(crate) const BUDGET_COLUMNS: &str = "id, scope, period, amount_usd, soft, hard";
+pub(crate) const BUDGET_COLUMNS: &str = "id, scope, period, amount_usd, soft, hard, alerts";
 
 /// A budget row as stored, before its text columns are decoded.
 pub(crate) struct BudgetRow {
@@ -177,6 +177,13 @@ pub(crate) struct BudgetRow {
     pub amount_usd: f64,
     pub soft: f64,
     pub hard: f64,
+    /// The alert tiers as JSON; NULL (rows written before schema 10): defaults.
+    pub alerts: Option<String>,
+}
+
+/// The `alerts` column of a budget: its tiers as a JSON object.
+pub(crate) fn budget_alerts_json(budget: &Budget) -> String {
+    serde_json::to_string(&budget.alerts).unwrap_or_default()
 }
 
 impl BudgetRow {
@@ -193,6 +200,19 @@ impl BudgetRow {
                 self.id, self.period
             ))
         })?;
+        let alerts = match &self.alerts {
+            None => None,
+            Some(text) => Some(
+                serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+                    StoreError::invalid(format!(
+                        "budget {}: stored alerts are not JSON: {e}",
+                        self.id
+                    ))
+                })?,
+            ),
+        };
+        let alerts = alerts_field(alerts.as_ref())
+            .map_err(|e| StoreError::invalid(format!("budget {}: stored alerts: {e}", self.id)))?;
         Ok(Budget {
             id: self.id,
             scope,
@@ -200,6 +220,7 @@ impl BudgetRow {
             amount_usd: self.amount_usd,
             soft: self.soft,
             hard: self.hard,
+            alerts,
         })
     }
 }

@@ -23,7 +23,7 @@ fn ts(text: &str) -> i64 {
 }
 
 /// A record with one input and output count and a cost, for the sums.
-fn rec(
+pub(crate) fn rec(
     id: &str,
     ts_ms: i64,
     key: &str,
@@ -398,6 +398,7 @@ fn budget(id: &str, scope: &[(&str, &str)], amount_usd: f64) -> Budget {
         amount_usd,
         soft: 0.8,
         hard: 1.0,
+        alerts: crate::domain::alerts::Tiers::default(),
     }
 }
 
@@ -426,6 +427,12 @@ pub async fn budget_crud(store: &dyn Store) {
         amount_usd: 250.5,
         soft: 0.5,
         hard: 1.1,
+        alerts: crate::domain::alerts::Tiers {
+            info: 0.3,
+            warning: 0.6,
+            critical: 0.8,
+            hard: 1.2,
+        },
         ..b1.clone()
     };
     assert!(store.replace_budget(raised.clone()).await.expect("replace"));
@@ -1293,6 +1300,12 @@ macro_rules! store_suite {
             async fn outbox_claims_retries_and_finishes() {
                 let (store, _guard) = $open;
                 super::alerts::outbox_claims_retries_and_finishes(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn anomalies_fire_once_per_team_model_and_day() {
+                let (store, _guard) = $open;
+                super::alerts::anomalies_fire_once_per_team_model_and_day(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

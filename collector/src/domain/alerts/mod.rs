@@ -49,6 +49,9 @@ pub enum Kind {
     Forecast,
     /// Spend so far is ≥ 20 % above the same point of the previous period.
     Spike,
+    /// A day's spend of one (team, model) with a z-score > 3 against the
+    /// previous 30 days (no budget).
+    Anomaly,
 }
 
 impl Kind {
@@ -57,17 +60,19 @@ impl Kind {
             Kind::Threshold => "threshold",
             Kind::Forecast => "forecast",
             Kind::Spike => "spike",
+            Kind::Anomaly => "anomaly",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Kind::Threshold, Kind::Forecast, Kind::Spike]
+        [Kind::Threshold, Kind::Forecast, Kind::Spike, Kind::Anomaly]
             .into_iter()
             .find(|k| k.as_str() == text)
     }
 }
 
-/// The tiers of a budget as fractions of its amount (SPEC §10 defaults).
+/// The tiers of a budget as fractions of its amount (SPEC §10 defaults;
+/// a budget's `alerts` field, validated by `budgets::alerts_field`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Tiers {
     pub info: f64,
@@ -172,10 +177,68 @@ pub fn z_score(history: &[f64], today: f64) -> Option<f64> {
     (sd > 1e-12).then(|| (today - mean) / sd)
 }
 
+/// The z-score above which a day's spend is an anomaly.
+pub const ANOMALY_Z: f64 = 3.0;
+/// Days of history an anomaly is measured against.
+pub const ANOMALY_HISTORY_DAYS: usize = 30;
+
 /// A day's spend per (team, model) is an anomaly when its z-score against
 /// the previous 30 days is > 3 and it is at least `min_usd`.
 pub fn is_anomaly(history: &[f64], today: f64, min_usd: f64) -> bool {
-    today >= min_usd && z_score(history, today).is_some_and(|z| z > 3.0)
+    anomaly_z(history, today, min_usd).is_some()
+}
+
+/// The z-score of an anomalous day, `None` when the day is not one.
+pub fn anomaly_z(history: &[f64], today: f64, min_usd: f64) -> Option<f64> {
+    if today < min_usd {
+        return None;
+    }
+    z_score(history, today).filter(|z| *z > ANOMALY_Z)
+}
+
+/// The alert id of an anomaly: derived from (scope, day), so every replica
+/// computes the same id and the store keeps one per (team, model, day).
+pub fn anomaly_id(scope: &Scope, day_start: i64) -> String {
+    let mut text = String::from("anomaly");
+    for (k, v) in scope {
+        text.push_str(&format!("\n{k}={v}"));
+    }
+    let digest = Sha256::digest(format!("{text}\n{day_start}"));
+    format!("alt_{}", hex(digest.get(..12).unwrap_or_default()))
+}
+
+/// The anomaly alert of one (team, model) `scope` on the UTC day starting
+/// at `day_start`, when its spend `today` is one against `history` (the
+/// previous 30 days' spend, oldest first, 0 for a day without spend).
+/// Critical; `threshold` is the z-score bound (3), `amount_usd` the mean
+/// daily spend of the history (the baseline), `z_score` the day's.
+pub fn anomaly(
+    scope: &Scope,
+    day_start: i64,
+    history: &[f64],
+    today: f64,
+    min_usd: f64,
+    now_ms: i64,
+) -> Option<Alert> {
+    let z = anomaly_z(history, today, min_usd)?;
+    let baseline = history.iter().sum::<f64>() / history.len().max(1) as f64;
+    Some(Alert {
+        id: anomaly_id(scope, day_start),
+        level: Level::Critical,
+        kind: Kind::Anomaly,
+        budget_id: None,
+        scope: scope.clone(),
+        threshold: ANOMALY_Z,
+        spend_usd: round_usd(today),
+        amount_usd: round_usd(baseline),
+        forecast_usd: round_usd(today),
+        period_start: day_start,
+        at: now_ms,
+        acked_at: None,
+        acked_by: None,
+        escalated_at: None,
+        z_score: Some((z * 1000.0).round() / 1000.0),
+    })
 }
 
 /// Whether an alert is open or acknowledged.
@@ -196,13 +259,15 @@ impl AlertState {
     }
 }
 
-/// One alert as stored: one per (budget, level, period_start).
+/// One alert as stored: one per (budget, level, period_start), or for an
+/// alert without a budget (an anomaly) one per id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     pub id: String,
     pub level: Level,
     pub kind: Kind,
-    pub budget_id: String,
+    /// `None` for an alert about no budget (an anomaly).
+    pub budget_id: Option<String>,
     pub scope: Scope,
     /// The tier's fraction of the amount.
     pub threshold: f64,
@@ -214,6 +279,8 @@ pub struct Alert {
     pub acked_at: Option<i64>,
     pub acked_by: Option<String>,
     pub escalated_at: Option<i64>,
+    /// An anomaly's z-score.
+    pub z_score: Option<f64>,
 }
 
 /// How long a Warning may stay unacknowledged before it escalates.
@@ -253,6 +320,7 @@ impl Alert {
             state: self.state(),
             acked_by: self.acked_by.clone(),
             acked_at: self.acked_at.map(format_rfc3339_ms),
+            z_score: self.z_score,
         }
     }
 }
@@ -262,7 +330,8 @@ pub struct AlertView {
     pub id: String,
     pub level: Level,
     pub kind: Kind,
-    pub budget_id: String,
+    /// `null` for an anomaly (it is about a team and model, not a budget).
+    pub budget_id: Option<String>,
     pub scope: Scope,
     pub threshold: f64,
     pub spend_usd: f64,
@@ -275,6 +344,8 @@ pub struct AlertView {
     pub acked_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub z_score: Option<f64>,
 }
 
 /// The alert id: derived from (budget, level, period start), so every
@@ -299,16 +370,16 @@ pub struct Reading {
     pub period_start: i64,
 }
 
-/// The alerts a budget's reading raises now, lowest level first, one per
-/// level: Critical fires on its tier, on a forecast over the amount or on a
+/// The alerts a budget's reading raises now (against the budget's own
+/// tiers), lowest level first, one per level: Critical fires on its tier, on a forecast over the amount or on a
 /// spike (the first reason found is recorded).
 pub fn evaluate(
     budget: &Budget,
-    tiers: &Tiers,
     reading: &Reading,
     min_previous_usd: f64,
     now_ms: i64,
 ) -> Vec<Alert> {
+    let tiers = &budget.alerts;
     let crossed = tiers.crossed(budget.amount_usd, reading.spend_usd);
     Level::ALL
         .into_iter()
@@ -328,7 +399,7 @@ pub fn evaluate(
                 id: alert_id(&budget.id, level, reading.period_start),
                 level,
                 kind,
-                budget_id: budget.id.clone(),
+                budget_id: Some(budget.id.clone()),
                 scope: budget.scope.clone(),
                 threshold: tiers.fraction(level),
                 spend_usd: round_usd(reading.spend_usd),
@@ -339,6 +410,7 @@ pub fn evaluate(
                 acked_at: None,
                 acked_by: None,
                 escalated_at: None,
+                z_score: None,
             })
         })
         .collect()

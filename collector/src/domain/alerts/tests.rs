@@ -13,6 +13,7 @@ fn budget(amount: f64, period: Period) -> Budget {
         amount_usd: amount,
         soft: 0.8,
         hard: 1.0,
+        alerts: Tiers::default(),
     }
 }
 
@@ -92,7 +93,7 @@ fn evaluate_fires_each_tier_once_with_a_stable_id() {
         previous_usd: 0.0,
         period_start: start,
     };
-    let alerts = evaluate(&b, &Tiers::default(), &reading, 10.0, now);
+    let alerts = evaluate(&b, &reading, 10.0, now);
     let levels: Vec<Level> = alerts.iter().map(|a| a.level).collect();
     assert_eq!(levels, vec![Level::Info, Level::Warning]);
     assert_eq!(alerts[1].id, alert_id("b1", Level::Warning, start));
@@ -103,7 +104,7 @@ fn evaluate_fires_each_tier_once_with_a_stable_id() {
         forecast_usd: 130.0,
         ..reading
     };
-    let alerts = evaluate(&b, &Tiers::default(), &over, 10.0, now);
+    let alerts = evaluate(&b, &over, 10.0, now);
     let critical = alerts
         .iter()
         .find(|a| a.level == Level::Critical)
@@ -114,7 +115,7 @@ fn evaluate_fires_each_tier_once_with_a_stable_id() {
         previous_usd: 50.0,
         ..reading
     };
-    let alerts = evaluate(&b, &Tiers::default(), &spike, 10.0, now);
+    let alerts = evaluate(&b, &spike, 10.0, now);
     let critical = alerts
         .iter()
         .find(|a| a.level == Level::Critical)
@@ -132,7 +133,7 @@ fn an_unacked_warning_escalates_after_24_hours_once() {
         period_start: 0,
     };
     let at = ts("2026-11-05T00:00:00Z");
-    let mut warning = evaluate(&b, &Tiers::default(), &reading, 0.0, at)
+    let mut warning = evaluate(&b, &reading, 0.0, at)
         .into_iter()
         .find(|a| a.level == Level::Warning)
         .expect("warning");
@@ -145,4 +146,71 @@ fn an_unacked_warning_escalates_after_24_hours_once() {
     assert!(!warning.escalation_due(at + ESCALATE_AFTER_MS));
     assert_eq!(warning.state(), AlertState::Acked);
     assert_eq!(escalation_event_id("alt_x"), "alt_x.escalation");
+}
+
+#[test]
+fn a_budgets_own_tiers_are_the_ones_evaluated() {
+    let b = Budget {
+        alerts: Tiers {
+            info: 0.25,
+            warning: 0.4,
+            critical: 0.6,
+            hard: 0.8,
+        },
+        ..budget(100.0, Period::Month)
+    };
+    let reading = Reading {
+        spend_usd: 45.0,
+        forecast_usd: 45.0,
+        previous_usd: 0.0,
+        period_start: 0,
+    };
+    let alerts = evaluate(&b, &reading, 10.0, 1);
+    let got: Vec<(Level, f64)> = alerts.iter().map(|a| (a.level, a.threshold)).collect();
+    assert_eq!(got, vec![(Level::Info, 0.25), (Level::Warning, 0.4)]);
+    // With the defaults, $45 of $100 raises nothing.
+    assert!(evaluate(&budget(100.0, Period::Month), &reading, 10.0, 1).is_empty());
+}
+
+#[test]
+fn an_anomaly_is_one_per_team_model_and_day_with_its_z_score() {
+    let scope = Scope::from([
+        ("model".to_owned(), "gpt-4o".to_owned()),
+        ("team".to_owned(), "search".to_owned()),
+    ]);
+    let day = ts("2026-11-20T00:00:00Z");
+    let history: Vec<f64> = (0..30)
+        .map(|i| if i % 2 == 0 { 9.0 } else { 11.0 })
+        .collect();
+    let a = anomaly(&scope, day, &history, 40.0, 10.0, day + 5).expect("anomaly");
+    assert_eq!(
+        (a.level, a.kind, a.budget_id.as_deref()),
+        (Level::Critical, Kind::Anomaly, None)
+    );
+    assert_eq!(a.z_score, Some(30.0));
+    assert_eq!((a.spend_usd, a.amount_usd, a.threshold), (40.0, 10.0, 3.0));
+    assert_eq!(
+        a.id,
+        anomaly_id(&scope, day),
+        "the same id on every replica"
+    );
+    assert_ne!(
+        a.id,
+        anomaly_id(&scope, day + DAY_MS),
+        "another day, another alert"
+    );
+    let other = Scope::from([("model".to_owned(), "gpt-4o".to_owned())]);
+    assert_ne!(a.id, anomaly_id(&other, day));
+    assert!(
+        anomaly(&scope, day, &history, 40.0, 50.0, day).is_none(),
+        "below the minimum"
+    );
+    assert!(
+        anomaly(&scope, day, &history, 12.0, 0.0, day).is_none(),
+        "z = 1"
+    );
+    let view = serde_json::to_value(a.view()).expect("json");
+    assert_eq!(view["kind"], "anomaly");
+    assert!(view["budget_id"].is_null());
+    assert_eq!(view["z_score"], 30.0);
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use time::{Date, Month, OffsetDateTime, Time};
 
+use super::alerts::Tiers;
 use super::time::DAY_MS;
 use super::validate::{is_tag_key, is_tag_value};
 
@@ -110,6 +111,8 @@ pub struct Budget {
     pub soft: f64,
     /// Fraction of `amount_usd` at which the budget turns `hard`.
     pub hard: f64,
+    /// Alert tiers (CONTRACTS §10), fractions of `amount_usd`.
+    pub alerts: Tiers,
 }
 
 impl Budget {
@@ -150,11 +153,11 @@ pub fn validate_budget(body: &Value, path_id: Option<&str>) -> Result<Budget, St
     if let Some(unknown) = obj.keys().find(|k| {
         !matches!(
             k.as_str(),
-            "id" | "scope" | "period" | "amount_usd" | "soft" | "hard"
+            "id" | "scope" | "period" | "amount_usd" | "soft" | "hard" | "alerts"
         )
     }) {
         return Err(format!(
-            "unknown field {unknown:?}: use id, scope, period, amount_usd, soft, hard"
+            "unknown field {unknown:?}: use id, scope, period, amount_usd, soft, hard, alerts"
         ));
     }
     let id = budget_id(obj, path_id)?;
@@ -178,6 +181,7 @@ pub fn validate_budget(body: &Value, path_id: Option<&str>) -> Result<Budget, St
             "thresholds must satisfy 0 < soft <= hard (got soft {soft}, hard {hard})"
         ));
     }
+    let alerts = alerts_field(obj.get("alerts"))?;
     Ok(Budget {
         id,
         scope,
@@ -185,7 +189,57 @@ pub fn validate_budget(body: &Value, path_id: Option<&str>) -> Result<Budget, St
         amount_usd,
         soft,
         hard,
+        alerts,
     })
+}
+
+/// The optional `alerts` field: `{"info","warning","critical","hard"}`,
+/// each a fraction of the amount in (0, 10]; a tier left out keeps its
+/// default; the four must not decrease (info <= warning <= critical <= hard).
+pub fn alerts_field(value: Option<&Value>) -> Result<Tiers, String> {
+    let mut tiers = Tiers::default();
+    let obj = match value {
+        None | Some(Value::Null) => return Ok(tiers),
+        Some(Value::Object(obj)) => obj,
+        Some(_) => {
+            return Err(String::from(
+                "field `alerts`: expected an object such as \
+                 {\"info\":0.5,\"warning\":0.7,\"critical\":0.9,\"hard\":1.0}",
+            ))
+        }
+    };
+    for (name, v) in obj {
+        let slot = match name.as_str() {
+            "info" => &mut tiers.info,
+            "warning" => &mut tiers.warning,
+            "critical" => &mut tiers.critical,
+            "hard" => &mut tiers.hard,
+            other => {
+                return Err(format!(
+                    "field `alerts`: unknown tier {other:?}: use info, warning, critical, hard"
+                ))
+            }
+        };
+        *slot = v
+            .as_f64()
+            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 10.0)
+            .ok_or_else(|| {
+                format!(
+                    "field `alerts.{name}`: expected a fraction of the amount in (0, 10], not {v}"
+                )
+            })?;
+    }
+    if !(tiers.info <= tiers.warning
+        && tiers.warning <= tiers.critical
+        && tiers.critical <= tiers.hard)
+    {
+        return Err(format!(
+            "field `alerts`: tiers must satisfy info <= warning <= critical <= hard \
+             (got info {}, warning {}, critical {}, hard {})",
+            tiers.info, tiers.warning, tiers.critical, tiers.hard
+        ));
+    }
+    Ok(tiers)
 }
 
 fn budget_id(obj: &Map<String, Value>, path_id: Option<&str>) -> Result<String, String> {

@@ -65,6 +65,7 @@ fn budget(soft: f64, hard: f64) -> Budget {
         amount_usd: 100.0,
         soft,
         hard,
+        alerts: crate::domain::alerts::Tiers::default(),
     }
 }
 
@@ -175,4 +176,49 @@ fn budget_ids_follow_the_charset() {
     assert!(!is_budget_id(&"a".repeat(65)));
     assert!(!is_budget_id("a/b"));
     assert!(!is_budget_id("é"));
+}
+
+#[test]
+fn alert_tiers_default_merge_and_are_checked() {
+    let base =
+        json!({"id": "b1", "scope": {"team": "search"}, "period": "month", "amount_usd": 10});
+    let tiers = |alerts: serde_json::Value| {
+        let mut body = base.clone();
+        body["alerts"] = alerts;
+        validate_budget(&body, None).map(|b| b.alerts)
+    };
+    let default = validate_budget(&base, None).expect("default").alerts;
+    assert_eq!(
+        (
+            default.info,
+            default.warning,
+            default.critical,
+            default.hard
+        ),
+        (0.5, 0.7, 0.9, 1.0)
+    );
+    let custom = tiers(json!({"info": 0.25, "warning": 0.5})).expect("partial");
+    assert_eq!(
+        (custom.info, custom.warning, custom.critical, custom.hard),
+        (0.25, 0.5, 0.9, 1.0),
+        "a tier left out keeps its default"
+    );
+    let err = tiers(json!({"info": 0.8})).expect_err("info above warning");
+    assert!(
+        err.contains("info <= warning <= critical <= hard") && err.contains("info 0.8"),
+        "{err}"
+    );
+    let err = tiers(json!({"urgent": 0.8})).expect_err("unknown tier");
+    assert!(err.contains("\"urgent\""), "{err}");
+    let err = tiers(json!({"hard": 0})).expect_err("zero");
+    assert!(err.contains("alerts.hard"), "{err}");
+    let err = tiers(json!({"hard": "1"})).expect_err("string");
+    assert!(err.contains("alerts.hard"), "{err}");
+    assert!(tiers(json!([0.5]))
+        .expect_err("array")
+        .contains("field `alerts`"));
+    assert!(
+        tiers(json!({"hard": 1.5, "critical": 1.2})).is_ok(),
+        "tiers above 100 % are allowed"
+    );
 }

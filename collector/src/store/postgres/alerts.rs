@@ -12,8 +12,8 @@ use crate::domain::alerts::Alert;
 use crate::domain::record::map_to_json;
 use crate::domain::webhooks::{Attempt, Delivery, DeliveryState, Webhook};
 use crate::store::alert_rows::{
-    blank_alert, decode_alert, delivery, events_json, wants_alerts, webhook, AlertText,
-    ALERT_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_COLUMNS,
+    blank_alert, budget_column, budget_of_column, decode_alert, delivery, events_json,
+    wants_alerts, webhook, AlertText, ALERT_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_COLUMNS,
 };
 use crate::store::StoreError;
 
@@ -42,14 +42,14 @@ pub async fn insert_alert(client: &mut Client, a: &Alert, event: &str) -> Result
     let tx = client.transaction().await?;
     let sql = format!(
         "INSERT INTO alerts ({ALERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, $14) ON CONFLICT DO NOTHING"
+         $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING"
     );
     let changed = tx
         .execute(
             &sql,
             &[
                 &a.id,
-                &a.budget_id,
+                &budget_column(a),
                 &a.level.as_str(),
                 &a.kind.as_str(),
                 &map_to_json(&a.scope),
@@ -62,6 +62,7 @@ pub async fn insert_alert(client: &mut Client, a: &Alert, event: &str) -> Result
                 &a.acked_at,
                 &a.acked_by,
                 &a.escalated_at,
+                &a.z_score,
             ],
         )
         .await?;
@@ -96,7 +97,7 @@ pub async fn escalate_alert(
 
 fn decode_alert_row(r: &Row) -> Result<Alert, StoreError> {
     let mut a = blank_alert(r.try_get(0)?);
-    a.budget_id = r.try_get(1)?;
+    a.budget_id = budget_of_column(&a.id, r.try_get(1)?);
     let text = AlertText {
         level: r.try_get(2)?,
         kind: r.try_get(3)?,
@@ -111,6 +112,7 @@ fn decode_alert_row(r: &Row) -> Result<Alert, StoreError> {
     a.acked_at = r.try_get(11)?;
     a.acked_by = r.try_get(12)?;
     a.escalated_at = r.try_get(13)?;
+    a.z_score = r.try_get(14)?;
     decode_alert(a, text)
 }
 

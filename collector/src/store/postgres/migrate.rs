@@ -62,6 +62,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "alerts",
         include_str!("../../../migrations/postgres/0009_alerts.sql"),
     ),
+    (
+        10,
+        "alert tiers and anomalies",
+        include_str!("../../../migrations/postgres/0010_alert_tiers.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

@@ -7,8 +7,8 @@ use crate::domain::alerts::Alert;
 use crate::domain::record::map_to_json;
 use crate::domain::webhooks::{Attempt, Delivery, DeliveryState, Webhook};
 use crate::store::alert_rows::{
-    blank_alert, decode_alert, delivery, events_json, wants_alerts, webhook, AlertText,
-    ALERT_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_COLUMNS,
+    blank_alert, budget_column, budget_of_column, decode_alert, delivery, events_json,
+    wants_alerts, webhook, AlertText, ALERT_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_COLUMNS,
 };
 use crate::store::StoreError;
 
@@ -31,10 +31,10 @@ fn enqueue(conn: &Connection, event_id: &str, event: &str, at: i64) -> Result<()
 pub(super) fn insert_alert(conn: &Connection, a: &Alert, event: &str) -> Result<bool, StoreError> {
     let tx = conn.unchecked_transaction()?;
     let changed = tx.execute(
-        &format!("INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING"),
+        &format!("INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT DO NOTHING"),
         params![
             a.id,
-            a.budget_id,
+            budget_column(a),
             a.level.as_str(),
             a.kind.as_str(),
             map_to_json(&a.scope),
@@ -46,7 +46,8 @@ pub(super) fn insert_alert(conn: &Connection, a: &Alert, event: &str) -> Result<
             a.at,
             a.acked_at,
             a.acked_by,
-            a.escalated_at
+            a.escalated_at,
+            a.z_score
         ],
     )?;
     if changed == 1 {
@@ -78,7 +79,7 @@ pub(super) fn escalate_alert(
 
 fn raw_alert(r: &Row<'_>) -> Result<(Alert, AlertText), rusqlite::Error> {
     let mut a = blank_alert(r.get(0)?);
-    a.budget_id = r.get(1)?;
+    a.budget_id = budget_of_column(&a.id, r.get(1)?);
     let text = AlertText {
         level: r.get(2)?,
         kind: r.get(3)?,
@@ -93,6 +94,7 @@ fn raw_alert(r: &Row<'_>) -> Result<(Alert, AlertText), rusqlite::Error> {
     a.acked_at = r.get(11)?;
     a.acked_by = r.get(12)?;
     a.escalated_at = r.get(13)?;
+    a.z_score = r.get(14)?;
     Ok((a, text))
 }
 

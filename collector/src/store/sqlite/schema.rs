@@ -25,6 +25,8 @@ const UPGRADES: &[(i64, &str)] = &[
     (8, ""),
     // Alerts, webhooks and their outbox (CONTRACTS §10); tables only.
     (9, ""),
+    // 10: per-budget alert tiers, the z-score of anomaly alerts.
+    (10, MIGRATE_9_TO_10),
 ];
 
 /// The oldest version a file can be upgraded from.
@@ -57,6 +59,32 @@ UPDATE usage_daily SET denied = d.n FROM (
         FROM denied_hours GROUP BY 1, 2) AS d
     WHERE usage_daily.bucket = (d.day_ms / 86400000) * 4294967296 + d.series_id;
 DROP TABLE denied_hours;
+";
+
+/// Version 9 → 10: `budgets.alerts` (the tiers as JSON; NULL reads as the
+/// defaults) and `alerts.z_score` (anomaly alerts). A file older than 9 has
+/// no `alerts` table yet when this runs (`schema.sql` runs after the steps),
+/// so it is created here as version 9 had it, then altered.
+const MIGRATE_9_TO_10: &str = "
+ALTER TABLE budgets ADD COLUMN alerts TEXT;
+CREATE TABLE IF NOT EXISTS alerts (
+    id           TEXT PRIMARY KEY,
+    budget_id    TEXT NOT NULL,
+    level        TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    scope        TEXT NOT NULL,
+    threshold    REAL NOT NULL,
+    spend_usd    REAL NOT NULL,
+    amount_usd   REAL NOT NULL,
+    forecast_usd REAL NOT NULL,
+    period_start INTEGER NOT NULL,
+    at           INTEGER NOT NULL,
+    acked_at     INTEGER,
+    acked_by     TEXT,
+    escalated_at INTEGER,
+    UNIQUE (budget_id, level, period_start)
+);
+ALTER TABLE alerts ADD COLUMN z_score REAL;
 ";
 
 /// Creates the tables of a new file, upgrades an older one step by step,

@@ -152,6 +152,8 @@ CREATE TABLE IF NOT EXISTS budgets (
     amount_usd REAL NOT NULL CHECK (amount_usd > 0),
     soft       REAL NOT NULL,
     hard       REAL NOT NULL,
+    -- Alert tiers as JSON (schema 10); NULL: the defaults.
+    alerts     TEXT,
     CHECK (soft > 0 AND soft <= hard)
 );
 
@@ -279,6 +281,10 @@ CREATE TABLE IF NOT EXISTS alerts (
     acked_at     INTEGER,
     acked_by     TEXT,
     escalated_at INTEGER,
+    -- Anomaly alerts (schema 10): the day's z-score. An anomaly has no
+    -- budget: `budget_id` holds its own alert id, so the UNIQUE below keeps
+    -- one alert per (team, model, day).
+    z_score      REAL,
     UNIQUE (budget_id, level, period_start)
 );
 CREATE TABLE IF NOT EXISTS webhooks (

@@ -16,7 +16,7 @@ fn alert(budget: &str, level: Level, at: i64) -> Alert {
         id: alert_id(budget, level, PERIOD),
         level,
         kind: Kind::Threshold,
-        budget_id: budget.to_owned(),
+        budget_id: Some(budget.to_owned()),
         scope: Scope::from([("team".to_owned(), "search".to_owned())]),
         threshold: 0.5,
         spend_usd: 51.0,
@@ -27,6 +27,7 @@ fn alert(budget: &str, level: Level, at: i64) -> Alert {
         acked_at: None,
         acked_by: None,
         escalated_at: None,
+        z_score: None,
     }
 }
 
@@ -300,4 +301,146 @@ pub async fn concurrent_evaluators_store_each_alert_once(store: Arc<dyn Store>) 
     assert_eq!(total, 4, "each level inserted by exactly one evaluator");
     assert_eq!(store.list_alerts().await.expect("alerts").len(), 4);
     assert_eq!(store.outbox_depth().await.expect("depth"), 4);
+}
+
+/// Anomalies (CONTRACTS §10) through the evaluation loop's pass with an
+/// injected clock: 30 days of steady spend for two (team, model) pairs,
+/// then one day where one of them jumps. Read from the store's rollups.
+pub async fn anomalies_fire_once_per_team_model_and_day(store: Arc<dyn Store>) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use crate::domain::pricing::PriceTable;
+    use crate::domain::time::{DAY_MS, HOUR_MS};
+    use crate::service::alerts::{evaluate, AlertSettings};
+    use crate::state::{AppState, Tokens};
+    use crate::store::tests::rec;
+
+    let day = super::ts("2026-11-20T00:00:00Z");
+    let mut records = Vec::new();
+    for d in 1..=30 {
+        // $9 and $11 on alternate days: mean $10, standard deviation $1.
+        let usd = if d % 2 == 0 { 9.0 } else { 11.0 };
+        let at = day - d * DAY_MS + 10 * HOUR_MS;
+        for (team, model) in [("search", "gpt-4o"), ("growth", "gpt-4o")] {
+            records.push(rec(
+                &format!("h-{team}-{d}"),
+                at,
+                "k1",
+                Some(team),
+                Some(model),
+                3,
+                Some(usd),
+            ));
+        }
+    }
+    // Today: search on gpt-4o spends $25 (z = 15) in two calls; growth $11.
+    records.push(rec(
+        "t-1",
+        day + HOUR_MS,
+        "k1",
+        Some("search"),
+        Some("gpt-4o"),
+        3,
+        Some(12.5),
+    ));
+    records.push(rec(
+        "t-2",
+        day + 2 * HOUR_MS,
+        "k1",
+        Some("search"),
+        Some("gpt-4o"),
+        3,
+        Some(12.5),
+    ));
+    records.push(rec(
+        "t-3",
+        day + 2 * HOUR_MS,
+        "k1",
+        Some("growth"),
+        Some("gpt-4o"),
+        3,
+        Some(11.0),
+    ));
+    store.insert_batch(records).await.expect("insert");
+    assert!(store
+        .create_webhook(hook("wh_anomaly", &["spend.alert"]))
+        .await
+        .expect("hook"));
+
+    let clock = Arc::new(AtomicI64::new(day + 3 * HOUR_MS));
+    let state_with = |min_usd: f64| {
+        let c = Arc::clone(&clock);
+        AppState::new(
+            Arc::clone(&store),
+            PriceTable::embedded().expect("prices"),
+            Tokens::default(),
+        )
+        .with_alerts(AlertSettings {
+            anomaly_min_usd: min_usd,
+            ..AlertSettings::default()
+        })
+        .with_clock(Arc::new(move || c.load(Ordering::SeqCst)))
+    };
+
+    // Above the spend: nothing, whatever the z-score.
+    assert_eq!(evaluate(&state_with(30.0)).await.expect("evaluate"), 0);
+    assert!(store.list_alerts().await.expect("alerts").is_empty());
+
+    let state = state_with(20.0);
+    assert_eq!(evaluate(&state).await.expect("evaluate"), 1);
+    let alerts = store.list_alerts().await.expect("alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(
+        (a.kind, a.level, a.budget_id.as_deref()),
+        (Kind::Anomaly, Level::Critical, None)
+    );
+    assert_eq!(
+        a.scope,
+        Scope::from([
+            ("model".to_owned(), "gpt-4o".to_owned()),
+            ("team".to_owned(), "search".to_owned())
+        ])
+    );
+    assert_eq!(
+        (a.period_start, a.spend_usd, a.amount_usd),
+        (day, 25.0, 10.0)
+    );
+    assert_eq!(a.z_score, Some(15.0));
+    assert_eq!(
+        store.outbox_depth().await.expect("depth"),
+        1,
+        "delivered like any alert"
+    );
+
+    // Evaluated again today, and tomorrow (when the day is "yesterday"): never repeated.
+    assert_eq!(evaluate(&state).await.expect("evaluate"), 0);
+    clock.store(day + DAY_MS + HOUR_MS, Ordering::SeqCst);
+    assert_eq!(evaluate(&state).await.expect("evaluate"), 0);
+    assert_eq!(store.list_alerts().await.expect("alerts").len(), 1);
+    assert_eq!(store.outbox_depth().await.expect("depth"), 1);
+
+    // A late record for yesterday makes growth anomalous on that day too: caught.
+    store
+        .insert_batch(vec![rec(
+            "late",
+            day + 20 * HOUR_MS,
+            "k1",
+            Some("growth"),
+            Some("gpt-4o"),
+            3,
+            Some(20.0),
+        )])
+        .await
+        .expect("late");
+    assert_eq!(evaluate(&state).await.expect("evaluate"), 1);
+    let growth: Vec<Alert> = store
+        .list_alerts()
+        .await
+        .expect("alerts")
+        .into_iter()
+        .filter(|a| a.scope.get("team").map(String::as_str) == Some("growth"))
+        .collect();
+    assert_eq!(growth.len(), 1);
+    assert_eq!((growth[0].period_start, growth[0].spend_usd), (day, 31.0));
 }

@@ -174,6 +174,8 @@ async fn a_version_3_file_is_migrated_and_counts_stored_refusals() {
             "DROP VIEW usage_hourly_rows; DROP VIEW usage_daily_rows;
              ALTER TABLE usage_hourly DROP COLUMN denied;
              ALTER TABLE usage_daily DROP COLUMN denied;
+             ALTER TABLE budgets DROP COLUMN alerts;
+             DROP TABLE alerts;
              PRAGMA user_version = 3;",
         )
         .expect("downgrade");
@@ -206,4 +208,46 @@ async fn a_version_3_file_is_migrated_and_counts_stored_refusals() {
         after.denied,
         expected(&stored, DAY0, DAY0 + 5 * DAY_MS).denied + 1
     );
+}
+
+/// A file of schema version 9 gains the budgets' alert tiers (a budget
+/// stored before reads the defaults) and the anomalies' z-score.
+#[tokio::test]
+async fn a_version_9_file_gains_alert_tiers_and_z_scores() {
+    use crate::domain::alerts::{anomaly, Tiers};
+    use crate::domain::budgets::Scope;
+
+    let temp = TempStore::new();
+    let (store, path) = (temp.open(), temp.path());
+    drop(store);
+    Connection::open(path)
+        .expect("open")
+        .execute_batch(
+            "ALTER TABLE budgets DROP COLUMN alerts;
+             ALTER TABLE alerts DROP COLUMN z_score;
+             INSERT INTO budgets (id, scope, period, amount_usd, soft, hard)
+                 VALUES ('old', '{\"team\":\"a\"}', 'month', 10, 0.8, 1.0);
+             PRAGMA user_version = 9;",
+        )
+        .expect("downgrade");
+    let store = SqliteStore::open(path).expect("migrated");
+    let old = store
+        .get_budget("old".into())
+        .await
+        .expect("get")
+        .expect("old");
+    assert_eq!(old.alerts, Tiers::default());
+    let scope = Scope::from([("team".to_owned(), "a".to_owned())]);
+    let history: Vec<f64> = (0..30).map(|i| f64::from(i % 2) + 1.0).collect();
+    let alert = anomaly(&scope, 0, &history, 20.0, 1.0, 5).expect("anomaly");
+    assert!(store
+        .insert_alert(alert.clone(), "{}".into())
+        .await
+        .expect("insert"));
+    let back = store
+        .get_alert(alert.id.clone())
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(back, alert, "z_score and the missing budget round-trip");
 }

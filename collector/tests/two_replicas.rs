@@ -7,9 +7,11 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aispend_collector::domain::pricing::PriceTable;
+use aispend_collector::domain::time::{format_rfc3339_ms, now_ms};
 use aispend_collector::domain::validate::validate_record;
 use aispend_collector::store::postgres::test_schema::TestSchema;
 use serde_json::{json, Value};
@@ -49,8 +51,13 @@ struct Replica {
 
 impl Replica {
     fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[])
+    }
+
+    fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_aispend-collector"))
+            .envs(env.iter().copied())
             .env("AISPEND_LISTEN", format!("127.0.0.1:{port}"))
             .env("AISPEND_DATABASE_URL", database_url)
             .env("AISPEND_INGEST_TOKEN", "it")
@@ -269,4 +276,155 @@ fn a_token_revoked_on_one_replica_is_refused_by_the_other_within_the_ttl() {
         "revocation reached the other replica after {} ms",
         revoked.elapsed().as_millis()
     );
+}
+
+/// A plain HTTP webhook receiver on a free port: records the event id of
+/// every POST and answers 204.
+fn receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let sink = Arc::clone(&sink);
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Read the head, then content-length bytes of body.
+                loop {
+                    let Ok(n) = stream.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            let id = head.lines().find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("x-aispend-event-id")
+                                    .then(|| v.trim().to_owned())
+                            });
+                            sink.lock().expect("lock").push(id.unwrap_or_default());
+                            break;
+                        }
+                    }
+                }
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+            });
+        }
+    });
+    (port, got)
+}
+
+/// Exactly once with two replicas (CONTRACTS §10): both evaluate every
+/// 100 ms and both drain the outbox. The database keeps one alert per
+/// (budget, level, period) and enqueues its deliveries in the inserting
+/// transaction only; deliveries are claimed with `FOR UPDATE SKIP LOCKED`
+/// and a lease, so each reaches the receiver once.
+#[test]
+fn two_replicas_raise_and_deliver_each_alert_once() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let schema = runtime
+        .block_on(TestSchema::create())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let env = [("AISPEND_ALERT_INTERVAL_MS", "100")];
+    let mut a = Replica::start_with(&schema.url(), &env);
+    let mut b = Replica::start_with(&schema.url(), &env);
+    a.wait_healthy();
+    b.wait_healthy();
+    let (hook_port, got) = receiver();
+    let hook = json!({"url": format!("http://127.0.0.1:{hook_port}/hook"),
+                      "secret": "two-replicas-secret-0123"});
+    let (status, body) =
+        http(a.port, "POST", "/v1/webhooks", "at", &hook.to_string()).expect("webhook");
+    assert_eq!(status, 201, "{body}");
+    // $0.0001: the records below (about $0.0009) cross every tier.
+    let budget = json!({"id": "replicas", "scope": {"team": "search"}, "period": "month", "amount_usd": 0.0001});
+    let (status, body) =
+        http(b.port, "POST", "/v1/budgets", "at", &budget.to_string()).expect("budget");
+    assert_eq!(status, 201, "{body}");
+
+    // Records of now, sent to both replicas in turn: each ingest kicks an
+    // evaluation on the replica that took it, besides both timers.
+    for i in 0..20 {
+        let mut r = record(3 * i); // team search, gpt-4o-mini (priced)
+        r["id"] = json!(format!("alert-rec-{i}"));
+        r["ts"] = json!(format_rfc3339_ms(now_ms() - 1_000));
+        let port = if i % 2 == 0 { a.port } else { b.port };
+        post(port, &[r]);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.lock().expect("lock").len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "4 deliveries expected, got {:?}",
+            got.lock().expect("lock")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Several more evaluation and delivery passes on both: nothing repeats.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let mut ids = got.lock().expect("lock").clone();
+    ids.sort();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids.len(), 4, "each alert delivered once: {ids:?}");
+    assert_eq!(unique.len(), 4, "{ids:?}");
+    for replica in [&a, &b] {
+        let (status, body) = http(
+            replica.port,
+            "GET",
+            "/v1/alerts?budget_id=replicas",
+            "rt",
+            "",
+        )
+        .expect("alerts");
+        assert_eq!(status, 200, "{body}");
+        let listed: Value = serde_json::from_str(&body).expect("json");
+        let mut levels: Vec<&str> = listed["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|a| a["level"].as_str().expect("level"))
+            .collect();
+        levels.sort_unstable();
+        assert_eq!(levels, ["critical", "hard", "info", "warning"], "{body}");
+        let mut listed_ids: Vec<String> = listed["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|a| a["id"].as_str().expect("id").to_owned())
+            .collect();
+        listed_ids.sort();
+        assert_eq!(
+            listed_ids, unique,
+            "the delivered event ids are the alerts' ids"
+        );
+    }
+    // Both replicas' counters together: 4 stored, 4 delivered, 0 pending.
+    let metric = |port: u16, name: &str| -> f64 {
+        let (_, text) = http(port, "GET", "/metrics", "", "").expect("metrics");
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let stored = metric(a.port, "aispend_alerts_total{") + metric(b.port, "aispend_alerts_total{");
+    assert_eq!(stored, 4.0, "each alert stored by exactly one replica");
+    let delivered = metric(a.port, "aispend_webhook_deliveries_total ")
+        + metric(b.port, "aispend_webhook_deliveries_total ");
+    assert_eq!(delivered, 4.0);
 }

@@ -232,16 +232,38 @@ pub fn body_for(format: &str, event: &Value) -> String {
         return event.to_string();
     }
     let f = |k: &str| event.get(k).cloned().unwrap_or(Value::Null);
-    let text = format!(
-        "aispend {} alert ({}): budget {} at ${} of ${} (forecast ${}), {}",
-        f("level").as_str().unwrap_or("?"),
-        f("kind").as_str().unwrap_or("?"),
-        f("budget_id").as_str().unwrap_or("?"),
-        f("spend_usd"),
-        f("amount_usd"),
-        f("forecast_usd"),
-        f("event").as_str().unwrap_or("?"),
-    );
+    let scope = |k: &str| {
+        event
+            .get("scope")
+            .and_then(|s| s.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let text = if f("kind").as_str() == Some("anomaly") {
+        format!(
+            "aispend anomaly: team {} spent ${} on model {} on the day starting {} \
+             (z-score {}, 30-day mean ${}), {}",
+            scope("team"),
+            f("spend_usd"),
+            scope("model"),
+            f("period_start").as_str().unwrap_or("?"),
+            f("z_score"),
+            f("amount_usd"),
+            f("event").as_str().unwrap_or("?"),
+        )
+    } else {
+        format!(
+            "aispend {} alert ({}): budget {} at ${} of ${} (forecast ${}), {}",
+            f("level").as_str().unwrap_or("?"),
+            f("kind").as_str().unwrap_or("?"),
+            f("budget_id").as_str().unwrap_or("?"),
+            f("spend_usd"),
+            f("amount_usd"),
+            f("forecast_usd"),
+            f("event").as_str().unwrap_or("?"),
+        )
+    };
     let mut out = event.as_object().cloned().unwrap_or_default();
     out.insert("text".into(), json!(text));
     Value::Object(out).to_string()
@@ -407,5 +429,14 @@ mod tests {
         assert!(body["text"].as_str().expect("text").contains("warning"));
         assert_eq!(body["budget_id"], "b1");
         assert_eq!(body_for("json", &event), event.to_string());
+        let anomaly = json!({"event": "spend.alert", "kind": "anomaly", "level": "critical",
+            "scope": {"team": "search", "model": "gpt-4o"}, "spend_usd": 40.0,
+            "amount_usd": 10.0, "z_score": 30.0, "period_start": "2026-11-20T00:00:00Z"});
+        let body: Value = serde_json::from_str(&body_for("slack", &anomaly)).expect("json");
+        let text = body["text"].as_str().expect("text");
+        assert!(
+            text.contains("team search") && text.contains("gpt-4o") && text.contains("z-score 30"),
+            "{text}"
+        );
     }
 }

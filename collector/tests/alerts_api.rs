@@ -477,3 +477,78 @@ async fn a_budgets_own_tiers_are_shown_validated_audited_and_evaluated() {
     got.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(got, [("info".to_owned(), 0.1), ("warning".to_owned(), 0.3)]);
 }
+
+/// Records backfilled over the API after the evaluation read its anomaly
+/// history are counted at the next pass (the ingest drops the cached days).
+#[tokio::test]
+async fn a_backfilled_history_is_seen_by_the_next_anomaly_pass() {
+    let now = parse_rfc3339_ms("2026-11-20T12:00:00Z").expect("ts");
+    let common::Collector {
+        router,
+        state,
+        _dir,
+    } = common::start_with(|state| {
+        state
+            .with_clock(Arc::new(move || now))
+            .with_alerts(alerts::AlertSettings {
+                anomaly_min_usd: 0.0,
+                ..alerts::AlertSettings::default()
+            })
+    });
+    let ingest = |records: Vec<Value>| {
+        let router = router.clone();
+        async move {
+            let answer = common::call(
+                &router,
+                "POST",
+                "/v1/records",
+                Some(common::INGEST),
+                json!({ "records": records }),
+            )
+            .await;
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        }
+    };
+    // One call of gpt-4o-mini for team search: $0.045.
+    let record = |id: String, ts: i64| {
+        json!({"id": id, "ts": format_rfc3339_ms(ts), "gateway": "envoy",
+            "key_id": "key-search", "tags": {"org": "acme", "team": "search"},
+            "provider": "openai", "operation": "chat", "model": "gpt-4o-mini", "status": 200,
+            "input_tokens": 100_000, "cached_input_tokens": 0, "cache_write_input_tokens": 0,
+            "output_tokens": 50_000, "reasoning_tokens": 0})
+    };
+    const DAY: i64 = 86_400_000;
+    // Today: 10 calls ($0.45). Nothing before: no variation, no anomaly.
+    ingest(
+        (0..10)
+            .map(|i| record(format!("today-{i}"), now - 1_000 - i))
+            .collect(),
+    )
+    .await;
+    assert_eq!(alerts::evaluate(&state).await.expect("evaluate"), 0);
+    // 2 to 30 days ago, 1 or 2 calls a day (yesterday none).
+    let history: Vec<Value> = (2..=30)
+        .flat_map(|d| (0..1 + d % 2).map(move |i| (d, i)))
+        .map(|(d, i)| record(format!("past-{d}-{i}"), now - d * DAY))
+        .collect();
+    ingest(history).await;
+    assert_eq!(alerts::evaluate(&state).await.expect("evaluate"), 1);
+    let (_, listed, _) = {
+        let answer = common::call(
+            &router,
+            "GET",
+            "/v1/alerts",
+            Some(common::READ),
+            Value::Null,
+        )
+        .await;
+        (answer.status, answer.json, answer.text)
+    };
+    let a = &listed["alerts"][0];
+    assert_eq!(a["kind"], "anomaly", "{listed}");
+    assert!(a["z_score"].as_f64().expect("z") > 3.0, "{listed}");
+    assert_eq!(
+        a["scope"],
+        json!({"team": "search", "model": "gpt-4o-mini"})
+    );
+}

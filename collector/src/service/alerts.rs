@@ -83,6 +83,8 @@ pub struct Alerts {
     pub(crate) depth: AtomicI64,
     /// Sends the deliveries (http and https).
     pub(crate) client: WebhookClient,
+    /// The settled days of the anomaly history.
+    pub history: AnomalyHistory,
 }
 
 impl Alerts {
@@ -196,30 +198,69 @@ pub async fn readings(
     Ok(out)
 }
 
-/// The anomaly alerts due now: the spend per (team, model) per UTC day over
-/// the last 32 days, in ONE usage query (the daily rollups answer whole
-/// days, the hourly ones today), then for today and yesterday (a late
-/// record can still change yesterday) the day's spend of each (team, model)
-/// against its previous 30 days (0 for a day without spend).
-pub async fn anomalies(
+/// Spend per (team, model) per UTC day; index 0 is the first day asked.
+type DailySpend = BTreeMap<(Option<String>, Option<String>), Vec<f64>>;
+
+/// The settled part of the anomaly history (the 30 days before yesterday):
+/// `(when it was read, spend)`. Read again on a new UTC day, after an hour
+/// (records backfilled through another replica), and at once when this
+/// collector ingests a record older than yesterday (`records_before`).
+#[derive(Default)]
+pub struct AnomalyHistory(std::sync::Mutex<Option<(i64, DailySpend)>>);
+
+/// How long the settled anomaly history is reused at most [ms].
+const HISTORY_TTL_MS: i64 = 3_600_000;
+
+impl AnomalyHistory {
+    fn get(&self, now: i64) -> Option<DailySpend> {
+        let today = now.div_euclid(DAY_MS) * DAY_MS;
+        let cache = self.0.lock().ok()?;
+        let (read_at, spend) = cache.as_ref()?;
+        (*read_at >= today && now - *read_at < HISTORY_TTL_MS).then(|| spend.clone())
+    }
+
+    fn put(&self, now: i64, spend: DailySpend) {
+        if let Ok(mut cache) = self.0.lock() {
+            *cache = Some((now, spend));
+        }
+    }
+
+    /// A record at `ts_ms` was stored: the history is read again when it
+    /// may count it (older than yesterday).
+    pub fn records_before(&self, ts_ms: i64) {
+        if let Ok(mut cache) = self.0.lock() {
+            let settled_end = cache.as_ref().map_or(i64::MIN, |(read_at, _)| {
+                read_at.div_euclid(DAY_MS) * DAY_MS - DAY_MS
+            });
+            if ts_ms < settled_end {
+                *cache = None;
+            }
+        }
+    }
+}
+
+/// Days of spend an anomaly pass looks at: 30 of history before yesterday,
+/// yesterday and today.
+const SPAN_DAYS: usize = alerts::ANOMALY_HISTORY_DAYS + 2;
+
+/// Adds the spend of `[from, to)` per (team, model, day) into `into`, day
+/// slots counted from `first` (one usage query on the rollups).
+async fn add_daily_spend(
     store: &dyn Store,
-    min_usd: f64,
-    now: i64,
-) -> Result<Vec<Alert>, StoreError> {
-    const HISTORY: i64 = alerts::ANOMALY_HISTORY_DAYS as i64;
-    let today = now.div_euclid(DAY_MS) * DAY_MS;
-    let first = today - (HISTORY + 1) * DAY_MS;
+    from: i64,
+    to: i64,
+    first: i64,
+    into: &mut DailySpend,
+) -> Result<(), StoreError> {
     let report = store
         .usage(UsageQuery {
-            from_ms: first,
-            to_ms: now.max(first + 1),
+            from_ms: from,
+            to_ms: to.max(from + 1),
             group_by: vec![Dim::Tag("team".into()), Dim::Model, Dim::Day],
             filters: Vec::new(),
             required_tags: Vec::new(),
         })
         .await?;
-    // (team, model) → spend per day, index 0 = `first`.
-    let mut series: BTreeMap<(Option<String>, Option<String>), Vec<f64>> = BTreeMap::new();
     for row in &report.rows {
         let (Some(team), Some(model), Some(Some(day))) =
             (row.dims.first(), row.dims.get(1), row.dims.get(2))
@@ -230,13 +271,41 @@ pub async fn anomalies(
             continue;
         };
         let slot = usize::try_from((day_ms - first).div_euclid(DAY_MS)).ok();
-        let days = series
+        let days = into
             .entry((team.clone(), model.clone()))
-            .or_insert_with(|| vec![0.0; HISTORY as usize + 2]);
+            .or_insert_with(|| vec![0.0; SPAN_DAYS]);
         if let Some(v) = slot.and_then(|i| days.get_mut(i)) {
             *v += row.sums.cost_usd;
         }
     }
+    Ok(())
+}
+
+/// The anomaly alerts due now, for today (spend so far) and yesterday (a
+/// late record can still change it): each (team, model)'s day against its
+/// previous 30 days (0 for a day without spend). Read from the rollups: the
+/// 30 settled days about once an hour (kept in `history`), yesterday and
+/// today at every pass — two days of rows, whatever the history holds.
+pub async fn anomalies(
+    store: &dyn Store,
+    history: &AnomalyHistory,
+    min_usd: f64,
+    now: i64,
+) -> Result<Vec<Alert>, StoreError> {
+    const HISTORY: usize = alerts::ANOMALY_HISTORY_DAYS;
+    let today = now.div_euclid(DAY_MS) * DAY_MS;
+    let yesterday = today - DAY_MS;
+    let first = yesterday - HISTORY as i64 * DAY_MS;
+    let mut series = match history.get(now) {
+        Some(settled) => settled,
+        None => {
+            let mut settled = DailySpend::new();
+            add_daily_spend(store, first, yesterday, first, &mut settled).await?;
+            history.put(now, settled.clone());
+            settled
+        }
+    };
+    add_daily_spend(store, yesterday, now, first, &mut series).await?;
     let mut out = Vec::new();
     for ((team, model), days) in &series {
         let mut scope = Scope::new();
@@ -246,16 +315,12 @@ pub async fn anomalies(
         if let Some(model) = model {
             scope.insert("model".into(), model.clone());
         }
-        // Index HISTORY = yesterday, HISTORY + 1 = today.
-        for (i, day_start) in [
-            (HISTORY as usize, today - DAY_MS),
-            (HISTORY as usize + 1, today),
-        ] {
-            let (Some(history), Some(&spend)) = (days.get(i - HISTORY as usize..i), days.get(i))
-            else {
+        // Slot HISTORY = yesterday, HISTORY + 1 = today.
+        for (i, day_start) in [(HISTORY, yesterday), (HISTORY + 1, today)] {
+            let (Some(past), Some(&spend)) = (days.get(i - HISTORY..i), days.get(i)) else {
                 continue;
             };
-            if let Some(alert) = alerts::anomaly(&scope, day_start, history, spend, min_usd, now) {
+            if let Some(alert) = alerts::anomaly(&scope, day_start, past, spend, min_usd, now) {
                 out.push(alert);
             }
         }
@@ -309,7 +374,8 @@ pub async fn evaluate(state: &AppState) -> Result<usize, StoreError> {
             }
         }
     }
-    for alert in anomalies(&*state.store, state.alerts.settings.anomaly_min_usd, now).await? {
+    let min_usd = state.alerts.settings.anomaly_min_usd;
+    for alert in anomalies(&*state.store, &state.alerts.history, min_usd, now).await? {
         if raise(state, alert).await? {
             stored += 1;
         }

@@ -140,6 +140,7 @@ pub async fn ingest(state: &AppState, body: &[u8]) -> Result<IngestResponse, App
     }
     Metrics::add(&state.metrics.records_rejected, rejected.len() as u64);
 
+    let oldest = valid.iter().map(|r| r.record.ts_ms).min();
     let outcome = if valid.is_empty() {
         BatchOutcome::default()
     } else {
@@ -154,6 +155,10 @@ pub async fn ingest(state: &AppState, body: &[u8]) -> Result<IngestResponse, App
     Metrics::add(&state.metrics.records_unpriced, outcome.unpriced_inserted);
     // Spend may have moved: the caps cache recomputes on its next poll.
     state.caps.records_ingested();
+    // A backfilled day changes the anomaly history the evaluation keeps.
+    if let Some(oldest) = oldest.filter(|_| outcome.inserted > 0) {
+        state.alerts.history.records_before(oldest);
+    }
     tracing::debug!(
         accepted = outcome.inserted,
         duplicates = outcome.duplicates,

@@ -120,3 +120,41 @@ def test_shutdown_ships_what_is_buffered_where_the_host_waits(profile, plugin_wa
     assert not vm.workers[0].done_called
     vm.respond(call, 200, b'{"accepted":3,"duplicates":0,"rejected":[]}')
     assert vm.workers[0].done_called, "proxy_done once everything shipped"
+
+
+SIGNING_SECRET = "0123456789abcdef0123456789abcdef-wasm-host"
+
+
+def _readme_python_verifier():
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("\n## Signed tags\n", 1)[1].split("\n## ", 1)[0]
+    scope: dict = {}
+    exec(re.findall(r"```python\n(.*?)```", section, re.S)[0], scope)
+    return scope["verify_aispend"]
+
+
+def test_signed_tags_verify_on_the_upstream_side(profile, plugin_wasm):
+    """The README's verifier accepts what each engine really forwards: on Kong
+    a stripped client header arrives blanked in place, and the client's
+    signature is overwritten in place."""
+    config = plugin_config(profile)
+    config["signing"] = {"keys": [{"id": "k1", "secret": SIGNING_SECRET}]}
+    vm = Host(profile, plugin_wasm, config, clusters=clusters())
+    ex = _call(vm, [("authorization", f"Bearer {DEMO_KEY}"), ("x-aispend-team", "evil"),
+                    ("x-aispend-signature", "t=1,kid=k1,v1=" + "0" * 64),
+                    ("x-aispend-extra", "sneaky")])
+    up = ex.upstream
+    assert up is not None and ex.client.status == 200, ex.client
+    assert len(up.values("x-aispend-signature")) == 1
+    if profile == "kong":
+        assert up.values("x-aispend-extra") == [""], "blanked in place, outside the signature"
+    headers = {n.lower(): v for n, v in up.headers}
+    sig = headers["x-aispend-signature"]
+    t = int(sig.split(",")[0].removeprefix("t="))
+    verify = _readme_python_verifier()
+    tags = verify(headers, {"k1": SIGNING_SECRET}, now=t)
+    assert {k: v for k, v in tags.items() if k != "x-aispend-request-id"} == CANONICAL
+    with pytest.raises(ValueError):
+        verify({**headers, "x-aispend-team": "evil"}, {"k1": SIGNING_SECRET}, now=t)

@@ -23,6 +23,7 @@ use crate::host::profile::{QueryEdit, Removal};
 use crate::host::Host;
 use crate::request::decision::{Admitted, Denial};
 use crate::request::identity::{self, CREDENTIAL_HEADERS};
+use crate::request::signing;
 use crate::request::tags;
 use crate::usage::Route;
 
@@ -55,6 +56,8 @@ pub struct Inputs<'a> {
     /// The body may be rewritten after the headers left (so its length may
     /// change): Envoy must not forward the client's `content-length`.
     pub body_may_change: bool,
+    /// The clock (ms since the epoch), for the tag signature's timestamp.
+    pub now_ms: u64,
 }
 
 /// The edits for `headers` (the request as the client sent it), or the
@@ -134,6 +137,11 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
         }
     }
     edits.extend(sets().map(|(n, v)| Edit::Set(n, Cow::Borrowed(v))));
+    // Signed tags: over what was just set (a client copy was dropped above).
+    if let Some(signer) = &f.signer {
+        let signature = signer.sign(inp.now_ms / 1000, sets());
+        edits.push(Edit::Set(signing::SIGNATURE_HEADER, Cow::Owned(signature)));
+    }
     if let Some((base, query)) = query {
         edits.push(Edit::Query { base, query, key });
     }

@@ -558,7 +558,12 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let path = e.path().to_string();
         // serde_json appends "at line L column C"; keep it, it helps with big files.
         err(
-            if path == "." { "(root)".into() } else { path },
+            // An unknown field named "" at the top has an empty path (fuzzing).
+            if path == "." || path.is_empty() {
+                "(root)".into()
+            } else {
+                path
+            },
             e.into_inner().to_string(),
         )
     })?;

@@ -413,3 +413,11 @@ fn signing_keys_are_validated_and_the_secret_is_never_echoed() {
         assert!(!e.to_string().contains("short-but-secret"), "{e}");
     }
 }
+
+#[test]
+fn an_empty_field_name_at_the_top_still_names_where() {
+    // Found by the filter_config fuzz target: the path was empty.
+    let e = parse(br#"{"collector":{"cluster":"c","token":"t"},"":1}"#).unwrap_err();
+    assert_eq!(e.path, "(root)");
+    assert!(e.message.contains("unknown field"), "{e}");
+}

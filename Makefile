@@ -95,7 +95,7 @@ test: lint unit fuzz-smoke wasm collector venv wasm-host e2e
 FUZZ_TARGETS       := filter_config sse_framer response_meter request_body caps_registry collector_records usage_query
 FUZZ_SECONDS       ?= 300
 FUZZ_SMOKE_SECONDS ?= 6
-FUZZ_FLAGS         := -rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=10 -max_len=131072 -print_final_stats=0
+FUZZ_FLAGS         := -rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=10 -max_len=32768 -print_final_stats=0
 FUZZ_ENV           := RUSTC_BOOTSTRAP=1
 
 fuzz-tool:

@@ -9,6 +9,7 @@
 //!   removed header still reaches the upstream; see `profile`).
 //! - The canonical tags, key id, request id and the provider credential are
 //!   set: on both hosts that overwrites a client copy in place.
+//! - With `signing`, `x-aispend-signature` signs what was set (`signing`).
 //! - A header that must be taken out or overwritten but was sent more than
 //!   once is refused on Kong (400 `duplicate_header`): the engine can only
 //!   edit the first copy, and the others would reach the provider.

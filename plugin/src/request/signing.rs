@@ -11,8 +11,9 @@
 //!                      tags, x-aispend-key-id, x-aispend-request-id), not
 //!                      x-aispend-signature nor x-aispend-label-*, nor one
 //!                      with an empty value (Kong blanks a client's stripped
-//!                      header in place); names lowercase, lines sorted by
-//!                      name (bytewise)
+//!                      header in place); <name> is the header name, lowercase,
+//!                      without its `x-aispend-` prefix (`team`, `key-id`);
+//!                      lines sorted by name (bytewise)
 //! ```
 //!
 //! Every value is of the tag charset `[A-Za-z0-9._:/-]` (config and
@@ -116,17 +117,30 @@ impl Signer {
             .collect();
         lines.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let t = unix_secs.to_string();
-        let head = [
-            b"v1\n" as &[u8],
-            t.as_bytes(),
-            b"\n",
-            self.kid.as_bytes(),
-            b"\n",
-        ];
-        let body = lines
+        // One buffer, one update: the hasher's per-call cost is larger than
+        // copying these few hundred bytes.
+        // Each line names the header without its `x-aispend-` prefix: 70
+        // bytes less for a typical call, one SHA-256 block fewer.
+        let lines = lines
             .iter()
-            .flat_map(|(n, v)| [n.as_bytes(), b":", v.as_bytes(), b"\n"]);
-        let mac = self.hmac.mac(head.into_iter().chain(body));
+            .map(|(n, v)| (n.get(tags::PREFIX.len()..).unwrap_or(n), *v));
+        let len = lines
+            .clone()
+            .map(|(n, v)| n.len() + v.len() + 2)
+            .sum::<usize>();
+        let mut msg = Vec::with_capacity(t.len() + self.kid.len() + 5 + len);
+        msg.extend_from_slice(b"v1\n");
+        msg.extend_from_slice(t.as_bytes());
+        msg.push(b'\n');
+        msg.extend_from_slice(self.kid.as_bytes());
+        msg.push(b'\n');
+        for (n, v) in lines {
+            msg.extend_from_slice(n.as_bytes());
+            msg.push(b':');
+            msg.extend_from_slice(v.as_bytes());
+            msg.push(b'\n');
+        }
+        let mac = self.hmac.mac([msg.as_slice()]);
         let mut out = String::with_capacity(t.len() + self.kid.len() + 80);
         out.push_str("t=");
         out.push_str(&t);
@@ -145,12 +159,15 @@ fn signed_name(name: &str) -> bool {
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        for nibble in [b >> 4, b & 0xf] {
-            if let Some(c) = HEX.get(usize::from(nibble)) {
-                out.push(char::from(*c));
-            }
+    let mut buf = [0u8; 64];
+    for (pair, b) in buf.chunks_exact_mut(2).zip(bytes) {
+        for (slot, nibble) in pair.iter_mut().zip([b >> 4, b & 0xf]) {
+            *slot = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
         }
+    }
+    let n = (bytes.len() * 2).min(buf.len());
+    if let Some(Ok(hex)) = buf.get(..n).map(std::str::from_utf8) {
+        out.push_str(hex);
     }
 }
 

@@ -120,7 +120,7 @@ def test_the_go_verifier_accepts_it(signed, tmp_path):
         pytest.skip("go is not installed")
     mod = tmp_path / "aispend"
     mod.mkdir()
-    (mod / "go.mod").write_text("module aispend\n\ngo 1.21\n")
+    (mod / "go.mod").write_text("module aispend\n\ngo 1.18\n")
     (mod / "verify.go").write_text(readme_block("go"))
     headers = signed["headers"]
     tampered = {**headers, "x-aispend-team": "growth"}

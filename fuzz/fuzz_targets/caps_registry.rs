@@ -18,7 +18,21 @@ fuzz_target!(|data: &[u8]| {
         let _ = caps::decode_flags(flags, &schema);
     }
     if let Ok(snapshot) = key_registry::from_collector(data, 1 << 20) {
-        let _ = format!("{snapshot:?}").len();
+        // A validated snapshot decodes, and each of its secrets is found.
+        let reg = key_registry::KeyRegistry::decode(&snapshot.lines, &schema, &|_, _| false);
+        assert!(
+            reg.len() <= snapshot.keys,
+            "{} > {}",
+            reg.len(),
+            snapshot.keys
+        );
+        lookup_every_line(&reg, &snapshot.lines, true);
+    }
+    // Shared data is written by another worker (maybe another version of
+    // the filter): any text decodes without a panic.
+    if let Ok(text) = std::str::from_utf8(data) {
+        let reg = key_registry::KeyRegistry::decode(text, &schema, &|_, _| false);
+        lookup_every_line(&reg, text, false);
     }
     let _ = key_registry::split_meta(data);
     let _ = key_registry::split_data(data);
@@ -26,3 +40,16 @@ fuzz_target!(|data: &[u8]| {
         let _ = key_registry::parse_rfc3339_ms(text);
     }
 });
+
+/// Look every line's leading hex digest up (the lazy decode of its entry).
+fn lookup_every_line(reg: &key_registry::KeyRegistry, lines: &str, must_find: bool) {
+    for line in lines.lines() {
+        let hex = line.get(..64).unwrap_or("");
+        if let Some(digest) = aispend_plugin::config::parse_sha256_hex(hex) {
+            match reg.get(&digest) {
+                Some(entry) => drop(entry.admit(1_764_800_000_000)),
+                None => assert!(!must_find, "a validated secret is missing: {line}"),
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: run test bench bench-ttfb bench-fuel bench-registry wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help
+.PHONY: run test bench bench-ttfb bench-fuel bench-registry wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
@@ -33,6 +33,7 @@ help:
 	@echo "make collector  build $(AISPEND_COLLECTOR_BIN)"
 	@echo "make fmt        cargo fmt --all"
 	@echo "make lint       fmt check + clippy"
+	@echo "make fuzz       every cargo-fuzz target for FUZZ_SECONDS each (default 300); fuzz-smoke: a few seconds each"
 	@echo "make venv       Python venv with Envoy 1.40 and the test dependencies (+ .venv/focus: the FOCUS validator)"
 
 # --- toolchain and venv ---------------------------------------------------
@@ -82,7 +83,42 @@ wasm-host: venv wasm
 
 # Order matters (make without -j runs prerequisites left to right): cheap
 # checks first so a format slip fails in seconds, not after the builds.
-test: lint unit wasm collector venv wasm-host e2e
+test: lint unit fuzz-smoke wasm collector venv wasm-host e2e
+
+# --- fuzzing (fuzz/, cargo-fuzz + libFuzzer) ------------------------------
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain
+# take them. Sanitizer none: the code under test is safe Rust, and libFuzzer's
+# coverage, panics (debug assertions and overflow checks on) and its RSS and
+# malloc limits are what the targets look for. Seeds: fuzz/seeds/<target>
+# and tests/corpus (read only); what libFuzzer learns goes to fuzz/corpus/
+# (gitignored), a crash to fuzz/artifacts/<target>/ (the run fails).
+FUZZ_TARGETS       := filter_config sse_framer response_meter request_body caps_registry collector_records usage_query
+FUZZ_SECONDS       ?= 300
+FUZZ_SMOKE_SECONDS ?= 6
+FUZZ_FLAGS         := -rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=10 -max_len=32768 -print_final_stats=0
+FUZZ_ENV           := RUSTC_BOOTSTRAP=1
+
+fuzz-tool:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+fuzz-build: fuzz-tool
+	cd fuzz && $(FUZZ_ENV) cargo fuzz build -s none
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $$t: $(FUZZ_SECONDS) s"; mkdir -p fuzz/corpus/$$t; \
+	  (cd fuzz && $(FUZZ_ENV) cargo fuzz run -s none $$t corpus/$$t seeds/$$t ../tests/corpus -- \
+	    $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS)) || exit 1; \
+	done
+
+fuzz-smoke: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  (cd fuzz && $(FUZZ_ENV) cargo fuzz run -s none $$t corpus/$$t seeds/$$t ../tests/corpus -- \
+	    $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SMOKE_SECONDS) > corpus/$$t.log 2>&1) \
+	    || { tail -n 40 fuzz/corpus/$$t.log; exit 1; }; \
+	  echo "fuzz $$t: $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' fuzz/corpus/$$t.log)"; \
+	done
 
 # --- run and bench --------------------------------------------------------
 run: venv wasm collector

@@ -93,7 +93,7 @@ class Meter:
         vm_mod.Worker._invoke = metered
 
 
-def demo_config(limits: bool, profile: str = "envoy") -> bytes:
+def demo_config(limits: bool, profile: str = "envoy", signing: bool = False) -> bytes:
     cfg = json.loads((ROOT / "envoy" / "demo-filter-config.json").read_text())
     if profile == "kong":
         # Kong dispatches to the host:port nginx resolves, not a cluster.
@@ -102,6 +102,9 @@ def demo_config(limits: bool, profile: str = "envoy") -> bytes:
     if limits:
         for key in cfg["identity"]["keys"]:
             key["limits"] = {"requests_per_minute": 100_000_000, "tokens_per_minute": 100_000_000_000}
+    if signing:
+        # Signed tags (README "Signed tags"): one HMAC-SHA256 per call.
+        cfg["signing"] = {"keys": [{"id": "bench", "secret": "b" * 64}]}
     return json.dumps(cfg).encode()
 
 
@@ -150,7 +153,8 @@ def main() -> int:
     fuel_engine()
     meter = Meter()
     variants = [("b) no-op wasm", NOOP, b""), ("c) aispend", WASM, demo_config(False, profile)),
-                ("d) aispend+limits", WASM, demo_config(True, profile)), ("e) floor calls", FLOOR, b"")]
+                ("d) aispend+limits", WASM, demo_config(True, profile)), ("e) floor calls", FLOOR, b""),
+                ("f) aispend+signing", WASM, demo_config(False, profile, signing=True))]
     results = {name: measure(meter, wasm, cfg, profile) for name, wasm, cfg in variants}
     exports = sorted({e for r in results.values() for e in r}, key=lambda e: -results["c) aispend"].get(e, 0))
     print(f"wasm instructions (fuel) per request, by callback ({profile} profile)")

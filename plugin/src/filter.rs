@@ -6,6 +6,7 @@ use crate::host::profile::Profile;
 use crate::jobs::shipper::ShipperSettings;
 use crate::request::identity::{Identity, TagSchema};
 use crate::request::record::PrincipalJson;
+use crate::request::signing::Signer;
 use crate::request::tags::TagPolicy;
 use crate::usage::UsageOptions;
 
@@ -19,6 +20,8 @@ pub struct Filter {
     pub usage: UsageOptions,
     /// Records' principal parts, per registry key (see `PrincipalJson`).
     pub principal_json: PrincipalJson,
+    /// `x-aispend-signature` (config `signing`), absent when not configured.
+    pub signer: Option<Signer>,
 }
 
 impl Filter {
@@ -34,6 +37,7 @@ impl Filter {
             schema,
             identity,
             tags,
+            signer: Signer::new(config.signing.as_ref()),
             config,
             principal_json: PrincipalJson::default(),
         }

@@ -120,3 +120,91 @@ def test_shutdown_ships_what_is_buffered_where_the_host_waits(profile, plugin_wa
     assert not vm.workers[0].done_called
     vm.respond(call, 200, b'{"accepted":3,"duplicates":0,"rejected":[]}')
     assert vm.workers[0].done_called, "proxy_done once everything shipped"
+
+
+SIGNING_SECRET = "0123456789abcdef0123456789abcdef-wasm-host"
+
+
+def _readme_python_verifier():
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("\n## Signed tags\n", 1)[1].split("\n## ", 1)[0]
+    scope: dict = {}
+    exec(re.findall(r"```python\n(.*?)```", section, re.S)[0], scope)
+    return scope["verify_aispend"]
+
+
+def test_signed_tags_verify_on_the_upstream_side(profile, plugin_wasm):
+    """The README's verifier accepts what each engine really forwards: on Kong
+    a stripped client header arrives blanked in place, and the client's
+    signature is overwritten in place."""
+    config = plugin_config(profile)
+    config["signing"] = {"keys": [{"id": "k1", "secret": SIGNING_SECRET}]}
+    vm = Host(profile, plugin_wasm, config, clusters=clusters())
+    ex = _call(vm, [("authorization", f"Bearer {DEMO_KEY}"), ("x-aispend-team", "evil"),
+                    ("x-aispend-signature", "t=1,kid=k1,v1=" + "0" * 64),
+                    ("x-aispend-extra", "sneaky")])
+    up = ex.upstream
+    assert up is not None and ex.client.status == 200, ex.client
+    assert len(up.values("x-aispend-signature")) == 1
+    if profile == "kong":
+        assert up.values("x-aispend-extra") == [""], "blanked in place, outside the signature"
+    headers = {n.lower(): v for n, v in up.headers}
+    sig = headers["x-aispend-signature"]
+    t = int(sig.split(",")[0].removeprefix("t="))
+    verify = _readme_python_verifier()
+    tags = verify(headers, {"k1": SIGNING_SECRET}, now=t)
+    assert {k: v for k, v in tags.items() if k != "x-aispend-request-id"} == CANONICAL
+    with pytest.raises(ValueError):
+        verify({**headers, "x-aispend-team": "evil"}, {"k1": SIGNING_SECRET}, now=t)
+
+
+SPOOF_FORMS = [
+    [("X-AISPEND-TEAM", "evil")],
+    [("x_aispend_team", "evil")],
+    [("X_AISPEND_COST_CENTER", "evil")],
+    [("x-aispend_project", "evil")],
+    [("x.aispend.team", "evil")],
+    [("X_Aispend_Key_Id", "evil")],
+    [("x-aispend-environment", "  evil  ")],
+    [("x-aispend-signature", "evil")],
+    [("x_aispend_team", "evil"), ("X_AISPEND_TEAM", "evil2")],
+]
+
+
+@pytest.mark.parametrize("spoof", SPOOF_FORMS, ids=[",".join(n for n, _ in f) for f in SPOOF_FORMS])
+def test_every_spelling_of_a_tag_is_kept_from_the_provider(profile, plugin_wasm, spoof):
+    """Case, `_` or `.` for `-`, padding, repetition: what a framework behind
+    the gateway would read as an aispend header never carries the client's
+    value; Kong refuses a repeated one it cannot clear."""
+    vm = gateway(profile, plugin_wasm)
+    ex = _call(vm, [("authorization", f"Bearer {DEMO_KEY}"), *spoof])
+    repeated = len({n.lower() for n, _ in spoof}) < len(spoof)
+    if profile == "kong" and repeated:
+        assert ex.client.status == 400 and ex.upstream is None
+        assert ex.client.json()["error"]["code"] == "duplicate_header"
+        return
+    up = ex.upstream
+    assert up is not None and ex.client.status == 200, ex.client
+    assert not [(n, v) for n, v in up.headers if "evil" in v], up.headers
+    request_id = up.header("x-aispend-request-id")
+    allowed = {**CANONICAL, "x-aispend-request-id": request_id}
+    for name, value in up.headers:
+        folded = name.lower().replace("_", "-").replace(".", "-")
+        if folded.startswith("x-aispend-"):
+            # Envoy removes it; Kong blanks it in place (an empty value).
+            expected = allowed.get(name, None if profile == "envoy" else "")
+            assert value == expected, (name, value)
+    for name, value in CANONICAL.items():
+        assert up.values(name) == [value], name
+
+
+def test_reject_mode_refuses_every_spelling(profile, plugin_wasm):
+    config = plugin_config(profile)
+    config["tags"] = {"on_conflict": "reject"}
+    vm = Host(profile, plugin_wasm, config, clusters=clusters())
+    for name in ["X-AISPEND-TEAM", "x_aispend_team", "x.aispend.org", "X_Aispend_Key_Id"]:
+        ex = _call(vm, [("authorization", f"Bearer {DEMO_KEY}"), (name, "evil")])
+        assert ex.client.status == 400 and ex.upstream is None, name
+        assert ex.client.json()["error"]["code"] == "tag_conflict"

@@ -31,7 +31,46 @@ pub struct Config {
     pub caps: CapsConfig,
     #[serde(default)]
     pub limits: RateLimitsConfig,
+    /// Signed tags (`x-aispend-signature`); absent: no signature.
+    #[serde(default)]
+    pub signing: Option<SigningConfig>,
 }
+
+/// The keys of the tag signature (README "Signed tags"): the first signs;
+/// the others are checked like it, so a rotation is a reorder.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    pub keys: Vec<SigningKey>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKey {
+    pub id: String,
+    pub secret: Secret,
+}
+
+/// A secret string: its `Debug` form never shows it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
+    }
+}
+
+/// Shortest signing secret (HMAC-SHA256: a key shorter than the digest
+/// weakens it).
+pub const MIN_SIGNING_SECRET: usize = 32;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -519,7 +558,12 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let path = e.path().to_string();
         // serde_json appends "at line L column C"; keep it, it helps with big files.
         err(
-            if path == "." { "(root)".into() } else { path },
+            // An unknown field named "" at the top has an empty path (fuzzing).
+            if path == "." || path.is_empty() {
+                "(root)".into()
+            } else {
+                path
+            },
             e.into_inner().to_string(),
         )
     })?;
@@ -733,6 +777,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     validate_caps(c)?;
     validate_registry(c)?;
+    validate_signing(c)?;
     // What only one host can do (Kong: no clusters, no JWT metadata).
     crate::host::profile::Profile::new(c.gateway).check_config(c)
 }
@@ -799,6 +844,45 @@ fn validate_registry(c: &Config) -> Result<(), ConfigError> {
             "identity.registry.max_bytes",
             "must be between 1024 and 268435456",
         ));
+    }
+    Ok(())
+}
+
+fn validate_signing(c: &Config) -> Result<(), ConfigError> {
+    let Some(s) = &c.signing else {
+        return Ok(());
+    };
+    if s.keys.is_empty() {
+        return Err(err("signing.keys", "at least one key is needed"));
+    }
+    for (i, key) in s.keys.iter().enumerate() {
+        let base = format!("signing.keys[{i}]");
+        let id_ok = !key.id.is_empty()
+            && key.id.len() <= 64
+            && key
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !id_ok {
+            return Err(err(
+                format!("{base}.id"),
+                "expected 1..64 characters of [A-Za-z0-9._-]",
+            ));
+        }
+        if s.keys.iter().take(i).any(|k| k.id == key.id) {
+            return Err(err(
+                format!("{base}.id"),
+                format!("duplicate key id `{}`", key.id),
+            ));
+        }
+        // The message names the length, never the secret.
+        let len = key.secret.expose().len();
+        if len < MIN_SIGNING_SECRET {
+            return Err(err(
+                format!("{base}.secret"),
+                format!("must be at least {MIN_SIGNING_SECRET} bytes (got {len}); e.g. `openssl rand -hex 32`"),
+            ));
+        }
     }
     Ok(())
 }

@@ -371,3 +371,53 @@ fn registry_settings_are_validated_naming_the_field() {
     );
     assert_eq!(path, "identity.registry.cluster");
 }
+
+#[test]
+fn signing_keys_are_validated_and_the_secret_is_never_echoed() {
+    let base = |signing: &str| {
+        format!(r#"{{"collector":{{"cluster":"c","token":"t"}},"signing":{signing}}}"#)
+    };
+    let good = "0123456789abcdef0123456789abcdef";
+    let ok = parse(
+        base(&format!(
+            r#"{{"keys":[{{"id":"k2","secret":"{good}"}},{{"id":"k1","secret":"{good}x"}}]}}"#
+        ))
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(ok.signing.unwrap().keys.len(), 2);
+    let cases = [
+        (r#"{"keys":[]}"#.to_string(), "signing.keys"),
+        (
+            format!(r#"{{"keys":[{{"id":"bad id","secret":"{good}"}}]}}"#),
+            "signing.keys[0].id",
+        ),
+        (
+            format!(
+                r#"{{"keys":[{{"id":"a","secret":"{good}"}},{{"id":"a","secret":"{good}"}}]}}"#
+            ),
+            "signing.keys[1].id",
+        ),
+        (
+            r#"{"keys":[{"id":"a","secret":"short-but-secret-31-bytes-long!"}]}"#.to_string(),
+            "signing.keys[0].secret",
+        ),
+        (
+            format!(r#"{{"keys":[{{"id":"a","secret":"{good}","extra":1}}]}}"#),
+            "signing.keys[0].extra",
+        ),
+    ];
+    for (signing, path) in cases {
+        let e = parse(base(&signing).as_bytes()).unwrap_err();
+        assert_eq!(e.path, path, "{signing}: {e}");
+        assert!(!e.to_string().contains("short-but-secret"), "{e}");
+    }
+}
+
+#[test]
+fn an_empty_field_name_at_the_top_still_names_where() {
+    // Found by the filter_config fuzz target: the path was empty.
+    let e = parse(br#"{"collector":{"cluster":"c","token":"t"},"":1}"#).unwrap_err();
+    assert_eq!(e.path, "(root)");
+    assert!(e.message.contains("unknown field"), "{e}");
+}

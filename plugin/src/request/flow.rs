@@ -205,6 +205,7 @@ impl RequestFlow {
                 route: self.route.as_ref(),
                 request_id: self.request_id(),
                 body_may_change: self.length_free,
+                now_ms: self.start_ms,
             },
         );
         match planned {

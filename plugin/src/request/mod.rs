@@ -10,5 +10,6 @@ pub mod identity;
 pub mod key_digest;
 pub mod key_registry;
 pub mod record;
+pub mod signing;
 pub mod tags;
 pub mod upstream;

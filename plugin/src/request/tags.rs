@@ -9,6 +9,10 @@ use crate::usage::Provider;
 pub const PREFIX: &str = "x-aispend-";
 pub const KEY_ID_HEADER: &str = "x-aispend-key-id";
 pub const REQUEST_ID_HEADER: &str = "x-aispend-request-id";
+/// Besides the tags, what reject mode refuses: who called (the key id) and
+/// the proof of it (`request::signing`). A client echoing a request id back
+/// is only stripped.
+const IDENTITY_HEADERS: [&str; 2] = [KEY_ID_HEADER, "x-aispend-signature"];
 
 /// What the client sent under the `x-aispend-` prefix.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -85,7 +89,8 @@ impl TagPolicy {
                     continue;
                 }
             } else if self.on_conflict == OnConflict::Reject
-                && schema.headers().iter().any(|h| same_header_name(h, name))
+                && (schema.headers().iter().any(|h| same_header_name(h, name))
+                    || IDENTITY_HEADERS.iter().any(|h| same_header_name(h, name)))
             {
                 return Err(Conflict {
                     header: name.to_string(),
@@ -130,9 +135,11 @@ pub fn injected<'a>(
         ])
 }
 
-/// `s` starts with `prefix` in any letter case, an `_` standing for a `-`:
-/// frameworks behind the gateway (CGI, WSGI, Rack, PHP) read `x_aispend_team`
-/// as `X-Aispend-Team`, so such a header is a spoofed tag too.
+/// `s` starts with `prefix` in any letter case, an `_` or a `.` standing for
+/// a `-`: frameworks behind the gateway read `x_aispend_team` as
+/// `X-Aispend-Team` (CGI, WSGI, Rack, PHP and nginx's `$http_` variables all
+/// turn `-` into `_`), and PHP turns a `.` in a variable name into `_` too,
+/// so such a header is a spoofed tag as well.
 fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
     // Most header names differ at the first byte: decide those at once.
     let first = |x: &str| x.as_bytes().first().map(u8::to_ascii_lowercase);
@@ -141,12 +148,12 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
             .is_some_and(|p| same_header_name(p, prefix))
 }
 
-/// Header names equal in any letter case, `_` and `-` alike.
+/// Header names equal in any letter case, `_`, `.` and `-` alike.
 pub fn same_header_name(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes().zip(b.bytes()).all(|(x, y)| {
             let fold = |c: u8| {
-                if c == b'_' {
+                if c == b'_' || c == b'.' {
                     b'-'
                 } else {
                     c.to_ascii_lowercase()

@@ -9,6 +9,7 @@
 //!   removed header still reaches the upstream; see `profile`).
 //! - The canonical tags, key id, request id and the provider credential are
 //!   set: on both hosts that overwrites a client copy in place.
+//! - With `signing`, `x-aispend-signature` signs what was set (`signing`).
 //! - A header that must be taken out or overwritten but was sent more than
 //!   once is refused on Kong (400 `duplicate_header`): the engine can only
 //!   edit the first copy, and the others would reach the provider.
@@ -23,6 +24,7 @@ use crate::host::profile::{QueryEdit, Removal};
 use crate::host::Host;
 use crate::request::decision::{Admitted, Denial};
 use crate::request::identity::{self, CREDENTIAL_HEADERS};
+use crate::request::signing;
 use crate::request::tags;
 use crate::usage::Route;
 
@@ -55,6 +57,8 @@ pub struct Inputs<'a> {
     /// The body may be rewritten after the headers left (so its length may
     /// change): Envoy must not forward the client's `content-length`.
     pub body_may_change: bool,
+    /// The clock (ms since the epoch), for the tag signature's timestamp.
+    pub now_ms: u64,
 }
 
 /// The edits for `headers` (the request as the client sent it), or the
@@ -134,6 +138,11 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
         }
     }
     edits.extend(sets().map(|(n, v)| Edit::Set(n, Cow::Borrowed(v))));
+    // Signed tags: over what was just set (a client copy was dropped above).
+    if let Some(signer) = &f.signer {
+        let signature = signer.sign(inp.now_ms / 1000, sets());
+        edits.push(Edit::Set(signing::SIGNATURE_HEADER, Cow::Owned(signature)));
+    }
     if let Some((base, query)) = query {
         edits.push(Edit::Query { base, query, key });
     }

@@ -59,6 +59,13 @@ fn reject_mode_refuses_canonical_tag_headers_only() {
         .inspect_client(&schema, &h(&[("x-aispend-request-id", "1")]))
         .unwrap();
     assert_eq!(ok.strip, vec!["x-aispend-request-id"]);
+    // Identity headers are refused like tags.
+    for name in ["x-aispend-key-id", "X_Aispend_Signature"] {
+        assert!(
+            p.inspect_client(&schema, &h(&[(name, "x")])).is_err(),
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -136,4 +143,47 @@ fn underscore_and_case_spellings_of_a_tag_are_spoofs_too() {
         .inspect_client(&schema, &[("x_aispend_team", "evil")])
         .unwrap_err();
     assert_eq!(conflict.header, "x_aispend_team");
+}
+
+#[test]
+fn every_spelling_a_framework_reads_as_a_tag_is_a_spoof() {
+    // Case, `_` (CGI/WSGI/Rack/PHP/nginx `$http_`), `.` (PHP), mixed, repeated,
+    // and the filter's own headers (signature, key id, request id).
+    let forms = [
+        "X_AISPEND_TEAM",
+        "x.aispend.team",
+        "X-Aispend.Cost_Center",
+        "x_AiSpEnD-project",
+        "x-aispend-team",
+        "X-AISPEND-TEAM",
+        "x_aispend_signature",
+        "X.Aispend.Key.Id",
+        "x-aispend_request_id",
+    ];
+    let (strip, schema) = policy(r#"{"on_conflict":"strip"}"#);
+    let headers: Vec<(&str, &str)> = forms.iter().map(|f| (*f, "evil")).collect();
+    let client = strip.inspect_client(&schema, &headers).unwrap();
+    assert_eq!(client.strip, forms);
+    let (reject, schema) = policy(r#"{"on_conflict":"reject"}"#);
+    for tag in [
+        "x.aispend.team",
+        "X-Aispend.Cost_Center",
+        "x_AiSpEnD-project",
+    ] {
+        let conflict = reject
+            .inspect_client(&schema, &[(tag, "evil")])
+            .unwrap_err();
+        assert_eq!(conflict.header, tag);
+    }
+    // Names that only look alike stay: no framework maps them to the tag.
+    let others = [
+        ("xaispend-team", "1"),
+        ("x-aispendteam", "1"),
+        ("x~aispend~team", "1"),
+    ];
+    assert!(strip
+        .inspect_client(&schema, &others)
+        .unwrap()
+        .strip
+        .is_empty());
 }

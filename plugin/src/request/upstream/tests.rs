@@ -15,6 +15,11 @@ impl ClaimSource for NoClaims {
 }
 
 fn filter(gateway: &str, credential: bool) -> Filter {
+    filter_with(gateway, credential, "")
+}
+
+/// `extra`: more top-level config fields, each with a leading comma.
+fn filter_with(gateway: &str, credential: bool, extra: &str) -> Filter {
     let digest = sha256_hex(KEY);
     let cred = if credential {
         r#","providers":{"openai":{"credential":{"header":"authorization","value":"Bearer sk-provider"}}}"#
@@ -27,7 +32,7 @@ fn filter(gateway: &str, credential: bool) -> Filter {
         "aispend_collector"
     };
     let json = format!(
-        r#"{{"gateway":"{gateway}","identity":{{"keys":[{{"key_id":"demo-search","sha256":"{digest}","tags":{{"org":"acme","team":"search"}}}}]}},"collector":{{"cluster":"{collector}","token":"t"}}{cred}}}"#
+        r#"{{"gateway":"{gateway}","identity":{{"keys":[{{"key_id":"demo-search","sha256":"{digest}","tags":{{"org":"acme","team":"search"}}}}]}},"collector":{{"cluster":"{collector}","token":"t"}}{cred}{extra}}}"#
     );
     Filter::from_json(json.as_bytes()).unwrap()
 }
@@ -46,7 +51,10 @@ fn edits_for(
     credential: bool,
     headers: &[(&str, &str)],
 ) -> Result<Vec<String>, u32> {
-    let f = filter(gateway, credential);
+    edits_of(filter(gateway, credential), headers)
+}
+
+fn edits_of(f: Filter, headers: &[(&str, &str)]) -> Result<Vec<String>, u32> {
     let shared = Shared::new(f.clone(), IdGen::new([7; 16]), 0);
     let flow = RequestFlow::new(&shared);
     let Decision::Continue(admitted) = flow.decide(headers, &mut NoClaims) else {
@@ -60,6 +68,7 @@ fn edits_for(
         route: route.as_ref(),
         request_id: "r1",
         body_may_change: true,
+        now_ms: 1_764_800_000_999,
     };
     plan(headers, &inputs)
         .map(|edits| {
@@ -220,4 +229,58 @@ fn kong_cleans_the_upstream_uri_kong_built_before_the_filter() {
         }],
     );
     assert!(!plain.properties.contains_key(&uri));
+}
+
+const SIGNING: &str =
+    r#","signing":{"keys":[{"id":"k1","secret":"0123456789abcdef0123456789abcdef"}]}"#;
+
+#[test]
+fn signed_tags_cover_what_is_set_and_replace_a_client_signature() {
+    for gateway in ["envoy", "kong"] {
+        let f = filter_with(gateway, true, SIGNING);
+        let headers = chat(&[
+            ("x-aispend-signature", "t=1,kid=k1,v1=forged"),
+            ("x-aispend-team", "evil"),
+        ]);
+        let edits = edits_of(f.clone(), &headers).unwrap();
+        let signature = |edits: &[String]| {
+            edits
+                .iter()
+                .filter_map(|e| e.strip_prefix("set x-aispend-signature="))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let sig = signature(&edits);
+        assert_eq!(sig.len(), 1, "{edits:?}");
+        // The client's copy is taken out first (the set overwrites it on Kong).
+        let drop = edits.iter().position(|e| e == "drop x-aispend-signature");
+        let set = edits
+            .iter()
+            .position(|e| e.starts_with("set x-aispend-signature="));
+        assert!(drop.is_some() && drop < set, "{edits:?}");
+        // Same as signing the set headers directly (tags, key id, request id;
+        // the credential is not an aispend header and is left out).
+        let expected = f.signer.as_ref().unwrap().sign(
+            1_764_800_000,
+            [
+                ("x-aispend-org", "acme"),
+                ("x-aispend-team", "search"),
+                ("x-aispend-key-id", "demo-search"),
+                ("x-aispend-request-id", "r1"),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(sig[0], expected);
+        assert!(expected.starts_with("t=1764800000,kid=k1,v1="));
+        // Without `signing`, no signature, and a client's copy still goes.
+        let plain = edits_for(gateway, true, &headers).unwrap();
+        assert!(signature(&plain).is_empty());
+        assert!(plain.contains(&"drop x-aispend-signature".to_string()));
+    }
+    // Sent twice on Kong: refused like any header it cannot clear.
+    let twice = chat(&[("x-aispend-signature", "a"), ("X-Aispend-Signature", "b")]);
+    assert_eq!(
+        edits_of(filter_with("kong", true, SIGNING), &twice),
+        Err(400)
+    );
 }

@@ -163,37 +163,99 @@ pub fn members<'a>(
     obj: &'a [u8],
     mut f: impl FnMut(&'a [u8], &'a [u8]) -> Option<()>,
 ) -> Option<()> {
-    let mut i = skip_ws(obj, 0);
-    if byte(obj, i) != b'{' {
+    let end = object_at(obj, skip_ws(obj, 0), |key, start| {
+        let end = value_end(obj, start)?;
+        f(key, obj.get(start..end)?)?;
+        Some(end)
+    })?;
+    (skip_ws(obj, end) == obj.len()).then_some(())
+}
+
+/// The members walk of the object whose `{` is at `at` in `bytes`, reading
+/// each value in place: `f(key, start)` gets the key's raw bytes and where
+/// its value starts, reads the value and answers where it ends (exclusive;
+/// `value_end` skips one). Returns the index just past the closing `}`.
+/// `None` as for `members`. A caller that reads a value while it walks
+/// (a usage object inside a response) walks the document once.
+#[inline]
+pub fn object_at<'a>(
+    bytes: &'a [u8],
+    at: usize,
+    mut f: impl FnMut(&'a [u8], usize) -> Option<usize>,
+) -> Option<usize> {
+    if byte(bytes, at) != b'{' {
         return None;
     }
-    i = skip_ws(obj, i + 1);
-    if byte(obj, i) == b'}' {
-        return (skip_ws(obj, i + 1) == obj.len()).then_some(());
+    let mut i = skip_ws(bytes, at + 1);
+    if byte(bytes, i) == b'}' {
+        return Some(i + 1);
     }
     loop {
-        if byte(obj, i) != b'"' {
+        if byte(bytes, i) != b'"' {
             return None;
         }
-        let (key_end, escaped) = string_end(obj, i)?;
+        let (key_end, escaped) = string_end(bytes, i)?;
         if escaped {
             return None;
         }
-        let key = obj.get(i + 1..key_end - 1)?;
-        i = skip_ws(obj, key_end);
-        if byte(obj, i) != b':' {
+        let key = bytes.get(i + 1..key_end - 1)?;
+        i = skip_ws(bytes, key_end);
+        if byte(bytes, i) != b':' {
             return None;
         }
-        let start = skip_ws(obj, i + 1);
-        let end = value_end(obj, start)?;
-        f(key, obj.get(start..end)?)?;
-        i = skip_ws(obj, end);
-        match byte(obj, i) {
-            b',' => i = skip_ws(obj, i + 1),
-            b'}' => return (skip_ws(obj, i + 1) == obj.len()).then_some(()),
+        let start = skip_ws(bytes, i + 1);
+        let end = f(key, start)?;
+        if end <= start {
+            return None;
+        }
+        i = skip_ws(bytes, end);
+        match byte(bytes, i) {
+            b',' => i = skip_ws(bytes, i + 1),
+            b'}' => return Some(i + 1),
             _ => return None,
         }
     }
+}
+
+/// Index of the first non-whitespace byte at or after `at`.
+pub fn skip_whitespace(bytes: &[u8], at: usize) -> usize {
+    skip_ws(bytes, at)
+}
+
+/// End (exclusive) of the JSON value starting at `at`, skipped by its
+/// structure alone (strings, nesting); `None` when no value starts there.
+pub fn skip_value(bytes: &[u8], at: usize) -> Option<usize> {
+    value_end(bytes, at)
+}
+
+/// The integer value starting at `at` (`null` → 0, as `uint_or_null`) and
+/// where it ends.
+#[inline]
+pub fn uint_or_null_at(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
+    let end = value_end(bytes, at)?;
+    Some((uint_or_null(bytes.get(at..end)?)?, end))
+}
+
+/// `nested_uint` for the value starting at `at` in `bytes`, read in place;
+/// answers the count and where the value ends.
+pub fn nested_uint_at(bytes: &[u8], at: usize, key: &[u8]) -> Option<(u64, usize)> {
+    if byte(bytes, at) == b'n' {
+        let end = value_end(bytes, at)?;
+        return (bytes.get(at..end)? == b"null").then_some((0, end));
+    }
+    let mut out = 0;
+    let mut seen = 0;
+    let end = object_at(bytes, at, |k, start| {
+        if k == key {
+            once(&mut seen, 1)?;
+            let (v, end) = uint_or_null_at(bytes, start)?;
+            out = v;
+            Some(end)
+        } else {
+            value_end(bytes, start)
+        }
+    })?;
+    Some((out, end))
 }
 
 /// Where the top-level members named in `keys` are in the JSON object
@@ -232,19 +294,8 @@ pub fn once(seen: &mut u32, bit: u32) -> Option<()> {
 
 /// The integer member `key` of `obj` (`null` or absent → 0); `obj` itself may be `null`.
 pub fn nested_uint(obj: &[u8], key: &[u8]) -> Option<u64> {
-    if obj == b"null" {
-        return Some(0);
-    }
-    let mut out = 0;
-    let mut seen = 0;
-    members(obj, |k, v| {
-        if k == key {
-            once(&mut seen, 1)?;
-            out = uint_or_null(v)?;
-        }
-        Some(())
-    })?;
-    Some(out)
+    let (out, end) = nested_uint_at(obj, skip_ws(obj, 0), key)?;
+    (skip_ws(obj, end) == obj.len()).then_some(out)
 }
 
 #[cfg(test)]

@@ -29,6 +29,70 @@ pub fn uint(raw: &[u8]) -> Option<u64> {
     })
 }
 
+/// `key == lit`, for a key compared against a literal: a word (or half
+/// word) at a time from both ends, so a literal known at compile time folds
+/// into a couple of constant compares instead of a `memcmp` call (about ten
+/// wasm instructions a byte).
+#[inline(always)]
+pub fn key_is(key: &[u8], lit: &[u8]) -> bool {
+    let n = lit.len();
+    if key.len() != n {
+        return false;
+    }
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if word(key, i) != word(lit, i) {
+                return false;
+            }
+            i += 8;
+        }
+        return word(key, n - 8) == word(lit, n - 8);
+    }
+    if n >= 4 {
+        return half(key, 0) == half(lit, 0) && half(key, n - 4) == half(lit, n - 4);
+    }
+    key == lit
+}
+
+/// The 4 bytes at `at` as a little-endian word, when there are 4.
+#[inline(always)]
+fn half(bytes: &[u8], at: usize) -> Option<u32> {
+    let chunk = bytes.get(at..)?.first_chunk::<4>()?;
+    Some(u32::from_le_bytes(*chunk))
+}
+
+/// `uint_or_null_at` in one pass over the digits (what `value_end` then
+/// `uint` accept, without walking the number twice).
+#[inline]
+fn uint_value_at(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
+    let first = byte(bytes, at);
+    if !first.is_ascii_digit() {
+        let end = value_end(bytes, at)?;
+        return Some((uint_or_null(bytes.get(at..end)?)?, end));
+    }
+    let mut acc = u64::from(first - b'0');
+    let mut i = at + 1;
+    loop {
+        let b = byte(bytes, i);
+        if !b.is_ascii_digit() {
+            break;
+        }
+        acc = acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        i += 1;
+    }
+    // `value_end` would take these into the number too: not an integer
+    // `uint` reads.
+    if matches!(byte(bytes, i), b'-' | b'+' | b'.' | b'a'..=b'z' | b'E') {
+        return None;
+    }
+    let len = i - at;
+    if len > 19 || (len > 1 && first == b'0') {
+        return None;
+    }
+    Some((acc, i))
+}
+
 /// `null` as 0, else `uint`.
 pub fn uint_or_null(raw: &[u8]) -> Option<u64> {
     if raw == b"null" {
@@ -232,8 +296,7 @@ pub fn skip_value(bytes: &[u8], at: usize) -> Option<usize> {
 /// where it ends.
 #[inline]
 pub fn uint_or_null_at(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
-    let end = value_end(bytes, at)?;
-    Some((uint_or_null(bytes.get(at..end)?)?, end))
+    uint_value_at(bytes, at)
 }
 
 /// `nested_uint` for the value starting at `at` in `bytes`, read in place;
@@ -246,7 +309,7 @@ pub fn nested_uint_at(bytes: &[u8], at: usize, key: &[u8]) -> Option<(u64, usize
     let mut out = 0;
     let mut seen = 0;
     let end = object_at(bytes, at, |k, start| {
-        if k == key {
+        if key_is(k, key) {
             once(&mut seen, 1)?;
             let (v, end) = uint_or_null_at(bytes, start)?;
             out = v;
@@ -271,7 +334,7 @@ pub fn top_level_ranges<const N: usize>(
     members(obj, |key, value| {
         if let Some(slot) = keys
             .iter()
-            .position(|k| k.as_bytes() == key)
+            .position(|k| key_is(key, k.as_bytes()))
             .and_then(|i| out.get_mut(i))
         {
             let start = value.as_ptr() as usize - base;
@@ -390,6 +453,60 @@ mod tests {
             br#"{"usage":{"n":1}"#,
         ] {
             assert!(top_level_ranges::<2>(doc, KEYS).is_none());
+        }
+    }
+
+    #[test]
+    fn key_compare_matches_slice_equality() {
+        let lits: [&[u8]; 8] = [
+            b"",
+            b"id",
+            b"model",
+            b"usage",
+            b"prompt_tokens",
+            b"stream_options",
+            b"completion_tokens_details",
+            b"abcdefgh",
+        ];
+        for lit in lits {
+            for key in lits {
+                assert_eq!(key_is(key, lit), key == lit);
+            }
+            // One byte off anywhere is told apart.
+            for at in 0..lit.len() {
+                let mut near = lit.to_vec();
+                near[at] ^= 1;
+                assert!(!key_is(&near, lit), "{at}");
+            }
+        }
+    }
+
+    #[test]
+    fn integers_read_in_place_agree_with_locate_then_read() {
+        for doc in [
+            &b"0,"[..],
+            b"12}",
+            b"012,",
+            b"1.5,",
+            b"1e3,",
+            b"12x",
+            b"-1,",
+            b"null,",
+            b"nul,",
+            b"true,",
+            b"9999999999999999999,",
+            b"99999999999999999999,",
+            b"18446744073709551616,",
+            b"7",
+            b"\"7\",",
+        ] {
+            let located = value_end(doc, 0).and_then(|end| Some((uint_or_null(&doc[..end])?, end)));
+            assert_eq!(
+                uint_or_null_at(doc, 0),
+                located,
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
         }
     }
 

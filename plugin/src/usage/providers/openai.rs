@@ -7,7 +7,7 @@
 //! and one last chunk before `data: [DONE]` has `"choices":[]` and the usage.
 
 use crate::json::fast::{
-    nested_uint_at, object_at, once, skip_value, skip_whitespace, uint_or_null_at,
+    key_is, nested_uint_at, object_at, once, skip_value, skip_whitespace, uint_or_null_at,
 };
 use crate::json::scan::{has_object_member, is_empty_array, is_null, top_level};
 use crate::usage::parser::{n, parse, BodyWalk, Counts, Tally, UsageParser, Verdict};
@@ -51,32 +51,30 @@ fn fast_chat_counts(raw: &[u8]) -> Option<Counts> {
 fn chat_counts_at(bytes: &[u8], at: usize) -> Option<(Counts, usize)> {
     let mut c = Counts::default();
     let mut seen = 0;
-    let end = object_at(bytes, at, |key, start| match key {
-        b"prompt_tokens" => {
+    let end = object_at(bytes, at, |key, start| {
+        if key_is(key, b"prompt_tokens") {
             once(&mut seen, 1)?;
             let (v, end) = uint_or_null_at(bytes, start)?;
             c.input_tokens = v;
             Some(end)
-        }
-        b"completion_tokens" => {
+        } else if key_is(key, b"completion_tokens") {
             once(&mut seen, 2)?;
             let (v, end) = uint_or_null_at(bytes, start)?;
             c.output_tokens = v;
             Some(end)
-        }
-        b"prompt_tokens_details" => {
+        } else if key_is(key, b"prompt_tokens_details") {
             once(&mut seen, 4)?;
             let (v, end) = nested_uint_at(bytes, start, b"cached_tokens")?;
             c.cached_input_tokens = v;
             Some(end)
-        }
-        b"completion_tokens_details" => {
+        } else if key_is(key, b"completion_tokens_details") {
             once(&mut seen, 8)?;
             let (v, end) = nested_uint_at(bytes, start, b"reasoning_tokens")?;
             c.reasoning_tokens = v;
             Some(end)
+        } else {
+            skip_value(bytes, start)
         }
-        _ => skip_value(bytes, start),
     })?;
     Some((c, end))
 }
@@ -96,13 +94,12 @@ struct Walked {
 /// the members walk cannot read the body exactly.
 fn walk_body(body: &[u8]) -> Option<Walked> {
     let mut w = Walked::default();
-    let end = object_at(body, skip_whitespace(body, 0), |key, start| match key {
-        b"model" => {
+    let end = object_at(body, skip_whitespace(body, 0), |key, start| {
+        if key_is(key, b"model") {
             let end = skip_value(body, start)?;
             w.model = Some(start..end);
             Some(end)
-        }
-        b"usage" => {
+        } else if key_is(key, b"usage") {
             let (counts, end) = match chat_counts_at(body, start) {
                 Some((c, end)) => (Some(c), end),
                 None => (None, skip_value(body, start)?),
@@ -110,8 +107,9 @@ fn walk_body(body: &[u8]) -> Option<Walked> {
             w.counts = counts;
             w.usage = Some(start..end);
             Some(end)
+        } else {
+            skip_value(body, start)
         }
-        _ => skip_value(body, start),
     })?;
     (skip_whitespace(body, end) == body.len()).then_some(w)
 }

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use crate::json::bytes::{needs_json_escape, quote_mask, structural_mask};
+use crate::json::bytes::{blocks, needs_json_escape, quote_mask, structural_mask, Set};
 
 /// A JSON string without escapes (`"gpt-4o"`), borrowed.
 pub fn plain_string(raw: &[u8]) -> Option<&str> {
@@ -133,6 +133,10 @@ fn word(bytes: &[u8], at: usize) -> Option<u64> {
 /// Index of the first `"` or `\` at or after `at`.
 #[inline(always)]
 fn quote_or_backslash(bytes: &[u8], mut at: usize) -> Option<usize> {
+    match blocks(bytes.get(at..)?, Set::QuoteOrBackslash) {
+        Ok(i) => return Some(at + i),
+        Err(n) => at += n,
+    }
     while let Some(w) = word(bytes, at) {
         let m = quote_mask(w);
         if m != 0 {
@@ -151,6 +155,10 @@ fn quote_or_backslash(bytes: &[u8], mut at: usize) -> Option<usize> {
 /// Index of the first `"`, `{`, `}`, `[` or `]` at or after `at`.
 #[inline(always)]
 fn structural(bytes: &[u8], mut at: usize) -> Option<usize> {
+    match blocks(bytes.get(at..)?, Set::Structural) {
+        Ok(i) => return Some(at + i),
+        Err(n) => at += n,
+    }
     while let Some(w) = word(bytes, at) {
         let m = structural_mask(w);
         if m != 0 {

@@ -162,6 +162,11 @@ def main() -> int:
     for e in exports:
         print(f"{e:<28}" + "".join(f"{r.get(e, 0):>20.0f}" for r in results.values()))
     print(f"{'total':<28}" + "".join(f"{sum(r.values()):>20.0f}" for r in results.values()))
+    # The shipping path apart: the batch built and dispatched on the root
+    # tick, and the collector's answer settled, per request shipped.
+    ship = ("proxy_on_tick", "proxy_on_http_call_response")
+    print(f"{'shipping path (tick+answer)':<28}"
+          + "".join(f"{sum(r.get(e, 0) for e in ship):>20.0f}" for r in results.values()))
     return 0
 
 

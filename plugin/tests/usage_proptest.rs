@@ -177,3 +177,93 @@ proptest! {
         }
     }
 }
+
+/// OpenAI-like response bodies: `usage` objects with the members the chat
+/// parser reads (integers, nulls, floats, strings, nested details, repeats),
+/// beside decoys.
+fn chat_doc() -> impl Strategy<Value = Vec<u8>> {
+    use serde_json::{json, Value};
+    let count = prop_oneof![
+        (0u64..1_000_000).prop_map(Value::from),
+        Just(Value::Null),
+        Just(json!(1.5)),
+        Just(json!("7")),
+        Just(json!(-3)),
+    ];
+    let details = |name: &'static str| {
+        prop_oneof![
+            (0u64..1000).prop_map(move |n| json!({ name: n, "other": [1, {"x": "}"}] })),
+            Just(Value::Null),
+            Just(json!({})),
+            Just(json!({ name: 1.0 })),
+            Just(json!([1])),
+        ]
+    };
+    let member = prop_oneof![
+        count.clone().prop_map(|v| ("prompt_tokens".to_string(), v)),
+        count
+            .clone()
+            .prop_map(|v| ("completion_tokens".to_string(), v)),
+        count.prop_map(|v| ("total_tokens".to_string(), v)),
+        details("cached_tokens").prop_map(|v| ("prompt_tokens_details".to_string(), v)),
+        details("reasoning_tokens").prop_map(|v| ("completion_tokens_details".to_string(), v)),
+    ];
+    let usage = prop_oneof![
+        prop::collection::vec(member, 0..6).prop_map(|m| {
+            // Written by hand so repeated members stay repeated.
+            let parts: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", parts.join(","))
+        }),
+        Just("null".to_string()),
+        Just("12".to_string()),
+    ];
+    let model = prop_oneof![
+        Just("\"gpt-4o-mini\"".to_string()),
+        Just("\"a\\\"b\"".to_string()),
+        Just("\"\"".to_string()),
+        Just("null".to_string()),
+    ];
+    let top = prop_oneof![
+        usage.prop_map(|u| format!("\"usage\":{u}")),
+        model.prop_map(|m| format!("\"model\":{m}")),
+        Just(r#""choices":[{"message":{"content":"\"usage\": {"}}]"#.to_string()),
+        Just(r#""id":"chatcmpl-1""#.to_string()),
+    ];
+    (prop::collection::vec(top, 0..5), any::<bool>()).prop_map(|(members, spaced)| {
+        let sep = if spaced { " ,\n " } else { "," };
+        format!("{{{}}}", members.join(sep)).into_bytes()
+    })
+}
+
+proptest! {
+    // The chat parser reads a whole body in one walk; it must read exactly
+    // what locating the values (byte scanner) and then reading them does.
+    #[test]
+    fn one_walk_reads_what_locate_then_read_does(doc in chat_doc(), limit in prop_oneof![Just(64usize << 10), 0usize..40]) {
+        use aispend_plugin::json::scan as json_scan;
+        use aispend_plugin::usage::parser::{BodyWalk, UsageParser};
+        use aispend_plugin::usage::providers::openai::ChatParser;
+        let mut walked = ChatParser::new(false);
+        let walk = walked.read_body(&doc, limit);
+        let mut located = ChatParser::new(false);
+        let values = json_scan::scanned_ranges::<2>(&doc, &["model", "usage"])
+            .map(|r| r.map(|r| r.map(|r| &doc[r])));
+        let BodyWalk::Read { too_large } = walk else {
+            prop_assert_eq!(walk, BodyWalk::Refused);
+            // Refused only what the walk does not read exactly.
+            prop_assert!(values.is_none() || doc.contains(&b'\\'));
+            return Ok(());
+        };
+        let values = values.expect("a body the walk read is one the scanner reads");
+        let over = values.iter().flatten().any(|v| v.len() > limit);
+        prop_assert_eq!(too_large, over);
+        if !over {
+            located.read_json(&values);
+        }
+        let (a, b) = (walked.tally(), located.tally());
+        prop_assert_eq!(a.counts, b.counts);
+        prop_assert_eq!(&a.model, &b.model);
+        prop_assert_eq!(a.usage_seen, b.usage_seen);
+        prop_assert_eq!(a.malformed, b.malformed);
+    }
+}

@@ -1,7 +1,8 @@
-//! Byte searches eight bytes at a time. wasm32 has no SIMD in our build and
-//! `iter().position` costs about five wasm instructions per byte; a 64-bit
-//! word test costs about two. These run over every JSON byte the filter reads
-//! or writes on a call.
+//! Byte searches over many bytes at a time. `iter().position` costs about
+//! five wasm instructions per byte; a 64-bit word test costs about two, and
+//! a 128-bit SIMD test (the wasm build enables `simd128`, see
+//! `.cargo/config.toml`) about one per eight. These run over every JSON byte
+//! the filter reads or writes on a call.
 //!
 //! `zero_bytes(x)` sets the high bit of each zero byte of `x`. A byte above a
 //! zero byte can be flagged too (the subtraction borrows), but never one
@@ -26,12 +27,86 @@ fn below(x: u64, n: u8) -> u64 {
     x.wrapping_sub(splat(n)) & !x & HIGHS
 }
 
-/// Index of the first byte of `bytes` whose word mask (from `test`) is set,
-/// or that `slow` accepts in the tail shorter than a word.
+/// A set of bytes searched for, 16 at a time where the build has SIMD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Set {
+    /// `"` or `\`.
+    QuoteOrBackslash,
+    /// `"`, `{`, `}`, `[` or `]`.
+    Structural,
+    /// What a JSON string must escape: `"`, `\` or a byte below 0x20.
+    Escape,
+    /// A C0 byte, DEL or 0xC2 (`may_hold_control`).
+    Control,
+    /// One byte value.
+    Byte(u8),
+}
+
+/// The first byte of `set` in the leading whole 16-byte blocks of `bytes`
+/// (`Ok`), or where those blocks end (`Err`): the caller searches the rest
+/// a word at a time. Without SIMD in the build: `Err(0)`.
+#[inline(always)]
+pub fn blocks(bytes: &[u8], set: Set) -> Result<usize, usize> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use core::arch::wasm32::*;
+        let mut at = 0;
+        while let Some(chunk) = bytes.get(at..).and_then(|r| r.first_chunk::<16>()) {
+            // SAFETY: `chunk` is 16 readable bytes; v128 loads need no alignment.
+            let v = unsafe { v128_load(chunk.as_ptr().cast::<v128>()) };
+            let eq = |b: u8| i8x16_eq(v, u8x16_splat(b));
+            let hit = match set {
+                Set::QuoteOrBackslash => v128_or(eq(b'"'), eq(b'\\')),
+                Set::Structural => {
+                    // `[`/`]` are `{`/`}` without bit 5.
+                    let folded = v128_or(v, u8x16_splat(0x20));
+                    v128_or(
+                        eq(b'"'),
+                        v128_or(
+                            i8x16_eq(folded, u8x16_splat(b'{')),
+                            i8x16_eq(folded, u8x16_splat(b'}')),
+                        ),
+                    )
+                }
+                Set::Escape => {
+                    v128_or(v128_or(eq(b'"'), eq(b'\\')), u8x16_lt(v, u8x16_splat(0x20)))
+                }
+                Set::Control => {
+                    v128_or(u8x16_lt(v, u8x16_splat(0x20)), v128_or(eq(0x7f), eq(0xc2)))
+                }
+                Set::Byte(b) => eq(b),
+            };
+            let m = i8x16_bitmask(hit);
+            if m != 0 {
+                return Ok(at + m.trailing_zeros() as usize);
+            }
+            at += 16;
+        }
+        Err(at)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let _ = (bytes, set);
+        Err(0)
+    }
+}
+
+/// Index of the first byte of `bytes` in `set`: 16-byte blocks (SIMD), then
+/// words whose mask (from `test`) is set, then the tail `slow` accepts.
 #[inline]
-fn first(bytes: &[u8], test: impl Fn(u64) -> u64, slow: impl Fn(u8) -> bool) -> Option<usize> {
+fn first(
+    bytes: &[u8],
+    set: Set,
+    test: impl Fn(u64) -> u64,
+    slow: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let skipped = match blocks(bytes, set) {
+        Ok(i) => return Some(i),
+        Err(n) => n,
+    };
+    let bytes = bytes.get(skipped..)?;
     let mut chunks = bytes.chunks_exact(8);
-    let mut at = 0;
+    let mut at = skipped;
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
@@ -66,13 +141,15 @@ pub fn structural_mask(w: u64) -> u64 {
 
 /// First `"` or `\` (the end of a JSON string's plain run).
 pub fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
-    first(bytes, quote_mask, |b| b == b'"' || b == b'\\')
+    first(bytes, Set::QuoteOrBackslash, quote_mask, |b| {
+        b == b'"' || b == b'\\'
+    })
 }
 
 /// First byte that matters to JSON nesting outside strings: `"`, `{`, `}`,
 /// `[` or `]`.
 pub fn find_structural(bytes: &[u8]) -> Option<usize> {
-    first(bytes, structural_mask, |b| {
+    first(bytes, Set::Structural, structural_mask, |b| {
         matches!(b, b'"' | b'{' | b'}' | b'[' | b']')
     })
 }
@@ -81,6 +158,7 @@ pub fn find_structural(bytes: &[u8]) -> Option<usize> {
 pub fn needs_json_escape(bytes: &[u8]) -> bool {
     first(
         bytes,
+        Set::Escape,
         |w| zero_bytes(w ^ splat(b'"')) | zero_bytes(w ^ splat(b'\\')) | below(w, 0x20),
         |b| b == b'"' || b == b'\\' || b < 0x20,
     )
@@ -94,6 +172,7 @@ pub fn needs_json_escape(bytes: &[u8]) -> bool {
 pub fn may_hold_control(bytes: &[u8]) -> bool {
     first(
         bytes,
+        Set::Control,
         |w| below(w, 0x20) | zero_bytes(w ^ splat(0x7f)) | zero_bytes(w ^ splat(0xc2)),
         |b| b < 0x20 || b == 0x7f || b == 0xc2,
     )
@@ -163,22 +242,36 @@ mod tests {
     }
 }
 
-/// Whether `needle` occurs in `haystack`: a first-byte scan, then a compare.
-/// For short header values this is cheaper than `str::contains`, which
-/// builds a two-way searcher on every call.
+/// First `b` in `bytes`.
+pub fn find_byte(bytes: &[u8], b: u8) -> Option<usize> {
+    first(
+        bytes,
+        Set::Byte(b),
+        |w| zero_bytes(w ^ splat(b)),
+        |x| x == b,
+    )
+}
+
+/// Whether `needle` occurs in `haystack`: a first-byte search (many bytes
+/// at a time), then a compare. For short header values this is cheaper than
+/// `str::contains`, which builds a two-way searcher on every call.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     let Some((&first, rest)) = needle.split_first() else {
         return true;
     };
-    if haystack.len() < needle.len() {
-        return false;
+    let mut from = 0;
+    while haystack.len() - from >= needle.len() {
+        let Some(p) = haystack.get(from..).and_then(|h| find_byte(h, first)) else {
+            return false;
+        };
+        let at = from + p;
+        match haystack.get(at + 1..at + needle.len()) {
+            Some(tail) if tail == rest => return true,
+            Some(_) => from = at + 1,
+            None => return false,
+        }
     }
-    let last_start = haystack.len() - needle.len();
-    haystack
-        .iter()
-        .take(last_start + 1)
-        .enumerate()
-        .any(|(i, &b)| b == first && haystack.get(i + 1..i + needle.len()) == Some(rest))
+    false
 }
 
 #[cfg(test)]
@@ -193,5 +286,22 @@ mod contains_tests {
         assert!(!contains(b"sk-", b"sk-1"));
         assert!(!contains(b"s k-1", b"sk-1"));
         assert!(contains(b"abc", b""));
+        assert!(!contains(b"", b"a"));
+        assert!(contains(b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", b"ab"));
+    }
+
+    proptest::proptest! {
+        // Past 8 and 16 bytes the first-byte search runs a word (and, in the
+        // wasm build, a 16-byte block) at a time.
+        #[test]
+        fn contains_equals_a_window_search(
+            haystack in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b'a'), proptest::strategy::Just(b'b'), proptest::prelude::any::<u8>()], 0..48),
+            needle in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b'a'), proptest::strategy::Just(b'b')], 1..4),
+        ) {
+            proptest::prop_assert_eq!(
+                contains(&haystack, &needle),
+                haystack.windows(needle.len()).any(|w| w == needle.as_slice())
+            );
+        }
     }
 }

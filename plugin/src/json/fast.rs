@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use crate::json::bytes::{needs_json_escape, quote_mask, structural_mask};
+use crate::json::bytes::{blocks, needs_json_escape, quote_mask, structural_mask, Set};
 
 /// A JSON string without escapes (`"gpt-4o"`), borrowed.
 pub fn plain_string(raw: &[u8]) -> Option<&str> {
@@ -27,6 +27,70 @@ pub fn uint(raw: &[u8]) -> Option<u64> {
     raw.iter().try_fold(0u64, |acc, &b| {
         b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
     })
+}
+
+/// `key == lit`, for a key compared against a literal: a word (or half
+/// word) at a time from both ends, so a literal known at compile time folds
+/// into a couple of constant compares instead of a `memcmp` call (about ten
+/// wasm instructions a byte).
+#[inline(always)]
+pub fn key_is(key: &[u8], lit: &[u8]) -> bool {
+    let n = lit.len();
+    if key.len() != n {
+        return false;
+    }
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if word(key, i) != word(lit, i) {
+                return false;
+            }
+            i += 8;
+        }
+        return word(key, n - 8) == word(lit, n - 8);
+    }
+    if n >= 4 {
+        return half(key, 0) == half(lit, 0) && half(key, n - 4) == half(lit, n - 4);
+    }
+    key == lit
+}
+
+/// The 4 bytes at `at` as a little-endian word, when there are 4.
+#[inline(always)]
+fn half(bytes: &[u8], at: usize) -> Option<u32> {
+    let chunk = bytes.get(at..)?.first_chunk::<4>()?;
+    Some(u32::from_le_bytes(*chunk))
+}
+
+/// `uint_or_null_at` in one pass over the digits (what `value_end` then
+/// `uint` accept, without walking the number twice).
+#[inline]
+fn uint_value_at(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
+    let first = byte(bytes, at);
+    if !first.is_ascii_digit() {
+        let end = value_end(bytes, at)?;
+        return Some((uint_or_null(bytes.get(at..end)?)?, end));
+    }
+    let mut acc = u64::from(first - b'0');
+    let mut i = at + 1;
+    loop {
+        let b = byte(bytes, i);
+        if !b.is_ascii_digit() {
+            break;
+        }
+        acc = acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        i += 1;
+    }
+    // `value_end` would take these into the number too: not an integer
+    // `uint` reads.
+    if matches!(byte(bytes, i), b'-' | b'+' | b'.' | b'a'..=b'z' | b'E') {
+        return None;
+    }
+    let len = i - at;
+    if len > 19 || (len > 1 && first == b'0') {
+        return None;
+    }
+    Some((acc, i))
 }
 
 /// `null` as 0, else `uint`.
@@ -69,6 +133,10 @@ fn word(bytes: &[u8], at: usize) -> Option<u64> {
 /// Index of the first `"` or `\` at or after `at`.
 #[inline(always)]
 fn quote_or_backslash(bytes: &[u8], mut at: usize) -> Option<usize> {
+    match blocks(bytes.get(at..)?, Set::QuoteOrBackslash) {
+        Ok(i) => return Some(at + i),
+        Err(n) => at += n,
+    }
     while let Some(w) = word(bytes, at) {
         let m = quote_mask(w);
         if m != 0 {
@@ -87,6 +155,10 @@ fn quote_or_backslash(bytes: &[u8], mut at: usize) -> Option<usize> {
 /// Index of the first `"`, `{`, `}`, `[` or `]` at or after `at`.
 #[inline(always)]
 fn structural(bytes: &[u8], mut at: usize) -> Option<usize> {
+    match blocks(bytes.get(at..)?, Set::Structural) {
+        Ok(i) => return Some(at + i),
+        Err(n) => at += n,
+    }
     while let Some(w) = word(bytes, at) {
         let m = structural_mask(w);
         if m != 0 {
@@ -163,37 +235,98 @@ pub fn members<'a>(
     obj: &'a [u8],
     mut f: impl FnMut(&'a [u8], &'a [u8]) -> Option<()>,
 ) -> Option<()> {
-    let mut i = skip_ws(obj, 0);
-    if byte(obj, i) != b'{' {
+    let end = object_at(obj, skip_ws(obj, 0), |key, start| {
+        let end = value_end(obj, start)?;
+        f(key, obj.get(start..end)?)?;
+        Some(end)
+    })?;
+    (skip_ws(obj, end) == obj.len()).then_some(())
+}
+
+/// The members walk of the object whose `{` is at `at` in `bytes`, reading
+/// each value in place: `f(key, start)` gets the key's raw bytes and where
+/// its value starts, reads the value and answers where it ends (exclusive;
+/// `value_end` skips one). Returns the index just past the closing `}`.
+/// `None` as for `members`. A caller that reads a value while it walks
+/// (a usage object inside a response) walks the document once.
+#[inline]
+pub fn object_at<'a>(
+    bytes: &'a [u8],
+    at: usize,
+    mut f: impl FnMut(&'a [u8], usize) -> Option<usize>,
+) -> Option<usize> {
+    if byte(bytes, at) != b'{' {
         return None;
     }
-    i = skip_ws(obj, i + 1);
-    if byte(obj, i) == b'}' {
-        return (skip_ws(obj, i + 1) == obj.len()).then_some(());
+    let mut i = skip_ws(bytes, at + 1);
+    if byte(bytes, i) == b'}' {
+        return Some(i + 1);
     }
     loop {
-        if byte(obj, i) != b'"' {
+        if byte(bytes, i) != b'"' {
             return None;
         }
-        let (key_end, escaped) = string_end(obj, i)?;
+        let (key_end, escaped) = string_end(bytes, i)?;
         if escaped {
             return None;
         }
-        let key = obj.get(i + 1..key_end - 1)?;
-        i = skip_ws(obj, key_end);
-        if byte(obj, i) != b':' {
+        let key = bytes.get(i + 1..key_end - 1)?;
+        i = skip_ws(bytes, key_end);
+        if byte(bytes, i) != b':' {
             return None;
         }
-        let start = skip_ws(obj, i + 1);
-        let end = value_end(obj, start)?;
-        f(key, obj.get(start..end)?)?;
-        i = skip_ws(obj, end);
-        match byte(obj, i) {
-            b',' => i = skip_ws(obj, i + 1),
-            b'}' => return (skip_ws(obj, i + 1) == obj.len()).then_some(()),
+        let start = skip_ws(bytes, i + 1);
+        let end = f(key, start)?;
+        if end <= start {
+            return None;
+        }
+        i = skip_ws(bytes, end);
+        match byte(bytes, i) {
+            b',' => i = skip_ws(bytes, i + 1),
+            b'}' => return Some(i + 1),
             _ => return None,
         }
     }
+}
+
+/// Index of the first non-whitespace byte at or after `at`.
+pub fn skip_whitespace(bytes: &[u8], at: usize) -> usize {
+    skip_ws(bytes, at)
+}
+
+/// End (exclusive) of the JSON value starting at `at`, skipped by its
+/// structure alone (strings, nesting); `None` when no value starts there.
+pub fn skip_value(bytes: &[u8], at: usize) -> Option<usize> {
+    value_end(bytes, at)
+}
+
+/// The integer value starting at `at` (`null` → 0, as `uint_or_null`) and
+/// where it ends.
+#[inline]
+pub fn uint_or_null_at(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
+    uint_value_at(bytes, at)
+}
+
+/// `nested_uint` for the value starting at `at` in `bytes`, read in place;
+/// answers the count and where the value ends.
+pub fn nested_uint_at(bytes: &[u8], at: usize, key: &[u8]) -> Option<(u64, usize)> {
+    if byte(bytes, at) == b'n' {
+        let end = value_end(bytes, at)?;
+        return (bytes.get(at..end)? == b"null").then_some((0, end));
+    }
+    let mut out = 0;
+    let mut seen = 0;
+    let end = object_at(bytes, at, |k, start| {
+        if key_is(k, key) {
+            once(&mut seen, 1)?;
+            let (v, end) = uint_or_null_at(bytes, start)?;
+            out = v;
+            Some(end)
+        } else {
+            value_end(bytes, start)
+        }
+    })?;
+    Some((out, end))
 }
 
 /// Where the top-level members named in `keys` are in the JSON object
@@ -209,7 +342,7 @@ pub fn top_level_ranges<const N: usize>(
     members(obj, |key, value| {
         if let Some(slot) = keys
             .iter()
-            .position(|k| k.as_bytes() == key)
+            .position(|k| key_is(key, k.as_bytes()))
             .and_then(|i| out.get_mut(i))
         {
             let start = value.as_ptr() as usize - base;
@@ -232,19 +365,8 @@ pub fn once(seen: &mut u32, bit: u32) -> Option<()> {
 
 /// The integer member `key` of `obj` (`null` or absent → 0); `obj` itself may be `null`.
 pub fn nested_uint(obj: &[u8], key: &[u8]) -> Option<u64> {
-    if obj == b"null" {
-        return Some(0);
-    }
-    let mut out = 0;
-    let mut seen = 0;
-    members(obj, |k, v| {
-        if k == key {
-            once(&mut seen, 1)?;
-            out = uint_or_null(v)?;
-        }
-        Some(())
-    })?;
-    Some(out)
+    let (out, end) = nested_uint_at(obj, skip_ws(obj, 0), key)?;
+    (skip_ws(obj, end) == obj.len()).then_some(out)
 }
 
 #[cfg(test)]
@@ -339,6 +461,60 @@ mod tests {
             br#"{"usage":{"n":1}"#,
         ] {
             assert!(top_level_ranges::<2>(doc, KEYS).is_none());
+        }
+    }
+
+    #[test]
+    fn key_compare_matches_slice_equality() {
+        let lits: [&[u8]; 8] = [
+            b"",
+            b"id",
+            b"model",
+            b"usage",
+            b"prompt_tokens",
+            b"stream_options",
+            b"completion_tokens_details",
+            b"abcdefgh",
+        ];
+        for lit in lits {
+            for key in lits {
+                assert_eq!(key_is(key, lit), key == lit);
+            }
+            // One byte off anywhere is told apart.
+            for at in 0..lit.len() {
+                let mut near = lit.to_vec();
+                near[at] ^= 1;
+                assert!(!key_is(&near, lit), "{at}");
+            }
+        }
+    }
+
+    #[test]
+    fn integers_read_in_place_agree_with_locate_then_read() {
+        for doc in [
+            &b"0,"[..],
+            b"12}",
+            b"012,",
+            b"1.5,",
+            b"1e3,",
+            b"12x",
+            b"-1,",
+            b"null,",
+            b"nul,",
+            b"true,",
+            b"9999999999999999999,",
+            b"99999999999999999999,",
+            b"18446744073709551616,",
+            b"7",
+            b"\"7\",",
+        ] {
+            let located = value_end(doc, 0).and_then(|end| Some((uint_or_null(&doc[..end])?, end)));
+            assert_eq!(
+                uint_or_null_at(doc, 0),
+                located,
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
         }
     }
 

@@ -330,6 +330,16 @@ pub fn top_level_of<'a>(
     Some(ranges.map(|r| r.and_then(|r| bytes.get(r))))
 }
 
+/// `top_level_of` by the byte scanner alone, for a document the members
+/// walk already refused.
+pub fn scanned_of<'a>(
+    bytes: &'a [u8],
+    keys: &'static [&'static str],
+) -> Option<[Option<&'a [u8]>; MAX_KEYS]> {
+    let ranges = scanned_ranges::<MAX_KEYS>(bytes, keys)?;
+    Some(ranges.map(|r| r.and_then(|r| bytes.get(r))))
+}
+
 /// The top-level values of `keys` in a complete document, borrowed from it.
 pub fn top_level<'a, const N: usize>(
     bytes: &'a [u8],

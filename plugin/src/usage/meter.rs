@@ -1,6 +1,6 @@
 //! `ResponseMeter`: reads usage from one response as its chunks pass.
 
-use super::parser::{Tally, UsageParser, Verdict};
+use super::parser::{BodyWalk, Tally, UsageParser, Verdict};
 use super::providers::anthropic::AnthropicParser;
 use super::providers::gemini::GeminiParser;
 use super::providers::openai::ChatParser;
@@ -9,7 +9,7 @@ use super::sse::{SseEvent, SseFramer, DEFAULT_EVENT_LIMIT};
 use super::strip::Stripper;
 use super::{ChunkEdit, Operation, RequestInfo, Route, Usage, MAX_JSON_BODY};
 use crate::json::fast as json_fast;
-use crate::json::scan::{top_level_of, CaptureScanner, MAX_KEYS};
+use crate::json::scan::{scanned_of, top_level_of, CaptureScanner, MAX_KEYS};
 
 /// Bound on one captured JSON value (`usage`, `model`): far above any real
 /// usage object, far below a body.
@@ -161,17 +161,34 @@ impl ResponseMeter {
                 match json {
                     JsonBody::Fresh => {
                         let p = parser.get();
-                        let keys = p.json_keys();
                         // A first chunk that is a complete object is the whole
                         // document (only whitespace may follow), however the
-                        // host flags the end: read it in place.
+                        // host flags the end: read it in place, in one walk
+                        // where the parser can.
+                        let walk = p.read_body(chunk, MAX_CAPTURED_VALUE);
+                        if let BodyWalk::Read { too_large } = walk {
+                            *json = JsonBody::Whole {
+                                complete: true,
+                                too_large,
+                            };
+                            return ChunkEdit::Keep;
+                        }
+                        // Refused: the members walk below would refuse too.
+                        let walked = walk == BodyWalk::Unsupported;
+                        let keys = p.json_keys();
                         let whole = if end_of_stream {
-                            top_level_of(chunk, keys)
-                        } else {
+                            if walked {
+                                top_level_of(chunk, keys)
+                            } else {
+                                scanned_of(chunk, keys)
+                            }
+                        } else if walked {
                             // Not known to be the last chunk: the members walk
                             // only, so a partial body is not scanned twice.
                             json_fast::top_level_ranges::<MAX_KEYS>(chunk, keys)
                                 .map(|ranges| ranges.map(|r| r.and_then(|r| chunk.get(r))))
+                        } else {
+                            None
                         };
                         *json = match whole {
                             Some(values) => read_whole(p, &values),

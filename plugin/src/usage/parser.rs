@@ -69,12 +69,30 @@ pub enum Verdict {
     Strip,
 }
 
+/// What `UsageParser::read_body` made of a whole JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyWalk {
+    /// Read in one walk (nothing read when a value is over the limit).
+    Read { too_large: bool },
+    /// Not an object the members walk reads exactly (truncated, escaped
+    /// keys, an array): only the byte scanner can decide.
+    Refused,
+    /// This parser reads bodies through `json_keys` and `read_json` only.
+    Unsupported,
+}
+
 /// A provider's response format.
 pub trait UsageParser {
     /// Top-level keys of a non-streamed response body this parser reads.
     fn json_keys(&self) -> &'static [&'static str];
     /// Read a whole JSON body: `values[i]` is the value of `json_keys()[i]`.
     fn read_json(&mut self, values: &[Option<&[u8]>]);
+    /// Read a whole JSON body in one walk, when the parser can: its
+    /// values are read in place rather than located and then walked again.
+    /// `limit` bounds each value read, as for the captured values.
+    fn read_body(&mut self, _body: &[u8], _limit: usize) -> BodyWalk {
+        BodyWalk::Unsupported
+    }
     /// Read one SSE event.
     fn read_event(&mut self, event: &SseEvent<'_>) -> Verdict;
     /// Fold in anything read but not yet counted (called before `tally` at the end).

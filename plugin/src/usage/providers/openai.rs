@@ -6,11 +6,14 @@
 //! Stream: with `stream_options.include_usage` every chunk carries `"usage":null`
 //! and one last chunk before `data: [DONE]` has `"choices":[]` and the usage.
 
-use crate::json::fast::{members, nested_uint, once, uint_or_null};
+use crate::json::fast::{
+    key_is, nested_uint_at, object_at, once, skip_value, skip_whitespace, uint_or_null_at,
+};
 use crate::json::scan::{has_object_member, is_empty_array, is_null, top_level};
-use crate::usage::parser::{n, parse, Counts, Tally, UsageParser, Verdict};
+use crate::usage::parser::{n, parse, BodyWalk, Counts, Tally, UsageParser, Verdict};
 use crate::usage::sse::SseEvent;
 use serde::Deserialize;
+use std::ops::Range;
 
 #[derive(Deserialize)]
 struct PromptDetails {
@@ -38,31 +41,77 @@ pub fn chat_counts(raw: &[u8]) -> Option<Counts> {
 
 /// `chat_counts` without serde, for the usage objects OpenAI actually sends.
 fn fast_chat_counts(raw: &[u8]) -> Option<Counts> {
+    let (c, end) = chat_counts_at(raw, skip_whitespace(raw, 0))?;
+    (skip_whitespace(raw, end) == raw.len()).then_some(c)
+}
+
+/// The usage object starting at `at` in `bytes`, read in place by the
+/// members walk (no serde): its counts and where it ends. `None` when the
+/// walk cannot read it exactly (serde then decides on its bytes).
+fn chat_counts_at(bytes: &[u8], at: usize) -> Option<(Counts, usize)> {
     let mut c = Counts::default();
     let mut seen = 0;
-    members(raw, |key, value| {
-        match key {
-            b"prompt_tokens" => {
-                once(&mut seen, 1)?;
-                c.input_tokens = uint_or_null(value)?;
-            }
-            b"completion_tokens" => {
-                once(&mut seen, 2)?;
-                c.output_tokens = uint_or_null(value)?;
-            }
-            b"prompt_tokens_details" => {
-                once(&mut seen, 4)?;
-                c.cached_input_tokens = nested_uint(value, b"cached_tokens")?;
-            }
-            b"completion_tokens_details" => {
-                once(&mut seen, 8)?;
-                c.reasoning_tokens = nested_uint(value, b"reasoning_tokens")?;
-            }
-            _ => {}
+    let end = object_at(bytes, at, |key, start| {
+        if key_is(key, b"prompt_tokens") {
+            once(&mut seen, 1)?;
+            let (v, end) = uint_or_null_at(bytes, start)?;
+            c.input_tokens = v;
+            Some(end)
+        } else if key_is(key, b"completion_tokens") {
+            once(&mut seen, 2)?;
+            let (v, end) = uint_or_null_at(bytes, start)?;
+            c.output_tokens = v;
+            Some(end)
+        } else if key_is(key, b"prompt_tokens_details") {
+            once(&mut seen, 4)?;
+            let (v, end) = nested_uint_at(bytes, start, b"cached_tokens")?;
+            c.cached_input_tokens = v;
+            Some(end)
+        } else if key_is(key, b"completion_tokens_details") {
+            once(&mut seen, 8)?;
+            let (v, end) = nested_uint_at(bytes, start, b"reasoning_tokens")?;
+            c.reasoning_tokens = v;
+            Some(end)
+        } else {
+            skip_value(bytes, start)
         }
-        Some(())
     })?;
-    Some(c)
+    Some((c, end))
+}
+
+/// What one walk of a whole chat/embeddings body found (the last
+/// occurrence of a key wins, as in `top_level_ranges`).
+#[derive(Default)]
+struct Walked {
+    model: Option<Range<usize>>,
+    usage: Option<Range<usize>>,
+    /// The usage object's counts when the walk read them in place.
+    counts: Option<Counts>,
+}
+
+/// The top-level members of a whole body in one walk: `model` located,
+/// `usage` read in place (its counts) or located (for serde). `None` when
+/// the members walk cannot read the body exactly.
+fn walk_body(body: &[u8]) -> Option<Walked> {
+    let mut w = Walked::default();
+    let end = object_at(body, skip_whitespace(body, 0), |key, start| {
+        if key_is(key, b"model") {
+            let end = skip_value(body, start)?;
+            w.model = Some(start..end);
+            Some(end)
+        } else if key_is(key, b"usage") {
+            let (counts, end) = match chat_counts_at(body, start) {
+                Some((c, end)) => (Some(c), end),
+                None => (None, skip_value(body, start)?),
+            };
+            w.counts = counts;
+            w.usage = Some(start..end);
+            Some(end)
+        } else {
+            skip_value(body, start)
+        }
+    })?;
+    (skip_whitespace(body, end) == body.len()).then_some(w)
 }
 
 fn serde_chat_counts(raw: &[u8]) -> Option<Counts> {
@@ -104,6 +153,24 @@ impl UsageParser for ChatParser {
                 self.tally.set_counts(chat_counts(usage));
             }
         }
+    }
+
+    fn read_body(&mut self, body: &[u8], limit: usize) -> BodyWalk {
+        let Some(w) = walk_body(body) else {
+            return BodyWalk::Refused;
+        };
+        let value = |r: &Option<Range<usize>>| r.clone().and_then(|r| body.get(r));
+        let (model, usage) = (value(&w.model), value(&w.usage));
+        if model.into_iter().chain(usage).any(|v| v.len() > limit) {
+            return BodyWalk::Read { too_large: true };
+        }
+        self.tally.set_model(model);
+        match (w.counts, usage) {
+            (Some(c), _) => self.tally.set_counts(Some(c)),
+            (None, Some(raw)) if !is_null(raw) => self.tally.set_counts(chat_counts(raw)),
+            _ => {}
+        }
+        BodyWalk::Read { too_large: false }
     }
 
     fn read_event(&mut self, event: &SseEvent<'_>) -> Verdict {

@@ -125,3 +125,162 @@ def test_buffer_filled_past_its_bound_counts_every_drop(stack_factory, tmp_path)
     # The newest `bound` records survive; the rest are counted, not silently lost.
     assert_accounted(s, since, emitted=n, dropped=n - bound)
     proxy.stop()
+
+
+class HotRestartEnvoy(Envoy):
+    """Envoy started for hot restart: same config, epochs 0, 1, ... sharing a
+    base id; the child takes the listeners, the parent drains for
+    `drain_s` and is told to exit after `parent_shutdown_s`."""
+
+    def __init__(self, workdir, *, base_id: int, epoch: int, drain_s: int = 1, parent_shutdown_s: int = 3, **kw):
+        super().__init__(workdir, name=f"envoy-e{epoch}", **kw)
+        argv = self.proc.argv
+        argv.remove("--disable-hot-restart")
+        argv += ["--base-id", str(base_id), "--restart-epoch", str(epoch), "--drain-time-s", str(drain_s),
+                 "--parent-shutdown-time-s", str(parent_shutdown_s), "--drain-strategy", "immediate"]
+
+    def adopt_ports(self, parent: "Envoy") -> None:
+        """The child must render the same listeners as its parent."""
+        text = parent.config_path.read_text()
+        self.config_path.write_text(text)
+        self.port, self.admin_port = parent.port, parent.admin_port
+
+
+def test_hot_restart_flushes_the_old_process_buffer(stack_factory, tmp_path):
+    """Records buffered in the old Envoy when a hot restart begins (the
+    collector was unreachable) are shipped by the old process's VM during its
+    drain, before the child tells it to exit. Envoy hands the parent's
+    counters to the child, so the child's stats account for both processes."""
+    import random
+    s = stack_factory()
+    s.envoy.stop()
+    s.envoy.proc.forget()
+    proxy = FaultProxy(s.collector.port)
+    cfg = filter_config(collector={"flush_interval_ms": 200, "max_backoff_ms": 400})
+    base_id = random.randint(1000, 60000)
+    kw = dict(upstream=s.mock.url, collector_port=proxy.port, filter_config=cfg, drain_s=1, parent_shutdown_s=4)
+    old = HotRestartEnvoy(tmp_path, base_id=base_id, epoch=0, **kw)
+    s.envoy = old
+    old.start()
+    since = usage_window_start()
+    proxy.set(HTTP_503)
+    n = 10
+    send(s, n)
+    wait_until(lambda: stat(old.stats(), "aispend_ship_failures") > 0, 10, "the old process to hold its records")
+    new = HotRestartEnvoy(tmp_path, base_id=base_id, epoch=1, **kw)
+    new.adopt_ports(old)
+    new.start()
+    assert old.proc.running() and stored(s.collector, since) == 0
+    proxy.set(PASS)  # the collector comes back while the old process drains
+    wait_until(lambda: not old.proc.running(), 20, "the old Envoy to exit after its drain")
+    assert stored(s.collector, since) == n, "the old process shipped its buffer before it exited"
+    s.envoy = new
+    send(s, 3)
+    assert_accounted(s, since, emitted=n + 3)
+    proxy.stop()
+
+
+class LdsEnvoy(Envoy):
+    """Envoy whose listener (with the aispend filter) comes from a file-based
+    LDS source, so the filter config can be changed while Envoy runs."""
+
+    def __init__(self, workdir, *, filter_config: dict, **kw):
+        import yaml
+        super().__init__(workdir, name="envoy-lds", filter_config=filter_config, **kw)
+        self.proc.argv += ["--drain-time-s", "1", "--drain-strategy", "immediate"]
+        boot = yaml.safe_load(self.config_path.read_text())
+        self.listener = boot["static_resources"].pop("listeners")[0]
+        self.lds_path = workdir / "lds.yaml"
+        boot["node"] = {"id": "aispend-test", "cluster": "aispend-test"}
+        boot["dynamic_resources"] = {"lds_config": {"resource_api_version": "V3",
+                                                    "path_config_source": {"path": str(self.lds_path)}}}
+        self.write_listener()
+        self.config_path.write_text(yaml.safe_dump(boot))
+
+    def write_listener(self, filter_config: dict | None = None, vm_generation: str | None = None) -> None:
+        """(Re)write the LDS file atomically (Envoy watches for the rename)."""
+        import json
+        import yaml
+        wasm = self.listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
+        assert wasm["name"] == "envoy.filters.http.wasm"
+        if filter_config is not None:
+            wasm["typed_config"]["config"]["configuration"]["value"] = json.dumps(filter_config)
+        if vm_generation is not None:  # a different VM config: Envoy must start a new VM
+            wasm["typed_config"]["config"]["vm_config"]["environment_variables"] = {
+                "key_values": {"AISPEND_TEST_GENERATION": vm_generation}}
+        tmp = self.lds_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump({"resources": [
+            {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **self.listener}]}))
+        tmp.rename(self.lds_path)
+
+    def all_stats(self) -> dict[str, int]:
+        return self.stats(contains="listener_manager")
+
+
+def lds_stack(stack_factory, tmp_path, cfg: dict) -> tuple[Stack, FaultProxy, "LdsEnvoy"]:
+    s = stack_factory()
+    s.envoy.stop()
+    s.envoy.proc.forget()
+    proxy = FaultProxy(s.collector.port)
+    env = LdsEnvoy(tmp_path, upstream=s.mock.url, collector_port=proxy.port, filter_config=cfg)
+    s.envoy = env
+    env.start()
+    return s, proxy, env
+
+
+def replace_vm(env: "LdsEnvoy", cfg: dict) -> None:
+    """A new filter config and VM generation through LDS; waits until the
+    old filter chain (and with it the old VM) is gone."""
+    env.write_listener(cfg, vm_generation="2")
+    wait_until(lambda: env.all_stats().get("listener_manager.listener_modified", 0) == 1, 15,
+               "Envoy to apply the new listener")
+
+
+def old_chain_gone(env: "LdsEnvoy") -> None:
+    wait_until(lambda: env.all_stats().get("listener_manager.total_filter_chains_draining", 1) == 0, 15,
+               "the old filter chain (and its VM) to drain and go")
+
+
+def test_config_update_replacing_the_vm_ships_the_old_buffer_during_the_drain(stack_factory, tmp_path):
+    """A filter config update through LDS replaces the listener's filter
+    chain and its wasm VM. The old VM keeps ticking while its chain drains
+    (--drain-time-s), so records it buffered while the collector was away
+    ship when the collector is back: nothing lost, nothing dropped."""
+    cfg = filter_config(collector={"flush_interval_ms": 200, "max_backoff_ms": 400})
+    s, proxy, env = lds_stack(stack_factory, tmp_path, cfg)
+    since = usage_window_start()
+    proxy.set(HTTP_503)
+    n = 8
+    send(s, n)
+    wait_until(lambda: stat(env.stats(), "aispend_ship_failures") > 0, 10, "the old VM to hold its records")
+    replace_vm(env, filter_config(collector={"flush_interval_ms": 250, "max_backoff_ms": 500}))
+    proxy.set(PASS)  # back while the old chain drains
+    old_chain_gone(env)
+    send(s, 3)  # through the new VM
+    assert_accounted(s, since, emitted=n + 3)
+    proxy.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="Envoy 1.40 never answers the old VM's shutdown dispatch: see README "
+                                       "'Zero loss under faults' (records buffered when a replaced VM ends)")
+def test_config_update_records_still_buffered_when_the_old_vm_ends(stack_factory, tmp_path):
+    """KNOWN GAP, kept as a strict xfail so a fix (or a host change) shows.
+    Records still buffered when the old VM is destroyed (here: a flush
+    interval longer than the drain) go out in on_done's last batch (the
+    done protocol), but Envoy 1.40 delivers no answer for that call to the
+    old root context (seen with debug logs: on_done ran, the batch was
+    dispatched, no on_http_call_response followed), so the VM cannot settle
+    or count them. Zero loss therefore needs the drain to outlast a flush."""
+    cfg = filter_config(collector={"flush_interval_ms": 20000, "max_backoff_ms": 20000})
+    s, proxy, env = lds_stack(stack_factory, tmp_path, cfg)
+    since = usage_window_start()
+    n = 8
+    send(s, n)
+    replace_vm(env, filter_config(collector={"flush_interval_ms": 200, "max_backoff_ms": 400}))
+    old_chain_gone(env)
+    send(s, 3)
+    st = env.stats()
+    emitted, dropped = stat(st, "aispend_records_emitted"), stat(st, "aispend_records_dropped")
+    assert_accounted(s, since, emitted=n + 3, timeout=8)
+    assert (emitted, dropped) == (n + 3, 0)
+    proxy.stop()

@@ -20,7 +20,7 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: run test bench bench-ttfb bench-fuel bench-registry wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
+.PHONY: soak run test bench bench-ttfb bench-fuel bench-registry wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
@@ -72,6 +72,11 @@ lint: toolchain
 
 unit:
 	cargo test --workspace
+
+# Soak (not part of `make test`): SOAK_SECONDS (default 600) of mixed
+# traffic through Envoy; fails on memory or p99 growth or any lost record.
+soak: venv wasm collector
+	$(PYTHON) scripts/soak.py
 
 e2e: venv wasm collector
 	$(PYTHON) -m pytest tests/e2e -q -ra

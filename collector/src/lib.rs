@@ -32,12 +32,13 @@ pub use crate::state::{AppState, Tokens};
 /// `None` for a row whose feature is not in this build.
 fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<AppState>> {
     use http::{
-        alerts, audit, budgets, caps, finops, health, keys, metrics, overrides, records, tokens,
-        usage, webhooks,
+        alerts, audit, budgets, caps, finops, health, keys, metrics, openapi, overrides, records,
+        tokens, usage, webhooks,
     };
     Some(match (method, path) {
         ("GET", "/healthz") => get(health::healthz),
         ("GET", "/metrics") => get(metrics::metrics),
+        ("GET", "/openapi.json") => get(openapi::openapi),
         ("POST", "/v1/records") => post(records::post_records)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .route_layer(from_fn_with_state(state.clone(), records::admit)),

@@ -85,6 +85,12 @@ pub const ROUTES: &[RouteRule] = &[
         path: "/metrics",
         access: Access::Public,
     },
+    // The API contract (domain::openapi), generated from this table.
+    RouteRule {
+        method: "GET",
+        path: "/openapi.json",
+        access: Access::Public,
+    },
     // §4 ingest and reads.
     rule("POST", "/v1/records", INGEST),
     rule("GET", "/v1/usage", READERS),

@@ -13,6 +13,7 @@ pub mod finops;
 pub mod health;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod overrides;
 pub mod records;
 pub mod tokens;

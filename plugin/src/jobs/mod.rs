@@ -52,6 +52,9 @@ pub trait Job {
     fn on_shutdown(&mut self, _host: &mut dyn Host, _shared: &Shared) -> Option<u32> {
         None
     }
+    /// The VM is going and the host will not wait (Kong): no call can be
+    /// made any more; settle and publish what is left.
+    fn on_final(&mut self, _host: &mut dyn Host, _shared: &Shared) {}
     /// While shutting down: after an answer, the next call to make, if any.
     fn continue_shutdown(
         &mut self,
@@ -189,6 +192,9 @@ impl Scheduler {
     /// `Waiting` (Kong's engine traps on `proxy_done`).
     pub fn on_shutdown(&mut self, host: &mut dyn Host, shared: &Shared) -> Shutdown {
         if !shared.filter.profile.waits_for_done() {
+            for slot in &mut self.slots {
+                slot.job.on_final(host, shared);
+            }
             return Shutdown::Done;
         }
         self.shutting_down = true;

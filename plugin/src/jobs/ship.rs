@@ -76,6 +76,19 @@ impl Job for ShipJob {
         token
     }
 
+    fn on_final(&mut self, host: &mut dyn Host, shared: &Shared) {
+        if let Ok(mut shipper) = shared.shipper.try_borrow_mut() {
+            let lost = shipper.abandon();
+            if lost > 0 {
+                log::error!(
+                    "aispend: the host stops the VM without waiting; {lost} buffered records lost"
+                );
+            }
+        }
+        // Counted in aispend_records_dropped, so emitted = stored + dropped holds.
+        self.publish(host, shared);
+    }
+
     fn continue_shutdown(
         &mut self,
         host: &mut dyn Host,

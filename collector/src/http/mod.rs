@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod overrides;
 pub mod records;
 pub mod tokens;
+pub mod ui;
 pub mod usage;
 pub mod webhooks;
 

@@ -20,7 +20,7 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: run test bench bench-ttfb bench-fuel bench-registry wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help
+.PHONY: run test bench bench-ttfb bench-fuel bench-registry wasm collector fmt lint unit e2e wasm-host venv chromium toolchain clean-data help
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
@@ -34,6 +34,7 @@ help:
 	@echo "make fmt        cargo fmt --all"
 	@echo "make lint       fmt check + clippy"
 	@echo "make venv       Python venv with Envoy 1.40 and the test dependencies (+ .venv/focus: the FOCUS validator)"
+	@echo "make chromium   Debian's chromium for the dashboard tests (apt-get, when missing)"
 
 # --- toolchain and venv ---------------------------------------------------
 toolchain:
@@ -42,6 +43,12 @@ toolchain:
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 
 venv: $(VENV_STAMP) $(FOCUS_STAMP)
+
+# The browser the dashboard tests drive (tests/e2e/test_ui.py): Debian's
+# chromium, through Playwright with executable_path (no browser download).
+CHROMIUM := $(or $(shell command -v chromium 2>/dev/null),/usr/bin/chromium)
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 $(VENV_STAMP): tests/requirements.txt
 	python3 -m venv $(VENV)
@@ -72,7 +79,7 @@ lint: toolchain
 unit:
 	cargo test --workspace
 
-e2e: venv wasm collector
+e2e: venv chromium wasm collector
 	$(PYTHON) -m pytest tests/e2e -q -ra
 
 # The compiled .wasm under a proxy-wasm host enforcing Envoy's and Kong's
@@ -82,7 +89,7 @@ wasm-host: venv wasm
 
 # Order matters (make without -j runs prerequisites left to right): cheap
 # checks first so a format slip fails in seconds, not after the builds.
-test: lint unit wasm collector venv wasm-host e2e
+test: lint unit wasm collector venv chromium wasm-host e2e
 
 # --- run and bench --------------------------------------------------------
 run: venv wasm collector

@@ -655,6 +655,12 @@ async fn whoami_answers_each_caller_its_role_scope_and_routes() {
         .collect();
     assert!(routes.contains(&"GET /v1/usage"), "{routes:?}");
     assert!(!routes.contains(&"GET /v1/keys"), "{routes:?}");
+    // What whoami leaves out, the route refuses to this token.
+    assert!(!routes.contains(&"GET /v1/reports/showback"), "{routes:?}");
+    let a = c
+        .call("GET", "/v1/reports/showback", Some(&scoped), Value::Null)
+        .await;
+    assert_eq!(a.json["error"]["code"], "out_of_scope", "{}", a.text);
     assert!(!a.text.contains(&scoped), "never the secret");
     let a = c.call("GET", "/v1/whoami", Some(ADMIN), Value::Null).await;
     assert_eq!(a.json["actor"], "bootstrap:admin");

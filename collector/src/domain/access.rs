@@ -175,6 +175,11 @@ pub fn rule_for(method: &str, path: &str) -> Option<&'static RouteRule> {
         .find(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
 }
 
+/// Reports over every team, refused (403 `out_of_scope`) to a scoped token
+/// by `service::finops` whatever its role: a scoped viewer reads its scope
+/// from `/v1/usage` instead.
+pub const WHOLE_FLEET_ROUTES: &[&str] = &["/v1/reports/showback", "/v1/reports/unattributed"];
+
 /// The routes (`"METHOD /path"`) of the table `principal` may call: what
 /// `GET /v1/whoami` answers, so a client hides what it may not read without
 /// repeating the table. Public routes are left out.
@@ -182,6 +187,7 @@ pub fn allowed_routes(principal: &Principal) -> Vec<String> {
     ROUTES
         .iter()
         .filter(|r| matches!(r.access, Access::Roles(roles) if principal.may(roles)))
+        .filter(|r| principal.scope.is_none() || !WHOLE_FLEET_ROUTES.contains(&r.path))
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
 }

@@ -154,7 +154,8 @@ pub async fn unattributed(
 
 /// Reports over every team are not narrowed to a scoped viewer's scope:
 /// such a token is refused (403 `out_of_scope`) rather than shown other
-/// teams, and reads its own scope from `/v1/usage`.
+/// teams, and reads its own scope from `/v1/usage`. The routes calling it
+/// are `domain::access::WHOLE_FLEET_ROUTES` (what `/v1/whoami` leaves out).
 fn whole_fleet_only(ctx: &RequestContext, what: &str) -> Result<(), AppError> {
     match &ctx.principal.scope {
         None => Ok(()),

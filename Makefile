@@ -20,7 +20,7 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: run test bench bench-ttfb bench-fuel bench-registry wasm collector fmt lint unit e2e wasm-host venv chromium toolchain clean-data help
+.PHONY: run test bench bench-ttfb bench-fuel bench-registry bench-dashboard wasm collector fmt lint unit e2e wasm-host venv chromium toolchain clean-data help
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
@@ -35,6 +35,7 @@ help:
 	@echo "make lint       fmt check + clippy"
 	@echo "make venv       Python venv with Envoy 1.40 and the test dependencies (+ .venv/focus: the FOCUS validator)"
 	@echo "make chromium   Debian's chromium for the dashboard tests (apt-get, when missing)"
+	@echo "make bench-dashboard  the dashboard overview's API calls over 1M records (SQLite, PostgreSQL)"
 
 # --- toolchain and venv ---------------------------------------------------
 toolchain:
@@ -111,6 +112,13 @@ bench-fuel: venv wasm
 # bytes, wasm instructions per refresh per worker and per request.
 bench-registry: venv wasm
 	$(PYTHON) benches/gateway/registry_fuel.py
+
+# The dashboard overview's API calls over 1M records on SQLite and PostgreSQL
+# (AISPEND_BENCH_RECORDS, AISPEND_BENCH_SKIP_POSTGRES=1), then its first
+# render in Chromium over 1M records in the real collector binary.
+bench-dashboard: venv chromium collector
+	cargo bench -p aispend-collector --bench dashboard
+	$(PYTHON) benches/dashboard/first_render.py
 
 clean-data:
 	rm -rf data/

@@ -107,6 +107,30 @@ pub async fn coverage_metrics(state: &AppState) -> String {
     }
 }
 
+/// This month's spend by team and model for `/metrics` (bounded series,
+/// `domain::finops::spend`); empty when the store does not answer.
+pub async fn spend_metrics(state: &AppState) -> String {
+    let now = now_ms();
+    let (from, _) = Period::month_of(now).range_ms();
+    match usage(
+        state,
+        (from, now),
+        vec![Dim::Tag("team".into()), Dim::Model],
+        Vec::new(),
+    )
+    .await
+    {
+        Ok(report) => crate::domain::finops::spend::render(
+            &report,
+            crate::domain::finops::spend::MAX_SPEND_SERIES,
+        ),
+        Err(e) => {
+            tracing::warn!(error = ?e, "spend metrics: the store did not answer");
+            String::new()
+        }
+    }
+}
+
 /// `GET /v1/reports/unattributed?month=`.
 #[derive(Debug, Serialize)]
 pub struct Unattributed {

@@ -45,7 +45,8 @@ def page(browser):
     expected = ("status of 400", "status of 401", "status of 403")
     pg.on("console", lambda m: errors.append(m.text)
           if m.type == "error" and not any(e in m.text for e in expected) else None)
-    pg.on("dialog", lambda d: d.accept())  # revoke asks for confirmation
+    # Revoke asks for confirmation, rotate for the grace period (its default kept).
+    pg.on("dialog", lambda d: d.accept(d.default_value) if d.type == "prompt" else d.accept())
     yield pg
     context.close()
     # No script error, no CSP violation, no failed load on any page shown.
@@ -241,9 +242,19 @@ def test_a_key_created_and_revoked_from_the_page_through_envoy(stack_factory, pa
     assert page.locator("#new-secret").count() == 0
     assert secret not in page.content()
 
+    # Rotation from the page: the new secret shown once, and it passes; the old one
+    # keeps working through its grace period (a day by default).
+    page.click("#keys tr[data-key='ui-made'] button[data-action='rotate']")
+    page.wait_for_selector("#key-flash:has-text('rotated')")
+    rotated = page.text_content("#new-secret")
+    assert rotated.startswith("sk-aispend-") and rotated != secret
+    wait_until(lambda: s.chat(rotated, chat_body(2))[0] == 200, 5, "the rotated secret passes through Envoy")
+    assert s.chat(secret, chat_body(2))[0] == 200, "the old secret works in its grace period"
+
     page.click("#keys tr[data-key='ui-made'] button[data-action='revoke']")
     page.wait_for_selector("#keys tr[data-key='ui-made'] .state.revoked")
     wait_until(lambda: s.chat(secret, chat_body(2))[0] == 401, 5, "the revoked key refused by Envoy")
+    assert s.chat(rotated, chat_body(2))[0] == 401, "revoking stops every secret of the key"
     status, doc = api(port, "GET", "/v1/keys/ui-made")
     assert status == 200 and doc["status"] == "revoked", doc
     status, audit = api(port, "GET", "/v1/audit")

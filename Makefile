@@ -20,7 +20,7 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: soak run test bench bench-ttfb bench-fuel bench-registry wasm collector fmt lint unit e2e wasm-host venv toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
+.PHONY: soak run test bench bench-ttfb bench-fuel bench-registry bench-dashboard wasm collector fmt lint unit e2e wasm-host venv chromium toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
@@ -35,6 +35,8 @@ help:
 	@echo "make lint       fmt check + clippy"
 	@echo "make fuzz       every cargo-fuzz target for FUZZ_SECONDS each (default 300); fuzz-smoke: a few seconds each"
 	@echo "make venv       Python venv with Envoy 1.40 and the test dependencies (+ .venv/focus: the FOCUS validator)"
+	@echo "make chromium   Debian's chromium for the dashboard tests (apt-get, when missing)"
+	@echo "make bench-dashboard  the dashboard overview's API calls over 1M records (SQLite, PostgreSQL)"
 
 # --- toolchain and venv ---------------------------------------------------
 toolchain:
@@ -43,6 +45,12 @@ toolchain:
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 
 venv: $(VENV_STAMP) $(FOCUS_STAMP)
+
+# The browser the dashboard tests drive (tests/e2e/test_ui.py): Debian's
+# chromium, through Playwright with executable_path (no browser download).
+CHROMIUM := $(or $(shell command -v chromium 2>/dev/null),/usr/bin/chromium)
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 $(VENV_STAMP): tests/requirements.txt
 	python3 -m venv $(VENV)
@@ -78,7 +86,7 @@ unit:
 soak: venv wasm collector
 	$(PYTHON) scripts/soak.py
 
-e2e: venv wasm collector
+e2e: venv chromium wasm collector
 	$(PYTHON) -m pytest tests/e2e -q -ra
 
 # The compiled .wasm under a proxy-wasm host enforcing Envoy's and Kong's
@@ -88,7 +96,7 @@ wasm-host: venv wasm
 
 # Order matters (make without -j runs prerequisites left to right): cheap
 # checks first so a format slip fails in seconds, not after the builds.
-test: lint unit fuzz-smoke wasm collector venv wasm-host e2e
+test: lint unit fuzz-smoke wasm collector venv chromium wasm-host e2e
 
 # --- fuzzing (fuzz/, cargo-fuzz + libFuzzer) ------------------------------
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain
@@ -145,6 +153,13 @@ bench-fuel: venv wasm
 # bytes, wasm instructions per refresh per worker and per request.
 bench-registry: venv wasm
 	$(PYTHON) benches/gateway/registry_fuel.py
+
+# The dashboard overview's API calls over 1M records on SQLite and PostgreSQL
+# (AISPEND_BENCH_RECORDS, AISPEND_BENCH_SKIP_POSTGRES=1), then its first
+# render in Chromium over 1M records in the real collector binary.
+bench-dashboard: venv chromium collector
+	cargo bench -p aispend-collector --bench dashboard
+	$(PYTHON) benches/dashboard/first_render.py
 
 clean-data:
 	rm -rf data/

@@ -33,12 +33,17 @@ pub use crate::state::{AppState, Tokens};
 fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<AppState>> {
     use http::{
         alerts, audit, budgets, caps, finops, health, keys, metrics, openapi, overrides, records,
-        tokens, usage, webhooks,
+        tokens, ui, usage, webhooks,
     };
     Some(match (method, path) {
         ("GET", "/healthz") => get(health::healthz),
         ("GET", "/metrics") => get(metrics::metrics),
         ("GET", "/openapi.json") => get(openapi::openapi),
+        ("GET", "/ui") => get(ui::index),
+        ("GET", "/ui/") => get(ui::index),
+        ("GET", "/ui/app.js") => get(ui::script),
+        ("GET", "/ui/app.css") => get(ui::style),
+        ("GET", "/v1/whoami") => get(tokens::whoami),
         ("POST", "/v1/records") => post(records::post_records)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .route_layer(from_fn_with_state(state.clone(), records::admit)),

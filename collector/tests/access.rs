@@ -635,3 +635,86 @@ async fn an_override_needs_finance_and_admin_other_than_the_requester_and_expire
     );
     assert_eq!(audit.json["entries"][0]["after"]["state"], "active");
 }
+
+#[tokio::test]
+async fn whoami_answers_each_caller_its_role_scope_and_routes() {
+    let c = start();
+    let (_, scoped) = c.token("viewer", Some(json!({"team": "search"}))).await;
+    let a = c
+        .call("GET", "/v1/whoami", Some(&scoped), Value::Null)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json["roles"], json!(["viewer"]), "{}", a.text);
+    assert_eq!(a.json["scope"], json!({"team": "search"}), "{}", a.text);
+    assert!(a.json["actor"].as_str().unwrap_or("").starts_with("tok_"));
+    let routes: Vec<&str> = a.json["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(routes.contains(&"GET /v1/usage"), "{routes:?}");
+    assert!(!routes.contains(&"GET /v1/keys"), "{routes:?}");
+    // What whoami leaves out, the route refuses to this token.
+    assert!(!routes.contains(&"GET /v1/reports/showback"), "{routes:?}");
+    let a = c
+        .call("GET", "/v1/reports/showback", Some(&scoped), Value::Null)
+        .await;
+    assert_eq!(a.json["error"]["code"], "out_of_scope", "{}", a.text);
+    assert!(!a.text.contains(&scoped), "never the secret");
+    let a = c.call("GET", "/v1/whoami", Some(ADMIN), Value::Null).await;
+    assert_eq!(a.json["actor"], "bootstrap:admin");
+    assert_eq!(a.json["scope"], Value::Null);
+    assert_eq!(
+        a.json["required_tags"],
+        json!(["org", "team", "cost_center", "environment"])
+    );
+    let a = c
+        .call("GET", "/v1/whoami", Some("ast-0000"), Value::Null)
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_dashboard_assets_are_served_without_a_token_and_hold_no_data() {
+    let c = start();
+    let page = c.call("GET", "/ui/", None, Value::Null).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text.contains("<script src=\"/ui/app.js\""),
+        "{}",
+        page.text
+    );
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .expect("csp");
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(
+        c.call("GET", "/ui", None, Value::Null).await.text,
+        page.text
+    );
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let a = c.call("GET", path, None, Value::Null).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        let ct = a.headers["content-type"].to_str().expect("content-type");
+        assert!(ct.starts_with(kind), "{path}: {ct}");
+        assert!(page.text.contains(path), "index.html links {path}");
+    }
+    // Everything the page shows comes from the API with the user's token.
+    let js = c.call("GET", "/ui/app.js", None, Value::Null).await.text;
+    assert!(js.contains("/v1/whoami") && js.contains("authorization"));
+    let outside = js.replace("http://www.w3.org/2000/svg", ""); // a namespace, not a fetch
+    assert!(
+        !outside.contains("http://") && !outside.contains("https://"),
+        "no external URL"
+    );
+    assert_eq!(
+        c.call("GET", "/ui/other.js", None, Value::Null)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}

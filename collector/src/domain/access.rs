@@ -91,6 +91,31 @@ pub const ROUTES: &[RouteRule] = &[
         path: "/openapi.json",
         access: Access::Public,
     },
+    // §12 the dashboard: its static assets are public (they hold no data);
+    // every number it shows comes from the API below, with the user's token.
+    RouteRule {
+        method: "GET",
+        path: "/ui",
+        access: Access::Public,
+    },
+    RouteRule {
+        method: "GET",
+        path: "/ui/",
+        access: Access::Public,
+    },
+    RouteRule {
+        method: "GET",
+        path: "/ui/app.js",
+        access: Access::Public,
+    },
+    RouteRule {
+        method: "GET",
+        path: "/ui/app.css",
+        access: Access::Public,
+    },
+    // Who am I: the caller's role, scope and the routes it may call (the
+    // dashboard hides what the token may not read).
+    rule("GET", "/v1/whoami", EVERY_ROLE),
     // §4 ingest and reads.
     rule("POST", "/v1/records", INGEST),
     rule("GET", "/v1/usage", READERS),
@@ -154,6 +179,23 @@ pub fn rule_for(method: &str, path: &str) -> Option<&'static RouteRule> {
     ROUTES
         .iter()
         .find(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
+}
+
+/// Reports over every team, refused (403 `out_of_scope`) to a scoped token
+/// by `service::finops` whatever its role: a scoped viewer reads its scope
+/// from `/v1/usage` instead.
+pub const WHOLE_FLEET_ROUTES: &[&str] = &["/v1/reports/showback", "/v1/reports/unattributed"];
+
+/// The routes (`"METHOD /path"`) of the table `principal` may call: what
+/// `GET /v1/whoami` answers, so a client hides what it may not read without
+/// repeating the table. Public routes are left out.
+pub fn allowed_routes(principal: &Principal) -> Vec<String> {
+    ROUTES
+        .iter()
+        .filter(|r| matches!(r.access, Access::Roles(roles) if principal.may(roles)))
+        .filter(|r| principal.scope.is_none() || !WHOLE_FLEET_ROUTES.contains(&r.path))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
 }
 
 /// The authenticated caller of one request.

@@ -4,11 +4,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::service::finops::coverage_metrics;
+use crate::service::finops::{coverage_metrics, spend_metrics};
 use crate::state::AppState;
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let coverage = coverage_metrics(&state).await;
+    let (coverage, spend) = tokio::join!(coverage_metrics(&state), spend_metrics(&state));
     (
         [(
             header::CONTENT_TYPE,
@@ -25,6 +25,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 crate::service::access::TOKEN_TTL.as_secs(),
                 state.token_cache.loads()
             )
-            + &coverage,
+            + &coverage
+            + &spend,
     )
 }

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod overrides;
 pub mod records;
 pub mod tokens;
+pub mod ui;
 pub mod usage;
 pub mod webhooks;
 

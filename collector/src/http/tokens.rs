@@ -1,5 +1,6 @@
 //! `/v1/tokens` (CONTRACTS §9): create (the secret answered once), list,
-//! revoke; translated to `service::access`.
+//! revoke; and `GET /v1/whoami` (the caller itself); translated to
+//! `service::access`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -9,7 +10,7 @@ use axum::{Extension, Json};
 
 use crate::error::AppError;
 use crate::http::parse_body;
-use crate::service::access::{self, CreatedToken, RequestContext, TokenList, TokenView};
+use crate::service::access::{self, CreatedToken, RequestContext, TokenList, TokenView, WhoAmI};
 use crate::state::AppState;
 
 pub async fn create(
@@ -31,4 +32,11 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<TokenView>, AppError> {
     Ok(Json(access::revoke(&state, &ctx, &id).await?))
+}
+
+pub async fn whoami(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> Json<WhoAmI> {
+    Json(access::whoami(&state, &ctx))
 }

@@ -17,7 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::domain::access::{validate_new_token, ApiToken, Principal, Role};
+use crate::domain::access::{allowed_routes, validate_new_token, ApiToken, Principal, Role};
+use crate::domain::budgets::Scope;
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::service::audit;
@@ -245,6 +246,31 @@ pub async fn create(
     )
     .await?;
     Ok(CreatedToken { token, secret })
+}
+
+/// `GET /v1/whoami`: the caller as the collector sees it. Never a secret.
+#[derive(Debug, Serialize)]
+pub struct WhoAmI {
+    /// A token id (`tok_…`), `bootstrap:<role>` or `anonymous`.
+    pub actor: String,
+    pub roles: Vec<Role>,
+    /// A scoped viewer's scope (`null` when unscoped).
+    pub scope: Option<Scope>,
+    /// Every route of the access table this caller may call (`"GET /v1/usage"`).
+    pub routes: Vec<String>,
+    /// The tags a key must carry (`POST /v1/keys` refuses one without them).
+    pub required_tags: Vec<String>,
+}
+
+pub fn whoami(state: &AppState, ctx: &RequestContext) -> WhoAmI {
+    let p = &ctx.principal;
+    WhoAmI {
+        actor: p.actor.clone(),
+        roles: p.roles.clone(),
+        scope: p.scope.clone(),
+        routes: allowed_routes(p),
+        required_tags: state.required_tags.to_vec(),
+    }
 }
 
 pub async fn list(state: &AppState) -> Result<TokenList, AppError> {

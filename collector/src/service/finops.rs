@@ -107,6 +107,30 @@ pub async fn coverage_metrics(state: &AppState) -> String {
     }
 }
 
+/// This month's spend by team and model for `/metrics` (bounded series,
+/// `domain::finops::spend`); empty when the store does not answer.
+pub async fn spend_metrics(state: &AppState) -> String {
+    let now = now_ms();
+    let (from, _) = Period::month_of(now).range_ms();
+    match usage(
+        state,
+        (from, now),
+        vec![Dim::Tag("team".into()), Dim::Model],
+        Vec::new(),
+    )
+    .await
+    {
+        Ok(report) => crate::domain::finops::spend::render(
+            &report,
+            crate::domain::finops::spend::MAX_SPEND_SERIES,
+        ),
+        Err(e) => {
+            tracing::warn!(error = ?e, "spend metrics: the store did not answer");
+            String::new()
+        }
+    }
+}
+
 /// `GET /v1/reports/unattributed?month=`.
 #[derive(Debug, Serialize)]
 pub struct Unattributed {
@@ -154,7 +178,8 @@ pub async fn unattributed(
 
 /// Reports over every team are not narrowed to a scoped viewer's scope:
 /// such a token is refused (403 `out_of_scope`) rather than shown other
-/// teams, and reads its own scope from `/v1/usage`.
+/// teams, and reads its own scope from `/v1/usage`. The routes calling it
+/// are `domain::access::WHOLE_FLEET_ROUTES` (what `/v1/whoami` leaves out).
 fn whole_fleet_only(ctx: &RequestContext, what: &str) -> Result<(), AppError> {
     match &ctx.principal.scope {
         None => Ok(()),

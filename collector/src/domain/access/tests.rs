@@ -149,3 +149,36 @@ fn a_budget_is_in_scope_when_it_pins_every_pair() {
     assert!(!budget_in_scope(&viewer, &scope(&[("team", "growth")])));
     assert!(!budget_in_scope(&viewer, &scope(&[("org", "acme")])));
 }
+
+#[test]
+fn allowed_routes_follow_the_table_per_role() {
+    let who = |role: Role, scope: Option<Scope>| Principal {
+        actor: "t".into(),
+        roles: vec![role],
+        scope,
+    };
+    let viewer = allowed_routes(&who(Role::Viewer, Some(scope(&[("team", "search")]))));
+    assert!(viewer.contains(&"GET /v1/usage".to_owned()), "{viewer:?}");
+    assert!(viewer.contains(&"GET /v1/whoami".to_owned()), "{viewer:?}");
+    assert!(!viewer.contains(&"GET /v1/keys".to_owned()), "{viewer:?}");
+    assert!(!viewer.contains(&"POST /v1/alerts/{id}/ack".to_owned()));
+    assert!(
+        !viewer.iter().any(|r| r.starts_with("GET /ui")),
+        "public rows left out"
+    );
+    let admin = allowed_routes(&who(Role::Admin, None));
+    assert!(admin.contains(&"POST /v1/keys".to_owned()));
+    let gateway = allowed_routes(&who(Role::Gateway, None));
+    assert!(gateway.contains(&"GET /v1/whoami".to_owned()));
+    assert!(
+        !gateway.contains(&"GET /v1/usage".to_owned()),
+        "{gateway:?}"
+    );
+    for path in ["/ui", "/ui/", "/ui/app.js", "/ui/app.css"] {
+        assert_eq!(
+            rule_for("GET", path).map(|r| r.access),
+            Some(Access::Public),
+            "{path}"
+        );
+    }
+}

@@ -8,6 +8,7 @@ pub mod coverage;
 pub mod focus;
 pub mod period;
 pub mod showback;
+pub mod spend;
 
 #[cfg(test)]
 mod tests;

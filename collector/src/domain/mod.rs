@@ -7,6 +7,7 @@ pub mod audit;
 pub mod budgets;
 pub mod finops;
 pub mod keys;
+pub mod leases;
 pub mod overrides;
 pub mod pricing;
 pub mod record;

@@ -7,7 +7,7 @@ use std::hash::Hasher;
 
 use super::hash::{FastHasher, PrehashedMap};
 use super::StoreError;
-use crate::domain::budgets::{Budget, Period, Scope};
+use crate::domain::budgets::{Budget, Enforce, Period, Scope};
 use crate::domain::record::UsageRecord;
 
 /// The 16 bytes of exactly 32 lowercase hex digits (the filter's record ids),
@@ -167,7 +167,7 @@ impl Series {
 }
 
 /// The budget columns both stores keep, in this order.
-pub(crate) const BUDGET_COLUMNS: &str = "id, scope, period, amount_usd, soft, hard";
+pub(crate) const BUDGET_COLUMNS: &str = "id, scope, period, amount_usd, soft, hard, enforce";
 
 /// A budget row as stored, before its text columns are decoded.
 pub(crate) struct BudgetRow {
@@ -177,6 +177,7 @@ pub(crate) struct BudgetRow {
     pub amount_usd: f64,
     pub soft: f64,
     pub hard: f64,
+    pub enforce: String,
 }
 
 impl BudgetRow {
@@ -193,6 +194,12 @@ impl BudgetRow {
                 self.id, self.period
             ))
         })?;
+        let enforce = Enforce::parse(&self.enforce).ok_or_else(|| {
+            StoreError::invalid(format!(
+                "budget {}: unknown stored enforce {:?}",
+                self.id, self.enforce
+            ))
+        })?;
         Ok(Budget {
             id: self.id,
             scope,
@@ -200,6 +207,7 @@ impl BudgetRow {
             amount_usd: self.amount_usd,
             soft: self.soft,
             hard: self.hard,
+            enforce,
         })
     }
 }

@@ -13,6 +13,7 @@ fn budget(amount: f64, period: Period) -> Budget {
         amount_usd: amount,
         soft: 0.8,
         hard: 1.0,
+        enforce: crate::domain::budgets::Enforce::Flags,
     }
 }
 

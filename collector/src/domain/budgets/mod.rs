@@ -99,6 +99,34 @@ impl BudgetState {
     }
 }
 
+/// How a budget's hard threshold is enforced (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforce {
+    /// Cap flags trailing spend (the bounded overshoot of the README).
+    #[default]
+    Flags,
+    /// Leases and per-call reservations: spend never passes the hard threshold.
+    Strict,
+}
+
+impl Enforce {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforce::Flags => "flags",
+            Enforce::Strict => "strict",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "flags" => Some(Enforce::Flags),
+            "strict" => Some(Enforce::Strict),
+            _ => None,
+        }
+    }
+}
+
 /// A validated budget: `0 < soft <= hard`, `amount_usd > 0`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Budget {
@@ -110,6 +138,8 @@ pub struct Budget {
     pub soft: f64,
     /// Fraction of `amount_usd` at which the budget turns `hard`.
     pub hard: f64,
+    /// `flags` (default) or `strict` (leases + reservations).
+    pub enforce: Enforce,
 }
 
 impl Budget {
@@ -150,11 +180,11 @@ pub fn validate_budget(body: &Value, path_id: Option<&str>) -> Result<Budget, St
     if let Some(unknown) = obj.keys().find(|k| {
         !matches!(
             k.as_str(),
-            "id" | "scope" | "period" | "amount_usd" | "soft" | "hard"
+            "id" | "scope" | "period" | "amount_usd" | "soft" | "hard" | "enforce"
         )
     }) {
         return Err(format!(
-            "unknown field {unknown:?}: use id, scope, period, amount_usd, soft, hard"
+            "unknown field {unknown:?}: use id, scope, period, amount_usd, soft, hard, enforce"
         ));
     }
     let id = budget_id(obj, path_id)?;
@@ -178,6 +208,13 @@ pub fn validate_budget(body: &Value, path_id: Option<&str>) -> Result<Budget, St
             "thresholds must satisfy 0 < soft <= hard (got soft {soft}, hard {hard})"
         ));
     }
+    let enforce = match obj.get("enforce") {
+        None | Some(Value::Null) => Enforce::Flags,
+        Some(v) => v
+            .as_str()
+            .and_then(Enforce::parse)
+            .ok_or_else(|| String::from("field `enforce`: expected \"strict\" or \"flags\""))?,
+    };
     Ok(Budget {
         id,
         scope,
@@ -185,6 +222,7 @@ pub fn validate_budget(body: &Value, path_id: Option<&str>) -> Result<Budget, St
         amount_usd,
         soft,
         hard,
+        enforce,
     })
 }
 

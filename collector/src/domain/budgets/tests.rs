@@ -65,6 +65,7 @@ fn budget(soft: f64, hard: f64) -> Budget {
         amount_usd: 100.0,
         soft,
         hard,
+        enforce: Enforce::Flags,
     }
 }
 

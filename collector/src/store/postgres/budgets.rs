@@ -12,8 +12,8 @@ use crate::store::StoreError;
 pub async fn create(client: &Client, b: &Budget) -> Result<bool, StoreError> {
     write(
         client,
-        "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard, enforce) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         b,
     )
     .await
@@ -23,14 +23,14 @@ pub async fn create(client: &Client, b: &Budget) -> Result<bool, StoreError> {
 pub async fn replace(client: &Client, b: &Budget) -> Result<bool, StoreError> {
     write(
         client,
-        "UPDATE budgets SET scope = $2, period = $3, amount_usd = $4, soft = $5, hard = $6 \
-         WHERE id = $1",
+        "UPDATE budgets SET scope = $2, period = $3, amount_usd = $4, soft = $5, hard = $6, \
+         enforce = $7 WHERE id = $1",
         b,
     )
     .await
 }
 
-/// Runs `sql` with the budget's columns as $1..$6; whether one row changed.
+/// Runs `sql` with the budget's columns as $1..$7; whether one row changed.
 async fn write(client: &Client, sql: &str, b: &Budget) -> Result<bool, StoreError> {
     let changed = client
         .execute(
@@ -42,6 +42,7 @@ async fn write(client: &Client, sql: &str, b: &Budget) -> Result<bool, StoreErro
                 &b.amount_usd,
                 &b.soft,
                 &b.hard,
+                &b.enforce.as_str(),
             ],
         )
         .await?;
@@ -77,6 +78,7 @@ fn decode(row: &Row) -> Result<Budget, StoreError> {
         amount_usd: row.try_get(3)?,
         soft: row.try_get(4)?,
         hard: row.try_get(5)?,
+        enforce: row.try_get(6)?,
     }
     .decode()
 }

@@ -62,6 +62,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "alerts",
         include_str!("../../../migrations/postgres/0009_alerts.sql"),
     ),
+    (
+        11,
+        "strict_budgets",
+        include_str!("../../../migrations/postgres/0011_strict_budgets.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

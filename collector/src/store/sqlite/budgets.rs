@@ -12,8 +12,8 @@ use crate::store::StoreError;
 pub(super) fn create(conn: &Connection, budget: &Budget) -> Result<bool, StoreError> {
     write(
         conn,
-        "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard, enforce) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
         budget,
     )
 }
@@ -22,13 +22,13 @@ pub(super) fn create(conn: &Connection, budget: &Budget) -> Result<bool, StoreEr
 pub(super) fn replace(conn: &Connection, budget: &Budget) -> Result<bool, StoreError> {
     write(
         conn,
-        "UPDATE budgets SET scope = ?2, period = ?3, amount_usd = ?4, soft = ?5, hard = ?6 \
-         WHERE id = ?1",
+        "UPDATE budgets SET scope = ?2, period = ?3, amount_usd = ?4, soft = ?5, hard = ?6, \
+         enforce = ?7 WHERE id = ?1",
         budget,
     )
 }
 
-/// Runs `sql` with the budget's columns as ?1..?6; whether one row changed.
+/// Runs `sql` with the budget's columns as ?1..?7; whether one row changed.
 fn write(conn: &Connection, sql: &str, budget: &Budget) -> Result<bool, StoreError> {
     let changed = conn.execute(
         sql,
@@ -38,7 +38,8 @@ fn write(conn: &Connection, sql: &str, budget: &Budget) -> Result<bool, StoreErr
             budget.period.as_str(),
             budget.amount_usd,
             budget.soft,
-            budget.hard
+            budget.hard,
+            budget.enforce.as_str()
         ],
     )?;
     Ok(changed == 1)
@@ -74,5 +75,6 @@ fn raw_budget(row: &Row<'_>) -> Result<BudgetRow, rusqlite::Error> {
         amount_usd: row.get(3)?,
         soft: row.get(4)?,
         hard: row.get(5)?,
+        enforce: row.get(6)?,
     })
 }

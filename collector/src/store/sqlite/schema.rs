@@ -25,6 +25,11 @@ const UPGRADES: &[(i64, &str)] = &[
     (8, ""),
     // Alerts, webhooks and their outbox (CONTRACTS §10); tables only.
     (9, ""),
+    // 11: strict budgets (SPEC §6): `budgets.enforce`, and the lease tables.
+    (
+        11,
+        "ALTER TABLE budgets ADD COLUMN enforce TEXT NOT NULL DEFAULT 'flags';",
+    ),
 ];
 
 /// The oldest version a file can be upgraded from.

@@ -174,6 +174,7 @@ async fn a_version_3_file_is_migrated_and_counts_stored_refusals() {
             "DROP VIEW usage_hourly_rows; DROP VIEW usage_daily_rows;
              ALTER TABLE usage_hourly DROP COLUMN denied;
              ALTER TABLE usage_daily DROP COLUMN denied;
+             ALTER TABLE budgets DROP COLUMN enforce;
              PRAGMA user_version = 3;",
         )
         .expect("downgrade");

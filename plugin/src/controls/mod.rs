@@ -7,7 +7,9 @@
 use std::cell::RefCell;
 
 pub mod caps;
+pub mod lease;
 pub mod limits;
+pub mod strict;
 
 use crate::filter::Filter;
 use crate::host::{Host, Metric};

@@ -374,38 +374,39 @@ fn registry_settings_are_validated_naming_the_field() {
 
 #[test]
 fn strict_settings_default_and_are_validated_by_name() {
-    let c = parse(br#"{}"#).expect("defaults");
+    let c = parse(br#"{"collector":{"cluster":"c","token":"t"}}"#).expect("defaults");
     assert!(c.caps.strict.enabled);
     assert_eq!(c.caps.strict.min_output_tokens, 16);
     assert_eq!(c.caps.strict.unpriced, crate::config::Unpriced::Refuse);
     for (doc, path) in [
         (
-            r#"{"caps":{"strict":{"host_id":"a b"}}}"#,
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"host_id":"a b"}}}"#,
             "caps.strict.host_id",
         ),
         (
-            r#"{"caps":{"strict":{"min_output_tokens":0}}}"#,
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"min_output_tokens":0}}}"#,
             "caps.strict.min_output_tokens",
         ),
         (
-            r#"{"caps":{"strict":{"min_output_tokens":64,"default_output_tokens":32}}}"#,
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"min_output_tokens":64,"default_output_tokens":32}}}"#,
             "caps.strict.default_output_tokens",
         ),
         (
-            r#"{"caps":{"strict":{"unpriced":"reserve"}}}"#,
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"unpriced":"reserve"}}}"#,
             "caps.strict.unpriced_reserve_usd",
         ),
         (
-            r#"{"caps":{"strict":{"unpriced_reserve_usd":-1}}}"#,
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"unpriced_reserve_usd":-1}}}"#,
             "caps.strict.unpriced_reserve_usd",
         ),
     ] {
         let e = parse(doc.as_bytes()).expect_err(doc);
         assert_eq!(e.path, path, "{doc}: {e}");
     }
-    let e = parse(br#"{"caps":{"strict":{"clamp":true}}}"#).expect_err("unknown field");
+    let e = parse(br#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"clamp":true}}}"#)
+        .expect_err("unknown field");
     assert!(e.to_string().contains("clamp"), "{e}");
-    let c = parse(br#"{"caps":{"strict":{"unpriced":"reserve","unpriced_reserve_usd":0.05,"host_id":"gw-1"}}}"#)
+    let c = parse(br#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"unpriced":"reserve","unpriced_reserve_usd":0.05,"host_id":"gw-1"}}}"#)
         .expect("reserve");
     assert_eq!(c.caps.strict.host_id.as_deref(), Some("gw-1"));
 }

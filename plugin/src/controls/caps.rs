@@ -201,6 +201,8 @@ pub struct CapsView {
     fetched_at_ms: Option<u64>,
     /// When this VM started: with no flags yet, staleness counts from here.
     started_ms: u64,
+    /// The strict budgets this host holds leases of, and model prices.
+    pub strict: crate::controls::lease::StrictView,
 }
 
 /// The caps as of now, and whether they are too old to trust.

@@ -315,7 +315,7 @@ pub fn reserve(
         }
         let full = need.cost(need.out_tokens);
         let out = need.fitting(lease.room());
-        let fits = out >= need.min_out.min(need.out_tokens);
+        let fits = lease.room() >= need.fixed && out >= need.min_out.min(need.out_tokens);
         let amount = if fits { need.cost(out) } else { 0 };
         if full > amount {
             lease.demand = lease.demand.saturating_add(full - amount);

@@ -103,6 +103,22 @@ fn check_caps(
     result
 }
 
+/// The strict budgets (leases this host holds) covering `principal`: their
+/// calls reserve before they leave (`strict`). Read from this VM's copy.
+pub fn strict_budgets(
+    filter: &Filter,
+    view: &RefCell<CapsView>,
+    principal: &Principal,
+) -> Vec<String> {
+    let c = &filter.config.caps;
+    if !c.enabled || !c.strict.enabled {
+        return Vec::new();
+    }
+    view.try_borrow()
+        .map(|v| v.strict.matching(principal))
+        .unwrap_or_default()
+}
+
 /// Bring this VM's copy of the cap flags up to date with shared data (the
 /// root context calls this on every tick and after its own poll lands).
 pub fn sync_caps_view(host: &mut dyn Host, filter: &Filter, view: &RefCell<CapsView>) {
@@ -112,6 +128,9 @@ pub fn sync_caps_view(host: &mut dyn Host, filter: &Filter, view: &RefCell<CapsV
     let (value, cas) = host.shared_data_get(caps::SHARED_KEY);
     if let Ok(mut view) = view.try_borrow_mut() {
         view.update(value.as_deref(), cas, &filter.schema);
+        if filter.config.caps.strict.enabled {
+            view.strict.update(host, &filter.schema);
+        }
     }
 }
 

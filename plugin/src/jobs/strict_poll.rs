@@ -230,3 +230,6 @@ fn write(host: &mut dyn Host, key: &str, value: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

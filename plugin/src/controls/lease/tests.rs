@@ -167,3 +167,20 @@ fn prices_and_wants() {
         Some(&b"openai:gpt-4o\nanthropic:claude-x\n"[..])
     );
 }
+
+#[test]
+fn an_input_that_does_not_fit_is_refused_even_without_output() {
+    let mut h = host_with(&lease(999, 0));
+    let embeddings = Need {
+        fixed: 1_000,
+        per_out: 0.0,
+        out_tokens: 0,
+        min_out: 16,
+    };
+    assert_eq!(
+        reserve(&mut h, "b1", &embeddings, NOW),
+        Err(Refusal::NoRoom)
+    );
+    let mut h = host_with(&lease(1_000, 0));
+    assert!(reserve(&mut h, "b1", &embeddings, NOW).is_ok());
+}

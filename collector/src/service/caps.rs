@@ -191,6 +191,10 @@ impl Default for Caps {
 
 impl Caps {
     pub fn new() -> Self {
+        Self::with_policy(LeasePolicy::default())
+    }
+
+    pub fn with_policy(lease_policy: LeasePolicy) -> Self {
         Self {
             budget_generation: AtomicU64::new(0),
             ingest_generation: AtomicU64::new(0),
@@ -199,7 +203,7 @@ impl Caps {
             budgets: AtomicU64::new(0),
             soft: AtomicU64::new(0),
             hard: AtomicU64::new(0),
-            lease_policy: LeasePolicy::default(),
+            lease_policy,
         }
     }
 

@@ -484,6 +484,10 @@ pub struct StrictConfig {
     pub unpriced: Unpriced,
     #[serde(default)]
     pub unpriced_reserve_usd: f64,
+    /// Models (`<provider>:<model>`, e.g. `openai:gpt-4o-mini`) whose prices
+    /// every poll fetches, so their first strict call need not wait for one.
+    #[serde(default)]
+    pub models: Vec<String>,
 }
 
 impl Default for StrictConfig {
@@ -496,6 +500,7 @@ impl Default for StrictConfig {
             media_tokens: default_media_tokens(),
             unpriced: Unpriced::Refuse,
             unpriced_reserve_usd: 0.0,
+            models: Vec::new(),
         }
     }
 }
@@ -818,6 +823,21 @@ fn validate_strict(s: &StrictConfig) -> Result<(), ConfigError> {
                 "must match [A-Za-z0-9._:-]{1,128}",
             ));
         }
+    }
+    for (i, m) in s.models.iter().enumerate() {
+        let ok = m
+            .split_once(':')
+            .is_some_and(|(p, model)| !p.is_empty() && !model.is_empty())
+            && !m.chars().any(char::is_control);
+        if !ok {
+            return Err(err(
+                format!("caps.strict.models[{i}]"),
+                "must be <provider>:<model>, e.g. openai:gpt-4o-mini",
+            ));
+        }
+    }
+    if s.models.len() > crate::controls::lease::MAX_WANTS {
+        return Err(err("caps.strict.models", "at most 64 models"));
     }
     if s.min_output_tokens == 0 {
         return Err(err("caps.strict.min_output_tokens", "must be at least 1"));

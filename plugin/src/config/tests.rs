@@ -399,6 +399,10 @@ fn strict_settings_default_and_are_validated_by_name() {
             r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"unpriced_reserve_usd":-1}}}"#,
             "caps.strict.unpriced_reserve_usd",
         ),
+        (
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"models":["gpt-4o"]}}}"#,
+            "caps.strict.models[0]",
+        ),
     ] {
         let e = parse(doc.as_bytes()).expect_err(doc);
         assert_eq!(e.path, path, "{doc}: {e}");

@@ -108,7 +108,7 @@ impl CapsPoller {
         let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
         let path = match host_id {
             Some(id) => {
-                let (query, asked) = strict_poll::query(host, id);
+                let (query, asked) = strict_poll::query(host, id, &c.strict.models);
                 self.asked = asked;
                 format!("{}?{query}", c.path)
             }

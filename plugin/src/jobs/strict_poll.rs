@@ -45,7 +45,7 @@ fn encode(value: &str, out: &mut String) {
 }
 
 /// The poll's query, and the models it asks prices for.
-pub fn query(host: &mut dyn Host, host_id: &str) -> (String, Vec<String>) {
+pub fn query(host: &mut dyn Host, host_id: &str, configured: &[String]) -> (String, Vec<String>) {
     let mut q = String::from("host=");
     encode(host_id, &mut q);
     let (index, _) = host.shared_data_get(INDEX_KEY);
@@ -64,15 +64,18 @@ pub fn query(host: &mut dyn Host, host_id: &str) -> (String, Vec<String>) {
         encode(&report, &mut q);
     }
     let (wants, _) = host.shared_data_get(WANTS_KEY);
-    let asked: Vec<String> = wants
+    let mut asked: Vec<String> = configured.to_vec();
+    for want in wants
         .as_deref()
         .and_then(|v| std::str::from_utf8(v).ok())
         .unwrap_or("")
         .lines()
-        .filter(|l| !l.is_empty())
-        .take(MAX_WANTS)
-        .map(str::to_string)
-        .collect();
+    {
+        if !want.is_empty() && !asked.iter().any(|a| a == want) {
+            asked.push(want.to_string());
+        }
+    }
+    asked.truncate(MAX_WANTS);
     for model in &asked {
         q.push_str("&model=");
         encode(model, &mut q);

@@ -223,8 +223,12 @@ impl RequestFlow {
         }
         let principal = admitted.principal.clone();
         self.phase = Phase::Admitted(admitted);
+        // A strict call is reserved once its body is read. The headers go on
+        // now: pausing them would stop Envoy's body callbacks too (and stall
+        // Kong). A refusal from the body resets the upstream request before
+        // its body is sent, so the provider never gets a complete call (Kong
+        // reads the whole body before proxying: nothing reaches it at all).
         if no_body && !self.strict_budgets.is_empty() {
-            // No body will come: reserve for an empty one now.
             if let Some(denial) = self.reserve_strict(host, b"", &principal) {
                 return denial;
             }

@@ -71,6 +71,8 @@ struct Done {
     flow: RequestFlow,
     /// What reached the upstream (the body after any rewrite).
     upstream_body: Option<serde_json::Value>,
+    /// What the request headers callback answered.
+    headers: Step,
 }
 
 /// Headers and the whole body; then, when it went on, a response.
@@ -78,7 +80,9 @@ fn run(s: &Shared, mut h: MemoryHost, body: &str, status: u32, response: &[u8]) 
     s.sync_caps(&mut h);
     let mut flow = RequestFlow::new(s);
     let mut upstream_body = None;
-    if flow.on_request_headers(&mut h, false) == Step::Continue {
+    let headers = flow.on_request_headers(&mut h, false);
+    // Envoy holds a strict call's headers until its body is reserved.
+    if h.local_reply.is_none() {
         h.request_body = body.as_bytes().to_vec();
         let step = flow.on_request_body(&mut h, body.len(), true);
         if step == Step::Continue && h.local_reply.is_none() {
@@ -93,6 +97,7 @@ fn run(s: &Shared, mut h: MemoryHost, body: &str, status: u32, response: &[u8]) 
         host: h,
         flow,
         upstream_body,
+        headers,
     }
 }
 
@@ -124,6 +129,7 @@ fn a_call_that_fits_reserves_then_settles_to_its_real_cost() {
         RESPONSE,
     );
     assert!(d.host.local_reply.is_none());
+    assert_eq!(d.headers, Step::Continue, "reserved from the body");
     assert_eq!(header(&d.host, CLAMPED_HEADER), None);
     assert_eq!(
         d.upstream_body.as_ref().map(|b| b["max_tokens"].clone()),
@@ -323,6 +329,7 @@ fn strict_off_or_another_team_reserves_nothing() {
         RESPONSE,
     );
     assert!(d.host.local_reply.is_none());
+    assert_eq!(d.headers, Step::Continue, "no strict budget: nothing held");
     assert_eq!(used(&d.host), 0);
 
     let s = shared("{}");

@@ -77,12 +77,19 @@ fn the_poll_reports_leases_and_asks_for_prices() {
     l.demand = 2_000_000_000_000;
     h.shared.insert(lease_key("b1"), (l.encode(), 5));
     crate::controls::lease::want_price(&mut h, "openai", "gpt-4o/mini");
-    let (q, asked) = query(&mut h, "gw 1");
+    let (q, asked) = query(
+        &mut h,
+        "gw 1",
+        &["openai:gpt-4o/mini".to_string(), "anthropic:c".to_string()],
+    );
     assert_eq!(
         q,
-        "host=gw%201&lease=b1%2C4%2C0.125%2C2&model=openai%3Agpt-4o%2Fmini"
+        "host=gw%201&lease=b1%2C4%2C0.125%2C2&model=openai%3Agpt-4o%2Fmini&model=anthropic%3Ac"
     );
-    assert_eq!(asked, vec!["openai:gpt-4o/mini".to_string()]);
+    assert_eq!(
+        asked,
+        vec!["openai:gpt-4o/mini".to_string(), "anthropic:c".to_string()]
+    );
 }
 
 #[test]

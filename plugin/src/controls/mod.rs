@@ -26,6 +26,9 @@ pub const BUDGET_WARNING_HEADER: &str = "x-aispend-budget-warning";
 pub struct Outcome {
     pub denial: Option<Denial>,
     pub response_headers: Vec<(&'static str, String)>,
+    /// The strict budgets (leases this host holds) covering the caller:
+    /// the call reserves against them once its body is read (`strict`).
+    pub strict_budgets: Vec<String>,
 }
 
 pub fn enforce(
@@ -37,7 +40,9 @@ pub fn enforce(
 ) -> Outcome {
     let mut out = Outcome::default();
     if filter.config.caps.enabled {
-        match check_caps(host, filter, view, principal, now_ms) {
+        let (check, strict) = check_caps(host, filter, view, principal, now_ms);
+        out.strict_budgets = strict;
+        match check {
             CapCheck::Pass { warnings } => {
                 if !warnings.is_empty() {
                     out.response_headers
@@ -77,21 +82,28 @@ pub fn enforce(
 }
 
 /// Caps from this VM's copy of the shared flags (`sync_caps_view` keeps it
-/// current on the root tick): no hostcall on the request path.
+/// current on the root tick): no hostcall on the request path. Also the
+/// strict budgets covering the caller (most gateways hold none).
 fn check_caps(
     host: &mut dyn Host,
     filter: &Filter,
     view: &RefCell<CapsView>,
     principal: &Principal,
     now_ms: u64,
-) -> CapCheck {
+) -> (CapCheck, Vec<String>) {
     let c = &filter.config.caps;
     let Ok(view) = view.try_borrow() else {
-        return CapCheck::Pass {
+        let pass = CapCheck::Pass {
             warnings: Vec::new(),
         };
+        return (pass, Vec::new());
     };
     let snapshot = view.snapshot(now_ms, c.stale_after_ms);
+    let strict = if c.strict.enabled && !view.strict.budgets.is_empty() {
+        view.strict.matching(principal)
+    } else {
+        Vec::new()
+    };
     drop(view);
     let result = caps::check(&snapshot, principal, c.failure_mode);
     if snapshot.stale {
@@ -100,23 +112,7 @@ fn check_caps(
             host.increment_metric(Metric::CapsUnenforced, 1);
         }
     }
-    result
-}
-
-/// The strict budgets (leases this host holds) covering `principal`: their
-/// calls reserve before they leave (`strict`). Read from this VM's copy.
-pub fn strict_budgets(
-    filter: &Filter,
-    view: &RefCell<CapsView>,
-    principal: &Principal,
-) -> Vec<String> {
-    let c = &filter.config.caps;
-    if !c.enabled || !c.strict.enabled {
-        return Vec::new();
-    }
-    view.try_borrow()
-        .map(|v| v.strict.matching(principal))
-        .unwrap_or_default()
+    (result, strict)
 }
 
 /// Bring this VM's copy of the cap flags up to date with shared data (the

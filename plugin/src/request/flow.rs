@@ -77,10 +77,16 @@ pub struct RequestFlow {
     /// Headers the controls add to the client's response (rate-limit state,
     /// budget warnings).
     extra_response_headers: Vec<(&'static str, String)>,
-    /// The strict budgets covering this call (its body is reserved against
-    /// them before it leaves).
-    strict_budgets: Vec<String>,
-    /// What the call reserved, settled at its end.
+    /// A call on strict budgets (boxed: most calls have none, and the
+    /// request context stays small).
+    strict: Option<Box<StrictCall>>,
+}
+
+/// The strict budgets covering a call (its body is reserved against them
+/// before it leaves) and what it reserved, settled at its end.
+#[derive(Debug)]
+struct StrictCall {
+    budgets: Vec<String>,
     held: Option<strict::Held>,
 }
 
@@ -108,8 +114,7 @@ impl RequestFlow {
             recorded: false,
             length_free: false,
             extra_response_headers: Vec::new(),
-            strict_budgets: Vec::new(),
-            held: None,
+            strict: None,
         }
     }
 
@@ -186,8 +191,12 @@ impl RequestFlow {
             return self.deny_recorded(host, &denial, Some(&admitted.principal));
         }
         self.extra_response_headers = controls.response_headers;
-        self.strict_budgets =
-            controls::strict_budgets(&self.filter, &self.caps, &admitted.principal);
+        if !controls.strict_budgets.is_empty() {
+            self.strict = Some(Box::new(StrictCall {
+                budgets: controls.strict_budgets,
+                held: None,
+            }));
+        }
 
         // A metered body is read in on_request_body and may be rewritten
         // there, after the headers went on: its length is not known yet.
@@ -195,7 +204,7 @@ impl RequestFlow {
         // a paused headers phase stops the body callbacks too in Envoy.)
         // Mirrors usage::inspect_request: only chat streams (OpenAI, Azure)
         // get `stream_options.include_usage` added.
-        let may_rewrite = !self.strict_budgets.is_empty()
+        let may_rewrite = self.strict.is_some()
             || self.route.as_ref().is_some_and(|r| {
                 self.filter.usage.openai_stream_usage && r.operation == Operation::Chat
             });
@@ -221,14 +230,14 @@ impl RequestFlow {
             Ok(edits) => upstream::apply(host, &self.filter, &edits),
             Err(denial) => return self.deny(host, &denial),
         }
-        let principal = admitted.principal.clone();
+        let principal = (no_body && self.strict.is_some()).then(|| admitted.principal.clone());
         self.phase = Phase::Admitted(admitted);
         // A strict call is reserved once its body is read. The headers go on
         // now: pausing them would stop Envoy's body callbacks too (and stall
         // Kong). A refusal from the body resets the upstream request before
         // its body is sent, so the provider never gets a complete call (Kong
         // reads the whole body before proxying: nothing reaches it at all).
-        if no_body && !self.strict_budgets.is_empty() {
+        if let Some(principal) = principal {
             if let Some(denial) = self.reserve_strict(host, b"", &principal) {
                 return denial;
             }
@@ -254,7 +263,7 @@ impl RequestFlow {
                 config: &caps.strict,
                 failure_mode: caps.failure_mode,
                 view: &view.strict,
-                budgets: &self.strict_budgets,
+                budgets: self.strict.as_ref().map_or(&[][..], |s| &s.budgets[..]),
                 route,
                 model: model.as_deref(),
                 body,
@@ -268,7 +277,9 @@ impl RequestFlow {
                 clamped,
                 body,
             } => {
-                self.held = Some(held);
+                if let Some(s) = self.strict.as_mut() {
+                    s.held = Some(held);
+                }
                 if let Some(n) = clamped {
                     self.extra_response_headers
                         .push((strict::CLAMPED_HEADER, n.to_string()));
@@ -385,7 +396,7 @@ impl RequestFlow {
                 return Step::Continue;
             }
             RequestBody::Buffering if !end_of_stream && body_size <= hold => return Step::Pause,
-            RequestBody::Buffering if !end_of_stream && !self.strict_budgets.is_empty() => {
+            RequestBody::Buffering if !end_of_stream && self.strict.is_some() => {
                 // A strict call's worst case needs its whole body.
                 return self.deny(host, &Denial::request_too_large(hold));
             }
@@ -415,7 +426,7 @@ impl RequestFlow {
                     self.request_body = RequestBody::Buffering;
                     return Step::Pause;
                 }
-                if !self.strict_budgets.is_empty() {
+                if self.strict.is_some() {
                     return self.deny(host, &Denial::request_too_large(hold));
                 }
                 let mut scanner = Box::new(usage::body_scanner());
@@ -460,7 +471,7 @@ impl RequestFlow {
             }
         }
         self.request = info;
-        if self.strict_budgets.is_empty() {
+        if self.strict.is_none() {
             return Step::Continue;
         }
         let Phase::Admitted(admitted) = &self.phase else {
@@ -559,7 +570,7 @@ impl RequestFlow {
             },
         };
         let now = now_ms.unwrap_or_else(|| host.now_ms());
-        let reservation = self.held.take().map(|held| {
+        let reservation = self.strict.take().and_then(|s| s.held).map(|held| {
             let settled = strict::settle(host, &held, self.status, &usage);
             (held.reserved_usd(), settled)
         });

@@ -67,6 +67,8 @@ async fn enforce_is_validated_stored_and_shown() {
 #[tokio::test]
 async fn hosts_get_leases_that_never_add_up_past_the_cap_and_prices() {
     let c = start();
+    let before = poll(&c, "").await;
+    assert_eq!(before.json["strict"], 0, "{}", before.text);
     for (id, enforce) in [("strict", "strict"), ("flags", "flags")] {
         let body = json!({"id": id, "scope": {"team": "search"}, "period": "month",
             "amount_usd": 1.0, "enforce": enforce});
@@ -83,9 +85,12 @@ async fn hosts_get_leases_that_never_add_up_past_the_cap_and_prices() {
     .await;
     assert_eq!(ingested.status, StatusCode::OK, "{}", ingested.text);
 
-    // A plain poll is unchanged: no leases.
+    // A plain poll has no leases; it says strict budgets exist, in a new
+    // version (so a gateway holding the old one gets it instead of a 304).
     let plain = poll(&c, "").await;
     assert!(plain.json.get("leases").is_none(), "{}", plain.text);
+    assert_eq!(plain.json["strict"], 1);
+    assert_ne!(plain.json["version"], before.json["version"]);
 
     let a1 = poll(
         &c,

@@ -26,8 +26,13 @@ def collector(allowance_usd, polls):
         if call.path.startswith("/v1/caps"):
             query = parse_qs(urlsplit(call.path).query)
             polls.append(query)
+            if "host" not in query:
+                # A plain poll: strict budgets exist, so the next one names the host.
+                return Reply(200, [("content-type", "application/json")],
+                             b'{"version":"v0","caps":[],"strict":1}')
             answer = {
-                "version": "v", "caps": [], "host": query["host"][0], "price_version": "p1",
+                "version": "v", "caps": [], "strict": 1, "host": query["host"][0],
+                "price_version": "p1",
                 "leases": [{"budget_id": "b1", "scope": {"team": "search"}, "seq": len(polls),
                             "allowance_usd": allowance_usd, "used_usd": 0.0,
                             "expires_in_ms": 60_000, "period_start": "2026-12-01T00:00:00.000Z"}],
@@ -64,14 +69,19 @@ def test_a_strict_call_is_clamped_then_refused_on_both_hosts(profile, plugin_was
     vm = Host(profile, plugin_wasm, config, clusters=clusters(), workers=2,
               dispatch=collector(allowance, polls))
     vm.tick()
-    assert polls and polls[0]["host"][0].startswith("gw-"), polls
+    assert polls and "host" not in polls[0], "no strict budget known yet: a plain poll"
+    for _ in range(3):
+        vm.tick()
+    named = [q for q in polls if "host" in q]
+    assert named and named[0]["host"][0].startswith("gw-"), polls
     # The first call asks for a model price (503, retryable) ...
     first = chat(vm, 100_000)
     assert first.client.status == 503, first.client.body
     for _ in range(3):
         vm.tick()
     assert any("openai:gpt-4o-mini" in q.get("model", []) for q in polls), polls
-    assert all(q["host"] == polls[0]["host"] for q in polls), "one host id for every worker"
+    named = [q for q in polls if "host" in q]
+    assert all(q["host"] == named[0]["host"] for q in named), "one host id for every worker"
     # ... then it is reserved and clamped to the 300 tokens that fit.
     second = chat(vm, 100_000, worker=1)
     assert second.client.status == 200, second.client.body

@@ -45,6 +45,10 @@ struct CapsBody<'a> {
     version: &'a str,
     generated_at: String,
     caps: Vec<CapFlag<'a>>,
+    /// How many strict budgets exist: a gateway polls with `?host=…` (and
+    /// holds leases) only while there are some, so without any its polls
+    /// stay cheap 304s.
+    strict: u64,
 }
 
 /// A computed answer, shared by every poll until it is stale.
@@ -87,7 +91,16 @@ pub fn snapshot_of(views: &[BudgetView], now: i64) -> Snapshot {
         .iter()
         .filter(|v| v.state != BudgetState::Ok)
         .collect();
-    let version = version_of(&flagged);
+    let strict = views
+        .iter()
+        .filter(|v| v.budget.enforce == Enforce::Strict)
+        .count() as u64;
+    // A strict budget appearing (or the last one going) changes the answer.
+    let version = if strict == 0 {
+        version_of(&flagged)
+    } else {
+        format!("{}s{strict}", version_of(&flagged))
+    };
     let count = |s: BudgetState| flagged.iter().filter(|v| v.state == s).count() as u64;
     let body = CapsBody {
         version: &version,
@@ -103,6 +116,7 @@ pub fn snapshot_of(views: &[BudgetView], now: i64) -> Snapshot {
                 period_end: &v.period_end,
             })
             .collect(),
+        strict,
     };
     // Serializing plain strings and numbers cannot fail; an empty body
     // would still be answered rather than panic.
@@ -134,11 +148,9 @@ pub fn scoped(snapshot: &Snapshot, scope: &Scope) -> Snapshot {
         });
         kept.clone_from(caps);
     }
-    let digest = Sha256::digest(
-        serde_json::Value::Array(kept.clone())
-            .to_string()
-            .as_bytes(),
-    );
+    let strict = body.get("strict").cloned().unwrap_or_default();
+    let digest =
+        Sha256::digest(format!("{}{strict}", serde_json::Value::Array(kept.clone())).as_bytes());
     let version = digest.iter().take(8).fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s

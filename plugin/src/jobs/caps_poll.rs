@@ -24,6 +24,8 @@ pub struct CapsPoller {
     poll_again: bool,
     /// The models whose prices the poll in flight asked for.
     asked: Vec<String>,
+    /// The poll in flight named this host (its answer carries leases).
+    named: bool,
 }
 
 impl Job for CapsPoller {
@@ -37,7 +39,7 @@ impl Job for CapsPoller {
     }
 
     fn run(&mut self, host: &mut dyn Host, shared: &Shared) -> Option<u32> {
-        let host_id = if shared.filter.config.caps.strict.enabled {
+        let host_id = if shared.filter.config.caps.strict.enabled && strict_poll::wanted(host) {
             let now = host.now_ms();
             let fresh = shared
                 .ids
@@ -106,6 +108,7 @@ impl CapsPoller {
         }
         let col = &filter.config.collector;
         let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
+        self.named = host_id.is_some();
         let path = match host_id {
             Some(id) => {
                 let (query, asked) = strict_poll::query(host, id, &c.strict.models);
@@ -159,9 +162,13 @@ impl CapsPoller {
             Some(200) => match caps::from_collector(body.unwrap_or_default()) {
                 Ok((version, flags)) => {
                     let asked = std::mem::take(&mut self.asked);
-                    if let Err(e) = strict_poll::apply(host, body.unwrap_or_default(), &asked, now)
-                    {
-                        log::warn!("aispend: bad leases in the /v1/caps answer: {e}");
+                    // Only an answer to a poll naming this host carries its leases.
+                    if std::mem::take(&mut self.named) {
+                        if let Err(e) =
+                            strict_poll::apply(host, body.unwrap_or_default(), &asked, now)
+                        {
+                            log::warn!("aispend: bad leases in the /v1/caps answer: {e}");
+                        }
                     }
                     write(host, &caps::encode(now, &version, &flags))
                 }

@@ -13,24 +13,38 @@ use crate::host::{Host, SharedDataError};
 
 const MAX_ATTEMPTS: usize = 8;
 
-/// This host's id: `caps.strict.host_id`, else the one in shared data, else
-/// `fresh` (random) made the shared one by the first worker to write it.
+/// This host's id: `caps.strict.host_id`, else the one in shared data. With
+/// none there yet, this worker proposes `fresh` (random) and answers `None`:
+/// Envoy has no create-only write, so workers starting together may each
+/// write theirs, and the id is used only from the next tick on, once one
+/// value stayed (an id used and then overwritten would hold a lease no one
+/// renews: never an overspend, but room blocked until the period ends).
 pub fn host_id(host: &mut dyn Host, filter: &Filter, fresh: &[u8; 32]) -> Option<String> {
     if let Some(id) = &filter.config.caps.strict.host_id {
         return Some(id.clone());
     }
-    for _ in 0..2 {
-        if let (Some(v), _) = host.shared_data_get(HOST_KEY) {
-            return String::from_utf8(v).ok().filter(|s| !s.is_empty());
-        }
-        let id = format!("gw-{}", String::from_utf8_lossy(fresh));
-        match host.shared_data_set(HOST_KEY, id.as_bytes(), filter.profile.create_cas()) {
-            Ok(()) => return Some(id),
-            Err(SharedDataError::CasMismatch) => continue,
-            Err(SharedDataError::Other) => return None,
-        }
+    if let (Some(v), _) = host.shared_data_get(HOST_KEY) {
+        return String::from_utf8(v).ok().filter(|s| !s.is_empty());
     }
+    let id = format!("gw-{}", String::from_utf8_lossy(fresh));
+    // Kong creates only if absent; a lost race is fine either way.
+    let _ = host.shared_data_set(HOST_KEY, id.as_bytes(), filter.profile.create_cas());
     None
+}
+
+/// Whether the poll should name this host: strict budgets exist (the last
+/// answer said so) or it still holds leases (to return them). Otherwise the
+/// poll stays a plain one, answered 304 while nothing changed.
+pub fn wanted(host: &mut dyn Host) -> bool {
+    let (index, _) = host.shared_data_get(INDEX_KEY);
+    if index.is_some_and(|v| !v.is_empty()) {
+        return true;
+    }
+    let (flags, _) = host.shared_data_get(crate::controls::caps::SHARED_KEY);
+    flags
+        .as_deref()
+        .and_then(crate::controls::caps::split)
+        .is_some_and(|(_, _, f)| crate::controls::caps::strict_marked(f))
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters stay).

@@ -104,13 +104,53 @@ fn bad_leases_are_refused_whole() {
 fn the_host_id_is_configured_or_shared_by_the_first_worker() {
     let f = Filter::from_json(br#"{"collector":{"cluster":"c","token":"t"}}"#).expect("config");
     let mut h = MemoryHost::default();
-    let a = host_id(&mut h, &f, &[b'a'; 32]).expect("id");
-    let b = host_id(&mut h, &f, &[b'b'; 32]).expect("id");
-    assert_eq!(a, b, "the second worker reads the first one's");
+    assert_eq!(
+        host_id(&mut h, &f, &[b'a'; 32]),
+        None,
+        "proposed, not used yet"
+    );
+    let a = host_id(&mut h, &f, &[b'b'; 32]).expect("id");
+    let b = host_id(&mut h, &f, &[b'c'; 32]).expect("id");
+    assert_eq!(a, b, "every worker reads the one that stayed");
     assert!(a.starts_with("gw-aaaa"));
     let f = Filter::from_json(
         br#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"host_id":"edge-7"}}}"#,
     )
     .expect("config");
     assert_eq!(host_id(&mut h, &f, &[b'c'; 32]).as_deref(), Some("edge-7"));
+}
+
+#[test]
+fn the_poll_names_the_host_only_while_strict_budgets_exist() {
+    let mut h = MemoryHost::default();
+    assert!(!wanted(&mut h), "no answer yet: a plain poll");
+    let (v, flags) =
+        crate::controls::caps::from_collector(br#"{"version":"a","caps":[],"strict":0}"#)
+            .expect("answer");
+    h.shared.insert(
+        crate::controls::caps::SHARED_KEY.into(),
+        (crate::controls::caps::encode(NOW, &v, &flags), 1),
+    );
+    assert!(!wanted(&mut h));
+    let (v, flags) = crate::controls::caps::from_collector(
+        br#"{"version":"b","caps":[{"budget_id":"f","scope":{"team":"x"},"state":"soft"}],"strict":2}"#,
+    )
+    .expect("answer");
+    assert!(flags.ends_with("x\t2\n"), "{flags:?}");
+    assert_eq!(
+        crate::controls::caps::decode_flags(&flags, &crate::request::identity::TagSchema::new(&[]))
+            .caps
+            .len(),
+        1,
+        "the marker is not a cap"
+    );
+    h.shared.insert(
+        crate::controls::caps::SHARED_KEY.into(),
+        (crate::controls::caps::encode(NOW, &v, &flags), 2),
+    );
+    assert!(wanted(&mut h));
+    // Holding a lease keeps naming the host, to report and return it.
+    let mut h = MemoryHost::default();
+    apply(&mut h, answer(1, 0.5, 0.0, "P1").as_bytes(), &[], NOW).expect("apply");
+    assert!(wanted(&mut h));
 }

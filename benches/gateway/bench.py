@@ -2,7 +2,9 @@
 """Gateway benchmark (`make bench`): the same Envoy config with (a) no wasm
 filter, (b) the no-op wasm filter, (c) aispend, (d) aispend with per-key
 limits, (e) the floor filter (only the host calls aispend's job needs, no
-logic: the ceiling for any filter doing this job in this Envoy), each under
+logic: the ceiling for any filter doing this job in this Envoy), (f) aispend
+with a strict budget on the key's team (every call reserves against the
+host's lease and settles; the budget is far above the load), each under
 wrk on loopback against a fast direct_response upstream, one Envoy worker.
 
 Environment: BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 16),
@@ -38,9 +40,11 @@ COLLECTOR = Path(os.environ.get("AISPEND_COLLECTOR_BIN", ROOT / "target/release/
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
-# (name, wasm, per-key limits on): (d) is issue 6's "limits and caps on" run.
+# (name, wasm, per-key limits on or "strict"): (d) is issue 6's "limits and
+# caps on" run, (f) issue 18's strict budget.
 VARIANTS = (("a) no filter", None, False), ("b) no-op wasm", NOOP, False), ("c) aispend", WASM, False),
-            ("d) aispend+limits", WASM, True), ("e) floor calls", FLOOR, False))
+            ("d) aispend+limits", WASM, True), ("e) floor calls", FLOOR, False),
+            ("f) aispend+strict", WASM, "strict"))
 UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
 
 
@@ -106,14 +110,36 @@ def demo_config(limits: bool) -> str:
     benchmark key also gets per-key limits set far above the load, so every
     request pays for the shared-data rate-limit update but none is refused."""
     cfg = json.loads((ROOT / "envoy" / "demo-filter-config.json").read_text())
-    if limits:
+    if limits == "strict":
+        # The price comes with the first lease, not after a first call.
+        cfg["caps"]["strict"] = {"models": ["openai:gpt-4o-mini"]}
+    elif limits:
         for key in cfg["identity"]["keys"]:
             key["limits"] = {"requests_per_minute": 100_000_000, "tokens_per_minute": 100_000_000_000}
     return json.dumps(cfg)
 
 
+def strict_budget(collector_port: int, method: str) -> None:
+    """(f)'s strict budget on team search, created before its run and deleted
+    after (the other variants' gateways would hold leases of it too)."""
+    url = f"http://127.0.0.1:{collector_port}/v1/budgets" + ("/bench-strict" if method == "DELETE" else "")
+    body = json.dumps({"id": "bench-strict", "scope": {"team": "search"}, "period": "month",
+                       "amount_usd": 1e9, "enforce": "strict"}).encode() if method == "POST" else None
+    req = urllib.request.Request(url, data=body, method=method, headers={
+        "authorization": "Bearer demo-admin-token", "content-type": "application/json"})
+    urllib.request.urlopen(req, timeout=5).read()
+
+
 def run_variant(name: str, wasm: Path | None, upstream_port: int, collector_port: int, tmp: Path,
-                limits: bool = False) -> dict:
+                limits: bool | str = False) -> dict:
+    if limits == "strict":
+        strict_budget(collector_port, "POST")
+        try:
+            return run_variant(name, wasm, upstream_port, collector_port, tmp, "strict-on")
+        finally:
+            strict_budget(collector_port, "DELETE")
+    if limits == "strict-on":
+        limits = "strict"
     port, admin = free_port(), free_port()
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(render.render(listen_port=port, admin_port=admin, collector_port=collector_port,
@@ -203,7 +229,7 @@ def main() -> int:
         stop(upstream)
         stop(collector)
 
-    a, b, c, d, e = (results[name] for name, _, _ in VARIANTS)
+    a, b, c, d, e, f = (results[name] for name, _, _ in VARIANTS)
     print(f"\ngateway benchmark: 1 Envoy worker, wrk -t1 -c{CONNECTIONS} -d{DURATION}s (and -c1), loopback, "
           f"median of {ROUNDS} round(s)")
     print(f"{'variant':<20}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'c1 req/s':>10}{'c1 p50':>10}{'cpu us/req':>12}")
@@ -220,6 +246,8 @@ def main() -> int:
     print(f"Envoy CPU per request added over (b): (c) {c['loaded']['cpu_us_per_req'] - b['loaded']['cpu_us_per_req']:.1f} us, "
           f"(d) {d['loaded']['cpu_us_per_req'] - b['loaded']['cpu_us_per_req']:.1f} us")
     print(f"(b)/(a) requests/s: {ratio_ba:.3f}   (cost of loading any wasm filter)")
+    ratio_fc = f["loaded"]["rps"] / c["loaded"]["rps"] if c["loaded"]["rps"] else 0
+    print(f"(f)/(c) requests/s: {ratio_fc:.3f}   (a strict budget on the key's team: reserve + settle per call)")
     ratio_eb = e["loaded"]["rps"] / b["loaded"]["rps"] if b["loaded"]["rps"] else 0
     print(f"(e)/(b) requests/s: {ratio_eb:.3f}   (floor: the host calls alone, no logic; "
           f"(c)/(e) = {c['loaded']['rps'] / e['loaded']['rps'] if e['loaded']['rps'] else 0:.3f} is aispend's own logic)")

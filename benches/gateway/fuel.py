@@ -93,8 +93,12 @@ class Meter:
         vm_mod.Worker._invoke = metered
 
 
-def demo_config(limits: bool, profile: str = "envoy", signing: bool = False) -> bytes:
+def demo_config(limits: bool, profile: str = "envoy", signing: bool = False, strict: bool = False) -> bytes:
     cfg = json.loads((ROOT / "envoy" / "demo-filter-config.json").read_text())
+    if strict:
+        # The key's team under a strict budget: every call reserves against
+        # the host's lease and settles (the price is fetched with the lease).
+        cfg["caps"]["strict"] = {"models": ["openai:gpt-4o-mini"]}
     if profile == "kong":
         # Kong dispatches to the host:port nginx resolves, not a cluster.
         cfg["gateway"] = "kong"
@@ -108,14 +112,41 @@ def demo_config(limits: bool, profile: str = "envoy", signing: bool = False) -> 
     return json.dumps(cfg).encode()
 
 
+def strict_caps_reply(seq: int) -> bytes:
+    """A caps answer granting this host a large lease of a strict budget on
+    team search, and gpt-4o-mini's price (collector/src/service/caps.rs)."""
+    return json.dumps({
+        "version": "v1", "caps": [], "host": "h", "price_version": "p1",
+        "leases": [{"budget_id": "bench", "scope": {"team": "search"}, "seq": seq,
+                    "allowance_usd": 1e6, "used_usd": 0.0, "expires_in_ms": 3_600_000,
+                    "period_start": "2026-12-01T00:00:00.000Z"}],
+        "prices": {"openai:gpt-4o-mini": {"input": 1.5e-7, "cached_input": 7.5e-8,
+                                          "cache_write": 1.5e-7, "output": 6e-7,
+                                          "max_output_tokens": 16384}},
+    }).encode()
+
+
 def measure(meter: Meter, wasm: Path, config: bytes, profile: str = "envoy") -> dict:
+    polls = 0
+
     def collector(call):
-        return Reply(200, [("content-type", "application/json")],
-                     CAPS_REPLY if call.path.startswith("/v1/caps") else b'{"accepted":0}')
+        nonlocal polls
+        if call.path.startswith("/v1/caps?host="):
+            polls += 1
+            body = strict_caps_reply(polls) if b'"strict"' in config else CAPS_REPLY
+        elif call.path.startswith("/v1/caps"):
+            body = (b'{"version":"v1","caps":[],"strict":1}' if b'"strict"' in config
+                    else CAPS_REPLY)
+        else:
+            body = b'{"accepted":0}'
+        return Reply(200, [("content-type", "application/json")], body)
 
     vm = Host(profile, wasm, config, workers=1, clusters={"aispend_collector": COLLECTOR},
               strict=False, dispatch=collector)
     served = 0
+    if b'"strict"' in config:
+        for _ in range(4):  # a plain poll, then the lease and the price
+            vm.tick()
 
     def upstream(_request):
         # As Envoy 1.40 delivers it (seen in its trace log): the body with
@@ -154,7 +185,8 @@ def main() -> int:
     meter = Meter()
     variants = [("b) no-op wasm", NOOP, b""), ("c) aispend", WASM, demo_config(False, profile)),
                 ("d) aispend+limits", WASM, demo_config(True, profile)), ("e) floor calls", FLOOR, b""),
-                ("f) aispend+signing", WASM, demo_config(False, profile, signing=True))]
+                ("f) aispend+signing", WASM, demo_config(False, profile, signing=True)),
+                ("g) aispend+strict", WASM, demo_config(False, profile, strict=True))]
     results = {name: measure(meter, wasm, cfg, profile) for name, wasm, cfg in variants}
     exports = sorted({e for r in results.values() for e in r}, key=lambda e: -results["c) aispend"].get(e, 0))
     print(f"wasm instructions (fuel) per request, by callback ({profile} profile)")

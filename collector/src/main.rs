@@ -83,7 +83,8 @@ async fn run(settings: Settings) -> Result<(), String> {
     let state = AppState::new(store.clone(), prices, tokens)
         .with_ingest_memory(settings.ingest_memory_mb.saturating_mul(1024 * 1024))
         .with_key_policy(settings.key_policy.clone())
-        .with_alerts(settings.alerts.clone());
+        .with_alerts(settings.alerts.clone())
+        .with_lease_policy(settings.lease_policy);
     if let Some(problem) = state.alerts.tls_problem() {
         return Err(format!("https webhooks: {problem}"));
     }

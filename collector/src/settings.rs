@@ -169,6 +169,14 @@ pub struct Cli {
     /// targets, besides the compiled-in Mozilla roots (a private CA).
     #[arg(long, env = "AISPEND_WEBHOOK_CA_FILE", value_name = "PATH")]
     pub webhook_ca_file: Option<PathBuf>,
+    /// A strict budget's lease lasts this long without renewal [default: 10000].
+    #[arg(long, env = "AISPEND_LEASE_TTL_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    pub lease_ttl_ms: Option<u64>,
+    /// The smallest lease slice: this share of a strict budget's room not
+    /// yet committed to a gateway host, 0 < share <= 1 [default: 0.1].
+    #[arg(long, env = "AISPEND_LEASE_FLOOR_SHARE", value_name = "SHARE")]
+    pub lease_floor_share: Option<f64>,
     /// A subcommand (`keys …`) instead of serving.
     #[command(subcommand)]
     pub command: Option<crate::cli::Command>,
@@ -200,6 +208,8 @@ pub struct FileSettings {
     pub spike_min_usd: Option<f64>,
     pub anomaly_min_usd: Option<f64>,
     pub webhook_ca_file: Option<PathBuf>,
+    pub lease_ttl_ms: Option<u64>,
+    pub lease_floor_share: Option<f64>,
 }
 
 /// Final settings after merging every source.
@@ -224,6 +234,8 @@ pub struct Settings {
     pub retention_days: Option<u32>,
     /// Alert evaluation and webhook delivery.
     pub alerts: AlertSettings,
+    /// How leases of strict budgets are sized.
+    pub lease_policy: crate::domain::leases::LeasePolicy,
 }
 
 impl Settings {
@@ -293,9 +305,27 @@ impl Settings {
                 .or(file.webhook_timeout_ms)
                 .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT_MS),
         };
+        let mut lease_policy = crate::domain::leases::LeasePolicy::default();
+        if let Some(ms) = cli.lease_ttl_ms.or(file.lease_ttl_ms) {
+            if !(1_000..=600_000).contains(&ms) {
+                return Err(format!(
+                    "lease_ttl_ms must be between 1000 and 600000, not {ms}"
+                ));
+            }
+            lease_policy.ttl_ms = i64::try_from(ms).unwrap_or(600_000);
+        }
+        if let Some(share) = cli.lease_floor_share.or(file.lease_floor_share) {
+            if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+                return Err(format!(
+                    "lease_floor_share must be a number in (0, 1], not {share}"
+                ));
+            }
+            lease_policy.floor_share = share;
+        }
         let settings = Settings {
             alerts,
             key_policy,
+            lease_policy,
             listen: cli
                 .listen
                 .or(file.listen)
@@ -577,6 +607,31 @@ mod tests {
             err.contains("webhook_ca_file") && err.contains("/nonexistent/ca.pem"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn lease_settings_from_flag_or_file_and_checked() {
+        let s = Settings::merge(cli(&TOKENS), FileSettings::default()).expect("ok");
+        assert_eq!(
+            s.lease_policy,
+            crate::domain::leases::LeasePolicy::default()
+        );
+        let file: FileSettings =
+            toml::from_str("lease_floor_share = 0.5\nlease_ttl_ms = 5000").expect("toml");
+        let s = Settings::merge(cli(&TOKENS), file).expect("ok");
+        assert_eq!(
+            (s.lease_policy.floor_share, s.lease_policy.ttl_ms),
+            (0.5, 5000)
+        );
+        for bad in [
+            "lease_floor_share = 0.0",
+            "lease_floor_share = 1.5",
+            "lease_ttl_ms = 10",
+        ] {
+            let file: FileSettings = toml::from_str(bad).expect("toml");
+            let e = Settings::merge(cli(&TOKENS), file).expect_err(bad);
+            assert!(e.contains("lease_"), "{bad}: {e}");
+        }
     }
 
     #[test]

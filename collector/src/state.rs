@@ -100,6 +100,12 @@ impl AppState {
 
     /// Sets the key issuance policy (required tags, lifetimes). Its required
     /// tags are also the ones tag coverage counts.
+    /// Sizes the leases of strict budgets (`domain::leases`).
+    pub fn with_lease_policy(mut self, policy: crate::domain::leases::LeasePolicy) -> Self {
+        self.caps = Arc::new(Caps::with_policy(policy));
+        self
+    }
+
     pub fn with_key_policy(mut self, policy: KeyPolicy) -> Self {
         self.required_tags = Arc::new(policy.required_tags.clone());
         self.keys = Arc::new(Keys::new(policy));

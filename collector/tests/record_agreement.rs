@@ -60,6 +60,8 @@ fn write(
         status,
         usage: &usage,
         principal_json: Some(&kept),
+        // Every other record of a strict budget carries its reservation.
+        reservation: status.is_multiple_of(2).then_some((0.25, 0.01)),
     };
     let mut out = Vec::new();
     call.write_record(&mut out);

@@ -13,6 +13,7 @@ use aispend_collector::domain::audit::{AuditEntry, AuditQuery};
 use aispend_collector::domain::budgets::Budget;
 use aispend_collector::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use aispend_collector::domain::keys::Key;
+use aispend_collector::domain::leases::{Lease, LeaseRequest};
 use aispend_collector::domain::overrides::{Approval, Override};
 use aispend_collector::domain::pricing::PriceTable;
 use aispend_collector::domain::record::PricedRecord;
@@ -158,6 +159,18 @@ impl Store for FailingStore {
         self.fail()
     }
     fn outbox_depth(&self) -> StoreFuture<'_, i64> {
+        self.fail()
+    }
+
+    fn grant_lease(&self, _req: LeaseRequest) -> StoreFuture<'_, Lease> {
+        self.fail()
+    }
+
+    fn lease_totals(
+        &self,
+        _budget_id: String,
+        _period_start_ms: i64,
+    ) -> StoreFuture<'_, (f64, f64)> {
         self.fail()
     }
 }

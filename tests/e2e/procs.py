@@ -116,7 +116,7 @@ class Proc:
 class Collector:
     """The real aispend-collector binary on a free port with SQLite in `workdir`."""
 
-    def __init__(self, workdir: Path, port: int | None = None):
+    def __init__(self, workdir: Path, port: int | None = None, env: dict | None = None):
         self.port = port or free_port()
         self.workdir = workdir
         env = {
@@ -126,6 +126,7 @@ class Collector:
             "AISPEND_READ_TOKEN": READ_TOKEN,
             "AISPEND_ADMIN_TOKEN": ADMIN_TOKEN,
             "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+            **(env or {}),
         }
         self.proc = Proc("collector", [str(COLLECTOR_BIN)], workdir / "collector.log", env)
 

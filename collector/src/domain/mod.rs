@@ -8,6 +8,7 @@ pub mod budgets;
 pub mod finops;
 pub mod keys;
 pub mod openapi;
+pub mod leases;
 pub mod overrides;
 pub mod pricing;
 pub mod record;

@@ -2,11 +2,12 @@
 //! `ETag` and 304 when the gateway already holds this version.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
+use crate::domain::leases::parse_poll;
 use crate::error::AppError;
 use crate::service::access::RequestContext;
 use crate::service::caps;
@@ -27,8 +28,10 @@ pub async fn get_caps(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, AppError> {
     state.caps.count_request();
+    let poll = parse_poll(raw.as_deref().unwrap_or_default()).map_err(AppError::BadRequest)?;
     let mut snapshot = state
         .caps
         .current(&*state.store, state.now())
@@ -37,6 +40,28 @@ pub async fn get_caps(
     // A scoped viewer sees the flags of its scope only.
     if let Some(scope) = &ctx.principal.scope {
         snapshot = std::sync::Arc::new(caps::scoped(&snapshot, scope));
+    }
+    if let Some(poll) = poll {
+        // A host holding leases: a fresh answer every poll, no ETag.
+        let body = caps::with_leases(
+            &*state.store,
+            &state.prices,
+            state.caps.lease_policy,
+            &snapshot,
+            ctx.principal.scope.as_ref(),
+            &poll,
+            state.now(),
+        )
+        .await
+        .inspect_err(|e| state.count_store_error(e))?;
+        let mut r = Response::new(Body::from(body));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(r);
     }
     let etag = HeaderValue::from_str(&format!("\"{}\"", snapshot.version)).ok();
     let mut response = if matches_version(&headers, &snapshot.version) {

@@ -18,7 +18,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::domain::access::budget_in_scope;
-use crate::domain::budgets::{BudgetState, Scope};
+use crate::domain::budgets::{BudgetState, Enforce, Scope};
+use crate::domain::leases::{LeasePolicy, LeaseRequest, Poll};
+use crate::domain::pricing::PriceTable;
 use crate::domain::record::map_to_json;
 use crate::domain::time::format_rfc3339_ms;
 use crate::service::budgets::{views_of, BudgetView};
@@ -43,6 +45,10 @@ struct CapsBody<'a> {
     version: &'a str,
     generated_at: String,
     caps: Vec<CapFlag<'a>>,
+    /// How many strict budgets exist: a gateway polls with `?host=…` (and
+    /// holds leases) only while there are some, so without any its polls
+    /// stay cheap 304s.
+    strict: u64,
 }
 
 /// A computed answer, shared by every poll until it is stale.
@@ -85,7 +91,16 @@ pub fn snapshot_of(views: &[BudgetView], now: i64) -> Snapshot {
         .iter()
         .filter(|v| v.state != BudgetState::Ok)
         .collect();
-    let version = version_of(&flagged);
+    let strict = views
+        .iter()
+        .filter(|v| v.budget.enforce == Enforce::Strict)
+        .count() as u64;
+    // A strict budget appearing (or the last one going) changes the answer.
+    let version = if strict == 0 {
+        version_of(&flagged)
+    } else {
+        format!("{}s{strict}", version_of(&flagged))
+    };
     let count = |s: BudgetState| flagged.iter().filter(|v| v.state == s).count() as u64;
     let body = CapsBody {
         version: &version,
@@ -101,6 +116,7 @@ pub fn snapshot_of(views: &[BudgetView], now: i64) -> Snapshot {
                 period_end: &v.period_end,
             })
             .collect(),
+        strict,
     };
     // Serializing plain strings and numbers cannot fail; an empty body
     // would still be answered rather than panic.
@@ -132,11 +148,9 @@ pub fn scoped(snapshot: &Snapshot, scope: &Scope) -> Snapshot {
         });
         kept.clone_from(caps);
     }
-    let digest = Sha256::digest(
-        serde_json::Value::Array(kept.clone())
-            .to_string()
-            .as_bytes(),
-    );
+    let strict = body.get("strict").cloned().unwrap_or_default();
+    let digest =
+        Sha256::digest(format!("{}{strict}", serde_json::Value::Array(kept.clone())).as_bytes());
     let version = digest.iter().take(8).fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
@@ -177,6 +191,8 @@ pub struct Caps {
     budgets: AtomicU64,
     soft: AtomicU64,
     hard: AtomicU64,
+    /// How leases of strict budgets are sized (`domain::leases`).
+    pub lease_policy: LeasePolicy,
 }
 
 impl Default for Caps {
@@ -187,6 +203,10 @@ impl Default for Caps {
 
 impl Caps {
     pub fn new() -> Self {
+        Self::with_policy(LeasePolicy::default())
+    }
+
+    pub fn with_policy(lease_policy: LeasePolicy) -> Self {
         Self {
             budget_generation: AtomicU64::new(0),
             ingest_generation: AtomicU64::new(0),
@@ -195,6 +215,7 @@ impl Caps {
             budgets: AtomicU64::new(0),
             soft: AtomicU64::new(0),
             hard: AtomicU64::new(0),
+            lease_policy,
         }
     }
 
@@ -271,4 +292,125 @@ impl Caps {
         );
         out
     }
+}
+
+/// One lease in a host's caps answer.
+#[derive(Debug, Serialize)]
+struct LeaseDoc<'a> {
+    budget_id: &'a str,
+    scope: &'a Scope,
+    seq: i64,
+    /// Cumulative allowance for the period: reserved + spent may reach it.
+    allowance_usd: f64,
+    /// What the host must count as used if it holds no grant (it lost its state).
+    used_usd: f64,
+    /// Relative, so the host's clock need not agree with ours.
+    expires_in_ms: i64,
+    period_start: &'a str,
+}
+
+/// Per-token prices of one model, as the filter reserves with them.
+#[derive(Debug, Serialize)]
+struct PriceDoc {
+    input: f64,
+    cached_input: f64,
+    cache_write: f64,
+    output: f64,
+    max_output_tokens: Option<u64>,
+}
+
+/// The prices a host asked for, from the current price table (the one
+/// function through which leases read prices).
+fn published_prices(
+    prices: &PriceTable,
+    models: &[(String, String)],
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for (provider, model) in models {
+        if let Some(p) = prices.lookup(provider, model) {
+            let doc = PriceDoc {
+                input: p.input,
+                cached_input: p.cache_read,
+                cache_write: p.cache_write,
+                output: p.output,
+                max_output_tokens: p.max_output_tokens,
+            };
+            if let Ok(v) = serde_json::to_value(doc) {
+                out.insert(format!("{provider}:{model}"), v);
+            }
+        }
+    }
+    out
+}
+
+/// A host's caps poll (`?host=…`): the flags of `snapshot`, plus a fresh
+/// lease for every strict budget (in the caller's scope) and the prices the
+/// host asked for with their `price_version`. Never a 304: leases move on
+/// every poll. Each grant is one store transaction (`Store::grant_lease`).
+pub async fn with_leases(
+    store: &dyn Store,
+    prices: &PriceTable,
+    policy: LeasePolicy,
+    snapshot: &Snapshot,
+    scope: Option<&Scope>,
+    poll: &Poll,
+    now: i64,
+) -> Result<Bytes, StoreError> {
+    let strict: Vec<_> = store
+        .list_budgets()
+        .await?
+        .into_iter()
+        .filter(|b| b.enforce == Enforce::Strict)
+        .filter(|b| scope.is_none_or(|s| budget_in_scope(s, &b.scope)))
+        .collect();
+    let views = views_of(store, strict, now).await?;
+    let mut grants = Vec::with_capacity(views.len());
+    for v in &views {
+        let b = &v.budget;
+        let (period_start_ms, _) = b.period.bounds(now);
+        let lease = store
+            .grant_lease(LeaseRequest {
+                budget_id: b.id.clone(),
+                period_start_ms,
+                host: poll.host.clone(),
+                spend_usd: v.spend_usd,
+                cap_usd: b.hard * b.amount_usd + v.override_usd.unwrap_or(0.0),
+                report: poll.reports.get(&b.id).copied().unwrap_or_default(),
+                now_ms: now,
+                policy,
+            })
+            .await?;
+        grants.push(lease);
+    }
+    let leases: Vec<LeaseDoc<'_>> = views
+        .iter()
+        .zip(&grants)
+        .map(|(v, l)| LeaseDoc {
+            budget_id: &v.budget.id,
+            scope: &v.budget.scope,
+            seq: l.seq,
+            allowance_usd: l.granted_usd,
+            used_usd: l.used_usd,
+            expires_in_ms: l.expires_ms - now,
+            period_start: &v.period_start,
+        })
+        .collect();
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&snapshot.body).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("host".into(), serde_json::Value::String(poll.host.clone()));
+        obj.insert(
+            "leases".into(),
+            serde_json::to_value(leases).unwrap_or_default(),
+        );
+        obj.insert(
+            "prices".into(),
+            serde_json::Value::Object(published_prices(prices, &poll.models)),
+        );
+        obj.insert(
+            "price_version".into(),
+            serde_json::Value::String(prices.version().to_owned()),
+        );
+    }
+    Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
 }

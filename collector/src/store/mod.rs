@@ -26,6 +26,7 @@ use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::{Budget, Scope};
 use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
+use crate::domain::leases::{Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::{Dim, UsageQuery};
@@ -254,6 +255,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many deliveries are pending (the outbox depth).
     fn outbox_depth(&self) -> StoreFuture<'_, i64>;
+
+    // ---- Leases of strict budgets (SPEC §6; `domain/leases`,
+    // `sqlite/leases.rs`, `postgres/leases.rs`).
+
+    /// Grants `req.host` its next lease of one strict budget, in ONE
+    /// transaction that serializes every grant of that budget and period
+    /// (SQLite: an IMMEDIATE transaction on the one writer; PostgreSQL: a
+    /// row lock on the period's `lease_periods` row). The period's base is
+    /// `req.spend_usd` if this is its first lease. Keeps
+    /// `base + Σ committed <= cap` (see `domain::leases`).
+    fn grant_lease(&self, req: LeaseRequest) -> StoreFuture<'_, Lease>;
+
+    /// (base, Σ committed) of one budget's period; (0, 0) before any lease.
+    fn lease_totals(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, (f64, f64)>;
 
     /// Spend in USD over `[from_ms, to_ms)` for each scope, in order: the sum
     /// of `cost_usd` of records whose tags (or `key_id`) match every pair of

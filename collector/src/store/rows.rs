@@ -7,7 +7,7 @@ use std::hash::Hasher;
 
 use super::hash::{FastHasher, PrehashedMap};
 use super::StoreError;
-use crate::domain::budgets::{alerts_field, Budget, Period, Scope};
+use crate::domain::budgets::{alerts_field, Budget, Enforce, Period, Scope};
 use crate::domain::record::UsageRecord;
 
 /// The 16 bytes of exactly 32 lowercase hex digits (the filter's record ids),
@@ -167,7 +167,8 @@ impl Series {
 }
 
 /// The budget columns both stores keep, in this order.
-pub(crate) const BUDGET_COLUMNS: &str = "id, scope, period, amount_usd, soft, hard, alerts";
+pub(crate) const BUDGET_COLUMNS: &str =
+    "id, scope, period, amount_usd, soft, hard, alerts, enforce";
 
 /// A budget row as stored, before its text columns are decoded.
 pub(crate) struct BudgetRow {
@@ -179,6 +180,7 @@ pub(crate) struct BudgetRow {
     pub hard: f64,
     /// The alert tiers as JSON; NULL (rows written before schema 10): defaults.
     pub alerts: Option<String>,
+    pub enforce: String,
 }
 
 /// The `alerts` column of a budget: its tiers as a JSON object.
@@ -213,6 +215,12 @@ impl BudgetRow {
         };
         let alerts = alerts_field(alerts.as_ref())
             .map_err(|e| StoreError::invalid(format!("budget {}: stored alerts: {e}", self.id)))?;
+        let enforce = Enforce::parse(&self.enforce).ok_or_else(|| {
+            StoreError::invalid(format!(
+                "budget {}: unknown stored enforce {:?}",
+                self.id, self.enforce
+            ))
+        })?;
         Ok(Budget {
             id: self.id,
             scope,
@@ -221,6 +229,7 @@ impl BudgetRow {
             soft: self.soft,
             hard: self.hard,
             alerts,
+            enforce,
         })
     }
 }

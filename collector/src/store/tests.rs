@@ -9,7 +9,7 @@ use super::{BatchOutcome, Store};
 use crate::domain::access::{ApiToken, Role};
 use crate::domain::aggregate::{Aggregator, Slice, Sums, UsageReport};
 use crate::domain::audit::{AuditEntry, AuditQuery};
-use crate::domain::budgets::{Budget, Period, Scope};
+use crate::domain::budgets::{Budget, Enforce, Period, Scope};
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::{PricedRecord, Tokens, UsageRecord};
 use crate::domain::time::{parse_rfc3339_ms, HOUR_MS};
@@ -17,6 +17,7 @@ use crate::domain::usage_query::UsageQuery;
 
 mod alerts;
 mod keys;
+mod leases;
 
 fn ts(text: &str) -> i64 {
     parse_rfc3339_ms(text).expect("test timestamp")
@@ -399,6 +400,7 @@ fn budget(id: &str, scope: &[(&str, &str)], amount_usd: f64) -> Budget {
         soft: 0.8,
         hard: 1.0,
         alerts: crate::domain::alerts::Tiers::default(),
+        enforce: Enforce::Flags,
     }
 }
 
@@ -433,6 +435,7 @@ pub async fn budget_crud(store: &dyn Store) {
             critical: 0.8,
             hard: 1.2,
         },
+        enforce: Enforce::Strict,
         ..b1.clone()
     };
     assert!(store.replace_budget(raised.clone()).await.expect("replace"));
@@ -1312,6 +1315,18 @@ macro_rules! store_suite {
             async fn concurrent_evaluators_store_each_alert_once() {
                 let (store, _guard) = $open;
                 super::alerts::concurrent_evaluators_store_each_alert_once(store).await;
+            }
+
+            #[tokio::test]
+            async fn leases_keep_base_plus_commitments_under_the_cap() {
+                let (store, _guard) = $open;
+                super::leases::leases_keep_base_plus_commitments_under_the_cap(&*store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_grants_never_over_grant() {
+                let (store, _guard) = $open;
+                super::leases::concurrent_grants_never_over_grant(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -480,6 +480,78 @@ pub struct CapsConfig {
     pub stale_after_ms: u64,
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Strict budgets: leases, reservations, output-limit clamping (SPEC §6).
+    #[serde(default)]
+    pub strict: StrictConfig,
+}
+
+/// What a strict call does with a model the collector has no price for.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Unpriced {
+    /// 402 once the collector said it has no price; 503 + `retry-after`
+    /// while its price has not been fetched yet.
+    #[default]
+    Refuse,
+    /// Reserve `unpriced_reserve_usd` and settle to 0 (no price, no cost):
+    /// such calls are outside the guarantee.
+    Reserve,
+}
+
+/// `caps.strict`: how this gateway takes part in strict budgets.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StrictConfig {
+    /// Hold leases of strict budgets (the caps poll then names this host).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// This gateway host's id on the poll; default: a random id shared by
+    /// the workers of one host (a restart is a new host).
+    #[serde(default)]
+    pub host_id: Option<String>,
+    /// A call whose output limit cannot be at least this is refused (402).
+    #[serde(default = "default_min_output_tokens")]
+    pub min_output_tokens: u64,
+    /// The output limit set on a call that has none and whose model's
+    /// maximum is unknown (the reservation's bound; the body then carries it).
+    #[serde(default = "default_output_tokens")]
+    pub default_output_tokens: u64,
+    /// Input tokens counted per image, file or audio part in the body.
+    #[serde(default = "default_media_tokens")]
+    pub media_tokens: u64,
+    #[serde(default)]
+    pub unpriced: Unpriced,
+    #[serde(default)]
+    pub unpriced_reserve_usd: f64,
+    /// Models (`<provider>:<model>`, e.g. `openai:gpt-4o-mini`) whose prices
+    /// every poll fetches, so their first strict call need not wait for one.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+impl Default for StrictConfig {
+    fn default() -> Self {
+        StrictConfig {
+            enabled: true,
+            host_id: None,
+            min_output_tokens: default_min_output_tokens(),
+            default_output_tokens: default_output_tokens(),
+            media_tokens: default_media_tokens(),
+            unpriced: Unpriced::Refuse,
+            unpriced_reserve_usd: 0.0,
+            models: Vec::new(),
+        }
+    }
+}
+
+fn default_min_output_tokens() -> u64 {
+    16
+}
+fn default_output_tokens() -> u64 {
+    4096
+}
+fn default_media_tokens() -> u64 {
+    3000
 }
 
 impl Default for CapsConfig {
@@ -493,6 +565,7 @@ impl Default for CapsConfig {
             poll_interval_ms: default_poll_interval_ms(),
             stale_after_ms: default_stale_after_ms(),
             failure_mode: FailureMode::FailOpen,
+            strict: StrictConfig::default(),
         }
     }
 }
@@ -782,6 +855,60 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     crate::host::profile::Profile::new(c.gateway).check_config(c)
 }
 
+fn validate_strict(s: &StrictConfig) -> Result<(), ConfigError> {
+    if let Some(id) = &s.host_id {
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if !ok {
+            return Err(err(
+                "caps.strict.host_id",
+                "must match [A-Za-z0-9._:-]{1,128}",
+            ));
+        }
+    }
+    for (i, m) in s.models.iter().enumerate() {
+        let ok = m
+            .split_once(':')
+            .is_some_and(|(p, model)| !p.is_empty() && !model.is_empty())
+            && !m.chars().any(char::is_control);
+        if !ok {
+            return Err(err(
+                format!("caps.strict.models[{i}]"),
+                "must be <provider>:<model>, e.g. openai:gpt-4o-mini",
+            ));
+        }
+    }
+    if s.models.len() > crate::controls::lease::MAX_WANTS {
+        return Err(err("caps.strict.models", "at most 64 models"));
+    }
+    if s.min_output_tokens == 0 {
+        return Err(err("caps.strict.min_output_tokens", "must be at least 1"));
+    }
+    if s.default_output_tokens < s.min_output_tokens {
+        return Err(err(
+            "caps.strict.default_output_tokens",
+            "must be at least caps.strict.min_output_tokens",
+        ));
+    }
+    let reserve = s.unpriced_reserve_usd;
+    if !reserve.is_finite() || reserve < 0.0 {
+        return Err(err(
+            "caps.strict.unpriced_reserve_usd",
+            "must be a number >= 0",
+        ));
+    }
+    if s.unpriced == Unpriced::Reserve && reserve <= 0.0 {
+        return Err(err(
+            "caps.strict.unpriced_reserve_usd",
+            "must be > 0 when caps.strict.unpriced is \"reserve\"",
+        ));
+    }
+    Ok(())
+}
+
 fn validate_caps(c: &Config) -> Result<(), ConfigError> {
     let caps = &c.caps;
     if caps.cluster.as_deref() == Some("") {
@@ -805,6 +932,7 @@ fn validate_caps(c: &Config) -> Result<(), ConfigError> {
             "must be at least caps.poll_interval_ms",
         ));
     }
+    validate_strict(&caps.strict)?;
     Ok(())
 }
 

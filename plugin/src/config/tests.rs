@@ -421,3 +421,46 @@ fn an_empty_field_name_at_the_top_still_names_where() {
     assert_eq!(e.path, "(root)");
     assert!(e.message.contains("unknown field"), "{e}");
 }
+
+#[test]
+fn strict_settings_default_and_are_validated_by_name() {
+    let c = parse(br#"{"collector":{"cluster":"c","token":"t"}}"#).expect("defaults");
+    assert!(c.caps.strict.enabled);
+    assert_eq!(c.caps.strict.min_output_tokens, 16);
+    assert_eq!(c.caps.strict.unpriced, crate::config::Unpriced::Refuse);
+    for (doc, path) in [
+        (
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"host_id":"a b"}}}"#,
+            "caps.strict.host_id",
+        ),
+        (
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"min_output_tokens":0}}}"#,
+            "caps.strict.min_output_tokens",
+        ),
+        (
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"min_output_tokens":64,"default_output_tokens":32}}}"#,
+            "caps.strict.default_output_tokens",
+        ),
+        (
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"unpriced":"reserve"}}}"#,
+            "caps.strict.unpriced_reserve_usd",
+        ),
+        (
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"unpriced_reserve_usd":-1}}}"#,
+            "caps.strict.unpriced_reserve_usd",
+        ),
+        (
+            r#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"models":["gpt-4o"]}}}"#,
+            "caps.strict.models[0]",
+        ),
+    ] {
+        let e = parse(doc.as_bytes()).expect_err(doc);
+        assert_eq!(e.path, path, "{doc}: {e}");
+    }
+    let e = parse(br#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"clamp":true}}}"#)
+        .expect_err("unknown field");
+    assert!(e.to_string().contains("clamp"), "{e}");
+    let c = parse(br#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"unpriced":"reserve","unpriced_reserve_usd":0.05,"host_id":"gw-1"}}}"#)
+        .expect("reserve");
+    assert_eq!(c.caps.strict.host_id.as_deref(), Some("gw-1"));
+}

@@ -87,6 +87,18 @@ struct CapsDoc {
     version: serde_json::Value,
     #[serde(default)]
     caps: Vec<CapDoc>,
+    /// How many strict budgets exist (kept as the flag line `x\t<n>`, which
+    /// `decode_flags` skips; the poller reads it with [`strict_marked`]).
+    #[serde(default)]
+    strict: u64,
+}
+
+/// The flag line that says strict budgets exist.
+const STRICT_MARK: &str = "x\t";
+
+/// Whether flag lines (shared-data form) say strict budgets exist.
+pub fn strict_marked(flags: &str) -> bool {
+    flags.starts_with(STRICT_MARK) || flags.contains("\nx\t")
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +147,9 @@ pub fn from_collector(body: &[u8]) -> Result<(String, String), String> {
             out.push_str(value);
         }
         out.push('\n');
+    }
+    if doc.strict > 0 {
+        out.push_str(&format!("{STRICT_MARK}{}\n", doc.strict));
     }
     Ok((version, out))
 }
@@ -201,6 +216,8 @@ pub struct CapsView {
     fetched_at_ms: Option<u64>,
     /// When this VM started: with no flags yet, staleness counts from here.
     started_ms: u64,
+    /// The strict budgets this host holds leases of, and model prices.
+    pub strict: crate::controls::lease::StrictView,
 }
 
 /// The caps as of now, and whether they are too old to trust.

@@ -7,7 +7,9 @@
 use std::cell::RefCell;
 
 pub mod caps;
+pub mod lease;
 pub mod limits;
+pub mod strict;
 
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
@@ -24,6 +26,9 @@ pub const BUDGET_WARNING_HEADER: &str = "x-aispend-budget-warning";
 pub struct Outcome {
     pub denial: Option<Denial>,
     pub response_headers: Vec<(&'static str, String)>,
+    /// The strict budgets (leases this host holds) covering the caller:
+    /// the call reserves against them once its body is read (`strict`).
+    pub strict_budgets: Vec<String>,
 }
 
 pub fn enforce(
@@ -35,7 +40,9 @@ pub fn enforce(
 ) -> Outcome {
     let mut out = Outcome::default();
     if filter.config.caps.enabled {
-        match check_caps(host, filter, view, principal, now_ms) {
+        let (check, strict) = check_caps(host, filter, view, principal, now_ms);
+        out.strict_budgets = strict;
+        match check {
             CapCheck::Pass { warnings } => {
                 if !warnings.is_empty() {
                     out.response_headers
@@ -75,21 +82,28 @@ pub fn enforce(
 }
 
 /// Caps from this VM's copy of the shared flags (`sync_caps_view` keeps it
-/// current on the root tick): no hostcall on the request path.
+/// current on the root tick): no hostcall on the request path. Also the
+/// strict budgets covering the caller (most gateways hold none).
 fn check_caps(
     host: &mut dyn Host,
     filter: &Filter,
     view: &RefCell<CapsView>,
     principal: &Principal,
     now_ms: u64,
-) -> CapCheck {
+) -> (CapCheck, Vec<String>) {
     let c = &filter.config.caps;
     let Ok(view) = view.try_borrow() else {
-        return CapCheck::Pass {
+        let pass = CapCheck::Pass {
             warnings: Vec::new(),
         };
+        return (pass, Vec::new());
     };
     let snapshot = view.snapshot(now_ms, c.stale_after_ms);
+    let strict = if c.strict.enabled && !view.strict.budgets.is_empty() {
+        view.strict.matching(principal)
+    } else {
+        Vec::new()
+    };
     drop(view);
     let result = caps::check(&snapshot, principal, c.failure_mode);
     if snapshot.stale {
@@ -98,7 +112,7 @@ fn check_caps(
             host.increment_metric(Metric::CapsUnenforced, 1);
         }
     }
-    result
+    (result, strict)
 }
 
 /// Bring this VM's copy of the cap flags up to date with shared data (the
@@ -110,6 +124,9 @@ pub fn sync_caps_view(host: &mut dyn Host, filter: &Filter, view: &RefCell<CapsV
     let (value, cas) = host.shared_data_get(caps::SHARED_KEY);
     if let Ok(mut view) = view.try_borrow_mut() {
         view.update(value.as_deref(), cas, &filter.schema);
+        if filter.config.caps.strict.enabled {
+            view.strict.update(host, &filter.schema);
+        }
     }
 }
 

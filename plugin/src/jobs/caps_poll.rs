@@ -9,6 +9,7 @@
 use crate::controls::caps::{self, SHARED_KEY};
 use crate::filter::Filter;
 use crate::host::{DispatchError, Host, Metric, SharedDataError};
+use crate::jobs::strict_poll;
 use crate::jobs::{slack_ms, Answer, Job, Next};
 use crate::vm::Shared;
 
@@ -21,6 +22,10 @@ pub struct CapsPoller {
     in_flight: Option<u32>,
     /// The shared copy vanished (Kong zones evict): poll again at once.
     poll_again: bool,
+    /// The models whose prices the poll in flight asked for.
+    asked: Vec<String>,
+    /// The poll in flight named this host (its answer carries leases).
+    named: bool,
 }
 
 impl Job for CapsPoller {
@@ -34,7 +39,18 @@ impl Job for CapsPoller {
     }
 
     fn run(&mut self, host: &mut dyn Host, shared: &Shared) -> Option<u32> {
-        self.tick(host, &shared.filter)
+        let host_id = if shared.filter.config.caps.strict.enabled && strict_poll::wanted(host) {
+            let now = host.now_ms();
+            let fresh = shared
+                .ids
+                .try_borrow_mut()
+                .map(|mut ids| ids.next_id(now))
+                .unwrap_or([b'0'; 32]);
+            strict_poll::host_id(host, &shared.filter, &fresh)
+        } else {
+            None
+        };
+        self.tick_as(host, &shared.filter, host_id.as_deref())
     }
 
     fn on_answer(&mut self, host: &mut dyn Host, shared: &Shared, answer: Answer<'_>) -> Next {
@@ -66,6 +82,17 @@ impl CapsPoller {
 
     /// Start a poll if one is due. Returns the call's token.
     pub fn tick(&mut self, host: &mut dyn Host, filter: &Filter) -> Option<u32> {
+        self.tick_as(host, filter, None)
+    }
+
+    /// `tick`, as the gateway host `host_id` when it holds strict leases:
+    /// the poll then reports its leases and asks for prices (never a 304).
+    pub fn tick_as(
+        &mut self,
+        host: &mut dyn Host,
+        filter: &Filter,
+        host_id: Option<&str>,
+    ) -> Option<u32> {
         let c = &filter.config.caps;
         if !c.enabled || self.in_flight.is_some() {
             return None;
@@ -81,16 +108,26 @@ impl CapsPoller {
         }
         let col = &filter.config.collector;
         let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
+        self.named = host_id.is_some();
+        let path = match host_id {
+            Some(id) => {
+                let (query, asked) = strict_poll::query(host, id, &c.strict.models);
+                self.asked = asked;
+                format!("{}?{query}", c.path)
+            }
+            None => c.path.clone(),
+        };
         let mut headers = vec![
             (":method", "GET"),
-            (":path", c.path.as_str()),
+            (":path", path.as_str()),
             (":authority", c.authority(col)),
             ("accept", "application/json"),
         ];
         if let Some(auth) = &auth {
             headers.push(("authorization", auth.as_str()));
         }
-        if let Some((_, version, _)) = shared.filter(|(_, v, _)| !v.is_empty()) {
+        if let Some((_, version, _)) = shared.filter(|(_, v, _)| !v.is_empty() && host_id.is_none())
+        {
             headers.push(("if-none-match", version));
         }
         let target = c.cluster(col);
@@ -123,7 +160,18 @@ impl CapsPoller {
         let now = host.now_ms();
         let renewed = match status {
             Some(200) => match caps::from_collector(body.unwrap_or_default()) {
-                Ok((version, flags)) => write(host, &caps::encode(now, &version, &flags)),
+                Ok((version, flags)) => {
+                    let asked = std::mem::take(&mut self.asked);
+                    // Only an answer to a poll naming this host carries its leases.
+                    if std::mem::take(&mut self.named) {
+                        if let Err(e) =
+                            strict_poll::apply(host, body.unwrap_or_default(), &asked, now)
+                        {
+                            log::warn!("aispend: bad leases in the /v1/caps answer: {e}");
+                        }
+                    }
+                    write(host, &caps::encode(now, &version, &flags))
+                }
                 Err(e) => {
                     log::warn!("aispend: bad /v1/caps answer: {e}");
                     false

@@ -14,6 +14,7 @@ pub mod caps_poll;
 pub mod registry;
 pub mod ship;
 pub mod shipper;
+pub mod strict_poll;
 
 use crate::filter::Filter;
 use crate::host::Host;

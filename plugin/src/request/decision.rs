@@ -123,6 +123,55 @@ impl Denial {
         }
     }
 
+    /// 402: a strict budget has not room for even `min` output tokens.
+    pub fn budget_no_room(budget_id: &str, min: u64) -> Self {
+        Denial {
+            status: 402,
+            kind: "budget_exceeded",
+            message: format!(
+                "Budget `{budget_id}` has too little left for this call (not even {min} output tokens fit); calls are refused until it is raised or its period ends."
+            ),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 402: a strict budget covers this caller but this gateway holds no
+    /// lease of it (collector unreachable) and fails closed.
+    pub fn budget_no_lease(budget_id: &str) -> Self {
+        Denial {
+            status: 402,
+            kind: "budget_exceeded",
+            message: format!(
+                "Budget `{budget_id}` is strict and this gateway holds no current lease of it; calls are refused until the collector renews it."
+            ),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 402: a strict budget covers this caller and the model has no price.
+    pub fn unpriced_model(model: &str) -> Self {
+        Denial {
+            status: 402,
+            kind: "budget_exceeded",
+            message: format!(
+                "Model `{model}` has no price, so a strict budget cannot bound its cost; the call is refused."
+            ),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 503: a strict call's model price is being fetched (retryable).
+    pub fn price_pending(model: &str) -> Self {
+        Denial {
+            status: 503,
+            kind: "caps_unavailable",
+            message: format!(
+                "The price of model `{model}` is being fetched for a strict budget; try again shortly."
+            ),
+            headers: vec![("retry-after", "2".to_string())],
+        }
+    }
+
     /// 503: budget caps could not be fetched for too long (fail_closed).
     pub fn caps_unavailable() -> Self {
         Denial {

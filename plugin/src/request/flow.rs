@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::config::UnknownPaths;
-use crate::controls::{self, caps::CapsView};
+use crate::controls::{self, caps::CapsView, strict};
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
 use crate::jobs::shipper::Shipper;
@@ -77,6 +77,17 @@ pub struct RequestFlow {
     /// Headers the controls add to the client's response (rate-limit state,
     /// budget warnings).
     extra_response_headers: Vec<(&'static str, String)>,
+    /// A call on strict budgets (boxed: most calls have none, and the
+    /// request context stays small).
+    strict: Option<Box<StrictCall>>,
+}
+
+/// The strict budgets covering a call (its body is reserved against them
+/// before it leaves) and what it reserved, settled at its end.
+#[derive(Debug)]
+struct StrictCall {
+    budgets: Vec<String>,
+    held: Option<strict::Held>,
 }
 
 impl RequestFlow {
@@ -103,6 +114,7 @@ impl RequestFlow {
             recorded: false,
             length_free: false,
             extra_response_headers: Vec::new(),
+            strict: None,
         }
     }
 
@@ -179,6 +191,12 @@ impl RequestFlow {
             return self.deny_recorded(host, &denial, Some(&admitted.principal));
         }
         self.extra_response_headers = controls.response_headers;
+        if !controls.strict_budgets.is_empty() {
+            self.strict = Some(Box::new(StrictCall {
+                budgets: controls.strict_budgets,
+                held: None,
+            }));
+        }
 
         // A metered body is read in on_request_body and may be rewritten
         // there, after the headers went on: its length is not known yet.
@@ -186,9 +204,10 @@ impl RequestFlow {
         // a paused headers phase stops the body callbacks too in Envoy.)
         // Mirrors usage::inspect_request: only chat streams (OpenAI, Azure)
         // get `stream_options.include_usage` added.
-        let may_rewrite = self.route.as_ref().is_some_and(|r| {
-            self.filter.usage.openai_stream_usage && r.operation == Operation::Chat
-        });
+        let may_rewrite = self.strict.is_some()
+            || self.route.as_ref().is_some_and(|r| {
+                self.filter.usage.openai_stream_usage && r.operation == Operation::Chat
+            });
         self.declared_length = identity::header(&headers, "content-length").and_then(parse_trimmed);
         let max_body = self.filter.config.usage.max_request_body_bytes;
         if self.declared_length.is_some_and(|n| n > max_body) {
@@ -212,8 +231,73 @@ impl RequestFlow {
             Ok(edits) => upstream::apply(host, &self.filter, &edits),
             Err(denial) => return self.deny(host, &denial),
         }
+        let principal = (no_body && self.strict.is_some()).then(|| admitted.principal.clone());
         self.phase = Phase::Admitted(admitted);
+        // A strict call is reserved once its body is read. The headers go on
+        // now: pausing them would stop Envoy's body callbacks too (and stall
+        // Kong). A refusal from the body resets the upstream request before
+        // its body is sent, so the provider never gets a complete call (Kong
+        // reads the whole body before proxying: nothing reaches it at all).
+        if let Some(principal) = principal {
+            if let Some(denial) = self.reserve_strict(host, b"", &principal) {
+                return denial;
+            }
+        }
         Step::Continue
+    }
+
+    /// Reserve a strict call's worst case against its budgets' leases, and
+    /// lower its output limit when that does not fit. `Some(step)`: refused.
+    fn reserve_strict(
+        &mut self,
+        host: &mut dyn Host,
+        body: &[u8],
+        principal: &Principal,
+    ) -> Option<Step> {
+        let route = self.route.as_ref()?;
+        let caps = &self.filter.config.caps;
+        let view = self.caps.try_borrow().ok()?;
+        let model = self.request.model.clone();
+        let admission = strict::admit(
+            host,
+            &strict::Call {
+                config: &caps.strict,
+                failure_mode: caps.failure_mode,
+                view: &view.strict,
+                budgets: self.strict.as_ref().map_or(&[][..], |s| &s.budgets[..]),
+                route,
+                model: model.as_deref(),
+                body,
+                now_ms: self.start_ms,
+            },
+        );
+        drop(view);
+        match admission {
+            strict::Admission::Admit {
+                held,
+                clamped,
+                body,
+            } => {
+                if let Some(s) = self.strict.as_mut() {
+                    s.held = Some(held);
+                }
+                if let Some(n) = clamped {
+                    self.extra_response_headers
+                        .push((strict::CLAMPED_HEADER, n.to_string()));
+                }
+                if let Some(new_body) = body {
+                    host.replace_request_body(&new_body);
+                }
+                None
+            }
+            strict::Admission::Unenforced => {
+                host.increment_metric(Metric::CapsUnenforced, 1);
+                None
+            }
+            strict::Admission::Deny(denial) => {
+                Some(self.deny_recorded(host, &denial, Some(principal)))
+            }
+        }
     }
 
     /// `deny`, and leave a record of the refusal (zero tokens, `error` = its
@@ -250,6 +334,7 @@ impl RequestFlow {
                 status: denial.status,
                 usage: &usage,
                 principal_json: Some(&self.filter.principal_json),
+                reservation: None,
             };
             buffer_record(&self.shipper, &call);
         }
@@ -312,6 +397,10 @@ impl RequestFlow {
                 return Step::Continue;
             }
             RequestBody::Buffering if !end_of_stream && body_size <= hold => return Step::Pause,
+            RequestBody::Buffering if !end_of_stream && self.strict.is_some() => {
+                // A strict call's worst case needs its whole body.
+                return self.deny(host, &Denial::request_too_large(hold));
+            }
             RequestBody::Buffering if !end_of_stream => {
                 // Grown past what the filter holds: let it all go on and
                 // read the rest as it passes (no include_usage rewrite).
@@ -328,8 +417,7 @@ impl RequestFlow {
                 let body = host.request_body(body_size).unwrap_or_default();
                 if let Some(info) = usage::inspect_whole_request(route, &body, &self.filter.usage) {
                     self.request_body = RequestBody::Read;
-                    self.take_request_info(host, info);
-                    return Step::Continue;
+                    return self.take_request_info(host, info, &body);
                 }
                 // Only a body that may be rewritten is worth holding, and only
                 // one known to fit: the host may add a large read to a held
@@ -338,6 +426,9 @@ impl RequestFlow {
                 if self.length_free && fits {
                     self.request_body = RequestBody::Buffering;
                     return Step::Pause;
+                }
+                if self.strict.is_some() {
+                    return self.deny(host, &Denial::request_too_large(hold));
                 }
                 let mut scanner = Box::new(usage::body_scanner());
                 scanner.feed(&body);
@@ -349,8 +440,7 @@ impl RequestFlow {
         self.request_body = RequestBody::Read;
         let body = host.request_body(body_size).unwrap_or_default();
         let info = usage::inspect_request(route, &body, &self.filter.usage);
-        self.take_request_info(host, info);
-        Step::Continue
+        self.take_request_info(host, info, &body)
     }
 
     /// Read what the host holds so far and let the rest stream.
@@ -363,11 +453,18 @@ impl RequestFlow {
         Step::Continue
     }
 
-    /// Keep what the request body said, and apply its rewrite if any.
-    fn take_request_info(&mut self, host: &mut dyn Host, mut info: RequestInfo) {
-        if let Some(new_body) = info.body_rewrite.take() {
+    /// Keep what the request body said, and apply its rewrite if any; a
+    /// strict call then reserves (and may lower its output limit).
+    fn take_request_info(
+        &mut self,
+        host: &mut dyn Host,
+        mut info: RequestInfo,
+        body: &[u8],
+    ) -> Step {
+        let rewritten = info.body_rewrite.take();
+        if let Some(new_body) = &rewritten {
             if self.length_free {
-                host.replace_request_body(&new_body);
+                host.replace_request_body(new_body);
             } else {
                 // The headers already went upstream with the old length; a
                 // different body would corrupt the request. Send it unchanged.
@@ -375,6 +472,21 @@ impl RequestFlow {
             }
         }
         self.request = info;
+        if self.strict.is_none() {
+            return Step::Continue;
+        }
+        let Phase::Admitted(admitted) = &self.phase else {
+            return Step::Continue;
+        };
+        let principal = admitted.principal.clone();
+        let body = match &rewritten {
+            Some(b) if self.length_free => b.as_slice(),
+            _ => body,
+        };
+        match self.reserve_strict(host, body, &principal) {
+            Some(step) => step,
+            None => Step::Continue,
+        }
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn Host) {
@@ -459,6 +571,10 @@ impl RequestFlow {
             },
         };
         let now = now_ms.unwrap_or_else(|| host.now_ms());
+        let reservation = self.strict.take().and_then(|s| s.held).map(|held| {
+            let settled = strict::settle(host, &held, self.status, &usage);
+            (held.reserved_usd(), settled)
+        });
         let call = Call {
             id: std::str::from_utf8(&self.id).unwrap_or(""),
             start_ms: self.start_ms,
@@ -473,6 +589,7 @@ impl RequestFlow {
             status: self.status,
             usage: &usage,
             principal_json: Some(&self.filter.principal_json),
+            reservation,
         };
         let (input_tokens, output_tokens) = buffer_record(&self.shipper, &call);
         let tokens = input_tokens.saturating_add(output_tokens);

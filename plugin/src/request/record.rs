@@ -108,6 +108,8 @@ pub struct Call<'a> {
     pub usage: &'a Usage,
     /// Where the principal's part of the record is kept between calls.
     pub principal_json: Option<&'a PrincipalJson>,
+    /// A strict-budget call: (reserved, settled) USD.
+    pub reservation: Option<(f64, f64)>,
 }
 
 impl Call<'_> {
@@ -167,6 +169,7 @@ impl Call<'_> {
             cache_write_input_tokens,
             output_tokens,
             reasoning_tokens,
+            reservation: self.reservation,
         };
         let cache = self
             .principal_json
@@ -206,6 +209,8 @@ pub struct Record<'a> {
     pub cache_write_input_tokens: u64,
     pub output_tokens: u64,
     pub reasoning_tokens: u64,
+    /// A strict-budget call: (`reserved_usd`, `settled_usd`), written only then.
+    pub reservation: Option<(f64, f64)>,
 }
 
 impl Record<'_> {
@@ -264,6 +269,15 @@ impl Record<'_> {
         unsigned(out, self.output_tokens);
         out.extend_from_slice(b",\"reasoning_tokens\":");
         unsigned(out, self.reasoning_tokens);
+        if let Some((reserved, settled)) = self.reservation {
+            let finite = |x: f64| if x.is_finite() && x >= 0.0 { x } else { 0.0 };
+            let text = format!(
+                ",\"reserved_usd\":{},\"settled_usd\":{}",
+                finite(reserved),
+                finite(settled)
+            );
+            out.extend_from_slice(text.as_bytes());
+        }
         out.push(b'}');
     }
 }

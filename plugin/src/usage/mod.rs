@@ -22,6 +22,7 @@
 //! `responses`, `anthropic`, `gemini`. JSON scanning lives in `crate::json`.
 
 mod meter;
+pub mod output_limit;
 pub mod parser;
 pub mod providers;
 mod request;

@@ -14,6 +14,7 @@ fn budget(amount: f64, period: Period) -> Budget {
         soft: 0.8,
         hard: 1.0,
         alerts: Tiers::default(),
+        enforce: crate::domain::budgets::Enforce::Flags,
     }
 }
 

@@ -100,6 +100,34 @@ impl BudgetState {
     }
 }
 
+/// How a budget's hard threshold is enforced (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforce {
+    /// Cap flags trailing spend (the bounded overshoot of the README).
+    #[default]
+    Flags,
+    /// Leases and per-call reservations: spend never passes the hard threshold.
+    Strict,
+}
+
+impl Enforce {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforce::Flags => "flags",
+            Enforce::Strict => "strict",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "flags" => Some(Enforce::Flags),
+            "strict" => Some(Enforce::Strict),
+            _ => None,
+        }
+    }
+}
+
 /// A validated budget: `0 < soft <= hard`, `amount_usd > 0`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Budget {
@@ -113,6 +141,8 @@ pub struct Budget {
     pub hard: f64,
     /// Alert tiers (CONTRACTS §10), fractions of `amount_usd`.
     pub alerts: Tiers,
+    /// `flags` (default) or `strict` (leases + reservations).
+    pub enforce: Enforce,
 }
 
 impl Budget {
@@ -153,11 +183,11 @@ pub fn validate_budget(body: &Value, path_id: Option<&str>) -> Result<Budget, St
     if let Some(unknown) = obj.keys().find(|k| {
         !matches!(
             k.as_str(),
-            "id" | "scope" | "period" | "amount_usd" | "soft" | "hard" | "alerts"
+            "id" | "scope" | "period" | "amount_usd" | "soft" | "hard" | "alerts" | "enforce"
         )
     }) {
         return Err(format!(
-            "unknown field {unknown:?}: use id, scope, period, amount_usd, soft, hard, alerts"
+            "unknown field {unknown:?}: use id, scope, period, amount_usd, soft, hard, alerts, enforce"
         ));
     }
     let id = budget_id(obj, path_id)?;
@@ -182,6 +212,13 @@ pub fn validate_budget(body: &Value, path_id: Option<&str>) -> Result<Budget, St
         ));
     }
     let alerts = alerts_field(obj.get("alerts"))?;
+    let enforce = match obj.get("enforce") {
+        None | Some(Value::Null) => Enforce::Flags,
+        Some(v) => v
+            .as_str()
+            .and_then(Enforce::parse)
+            .ok_or_else(|| String::from("field `enforce`: expected \"strict\" or \"flags\""))?,
+    };
     Ok(Budget {
         id,
         scope,
@@ -190,6 +227,7 @@ pub fn validate_budget(body: &Value, path_id: Option<&str>) -> Result<Budget, St
         soft,
         hard,
         alerts,
+        enforce,
     })
 }
 

@@ -66,6 +66,7 @@ fn budget(soft: f64, hard: f64) -> Budget {
         soft,
         hard,
         alerts: crate::domain::alerts::Tiers::default(),
+        enforce: Enforce::Flags,
     }
 }
 

@@ -18,6 +18,9 @@ pub struct ModelPrice {
     pub output: f64,
     pub cache_read: f64,
     pub cache_write: f64,
+    /// The model's output limit (LiteLLM `max_output_tokens`), if known:
+    /// bounds a strict budget's reservation when a call sets none.
+    pub max_output_tokens: Option<u64>,
 }
 
 impl ModelPrice {
@@ -45,6 +48,9 @@ struct LiteLlmEntry {
     output_cost_per_token: Option<f64>,
     cache_read_input_token_cost: Option<f64>,
     cache_creation_input_token_cost: Option<f64>,
+    /// Read leniently (some entries carry it as a float or text): a shape
+    /// we cannot read leaves it unknown rather than dropping the model.
+    max_output_tokens: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +88,11 @@ impl PriceTable {
                 output: entry.output_cost_per_token.unwrap_or(0.0),
                 cache_read: entry.cache_read_input_token_cost.unwrap_or(input),
                 cache_write: entry.cache_creation_input_token_cost.unwrap_or(input),
+                max_output_tokens: entry
+                    .max_output_tokens
+                    .as_ref()
+                    .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
+                    .filter(|n| *n > 0),
             };
             let all = [
                 price.input,

@@ -116,6 +116,7 @@ fn cost_bills_each_token_kind_once() {
         output: 10.0,
         cache_read: 0.1,
         cache_write: 1.25,
+        max_output_tokens: None,
     };
     // 1000 input of which 200 cache reads and 300 cache writes; 50 output.
     let cost = price.cost(&tokens(1000, 200, 300, 50));
@@ -181,4 +182,25 @@ fn bad_price_files_are_errors() {
     assert!(PriceTable::from_json(b"not json").is_err());
     assert!(PriceTable::from_json(b"{}").is_err());
     assert!(PriceTable::from_json(br#"{"m":{"input_cost_per_token":-1.0}}"#).is_err());
+}
+
+#[test]
+fn max_output_tokens_is_read_when_present_and_never_drops_a_model() {
+    let table = PriceTable::from_json(
+        br#"{"m1":{"input_cost_per_token":1e-6,"max_output_tokens":8192},
+             "m2":{"input_cost_per_token":1e-6,"max_output_tokens":"lots"},
+             "m3":{"input_cost_per_token":1e-6}}"#,
+    )
+    .expect("table");
+    assert_eq!(
+        table
+            .lookup("openai", "m1")
+            .and_then(|p| p.max_output_tokens),
+        Some(8192)
+    );
+    assert_eq!(
+        table.lookup("openai", "m2").map(|p| p.max_output_tokens),
+        Some(None)
+    );
+    assert!(table.lookup("openai", "m3").is_some());
 }

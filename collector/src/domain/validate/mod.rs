@@ -58,6 +58,13 @@ pub fn validate_record(value: &Value) -> Result<UsageRecord, String> {
             .ok_or_else(|| String::from("field `status`: expected an integer 100..=599"))?,
     };
 
+    // A strict budget's call (SPEC §6): what the gateway reserved and what
+    // it settled to. Checked, not stored: spend is the collector's price of
+    // the tokens, and the leases hold the gateway's own accounting.
+    for field in ["reserved_usd", "settled_usd"] {
+        optional_usd(obj, field)?;
+    }
+
     Ok(UsageRecord {
         id: id_field(obj)?,
         ts_ms,
@@ -188,6 +195,17 @@ fn optional_bool(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>, 
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(format!("field `{field}`: expected a boolean or null")),
+    }
+}
+
+fn optional_usd(obj: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .map(Some)
+            .ok_or_else(|| format!("field `{field}`: expected a USD amount >= 0 or null")),
     }
 }
 

@@ -176,3 +176,11 @@ fn errors_are_status_400_and_up_or_an_error_code() {
     let r = validate_record(&with("status", json!(399))).expect("valid");
     assert!(!r.is_error());
 }
+
+#[test]
+fn strict_reservation_fields_are_checked_when_present() {
+    assert!(validate_record(&with("reserved_usd", json!(0.25))).is_ok());
+    assert!(validate_record(&with("settled_usd", json!(null))).is_ok());
+    rejects(with("reserved_usd", json!(-1.0)), "field `reserved_usd`");
+    rejects(with("settled_usd", json!("0.1")), "field `settled_usd`");
+}

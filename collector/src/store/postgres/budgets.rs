@@ -12,8 +12,8 @@ use crate::store::StoreError;
 pub async fn create(client: &Client, b: &Budget) -> Result<bool, StoreError> {
     write(
         client,
-        "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard, alerts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard, alerts, enforce) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         b,
     )
     .await
@@ -24,7 +24,7 @@ pub async fn replace(client: &Client, b: &Budget) -> Result<bool, StoreError> {
     write(
         client,
         "UPDATE budgets SET scope = $2, period = $3, amount_usd = $4, soft = $5, hard = $6, \
-         alerts = $7 WHERE id = $1",
+         alerts = $7, enforce = $8 WHERE id = $1",
         b,
     )
     .await
@@ -43,6 +43,7 @@ async fn write(client: &Client, sql: &str, b: &Budget) -> Result<bool, StoreErro
                 &b.soft,
                 &b.hard,
                 &budget_alerts_json(b),
+                &b.enforce.as_str(),
             ],
         )
         .await?;
@@ -79,6 +80,7 @@ fn decode(row: &Row) -> Result<Budget, StoreError> {
         soft: row.try_get(4)?,
         hard: row.try_get(5)?,
         alerts: row.try_get(6)?,
+        enforce: row.try_get(7)?,
     }
     .decode()
 }

@@ -67,6 +67,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "alert tiers and anomalies",
         include_str!("../../../migrations/postgres/0010_alert_tiers.sql"),
     ),
+    (
+        11,
+        "strict_budgets",
+        include_str!("../../../migrations/postgres/0011_strict_budgets.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

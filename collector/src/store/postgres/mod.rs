@@ -26,6 +26,7 @@ mod budgets;
 mod copy_format;
 mod ingest;
 mod keys;
+mod leases;
 mod ledger;
 mod migrate;
 mod prepare;
@@ -55,6 +56,7 @@ use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
 use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
+use crate::domain::leases::{Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
@@ -307,6 +309,16 @@ impl Store for PostgresStore {
 
     fn outbox_depth(&self) -> StoreFuture<'_, i64> {
         Box::pin(async move { alerts::outbox_depth(&self.pool.get().await?).await })
+    }
+
+    fn grant_lease(&self, req: LeaseRequest) -> StoreFuture<'_, Lease> {
+        Box::pin(async move { leases::grant(&mut self.pool.get().await?, &req).await })
+    }
+
+    fn lease_totals(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, (f64, f64)> {
+        Box::pin(async move {
+            leases::committed(&self.pool.get().await?, &budget_id, period_start_ms).await
+        })
     }
 
     fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {

@@ -12,8 +12,8 @@ use crate::store::StoreError;
 pub(super) fn create(conn: &Connection, budget: &Budget) -> Result<bool, StoreError> {
     write(
         conn,
-        "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard, alerts) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO budgets (id, scope, period, amount_usd, soft, hard, alerts, enforce) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
         budget,
     )
 }
@@ -23,7 +23,7 @@ pub(super) fn replace(conn: &Connection, budget: &Budget) -> Result<bool, StoreE
     write(
         conn,
         "UPDATE budgets SET scope = ?2, period = ?3, amount_usd = ?4, soft = ?5, hard = ?6, \
-         alerts = ?7 WHERE id = ?1",
+         alerts = ?7, enforce = ?8 WHERE id = ?1",
         budget,
     )
 }
@@ -39,7 +39,8 @@ fn write(conn: &Connection, sql: &str, budget: &Budget) -> Result<bool, StoreErr
             budget.amount_usd,
             budget.soft,
             budget.hard,
-            budget_alerts_json(budget)
+            budget_alerts_json(budget),
+            budget.enforce.as_str()
         ],
     )?;
     Ok(changed == 1)
@@ -76,5 +77,6 @@ fn raw_budget(row: &Row<'_>) -> Result<BudgetRow, rusqlite::Error> {
         soft: row.get(4)?,
         hard: row.get(5)?,
         alerts: row.get(6)?,
+        enforce: row.get(7)?,
     })
 }

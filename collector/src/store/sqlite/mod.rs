@@ -22,6 +22,7 @@ use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
 use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
+use crate::domain::leases::{Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
@@ -33,6 +34,7 @@ mod budgets;
 mod chunks;
 mod ingest;
 mod keys;
+mod leases;
 mod ledger;
 mod query;
 mod records;
@@ -339,6 +341,16 @@ impl Store for SqliteStore {
 
     fn outbox_depth(&self) -> StoreFuture<'_, i64> {
         self.blocking(|inner| inner.with_reader(alerts::outbox_depth))
+    }
+
+    fn grant_lease(&self, req: LeaseRequest) -> StoreFuture<'_, Lease> {
+        self.blocking(move |inner| leases::grant(&inner.writer()?.conn, &req))
+    }
+
+    fn lease_totals(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, (f64, f64)> {
+        self.blocking(move |inner| {
+            inner.with_reader(|conn| leases::committed(conn, &budget_id, period_start_ms))
+        })
     }
 
     fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {

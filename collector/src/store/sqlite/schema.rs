@@ -27,6 +27,11 @@ const UPGRADES: &[(i64, &str)] = &[
     (9, ""),
     // 10: per-budget alert tiers, the z-score of anomaly alerts.
     (10, MIGRATE_9_TO_10),
+    // 11: strict budgets (SPEC §6): `budgets.enforce`, and the lease tables.
+    (
+        11,
+        "ALTER TABLE budgets ADD COLUMN enforce TEXT NOT NULL DEFAULT 'flags';",
+    ),
 ];
 
 /// The oldest version a file can be upgraded from.

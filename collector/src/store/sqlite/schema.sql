@@ -154,6 +154,7 @@ CREATE TABLE IF NOT EXISTS budgets (
     hard       REAL NOT NULL,
     -- Alert tiers as JSON (schema 10); NULL: the defaults.
     alerts     TEXT,
+    enforce    TEXT NOT NULL DEFAULT 'flags',
     CHECK (soft > 0 AND soft <= hard)
 );
 
@@ -311,3 +312,26 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     UNIQUE (event_id, webhook_id)
 );
 CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_attempt_at);
+
+-- Leases of strict budgets (SPEC §6), version 11 (domain/leases). One row per
+-- budget and period holds the spend recorded before its first lease; one row
+-- per (budget, period, gateway host) holds that host's lease.
+CREATE TABLE IF NOT EXISTS lease_periods (
+    budget_id    TEXT NOT NULL,
+    period_start INTEGER NOT NULL,
+    base_usd     REAL NOT NULL,
+    PRIMARY KEY (budget_id, period_start)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    budget_id      TEXT NOT NULL,
+    period_start   INTEGER NOT NULL,
+    host           TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    granted_usd    REAL NOT NULL,
+    committed_usd  REAL NOT NULL,
+    used_usd       REAL NOT NULL,
+    burn_usd_per_s REAL NOT NULL,
+    updated_ms     INTEGER NOT NULL,
+    expires_ms     INTEGER NOT NULL,
+    PRIMARY KEY (budget_id, period_start, host)
+);

@@ -99,10 +99,24 @@ fn record_serializes_every_field() {
         cache_write_input_tokens: 2,
         output_tokens: 7,
         reasoning_tokens: 3,
+        reservation: None,
     };
     let mut out = Vec::new();
     r.write_json(&mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(
+        v.get("reserved_usd").is_none(),
+        "only strict calls carry it"
+    );
+    let mut strict = Vec::new();
+    Record {
+        reservation: Some((0.0125, 0.000_75)),
+        ..r
+    }
+    .write_json(&mut strict);
+    let s: serde_json::Value = serde_json::from_slice(&strict).unwrap();
+    assert_eq!(s["reserved_usd"], 0.0125);
+    assert_eq!(s["settled_usd"], 0.000_75);
     assert_eq!(v["ts"], "2026-11-24T06:50:00.123Z");
     assert_eq!(
         v["tags"],
@@ -151,6 +165,7 @@ fn a_kept_principal_part_writes_the_same_record() {
             status: 200,
             usage: &usage,
             principal_json: cache,
+            reservation: None,
         };
         let mut out = Vec::new();
         call.write_record(&mut out);

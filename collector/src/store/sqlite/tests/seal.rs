@@ -175,6 +175,7 @@ async fn a_version_3_file_is_migrated_and_counts_stored_refusals() {
              ALTER TABLE usage_hourly DROP COLUMN denied;
              ALTER TABLE usage_daily DROP COLUMN denied;
              ALTER TABLE budgets DROP COLUMN alerts;
+             ALTER TABLE budgets DROP COLUMN enforce;
              DROP TABLE alerts;
              PRAGMA user_version = 3;",
         )

@@ -1,0 +1,215 @@
+//! A call's output limit (SPEC §6, strict budgets): read it from the request
+//! body, and rewrite it to a lower value, per provider body shape:
+//!
+//! | shape | field |
+//! |---|---|
+//! | OpenAI / Azure chat | `max_completion_tokens` and `max_tokens` (both lowered when present; `max_completion_tokens` added when neither is) |
+//! | OpenAI responses | `max_output_tokens` |
+//! | Anthropic messages | `max_tokens` |
+//! | Gemini generate | `generationConfig.maxOutputTokens` (`generation_config.max_output_tokens` too) |
+//!
+//! Everything else in the body stays byte-identical, except Gemini's
+//! `generationConfig` object, which is re-serialized.
+//!
+//! Also the input side of a worst case: [`media_refs`] counts the parts of
+//! a body whose tokens its bytes do not bound (images, files, documents).
+
+use std::ops::Range;
+
+use super::{Operation, Provider, Route};
+use crate::json::scan::{find, top_level_ranges};
+
+const CHAT: &[&str; 2] = &["max_completion_tokens", "max_tokens"];
+const RESPONSES: &[&str; 1] = &["max_output_tokens"];
+const GEMINI: &[&str; 2] = &["generationConfig", "generation_config"];
+
+/// Which body shape a route has for its output limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Chat,
+    Responses,
+    Messages,
+    Gemini,
+    /// No output tokens (embeddings).
+    NoOutput,
+    /// A body we do not know how to limit.
+    Unknown,
+}
+
+pub fn shape(route: &Route) -> Shape {
+    match (route.provider, route.operation) {
+        (_, Operation::Embeddings) => Shape::NoOutput,
+        (Provider::OpenAi | Provider::Azure, Operation::Chat) => Shape::Chat,
+        (Provider::OpenAi | Provider::Azure, Operation::Responses) => Shape::Responses,
+        (Provider::Anthropic, Operation::Messages) => Shape::Messages,
+        (Provider::Gemini, Operation::Generate) => Shape::Gemini,
+        _ => Shape::Unknown,
+    }
+}
+
+fn uint(body: &[u8], r: &Option<Range<usize>>) -> Option<u64> {
+    r.clone()
+        .and_then(|r| body.get(r))
+        .and_then(crate::json::fast::uint)
+}
+
+/// The output limit the body sets, if any (the lowest when two fields set one).
+pub fn read(shape: Shape, body: &[u8]) -> Option<u64> {
+    match shape {
+        Shape::Chat => {
+            let [a, b] = top_level_ranges(body, CHAT)?;
+            match (uint(body, &a), uint(body, &b)) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            }
+        }
+        Shape::Responses => {
+            let [a] = top_level_ranges(body, RESPONSES)?;
+            uint(body, &a)
+        }
+        Shape::Messages => {
+            let [a] = top_level_ranges(body, &["max_tokens"])?;
+            uint(body, &a)
+        }
+        Shape::Gemini => {
+            let ranges = top_level_ranges(body, GEMINI)?;
+            ranges
+                .iter()
+                .zip(["maxOutputTokens", "max_output_tokens"])
+                .filter_map(|(r, key)| {
+                    let obj: serde_json::Value =
+                        serde_json::from_slice(body.get(r.clone()?)?).ok()?;
+                    obj.get(key)?.as_u64()
+                })
+                .min()
+        }
+        Shape::NoOutput | Shape::Unknown => None,
+    }
+}
+
+/// The body with its output limit set to `n` (added when it sets none), or
+/// `None` when it cannot be rewritten (not one JSON object, unknown shape).
+pub fn rewrite(shape: Shape, body: &[u8], n: u64) -> Option<Vec<u8>> {
+    let value = n.to_string();
+    match shape {
+        Shape::Chat => {
+            let [a, b] = top_level_ranges(body, CHAT)?;
+            let found: Vec<Range<usize>> = [a, b].into_iter().flatten().collect();
+            if found.is_empty() {
+                insert(body, "max_completion_tokens", value.as_bytes())
+            } else {
+                replace(body, found, value.as_bytes())
+            }
+        }
+        Shape::Responses => set_top(body, RESPONSES, "max_output_tokens", &value),
+        Shape::Messages => set_top(body, &["max_tokens"], "max_tokens", &value),
+        Shape::Gemini => {
+            let [camel, snake] = top_level_ranges(body, GEMINI)?;
+            let (range, key) = match (camel, snake) {
+                (Some(r), _) => (Some(r), "maxOutputTokens"),
+                (None, Some(r)) => (Some(r), "max_output_tokens"),
+                (None, None) => (None, "maxOutputTokens"),
+            };
+            match range {
+                Some(r) => {
+                    let old = body.get(r.clone())?;
+                    let mut map: serde_json::Map<String, serde_json::Value> =
+                        if crate::json::scan::is_null(old) {
+                            serde_json::Map::new()
+                        } else {
+                            serde_json::from_slice(old).ok()?
+                        };
+                    map.insert(key.into(), serde_json::Value::from(n));
+                    replace(body, vec![r], &serde_json::to_vec(&map).ok()?)
+                }
+                None => insert(
+                    body,
+                    "generationConfig",
+                    format!("{{\"maxOutputTokens\":{n}}}").as_bytes(),
+                ),
+            }
+        }
+        Shape::NoOutput | Shape::Unknown => None,
+    }
+}
+
+fn set_top(
+    body: &[u8],
+    keys: &'static [&'static str; 1],
+    key: &str,
+    value: &str,
+) -> Option<Vec<u8>> {
+    let [r] = top_level_ranges(body, keys)?;
+    match r {
+        Some(r) => replace(body, vec![r], value.as_bytes()),
+        None => insert(body, key, value.as_bytes()),
+    }
+}
+
+/// `body` with each range (top-level values, not overlapping) replaced by `value`.
+fn replace(body: &[u8], mut ranges: Vec<Range<usize>>, value: &[u8]) -> Option<Vec<u8>> {
+    ranges.sort_by_key(|r| r.start);
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut at = 0;
+    for r in ranges {
+        out.extend_from_slice(body.get(at..r.start)?);
+        out.extend_from_slice(value);
+        at = r.end;
+    }
+    out.extend_from_slice(body.get(at..)?);
+    Some(out)
+}
+
+/// `body` with `"key":value` added as the object's first member.
+fn insert(body: &[u8], key: &str, value: &[u8]) -> Option<Vec<u8>> {
+    let open = body.iter().position(|&b| b == b'{')?;
+    let (head, tail) = body.split_at(open + 1);
+    let empty = tail.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = Vec::with_capacity(body.len() + key.len() + value.len() + 4);
+    out.extend_from_slice(head);
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(value);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(tail);
+    Some(out)
+}
+
+/// Keys that introduce content whose tokens the body's bytes do not bound:
+/// an image or file by URL or id costs tokens its few bytes do not show.
+/// (Keys inside JSON strings cannot match: their quotes are escaped.)
+const MEDIA_KEYS: &[&[u8]] = &[
+    b"\"image_url\"",
+    b"\"input_image\"",
+    b"\"input_file\"",
+    b"\"file_id\"",
+    b"\"source\"",
+    b"\"inline_data\"",
+    b"\"inlineData\"",
+    b"\"file_data\"",
+    b"\"fileData\"",
+    b"\"input_audio\"",
+];
+
+/// How many media parts the body references (an over-count is safe: each
+/// adds a configured allowance to the input bound).
+pub fn media_refs(body: &[u8]) -> u64 {
+    MEDIA_KEYS
+        .iter()
+        .map(|key| {
+            let mut n = 0;
+            let mut from = 0;
+            while let Some(p) = body.get(from..).and_then(|h| find(h, key)) {
+                n += 1;
+                from += p + key.len();
+            }
+            n
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+use super::*;
+use crate::usage::detect;
+
+fn route(path: &str) -> Route {
+    detect(path).expect("route")
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).expect("valid JSON")
+}
+
+#[test]
+fn shapes_follow_the_route() {
+    assert_eq!(shape(&route("/v1/chat/completions")), Shape::Chat);
+    assert_eq!(
+        shape(&route("/openai/deployments/d/chat/completions")),
+        Shape::Chat
+    );
+    assert_eq!(shape(&route("/v1/responses")), Shape::Responses);
+    assert_eq!(shape(&route("/v1/messages")), Shape::Messages);
+    assert_eq!(
+        shape(&route("/v1beta/models/gemini-2.5-flash:generateContent")),
+        Shape::Gemini
+    );
+    assert_eq!(shape(&route("/v1/embeddings")), Shape::NoOutput);
+}
+
+#[test]
+fn openai_chat_reads_the_lowest_and_lowers_both_fields() {
+    let body =
+        br#"{"model":"gpt-4o-mini","max_tokens":900,"messages":[],"max_completion_tokens":500}"#;
+    assert_eq!(read(Shape::Chat, body), Some(500));
+    let out = rewrite(Shape::Chat, body, 42).expect("rewrite");
+    assert_eq!(
+        out,
+        br#"{"model":"gpt-4o-mini","max_tokens":42,"messages":[],"max_completion_tokens":42}"#
+    );
+    let none = br#"{"model":"m","messages":[]}"#;
+    assert_eq!(read(Shape::Chat, none), None);
+    let out = rewrite(Shape::Chat, none, 7).expect("rewrite");
+    assert_eq!(json(&out)["max_completion_tokens"], 7);
+    assert_eq!(json(&out)["model"], "m");
+}
+
+#[test]
+fn responses_and_anthropic_use_their_one_field() {
+    let body = br#"{"model":"gpt-4o","input":"hi","max_output_tokens":4000}"#;
+    assert_eq!(read(Shape::Responses, body), Some(4000));
+    let out = rewrite(Shape::Responses, body, 100).expect("rewrite");
+    assert_eq!(
+        out,
+        br#"{"model":"gpt-4o","input":"hi","max_output_tokens":100}"#
+    );
+    let out = rewrite(Shape::Responses, br#"{"input":"x"}"#, 9).expect("add");
+    assert_eq!(json(&out)["max_output_tokens"], 9);
+
+    let body = br#"{"model":"claude-sonnet-4-5","max_tokens":8192,"messages":[{"role":"user","content":"max_tokens"}]}"#;
+    assert_eq!(read(Shape::Messages, body), Some(8192));
+    let out = rewrite(Shape::Messages, body, 64).expect("rewrite");
+    let v = json(&out);
+    assert_eq!(v["max_tokens"], 64);
+    assert_eq!(v["messages"][0]["content"], "max_tokens", "text untouched");
+}
+
+#[test]
+fn gemini_edits_generation_config_in_either_spelling() {
+    let body = br#"{"contents":[],"generationConfig":{"temperature":0.5,"maxOutputTokens":2048}}"#;
+    assert_eq!(read(Shape::Gemini, body), Some(2048));
+    let v = json(&rewrite(Shape::Gemini, body, 33).expect("rewrite"));
+    assert_eq!(v["generationConfig"]["maxOutputTokens"], 33);
+    assert_eq!(v["generationConfig"]["temperature"], 0.5);
+    let snake = br#"{"contents":[],"generation_config":{"max_output_tokens":100}}"#;
+    assert_eq!(read(Shape::Gemini, snake), Some(100));
+    let v = json(&rewrite(Shape::Gemini, snake, 5).expect("rewrite"));
+    assert_eq!(v["generation_config"]["max_output_tokens"], 5);
+    let bare = br#"{"contents":[]}"#;
+    assert_eq!(read(Shape::Gemini, bare), None);
+    let v = json(&rewrite(Shape::Gemini, bare, 8).expect("add"));
+    assert_eq!(v["generationConfig"]["maxOutputTokens"], 8);
+}
+
+#[test]
+fn bodies_that_are_not_json_objects_are_not_rewritten() {
+    assert_eq!(rewrite(Shape::Chat, b"{\"model\":", 5), None);
+    assert_eq!(rewrite(Shape::NoOutput, b"{}", 5), None);
+    assert_eq!(rewrite(Shape::Unknown, b"{}", 5), None);
+    let v = json(&rewrite(Shape::Messages, b"{}", 5).expect("empty object"));
+    assert_eq!(v["max_tokens"], 5);
+}
+
+#[test]
+fn media_references_are_counted_but_not_inside_text() {
+    let body = br#"{"messages":[{"role":"user","content":[
+        {"type":"image_url","image_url":{"url":"https://x/a.png"}},
+        {"type":"text","text":"see \"image_url\" here"}]}]}"#;
+    // The key once (the type value "image_url" is not followed by a colon
+    // but is counted too: an over-count only reserves more).
+    assert!(media_refs(body) >= 1);
+    assert_eq!(
+        media_refs(br#"{"messages":[{"role":"user","content":"hi"}]}"#),
+        0
+    );
+    let anthropic = br#"{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"u"}}]}]}"#;
+    assert_eq!(media_refs(anthropic), 1);
+}

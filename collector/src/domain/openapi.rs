@@ -23,6 +23,8 @@ pub enum Body {
     Export,
     /// No body.
     Empty,
+    /// A static asset of the dashboard, of this media type.
+    Asset(&'static str),
 }
 
 /// Per-route schema information the route table does not carry.
@@ -74,7 +76,7 @@ const fn with_query(
     o
 }
 
-use Body::{Array, Empty, Export, Json, Object, Text};
+use Body::{Array, Asset, Empty, Export, Json, Object, Text};
 
 const USAGE_QUERY: &[&str] = &[
     "from",
@@ -97,6 +99,41 @@ pub const OPS: &[Op] = &[
     op("GET", "/healthz", "Liveness and store health", 200, Object),
     op("GET", "/metrics", "Prometheus metrics", 200, Text),
     op("GET", "/openapi.json", "This OpenAPI document", 200, Object),
+    op(
+        "GET",
+        "/ui",
+        "The dashboard's page",
+        200,
+        Asset("text/html"),
+    ),
+    op(
+        "GET",
+        "/ui/",
+        "The dashboard's page",
+        200,
+        Asset("text/html"),
+    ),
+    op(
+        "GET",
+        "/ui/app.js",
+        "The dashboard's script",
+        200,
+        Asset("text/javascript"),
+    ),
+    op(
+        "GET",
+        "/ui/app.css",
+        "The dashboard's style sheet",
+        200,
+        Asset("text/css"),
+    ),
+    op(
+        "GET",
+        "/v1/whoami",
+        "The caller: role, scope, callable routes",
+        200,
+        Object,
+    ),
     with_body(op(
         "POST",
         "/v1/records",
@@ -340,6 +377,9 @@ fn success(o: &Op) -> Value {
             "text/csv": {"schema": {"type": "string"}},
             "application/json": {"schema": {"type": ["object", "array"]}}}}),
         Empty => json!({"description": o.summary}),
+        Asset(media) => {
+            json!({"description": o.summary, "content": {media: {"schema": {"type": "string"}}}})
+        }
     }
 }
 
@@ -450,6 +490,9 @@ mod tests {
         assert_eq!(rotate["parameters"][0]["name"], "key_id");
         assert_eq!(rotate["parameters"][0]["in"], "path");
         assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]));
+        let page = &doc["paths"]["/ui/"]["get"]["responses"]["200"]["content"];
+        assert!(page.get("text/html").is_some(), "{page}");
+        assert_eq!(doc["paths"]["/ui/app.js"]["get"]["security"], json!([]));
         assert!(
             doc["paths"]["/v1/usage"]["get"].get("security").is_none(),
             "protected by the global bearer"

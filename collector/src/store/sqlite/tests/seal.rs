@@ -225,6 +225,7 @@ async fn a_version_9_file_gains_alert_tiers_and_z_scores() {
         .expect("open")
         .execute_batch(
             "ALTER TABLE budgets DROP COLUMN alerts;
+             ALTER TABLE budgets DROP COLUMN enforce;
              ALTER TABLE alerts DROP COLUMN z_score;
              INSERT INTO budgets (id, scope, period, amount_usd, soft, hard)
                  VALUES ('old', '{\"team\":\"a\"}', 'month', 10, 0.8, 1.0);

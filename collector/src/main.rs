@@ -85,6 +85,14 @@ async fn run(settings: Settings) -> Result<(), String> {
         .with_key_policy(settings.key_policy.clone())
         .with_alerts(settings.alerts.clone())
         .with_lease_policy(settings.lease_policy);
+    // Prices in time: the stored changes, plus the file's (SPEC §13).
+    if let Some(path) = &settings.price_changes {
+        let summary = aispend_collector::service::prices::apply_file(&state, path).await?;
+        tracing::info!(file = %path.display(), %summary, "price changes applied");
+    }
+    aispend_collector::service::prices::reload(&state)
+        .await
+        .map_err(|e| format!("cannot load price changes: {e:?}"))?;
     if let Some(problem) = state.alerts.tls_problem() {
         return Err(format!("https webhooks: {problem}"));
     }

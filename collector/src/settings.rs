@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 (POST /v1/records), prices them, stores them and answers GET /v1/usage.\n\n\
 Every setting can be given as a flag, as an AISPEND_* environment variable, or in a TOML \
 file passed with --config (keys: listen, database_url, ingest_token, read_token, \
-admin_token, prices, insecure_no_auth, log_format, log_level, \
+admin_token, prices, price_changes, insecure_no_auth, log_format, log_level, \
 header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb, required_tags, \
 key_max_lifetime, retention_days, webhook_allowed_hosts, webhook_timeout_ms, \
 alert_interval_ms, spike_min_usd, anomaly_min_usd, webhook_ca_file). Precedence: flags > environment > file > defaults.\n\n\
@@ -85,6 +85,11 @@ pub struct Cli {
     /// replacing the embedded table.
     #[arg(long, env = "AISPEND_PRICES", value_name = "FILE")]
     pub prices: Option<PathBuf>,
+    /// Price changes and contract discounts with effective dates (JSON, the
+    /// body of POST /v1/prices), stored at start; entries already stored
+    /// change nothing, an entry contradicting a stored one stops the start.
+    #[arg(long, env = "AISPEND_PRICE_CHANGES", value_name = "FILE")]
+    pub price_changes: Option<PathBuf>,
     /// Allow unset tokens: the matching endpoints are then open to anyone.
     /// (environment: 1/true/yes enable it, 0/false/no/empty do not).
     #[arg(
@@ -192,6 +197,7 @@ pub struct FileSettings {
     pub read_token: Option<String>,
     pub admin_token: Option<String>,
     pub prices: Option<PathBuf>,
+    pub price_changes: Option<PathBuf>,
     pub insecure_no_auth: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
@@ -221,6 +227,8 @@ pub struct Settings {
     pub read_token: Option<String>,
     pub admin_token: Option<String>,
     pub prices: Option<PathBuf>,
+    /// `AISPEND_PRICE_CHANGES`: applied at start (`service::prices`).
+    pub price_changes: Option<PathBuf>,
     pub log_format: LogFormat,
     /// `None`: `RUST_LOG`, else info.
     pub log_level: Option<String>,
@@ -338,6 +346,7 @@ impl Settings {
             read_token: non_empty(cli.read_token.or(file.read_token)),
             admin_token: non_empty(cli.admin_token.or(file.admin_token)),
             prices: cli.prices.or(file.prices),
+            price_changes: cli.price_changes.or(file.price_changes),
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             log_level: non_empty(cli.log_level.or(file.log_level)),
             header_timeout_ms: cli

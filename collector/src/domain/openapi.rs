@@ -274,6 +274,29 @@ pub const OPS: &[Op] = &[
         &["from", "to"],
         &[],
     ),
+    with_query(
+        op("GET", "/v1/prices", "Prices in time", 200, Object),
+        &["provider", "model", "at"],
+        &[],
+    ),
+    with_body(op(
+        "POST",
+        "/v1/prices",
+        "Add price changes and discounts",
+        201,
+        Object,
+    )),
+    with_query(
+        op(
+            "POST",
+            "/v1/prices/recompute",
+            "Reprice a range of records",
+            200,
+            Object,
+        ),
+        &["from", "to"],
+        &["from", "to"],
+    ),
     op(
         "GET",
         "/v1/forecast",

@@ -24,6 +24,7 @@ pub mod finops;
 pub mod ingest;
 pub mod keys;
 pub mod overrides;
+pub mod prices;
 pub mod retention;
 pub mod usage;
 pub mod webhook_client;

@@ -32,6 +32,8 @@ const UPGRADES: &[(i64, &str)] = &[
         11,
         "ALTER TABLE budgets ADD COLUMN enforce TEXT NOT NULL DEFAULT 'flags';",
     ),
+    // 12: prices in time (SPEC §13): price changes, discounts; tables only.
+    (12, ""),
 ];
 
 /// The oldest version a file can be upgraded from.

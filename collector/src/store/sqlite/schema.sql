@@ -335,3 +335,28 @@ CREATE TABLE IF NOT EXISTS leases (
     expires_ms     INTEGER NOT NULL,
     PRIMARY KEY (budget_id, period_start, host)
 );
+
+-- Prices in time (SPEC §13, schema version 12). Append only: a change or a
+-- discount is never edited; a later `effective_from` supersedes it. A record
+-- keeps the cost it was priced with until `POST /v1/prices/recompute`.
+CREATE TABLE IF NOT EXISTS price_changes (
+    provider          TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    effective_from_ms INTEGER NOT NULL,
+    input             REAL NOT NULL,
+    output            REAL NOT NULL,
+    cache_read        REAL NOT NULL,
+    cache_write       REAL NOT NULL,
+    created_ms        INTEGER NOT NULL,
+    PRIMARY KEY (provider, model, effective_from_ms)
+);
+
+-- `model` '' : every model of the provider.
+CREATE TABLE IF NOT EXISTS price_discounts (
+    provider          TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    effective_from_ms INTEGER NOT NULL,
+    fraction          REAL NOT NULL,
+    created_ms        INTEGER NOT NULL,
+    PRIMARY KEY (provider, model, effective_from_ms)
+);

@@ -17,6 +17,7 @@ use aispend_collector::domain::leases::{Lease, LeaseRequest};
 use aispend_collector::domain::overrides::{Approval, Override};
 use aispend_collector::domain::pricing::book::PriceChanges;
 use aispend_collector::domain::pricing::PriceTable;
+use aispend_collector::domain::reconcile::import::{Import, ProviderLine};
 use aispend_collector::domain::record::PricedRecord;
 use aispend_collector::domain::usage_query::UsageQuery;
 use aispend_collector::domain::webhooks::{Attempt, Delivery, Webhook};
@@ -110,6 +111,12 @@ impl Store for FailingStore {
         self.fail()
     }
     fn retention_horizon(&self) -> StoreFuture<'_, Option<i64>> {
+        self.fail()
+    }
+    fn replace_provider_usage(&self, _: Import) -> StoreFuture<'_, (u64, u64)> {
+        self.fail()
+    }
+    fn provider_usage(&self, _: i64, _: i64) -> StoreFuture<'_, Vec<ProviderLine>> {
         self.fail()
     }
     fn add_prices(&self, _: PriceChanges, _: i64) -> StoreFuture<'_, PricesAdded> {

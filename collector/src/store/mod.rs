@@ -29,6 +29,7 @@ use crate::domain::keys::Key;
 use crate::domain::leases::{Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::pricing::book::PriceChanges;
+use crate::domain::reconcile::import::{Import, ProviderLine};
 use crate::domain::record::{PricedRecord, UsageRecord};
 use crate::domain::usage_query::{Dim, UsageQuery};
 use crate::domain::webhooks::{Attempt, Delivery, Webhook};
@@ -313,6 +314,17 @@ pub trait Store: Send + Sync + 'static {
         price: Pricer,
         version: String,
     ) -> StoreFuture<'_, Repriced>;
+
+    // ---- Provider usage exports (SPEC §13; in the same files).
+
+    /// Replaces, in one transaction, the lines of `import.source` whose
+    /// start is in `[import.from_ms, import.to_ms)` with `import.lines`:
+    /// the same export twice changes nothing, an overlapping one replaces
+    /// the overlap. Answers (lines deleted, lines inserted).
+    fn replace_provider_usage(&self, import: Import) -> StoreFuture<'_, (u64, u64)>;
+
+    /// Every provider line whose start is in `[from_ms, to_ms)`.
+    fn provider_usage(&self, from_ms: i64, to_ms: i64) -> StoreFuture<'_, Vec<ProviderLine>>;
 
     /// Spend in USD over `[from_ms, to_ms)` for each scope, in order: the sum
     /// of `cost_usd` of records whose tags (or `key_id`) match every pair of

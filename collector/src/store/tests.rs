@@ -1337,6 +1337,12 @@ macro_rules! store_suite {
             }
 
             #[tokio::test]
+            async fn provider_imports_replace_their_range() {
+                let (store, _guard) = $open;
+                super::prices::provider_imports_replace_their_range(&*store).await;
+            }
+
+            #[tokio::test]
             async fn reprice_rebuilds_the_rollups_exactly() {
                 let (store, _guard) = $open;
                 super::prices::reprice_rebuilds_the_rollups_exactly(&*store).await;

@@ -74,8 +74,8 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         12,
-        "prices",
-        include_str!("../../../migrations/postgres/0012_prices.sql"),
+        "reconciliation",
+        include_str!("../../../migrations/postgres/0012_reconciliation.sql"),
     ),
 ];
 

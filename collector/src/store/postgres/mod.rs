@@ -61,6 +61,7 @@ use crate::domain::keys::Key;
 use crate::domain::leases::{Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::pricing::book::PriceChanges;
+use crate::domain::reconcile::import::{Import, ProviderLine};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
 use crate::domain::webhooks::{Attempt, Delivery, Webhook};
@@ -338,6 +339,18 @@ impl Store for PostgresStore {
 
     fn keys_revision(&self) -> StoreFuture<'_, i64> {
         Box::pin(async move { keys::revision(&*self.pool.get().await?).await })
+    }
+
+    fn replace_provider_usage(&self, import: Import) -> StoreFuture<'_, (u64, u64)> {
+        Box::pin(async move {
+            prices::replace_provider_usage(&mut self.pool.get().await?, &import).await
+        })
+    }
+
+    fn provider_usage(&self, from_ms: i64, to_ms: i64) -> StoreFuture<'_, Vec<ProviderLine>> {
+        Box::pin(
+            async move { prices::provider_usage(&self.pool.get().await?, from_ms, to_ms).await },
+        )
     }
 
     fn add_prices(&self, changes: PriceChanges, now_ms: i64) -> StoreFuture<'_, PricesAdded> {

@@ -9,6 +9,7 @@ use deadpool_postgres::Client;
 
 use crate::domain::pricing::book::{pricing_input, Discount, PriceChange, PriceChanges};
 use crate::domain::pricing::ModelPrice;
+use crate::domain::reconcile::import::{Import, ProviderLine};
 use crate::domain::record::Tokens;
 use crate::domain::time::{format_rfc3339_ms, DAY_MS, HOUR_MS};
 use crate::store::{Pricer, PricesAdded, Repriced, StoreError};
@@ -274,4 +275,82 @@ pub async fn reprice(
     .await?;
     tx.commit().await?;
     Ok(out)
+}
+
+/// Replaces a source's lines in the import's range; (deleted, inserted).
+pub async fn replace_provider_usage(
+    client: &mut Client,
+    import: &Import,
+) -> Result<(u64, u64), StoreError> {
+    let tx = client.transaction().await?;
+    let deleted = tx
+        .execute(
+            "DELETE FROM provider_usage WHERE source = $1 AND start_ms >= $2 AND start_ms < $3",
+            &[&import.source, &import.from_ms, &import.to_ms],
+        )
+        .await?;
+    let insert = tx
+        .prepare(
+            "INSERT INTO provider_usage (provider, source, start_ms, end_ms, model, line_item, \
+             credential, requests, input_tokens, cached_input_tokens, cache_write_input_tokens, \
+             output_tokens, cost_usd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .await?;
+    for l in &import.lines {
+        tx.execute(
+            &insert,
+            &[
+                &l.provider,
+                &l.source,
+                &l.start_ms,
+                &l.end_ms,
+                &l.model,
+                &l.line_item,
+                &l.credential,
+                &l.requests,
+                &l.input_tokens,
+                &l.cached_input_tokens,
+                &l.cache_write_input_tokens,
+                &l.output_tokens,
+                &l.cost_usd,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok((deleted, import.lines.len() as u64))
+}
+
+pub async fn provider_usage(
+    client: &Client,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<ProviderLine>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT provider, source, start_ms, end_ms, model, line_item, credential, requests, \
+             input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, cost_usd \
+             FROM provider_usage WHERE start_ms >= $1 AND start_ms < $2 \
+             ORDER BY start_ms, provider, source, model, line_item, credential",
+            &[&from_ms, &to_ms],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ProviderLine {
+            provider: r.get(0),
+            source: r.get(1),
+            start_ms: r.get(2),
+            end_ms: r.get(3),
+            model: r.get(4),
+            line_item: r.get(5),
+            credential: r.get(6),
+            requests: r.get(7),
+            input_tokens: r.get(8),
+            cached_input_tokens: r.get(9),
+            cache_write_input_tokens: r.get(10),
+            output_tokens: r.get(11),
+            cost_usd: r.get(12),
+        })
+        .collect())
 }

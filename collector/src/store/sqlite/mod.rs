@@ -28,6 +28,7 @@ use crate::domain::keys::Key;
 use crate::domain::leases::{Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::pricing::book::PriceChanges;
+use crate::domain::reconcile::import::{Import, ProviderLine};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
 use crate::domain::webhooks::{Attempt, Delivery, Webhook};
@@ -380,6 +381,16 @@ impl Store for SqliteStore {
 
     fn gl_accounts(&self) -> StoreFuture<'_, Vec<GlAccount>> {
         self.blocking(|inner| inner.with_reader(ledger::gl_accounts))
+    }
+
+    fn replace_provider_usage(&self, import: Import) -> StoreFuture<'_, (u64, u64)> {
+        self.blocking(move |inner| prices::replace_provider_usage(&inner.writer()?.conn, &import))
+    }
+
+    fn provider_usage(&self, from_ms: i64, to_ms: i64) -> StoreFuture<'_, Vec<ProviderLine>> {
+        self.blocking(move |inner| {
+            inner.with_reader(|conn| prices::provider_usage(conn, from_ms, to_ms))
+        })
     }
 
     fn add_prices(&self, changes: PriceChanges, now_ms: i64) -> StoreFuture<'_, PricesAdded> {

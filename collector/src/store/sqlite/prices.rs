@@ -9,6 +9,7 @@ use super::rollup::{DAILY, HOURLY};
 use super::seal;
 use crate::domain::pricing::book::{pricing_input, Discount, PriceChange, PriceChanges};
 use crate::domain::pricing::ModelPrice;
+use crate::domain::reconcile::import::{Import, ProviderLine};
 use crate::domain::record::{Tokens, UsageRecord};
 use crate::domain::time::{format_rfc3339_ms, DAY_MS, HOUR_MS};
 use crate::store::{Pricer, PricesAdded, Repriced, StoreError};
@@ -254,4 +255,75 @@ pub(super) fn reprice(
     }
     tx.commit()?;
     Ok(out)
+}
+
+/// Replaces a source's lines in the import's range; (deleted, inserted).
+pub(super) fn replace_provider_usage(
+    conn: &Connection,
+    import: &Import,
+) -> Result<(u64, u64), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let deleted = tx.execute(
+        "DELETE FROM provider_usage WHERE source = ?1 AND start_ms >= ?2 AND start_ms < ?3",
+        params![import.source, import.from_ms, import.to_ms],
+    )?;
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO provider_usage (provider, source, start_ms, end_ms, model, line_item, \
+             credential, requests, input_tokens, cached_input_tokens, cache_write_input_tokens, \
+             output_tokens, cost_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for l in &import.lines {
+            insert.execute(params![
+                l.provider,
+                l.source,
+                l.start_ms,
+                l.end_ms,
+                l.model,
+                l.line_item,
+                l.credential,
+                l.requests,
+                l.input_tokens,
+                l.cached_input_tokens,
+                l.cache_write_input_tokens,
+                l.output_tokens,
+                l.cost_usd
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok((deleted as u64, import.lines.len() as u64))
+}
+
+pub(super) fn provider_usage(
+    conn: &Connection,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<ProviderLine>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT provider, source, start_ms, end_ms, model, line_item, credential, requests, \
+         input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, cost_usd \
+         FROM provider_usage WHERE start_ms >= ?1 AND start_ms < ?2 \
+         ORDER BY start_ms, provider, source, model, line_item, credential",
+    )?;
+    let rows = stmt
+        .query_map(params![from_ms, to_ms], |r| {
+            Ok(ProviderLine {
+                provider: r.get(0)?,
+                source: r.get(1)?,
+                start_ms: r.get(2)?,
+                end_ms: r.get(3)?,
+                model: r.get(4)?,
+                line_item: r.get(5)?,
+                credential: r.get(6)?,
+                requests: r.get(7)?,
+                input_tokens: r.get(8)?,
+                cached_input_tokens: r.get(9)?,
+                cache_write_input_tokens: r.get(10)?,
+                output_tokens: r.get(11)?,
+                cost_usd: r.get(12)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }

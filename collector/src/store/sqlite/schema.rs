@@ -32,7 +32,8 @@ const UPGRADES: &[(i64, &str)] = &[
         11,
         "ALTER TABLE budgets ADD COLUMN enforce TEXT NOT NULL DEFAULT 'flags';",
     ),
-    // 12: prices in time (SPEC §13): price changes, discounts; tables only.
+    // 12: reconciliation (SPEC §13): price changes, discounts, provider
+    // usage exports; tables only.
     (12, ""),
 ];
 

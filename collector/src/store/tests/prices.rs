@@ -205,3 +205,108 @@ pub async fn reprice_rebuilds_the_rollups_exactly(store: &dyn Store) {
     let expected = expected_totals(&repriced, day0, end);
     assert!((report.totals.cost_usd - expected.cost_usd).abs() < 1e-9);
 }
+
+fn line(
+    source: &str,
+    day: i64,
+    model: &str,
+    cost: f64,
+) -> crate::domain::reconcile::import::ProviderLine {
+    crate::domain::reconcile::import::ProviderLine {
+        provider: "openai".into(),
+        source: source.into(),
+        start_ms: day,
+        end_ms: day + DAY_MS,
+        model: model.into(),
+        credential: "proj".into(),
+        input_tokens: 10,
+        cost_usd: Some(cost),
+        ..Default::default()
+    }
+}
+
+pub async fn provider_imports_replace_their_range(store: &dyn Store) {
+    use crate::domain::reconcile::import::Import;
+    let d = |n: i64| ts("2026-11-01T00:00:00Z") + n * DAY_MS;
+    let import = |from: i64, to: i64, lines| Import {
+        provider: "openai".into(),
+        source: "openai.costs".into(),
+        from_ms: from,
+        to_ms: to,
+        lines,
+        skipped: 0,
+    };
+    let first = import(
+        d(0),
+        d(3),
+        vec![
+            line("openai.costs", d(0), "m", 1.0),
+            line("openai.costs", d(1), "m", 2.0),
+            line("openai.costs", d(2), "m", 3.0),
+        ],
+    );
+    assert_eq!(
+        store
+            .replace_provider_usage(first.clone())
+            .await
+            .expect("import"),
+        (0, 3)
+    );
+    // Another source in the same days is left alone.
+    let usage = Import {
+        source: "openai.usage".into(),
+        lines: vec![line("openai.usage", d(1), "m", 0.0)],
+        ..first.clone()
+    };
+    store
+        .replace_provider_usage(usage)
+        .await
+        .expect("usage import");
+    let before = store.provider_usage(d(0), d(10)).await.expect("lines");
+    // The same export again changes nothing.
+    assert_eq!(
+        store.replace_provider_usage(first).await.expect("again"),
+        (3, 3)
+    );
+    assert_eq!(
+        store.provider_usage(d(0), d(10)).await.expect("lines"),
+        before
+    );
+    // An overlapping export (days 2..4) replaces day 2 and adds day 3.
+    let overlap = import(
+        d(2),
+        d(4),
+        vec![
+            line("openai.costs", d(2), "m", 30.0),
+            line("openai.costs", d(3), "m", 4.0),
+        ],
+    );
+    assert_eq!(
+        store
+            .replace_provider_usage(overlap)
+            .await
+            .expect("overlap"),
+        (1, 2)
+    );
+    let costs: Vec<(i64, Option<f64>)> = store
+        .provider_usage(d(0), d(10))
+        .await
+        .expect("lines")
+        .iter()
+        .filter(|l| l.source == "openai.costs")
+        .map(|l| (l.start_ms, l.cost_usd))
+        .collect();
+    assert_eq!(
+        costs,
+        [
+            (d(0), Some(1.0)),
+            (d(1), Some(2.0)),
+            (d(2), Some(30.0)),
+            (d(3), Some(4.0))
+        ]
+    );
+    assert_eq!(
+        store.provider_usage(d(1), d(2)).await.expect("lines").len(),
+        2
+    );
+}

@@ -1,0 +1,92 @@
+use super::*;
+use crate::domain::reconcile::import::parse;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/reconcile/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[test]
+fn coverage_drift_and_unattributed_spend_per_model_and_day() {
+    let mut lines = parse("openai", &fixture("openai_usage_completions.json"))
+        .expect("usage")
+        .lines;
+    lines.extend(
+        parse("openai", &fixture("openai_costs.json"))
+            .expect("costs")
+            .lines,
+    );
+    let cell = |cost: f64, tokens: i64| GatewayCell {
+        cost_usd: cost,
+        tokens,
+        requests: 1,
+    };
+    // The gateway saw every gpt-4o-mini token, priced 0.18 on the 3rd (the
+    // bill says 0.195) and exactly the bill on the 4th; never gpt-4o.
+    let gateway = BTreeMap::from([
+        (
+            ("openai".into(), "gpt-4o-mini".into(), "2026-11-03".into()),
+            cell(0.18, 1_100_000),
+        ),
+        (
+            ("openai".into(), "gpt-4o-mini".into(), "2026-11-04".into()),
+            cell(0.105, 550_000),
+        ),
+    ]);
+    let by_cred = BTreeMap::from([(
+        ("openai".into(), "key_gateway".into()),
+        cell(0.285, 1_650_000),
+    )]);
+    let r = build("2026-11", &gateway, &by_cred, &lines);
+    let find = |day: &str, model: Option<&str>, item: Option<&str>| {
+        r.rows
+            .iter()
+            .find(|row| {
+                row.day == day && row.model.as_deref() == model && row.line_item.as_deref() == item
+            })
+            .unwrap_or_else(|| panic!("{day} {model:?} {item:?} in {:#?}", r.rows))
+    };
+    let mini = find("2026-11-03", Some("gpt-4o-mini"), None);
+    assert!(close(mini.provider_cost_usd.expect("billed"), 0.195));
+    assert_eq!(mini.provider_tokens, Some(1_100_000));
+    assert!(close(mini.coverage.expect("coverage"), 0.18 / 0.195));
+    assert!(close(mini.drift.expect("drift"), 0.015));
+    assert!(close(mini.unattributed_usd.expect("unattributed"), 0.0));
+    let bypass = find("2026-11-03", Some("gpt-4o"), None);
+    assert_eq!(bypass.gateway_cost_usd, 0.0);
+    assert!(close(bypass.unattributed_usd.expect("unattributed"), 0.035));
+    assert_eq!(bypass.coverage, Some(0.0));
+    let search = find("2026-11-03", None, Some("Web search tool calls"));
+    assert!(close(search.provider_cost_usd.expect("billed"), 0.05));
+    let exact = find("2026-11-04", Some("gpt-4o-mini"), None);
+    assert!(close(exact.coverage.expect("coverage"), 1.0));
+    assert!(close(exact.drift.expect("drift"), 0.0));
+    let t = &r.totals;
+    assert!(close(t.provider_cost_usd, 0.385));
+    assert!(close(t.gateway_cost_usd, 0.285));
+    assert!(close(t.coverage.expect("coverage"), 0.285 / 0.385));
+    assert!(close(t.unattributed_usd, 0.035));
+    assert!(close(t.non_token_usd, 0.05));
+    assert!(close(t.drift, 0.015));
+    // The bill = gateway cost + drift + unattributed + non-token items.
+    assert!(close(
+        t.provider_cost_usd,
+        t.gateway_cost_usd + t.drift + t.unattributed_usd + t.non_token_usd
+    ));
+    // Per credential: the costs export names the project, usage the key.
+    let cred = |c: &str| r.credentials.iter().find(|x| x.credential == c).expect(c);
+    assert!(close(
+        cred("proj_main").provider_cost_usd.expect("billed"),
+        0.385
+    ));
+    assert_eq!(cred("key_laptop").provider_tokens, Some(11_000));
+    assert_eq!(cred("key_laptop").gateway_cost_usd, 0.0);
+    assert!(close(cred("key_gateway").gateway_cost_usd, 0.285));
+}

@@ -33,7 +33,7 @@ pub use crate::state::{AppState, Tokens};
 fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<AppState>> {
     use http::{
         alerts, audit, budgets, caps, finops, health, keys, metrics, openapi, overrides, prices,
-        records, tokens, ui, usage, webhooks,
+        reconcile, records, tokens, ui, usage, webhooks,
     };
     Some(match (method, path) {
         ("GET", "/healthz") => get(health::healthz),
@@ -80,6 +80,10 @@ fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<Ap
         ("GET", "/v1/prices") => get(prices::list),
         ("POST", "/v1/prices") => post(prices::change),
         ("POST", "/v1/prices/recompute") => post(prices::recompute),
+        ("POST", "/v1/provider-usage") => {
+            post(reconcile::import).layer(DefaultBodyLimit::max(reconcile::MAX_IMPORT_BYTES))
+        }
+        ("GET", "/v1/reconciliation") => get(reconcile::report),
         ("GET", "/v1/forecast") => get(alerts::forecast),
         ("GET", "/v1/alerts") => get(alerts::list),
         ("POST", "/v1/alerts/{id}/ack") => post(alerts::ack),

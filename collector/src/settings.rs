@@ -39,7 +39,7 @@ file passed with --config (keys: listen, database_url, ingest_token, read_token,
 admin_token, prices, price_changes, insecure_no_auth, log_format, log_level, \
 header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb, required_tags, \
 key_max_lifetime, retention_days, webhook_allowed_hosts, webhook_timeout_ms, \
-alert_interval_ms, spike_min_usd, anomaly_min_usd, webhook_ca_file). Precedence: flags > environment > file > defaults.\n\n\
+alert_interval_ms, spike_min_usd, anomaly_min_usd, coverage_min, webhook_ca_file). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
 experiments only)."
@@ -170,6 +170,11 @@ pub struct Cli {
     /// at least this many USD [default: 10].
     #[arg(long, env = "AISPEND_ANOMALY_MIN_USD", value_name = "USD")]
     pub anomaly_min_usd: Option<f64>,
+    /// The alert `coverage.low` fires when a month's gateway-measured cost is
+    /// under this share of the provider's bill (imported exports), a
+    /// fraction in (0, 1] [default: 0.95].
+    #[arg(long, env = "AISPEND_COVERAGE_MIN", value_name = "SHARE")]
+    pub coverage_min: Option<f64>,
     /// A PEM file of extra CA certificates trusted for https webhook
     /// targets, besides the compiled-in Mozilla roots (a private CA).
     #[arg(long, env = "AISPEND_WEBHOOK_CA_FILE", value_name = "PATH")]
@@ -213,6 +218,7 @@ pub struct FileSettings {
     pub alert_interval_ms: Option<u64>,
     pub spike_min_usd: Option<f64>,
     pub anomaly_min_usd: Option<f64>,
+    pub coverage_min: Option<f64>,
     pub webhook_ca_file: Option<PathBuf>,
     pub lease_ttl_ms: Option<u64>,
     pub lease_floor_share: Option<f64>,
@@ -290,6 +296,15 @@ impl Settings {
                 "anomaly_min_usd must be a number >= 0, not {anomaly_min_usd}"
             ));
         }
+        let coverage_min = cli
+            .coverage_min
+            .or(file.coverage_min)
+            .unwrap_or(crate::service::alerts::DEFAULT_COVERAGE_MIN);
+        if !(coverage_min > 0.0 && coverage_min <= 1.0) {
+            return Err(format!(
+                "coverage_min must be a fraction in (0, 1], not {coverage_min}"
+            ));
+        }
         let webhook_ca = match cli.webhook_ca_file.or(file.webhook_ca_file) {
             None => None,
             Some(path) => {
@@ -303,6 +318,7 @@ impl Settings {
                 .unwrap_or(DEFAULT_INTERVAL_MS),
             spike_min_usd,
             anomaly_min_usd,
+            coverage_min,
             webhook_ca,
             allowed_hosts: cli
                 .webhook_allowed_hosts
@@ -609,6 +625,22 @@ mod tests {
         args.push("--anomaly-min-usd=-2");
         let err = Settings::merge(cli(&args), FileSettings::default()).expect_err("negative");
         assert!(err.contains("anomaly_min_usd"), "{err}");
+        assert_eq!(
+            Settings::merge(cli(&TOKENS), FileSettings::default())
+                .expect("ok")
+                .alerts
+                .coverage_min,
+            0.95
+        );
+        let file: FileSettings = toml::from_str("coverage_min = 0.8").expect("toml");
+        let s = Settings::merge(cli(&TOKENS), file).expect("ok");
+        assert_eq!(s.alerts.coverage_min, 0.8);
+        for bad in ["--coverage-min=0", "--coverage-min=1.5"] {
+            let mut args = TOKENS.to_vec();
+            args.push(bad);
+            let err = Settings::merge(cli(&args), FileSettings::default()).expect_err(bad);
+            assert!(err.contains("coverage_min"), "{err}");
+        }
         let mut args = TOKENS.to_vec();
         args.extend(["--webhook-ca-file", "/nonexistent/ca.pem"]);
         let err = Settings::merge(cli(&args), FileSettings::default()).expect_err("no file");

@@ -297,6 +297,28 @@ pub const OPS: &[Op] = &[
         &["from", "to"],
         &["from", "to"],
     ),
+    with_query(
+        with_body(op(
+            "POST",
+            "/v1/provider-usage",
+            "Import a provider's usage or cost export",
+            200,
+            Object,
+        )),
+        &["provider"],
+        &["provider"],
+    ),
+    with_query(
+        op(
+            "GET",
+            "/v1/reconciliation",
+            "Gateway-measured vs provider-billed, per provider, model and day",
+            200,
+            Object,
+        ),
+        &["month"],
+        &["month"],
+    ),
     op(
         "GET",
         "/v1/forecast",

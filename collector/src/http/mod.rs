@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod overrides;
 pub mod prices;
+pub mod reconcile;
 pub mod records;
 pub mod tokens;
 pub mod ui;

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod keys;
 pub mod overrides;
 pub mod prices;
+pub mod reconcile;
 pub mod retention;
 pub mod usage;
 pub mod webhook_client;

@@ -109,6 +109,9 @@ async fn run(settings: Settings) -> Result<(), String> {
     let delivery = tokio::spawn(aispend_collector::service::webhooks::delivery_loop(
         state.clone(),
     ));
+    let price_reload = tokio::spawn(aispend_collector::service::prices::reload_loop(
+        state.clone(),
+    ));
     let limits = Limits {
         header_timeout: Duration::from_millis(settings.header_timeout_ms),
         idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
@@ -121,6 +124,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     // An attempt cut short here keeps its outbox row: retried at the next start.
     evaluation.abort();
     delivery.abort();
+    price_reload.abort();
     // Every in-flight request has finished (its batch committed): now fold
     // the WAL into the database file.
     store.close().await.map_err(|e| e.to_string())?;

@@ -243,3 +243,20 @@ pub async fn recompute(
     .await?;
     Ok(out)
 }
+
+/// How often a replica reloads the price changes other replicas stored.
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reloads the book every `RELOAD_EVERY`, so that a change stored through
+/// another replica prices this one's ingest within a minute. Ends with the
+/// process; a failed reload keeps the book and is logged.
+pub async fn reload_loop(state: AppState) {
+    let mut tick = tokio::time::interval(RELOAD_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = reload(&state).await {
+            tracing::warn!(error = ?e, "price changes not reloaded");
+        }
+    }
+}

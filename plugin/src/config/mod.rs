@@ -806,7 +806,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             if cred.id.as_deref().is_some_and(|id| !valid_tag_value(id)) {
                 return Err(err(
                     format!("providers.{name}.credential.id"),
-                    "expected 1 to 128 printable characters",
+                    "expected 1..128 characters of [A-Za-z0-9._:/-]",
                 ));
             }
         }

@@ -55,6 +55,18 @@ async fn imports_reconcile_per_model_day_and_credential() {
     let a = call(r, "POST", "/v1/records", Some(INGEST), batch).await;
     assert_eq!(a.json["accepted"], 2, "{}", a.text);
 
+    // A webhook: the coverage alert is enqueued for it like any alert.
+    let hook = call(
+        r,
+        "POST",
+        "/v1/webhooks",
+        Some(ADMIN),
+        json!({"url": "http://127.0.0.1:9/hook", "secret": "s3cret-s3cret-s3cret"}),
+    )
+    .await;
+    assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.text);
+    let hook_id = hook.json["id"].as_str().expect("id").to_owned();
+
     let denied = import(
         r,
         "openai",
@@ -148,6 +160,19 @@ async fn imports_reconcile_per_model_day_and_credential() {
     assert_eq!(low.len(), 1, "{}", alerts.text);
     assert_eq!(low[0]["threshold"], 0.95);
     assert_eq!(low[0]["scope"], json!({"month": "2026-11"}));
+    let deliveries = call(
+        r,
+        "GET",
+        &format!("/v1/webhooks/{hook_id}/deliveries"),
+        Some(ADMIN),
+        Value::Null,
+    )
+    .await;
+    let rows = deliveries.json["deliveries"]
+        .as_array()
+        .expect("deliveries");
+    assert_eq!(rows.len(), 1, "{}", deliveries.text);
+    assert_eq!(rows[0]["event_id"], low[0]["id"], "{}", deliveries.text);
     // A month without any import: no provider cost, no coverage, no alert.
     let empty = call(
         r,

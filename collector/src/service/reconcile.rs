@@ -138,18 +138,31 @@ async fn build(
         cell.tokens += row.sums.input_tokens + row.sums.output_tokens;
         cell.requests += row.sums.requests;
     }
-    // Per credential, from the records' `credential_id` (raw records: a
-    // month past the retention horizon has no per-credential gateway side).
-    let mut by_cred: BTreeMap<(String, String), GatewayCell> = BTreeMap::new();
-    match state
+    let lines = state
         .store
-        .usage(query(vec![
-            Dim::Provider,
-            Dim::Label(CREDENTIAL_LABEL.to_owned()),
-        ]))
+        .provider_usage(from, to)
         .await
-    {
-        Ok(report) => {
+        .map_err(store_err(state))?;
+    // Per credential, from the records' `credential_id` (raw records, so
+    // only when an export names credentials; a month past the retention
+    // horizon has no per-credential gateway side).
+    let mut by_cred: BTreeMap<(String, String), GatewayCell> = BTreeMap::new();
+    let named = lines.iter().any(|l| !l.credential.is_empty());
+    let per_credential = if named {
+        Some(
+            state
+                .store
+                .usage(query(vec![
+                    Dim::Provider,
+                    Dim::Label(CREDENTIAL_LABEL.to_owned()),
+                ]))
+                .await,
+        )
+    } else {
+        None
+    };
+    match per_credential {
+        Some(Ok(report)) => {
             for row in &report.rows {
                 let (Some(Some(provider)), Some(Some(cred))) = (row.dims.first(), row.dims.get(1))
                 else {
@@ -161,14 +174,10 @@ async fn build(
                 cell.requests += row.sums.requests;
             }
         }
-        Err(e) if e.kind() == StoreErrorKind::BeyondRetention => {}
-        Err(e) => return Err(store_err(state)(e)),
+        None => {}
+        Some(Err(e)) if e.kind() == StoreErrorKind::BeyondRetention => {}
+        Some(Err(e)) => return Err(store_err(state)(e)),
     }
-    let lines = state
-        .store
-        .provider_usage(from, to)
-        .await
-        .map_err(store_err(state))?;
     Ok(report::build(month, &gateway, &by_cred, &lines))
 }
 
@@ -240,4 +249,51 @@ pub async fn reconciliation(
     let r = build(state, &month_of(range.0), range).await?;
     check_coverage(state, &r, month_start(range.0)).await?;
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::reconcile::report::Totals;
+
+    fn month(gateway: f64, provider: f64) -> Reconciliation {
+        Reconciliation {
+            month: "2026-11".into(),
+            totals: Totals {
+                gateway_cost_usd: gateway,
+                provider_cost_usd: provider,
+                coverage: (provider > 0.0).then(|| gateway / provider),
+                ..Totals::default()
+            },
+            ..Reconciliation::default()
+        }
+    }
+
+    #[test]
+    fn coverage_low_fires_under_the_share_only_once_per_month_id() {
+        assert!(
+            coverage_alert(&month(95.0, 100.0), 0.95, 0, 1).is_none(),
+            "at the share"
+        );
+        assert!(
+            coverage_alert(&month(0.0, 0.0), 0.95, 0, 1).is_none(),
+            "nothing billed"
+        );
+        let a = coverage_alert(&month(94.0, 100.0), 0.95, 7, 1).expect("under the share");
+        assert_eq!(
+            (a.kind, a.level, a.threshold),
+            (Kind::CoverageLow, Level::Warning, 0.95)
+        );
+        assert_eq!(
+            (a.spend_usd, a.amount_usd, a.period_start),
+            (94.0, 100.0, 7)
+        );
+        let b = coverage_alert(&month(10.0, 100.0), 0.95, 7, 2).expect("lower still");
+        assert_eq!(a.id, b.id, "one alert per month, whatever the numbers");
+        let other = Reconciliation {
+            month: "2026-12".into(),
+            ..month(10.0, 100.0)
+        };
+        assert_ne!(coverage_alert(&other, 0.95, 7, 2).expect("fires").id, a.id);
+    }
 }

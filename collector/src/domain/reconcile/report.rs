@@ -162,6 +162,37 @@ pub fn build(
             }
         }
     }
+    // An export without the model grouping bills a provider-day as one
+    // amount with no model: the gateway's models that the bill does not name
+    // that day are compared with it, as one row without a model.
+    let mut gateway = gateway.clone();
+    let unnamed: Vec<(String, String)> = billed
+        .keys()
+        .filter(|(_, m, _, item)| m.is_empty() && item.is_empty())
+        .map(|(p, _, d, _)| (p.clone(), d.clone()))
+        .collect();
+    for (provider, day) in unnamed {
+        let folded: Vec<(String, String, String)> = gateway
+            .keys()
+            .filter(|(p, m, d)| {
+                *p == provider
+                    && *d == day
+                    && !m.is_empty()
+                    && !billed.contains_key(&(p.clone(), m.clone(), d.clone(), String::new()))
+            })
+            .cloned()
+            .collect();
+        for key in folded {
+            if let Some(cell) = gateway.remove(&key) {
+                let into = gateway
+                    .entry((provider.clone(), String::new(), day.clone()))
+                    .or_default();
+                into.cost_usd += cell.cost_usd;
+                into.tokens += cell.tokens;
+                into.requests += cell.requests;
+            }
+        }
+    }
     let mut keys: Vec<(String, String, String, String)> = billed.keys().cloned().collect();
     keys.extend(
         gateway

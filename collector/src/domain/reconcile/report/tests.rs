@@ -90,3 +90,45 @@ fn coverage_drift_and_unattributed_spend_per_model_and_day() {
     assert_eq!(cred("key_laptop").gateway_cost_usd, 0.0);
     assert!(close(cred("key_gateway").gateway_cost_usd, 0.285));
 }
+
+#[test]
+fn a_bill_without_models_is_compared_with_every_model_of_that_day() {
+    // The costs API without group_by: one amount per day, no line item.
+    let body = r#"{"object":"page","data":[{"object":"bucket","start_time":1793664000,
+        "end_time":1793750400,"results":[{"object":"organization.costs.result",
+        "amount":{"value":0.5,"currency":"usd"},"line_item":null,"project_id":null}]}],
+        "has_more":false,"next_page":null}"#;
+    let lines = parse("openai", body.as_bytes()).expect("costs").lines;
+    let cell = |cost: f64| GatewayCell {
+        cost_usd: cost,
+        tokens: 10,
+        requests: 1,
+    };
+    let gateway = BTreeMap::from([
+        (
+            ("openai".into(), "gpt-4o-mini".into(), "2026-11-03".into()),
+            cell(0.2),
+        ),
+        (
+            ("openai".into(), "gpt-4o".into(), "2026-11-03".into()),
+            cell(0.2),
+        ),
+        (
+            ("openai".into(), "gpt-4o".into(), "2026-11-04".into()),
+            cell(0.1),
+        ),
+    ]);
+    let r = build("2026-11", &gateway, &BTreeMap::new(), &lines);
+    let day3: Vec<&Row> = r.rows.iter().filter(|x| x.day == "2026-11-03").collect();
+    assert_eq!(day3.len(), 1, "{day3:#?}");
+    assert_eq!(day3[0].model, None);
+    assert!(close(day3[0].gateway_cost_usd, 0.4));
+    assert!(close(day3[0].coverage.expect("coverage"), 0.8));
+    assert!(close(day3[0].unattributed_usd.expect("unattributed"), 0.1));
+    // Another day keeps its model rows.
+    assert!(r
+        .rows
+        .iter()
+        .any(|x| x.day == "2026-11-04" && x.model.as_deref() == Some("gpt-4o")));
+    assert!(close(r.totals.gateway_cost_usd, 0.5));
+}

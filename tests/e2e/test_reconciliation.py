@@ -84,3 +84,51 @@ def test_exports_reconcile_against_the_real_collector(tmp_path):
         procs.assert_no_secrets(collector.proc.log_text())
     finally:
         collector.stop()
+
+
+def test_calls_through_envoy_are_matched_to_the_billed_credential(stack_factory):
+    """The filter records the configured provider credential's id with each
+    call it sends with that credential; the report matches the bill's key."""
+    import datetime as dt
+
+    from helpers import SEARCH_KEY, auth, chat_body, filter_config, usage_window_start, wait_for_requests
+
+    config = filter_config(providers={"openai": {"credential": {"id": "key_gateway"}}})
+    stack = stack_factory(config)
+    since = usage_window_start()
+    for words in (40, 80):
+        status, _, _ = stack.envoy.request("POST", "/v1/chat/completions", chat_body(words),
+                                           auth(SEARCH_KEY))
+        assert status == 200
+    usage = wait_for_requests(stack.collector, since, 2, group_by="model")
+    totals = usage["totals"]
+    assert totals["cost_usd"] > 0, usage
+    model = usage["rows"][0]["model"]
+    # The provider's export for today (as its usage and costs APIs page it),
+    # billing exactly what the gateway measured, for the key it used.
+    now = dt.datetime.now(dt.timezone.utc)
+    start = int(dt.datetime(now.year, now.month, now.day, tzinfo=dt.timezone.utc).timestamp())
+    bucket = {"object": "bucket", "start_time": start, "end_time": start + 86400}
+    usage_page = {"object": "page", "has_more": False, "next_page": None, "data": [{**bucket, "results": [
+        {"object": "organization.usage.completions.result", "input_tokens": totals["input_tokens"],
+         "output_tokens": totals["output_tokens"], "input_cached_tokens": totals["cached_input_tokens"],
+         "num_model_requests": 2, "project_id": None, "user_id": None, "api_key_id": "key_gateway",
+         "model": model, "batch": None}]}]}
+    costs_page = {"object": "page", "has_more": False, "next_page": None, "data": [{**bucket, "results": [
+        {"object": "organization.costs.result", "amount": {"value": totals["cost_usd"], "currency": "usd"},
+         "line_item": f"{model}, input", "project_id": None}]}]}
+    port = stack.collector.port
+    for page in (usage_page, costs_page):
+        status, _, body = procs.call("POST", port, "/v1/provider-usage?provider=openai",
+                                     body=json.dumps(page).encode(), headers=ADMIN)
+        assert status == 200, body
+    status, _, body = procs.call("GET", port, f"/v1/reconciliation?month={now:%Y-%m}", headers=READ)
+    assert status == 200, body
+    r = json.loads(body)
+    cred = {c["credential"]: c for c in r["credentials"]}["key_gateway"]
+    assert abs(cred["gateway_cost_usd"] - totals["cost_usd"]) < 1e-9, r
+    # OpenAI counts tokens per API key but bills per project: the key's
+    # coverage is read from its tokens.
+    assert cred["coverage"] is None and cred["token_coverage"] == 1.0, r
+    assert cred["gateway_tokens"] == cred["provider_tokens"] > 0, r
+    assert abs(r["totals"]["coverage"] - 1.0) < 1e-9 and abs(r["totals"]["unattributed_usd"]) < 1e-9, r

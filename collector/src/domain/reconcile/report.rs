@@ -61,6 +61,10 @@ pub struct CredentialRow {
     pub gateway_cost_usd: f64,
     pub gateway_tokens: i64,
     pub coverage: Option<f64>,
+    /// Gateway tokens ÷ provider tokens: the coverage of a credential whose
+    /// export counts tokens but bills elsewhere (OpenAI: usage per API key,
+    /// costs per project).
+    pub token_coverage: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -265,14 +269,16 @@ pub fn build(
             let p = by_cred.get(&key);
             let g = gateway_by_credential.get(&key).cloned().unwrap_or_default();
             let provider_cost = p.and_then(|p| p.cost);
+            let provider_tokens = p.and_then(|p| p.tokens);
             CredentialRow {
                 provider: key.0,
                 credential: key.1,
                 provider_cost_usd: provider_cost,
-                provider_tokens: p.and_then(|p| p.tokens),
+                provider_tokens,
                 gateway_cost_usd: g.cost_usd,
                 gateway_tokens: g.tokens,
                 coverage: provider_cost.and_then(|pc| ratio(g.cost_usd, pc)),
+                token_coverage: provider_tokens.and_then(|pt| ratio(g.tokens as f64, pt as f64)),
             }
         })
         .collect();

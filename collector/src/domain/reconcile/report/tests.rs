@@ -88,6 +88,13 @@ fn coverage_drift_and_unattributed_spend_per_model_and_day() {
     ));
     assert_eq!(cred("key_laptop").provider_tokens, Some(11_000));
     assert_eq!(cred("key_laptop").gateway_cost_usd, 0.0);
+    assert_eq!(cred("key_laptop").token_coverage, Some(0.0));
+    assert_eq!(cred("key_gateway").token_coverage, Some(1.0));
+    assert_eq!(
+        cred("proj_main").token_coverage,
+        None,
+        "the costs export counts no tokens"
+    );
     assert!(close(cred("key_gateway").gateway_cost_usd, 0.285));
 }
 

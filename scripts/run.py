@@ -6,7 +6,9 @@ Environment: AISPEND_PORT (10000), AISPEND_ADMIN_PORT (9901),
 AISPEND_COLLECTOR_PORT (9090), AISPEND_UPSTREAM (http://host:port or
 https://host; replaces the mock). With a real upstream, OPENAI_API_KEY /
 ANTHROPIC_API_KEY / GEMINI_API_KEY become the provider credentials the
-gateway sets after removing the virtual key.
+gateway sets after removing the virtual key; OPENAI_API_KEY_ID /
+ANTHROPIC_API_KEY_ID / GEMINI_API_KEY_ID, the provider's id of that key
+(or project), are recorded with each call for reconciliation.
 """
 from __future__ import annotations
 
@@ -67,8 +69,10 @@ def filter_config(real_upstream: bool) -> str:
     if real_upstream:
         for var, (provider, header, fmt) in CREDENTIALS.items():
             if os.environ.get(var):
-                cfg.setdefault("providers", {})[provider] = {"credential": {"header": header,
-                                                                           "value": fmt.format(os.environ[var])}}
+                credential = {"header": header, "value": fmt.format(os.environ[var])}
+                if os.environ.get(f"{var}_ID"):
+                    credential["id"] = os.environ[f"{var}_ID"]
+                cfg.setdefault("providers", {})[provider] = {"credential": credential}
     return json.dumps(cfg)
 
 

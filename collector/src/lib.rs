@@ -32,8 +32,8 @@ pub use crate::state::{AppState, Tokens};
 /// `None` for a row whose feature is not in this build.
 fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<AppState>> {
     use http::{
-        alerts, audit, budgets, caps, finops, health, keys, metrics, openapi, overrides, records,
-        tokens, ui, usage, webhooks,
+        alerts, audit, budgets, caps, finops, health, keys, metrics, openapi, overrides, prices,
+        reconcile, records, tokens, ui, usage, webhooks,
     };
     Some(match (method, path) {
         ("GET", "/healthz") => get(health::healthz),
@@ -77,6 +77,13 @@ fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<Ap
         ("GET", "/v1/export/focus") => get(finops::focus),
         ("GET", "/v1/reports/showback") => get(finops::showback),
         ("GET", "/v1/reports/unattributed") => get(finops::unattributed),
+        ("GET", "/v1/prices") => get(prices::list),
+        ("POST", "/v1/prices") => post(prices::change),
+        ("POST", "/v1/prices/recompute") => post(prices::recompute),
+        ("POST", "/v1/provider-usage") => {
+            post(reconcile::import).layer(DefaultBodyLimit::max(reconcile::MAX_IMPORT_BYTES))
+        }
+        ("GET", "/v1/reconciliation") => get(reconcile::report),
         ("GET", "/v1/forecast") => get(alerts::forecast),
         ("GET", "/v1/alerts") => get(alerts::list),
         ("POST", "/v1/alerts/{id}/ack") => post(alerts::ack),

@@ -85,6 +85,14 @@ async fn run(settings: Settings) -> Result<(), String> {
         .with_key_policy(settings.key_policy.clone())
         .with_alerts(settings.alerts.clone())
         .with_lease_policy(settings.lease_policy);
+    // Prices in time: the stored changes, plus the file's (SPEC §13).
+    if let Some(path) = &settings.price_changes {
+        let summary = aispend_collector::service::prices::apply_file(&state, path).await?;
+        tracing::info!(file = %path.display(), %summary, "price changes applied");
+    }
+    aispend_collector::service::prices::reload(&state)
+        .await
+        .map_err(|e| format!("cannot load price changes: {e:?}"))?;
     if let Some(problem) = state.alerts.tls_problem() {
         return Err(format!("https webhooks: {problem}"));
     }
@@ -101,6 +109,9 @@ async fn run(settings: Settings) -> Result<(), String> {
     let delivery = tokio::spawn(aispend_collector::service::webhooks::delivery_loop(
         state.clone(),
     ));
+    let price_reload = tokio::spawn(aispend_collector::service::prices::reload_loop(
+        state.clone(),
+    ));
     let limits = Limits {
         header_timeout: Duration::from_millis(settings.header_timeout_ms),
         idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
@@ -113,6 +124,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     // An attempt cut short here keeps its outbox row: retried at the next start.
     evaluation.abort();
     delivery.abort();
+    price_reload.abort();
     // Every in-flight request has finished (its batch committed): now fold
     // the WAL into the database file.
     store.close().await.map_err(|e| e.to_string())?;

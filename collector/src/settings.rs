@@ -36,10 +36,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 (POST /v1/records), prices them, stores them and answers GET /v1/usage.\n\n\
 Every setting can be given as a flag, as an AISPEND_* environment variable, or in a TOML \
 file passed with --config (keys: listen, database_url, ingest_token, read_token, \
-admin_token, prices, insecure_no_auth, log_format, log_level, \
+admin_token, prices, price_changes, insecure_no_auth, log_format, log_level, \
 header_timeout_ms, idle_timeout_ms, max_connections, ingest_memory_mb, required_tags, \
 key_max_lifetime, retention_days, webhook_allowed_hosts, webhook_timeout_ms, \
-alert_interval_ms, spike_min_usd, anomaly_min_usd, webhook_ca_file). Precedence: flags > environment > file > defaults.\n\n\
+alert_interval_ms, spike_min_usd, anomaly_min_usd, coverage_min, webhook_ca_file). Precedence: flags > environment > file > defaults.\n\n\
 The collector refuses to start unless the ingest, read and admin tokens are all set, so it \
 is never open by accident; --insecure-no-auth lifts the check for unset tokens (local \
 experiments only)."
@@ -85,6 +85,11 @@ pub struct Cli {
     /// replacing the embedded table.
     #[arg(long, env = "AISPEND_PRICES", value_name = "FILE")]
     pub prices: Option<PathBuf>,
+    /// Price changes and contract discounts with effective dates (JSON, the
+    /// body of POST /v1/prices), stored at start; entries already stored
+    /// change nothing, an entry contradicting a stored one stops the start.
+    #[arg(long, env = "AISPEND_PRICE_CHANGES", value_name = "FILE")]
+    pub price_changes: Option<PathBuf>,
     /// Allow unset tokens: the matching endpoints are then open to anyone.
     /// (environment: 1/true/yes enable it, 0/false/no/empty do not).
     #[arg(
@@ -165,6 +170,11 @@ pub struct Cli {
     /// at least this many USD [default: 10].
     #[arg(long, env = "AISPEND_ANOMALY_MIN_USD", value_name = "USD")]
     pub anomaly_min_usd: Option<f64>,
+    /// The alert `coverage.low` fires when a month's gateway-measured cost is
+    /// under this share of the provider's bill (imported exports), a
+    /// fraction in (0, 1] [default: 0.95].
+    #[arg(long, env = "AISPEND_COVERAGE_MIN", value_name = "SHARE")]
+    pub coverage_min: Option<f64>,
     /// A PEM file of extra CA certificates trusted for https webhook
     /// targets, besides the compiled-in Mozilla roots (a private CA).
     #[arg(long, env = "AISPEND_WEBHOOK_CA_FILE", value_name = "PATH")]
@@ -192,6 +202,7 @@ pub struct FileSettings {
     pub read_token: Option<String>,
     pub admin_token: Option<String>,
     pub prices: Option<PathBuf>,
+    pub price_changes: Option<PathBuf>,
     pub insecure_no_auth: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
@@ -207,6 +218,7 @@ pub struct FileSettings {
     pub alert_interval_ms: Option<u64>,
     pub spike_min_usd: Option<f64>,
     pub anomaly_min_usd: Option<f64>,
+    pub coverage_min: Option<f64>,
     pub webhook_ca_file: Option<PathBuf>,
     pub lease_ttl_ms: Option<u64>,
     pub lease_floor_share: Option<f64>,
@@ -221,6 +233,8 @@ pub struct Settings {
     pub read_token: Option<String>,
     pub admin_token: Option<String>,
     pub prices: Option<PathBuf>,
+    /// `AISPEND_PRICE_CHANGES`: applied at start (`service::prices`).
+    pub price_changes: Option<PathBuf>,
     pub log_format: LogFormat,
     /// `None`: `RUST_LOG`, else info.
     pub log_level: Option<String>,
@@ -282,6 +296,15 @@ impl Settings {
                 "anomaly_min_usd must be a number >= 0, not {anomaly_min_usd}"
             ));
         }
+        let coverage_min = cli
+            .coverage_min
+            .or(file.coverage_min)
+            .unwrap_or(crate::service::alerts::DEFAULT_COVERAGE_MIN);
+        if !(coverage_min > 0.0 && coverage_min <= 1.0) {
+            return Err(format!(
+                "coverage_min must be a fraction in (0, 1], not {coverage_min}"
+            ));
+        }
         let webhook_ca = match cli.webhook_ca_file.or(file.webhook_ca_file) {
             None => None,
             Some(path) => {
@@ -295,6 +318,7 @@ impl Settings {
                 .unwrap_or(DEFAULT_INTERVAL_MS),
             spike_min_usd,
             anomaly_min_usd,
+            coverage_min,
             webhook_ca,
             allowed_hosts: cli
                 .webhook_allowed_hosts
@@ -338,6 +362,7 @@ impl Settings {
             read_token: non_empty(cli.read_token.or(file.read_token)),
             admin_token: non_empty(cli.admin_token.or(file.admin_token)),
             prices: cli.prices.or(file.prices),
+            price_changes: cli.price_changes.or(file.price_changes),
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             log_level: non_empty(cli.log_level.or(file.log_level)),
             header_timeout_ms: cli
@@ -600,6 +625,22 @@ mod tests {
         args.push("--anomaly-min-usd=-2");
         let err = Settings::merge(cli(&args), FileSettings::default()).expect_err("negative");
         assert!(err.contains("anomaly_min_usd"), "{err}");
+        assert_eq!(
+            Settings::merge(cli(&TOKENS), FileSettings::default())
+                .expect("ok")
+                .alerts
+                .coverage_min,
+            0.95
+        );
+        let file: FileSettings = toml::from_str("coverage_min = 0.8").expect("toml");
+        let s = Settings::merge(cli(&TOKENS), file).expect("ok");
+        assert_eq!(s.alerts.coverage_min, 0.8);
+        for bad in ["--coverage-min=0", "--coverage-min=1.5"] {
+            let mut args = TOKENS.to_vec();
+            args.push(bad);
+            let err = Settings::merge(cli(&args), FileSettings::default()).expect_err(bad);
+            assert!(err.contains("coverage_min"), "{err}");
+        }
         let mut args = TOKENS.to_vec();
         args.extend(["--webhook-ca-file", "/nonexistent/ca.pem"]);
         let err = Settings::merge(cli(&args), FileSettings::default()).expect_err("no file");

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::domain::keys::KeyPolicy;
+use crate::domain::pricing::book::{PriceBook, PriceBookCell};
 use crate::domain::pricing::PriceTable;
 use crate::metrics::Metrics;
 use crate::service::access::TokenCache;
@@ -45,6 +46,9 @@ impl std::fmt::Debug for Tokens {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub prices: Arc<PriceTable>,
+    /// `prices` plus the stored price changes and discounts (SPEC §13):
+    /// what ingest prices a record with, by its `ts`.
+    pub book: Arc<PriceBookCell>,
     pub tokens: Tokens,
     pub metrics: Arc<Metrics>,
     /// The `GET /v1/caps` cache and the budget metrics.
@@ -71,9 +75,11 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, prices: PriceTable, tokens: Tokens) -> Self {
+        let prices = Arc::new(prices);
         Self {
             store,
-            prices: Arc::new(prices),
+            book: Arc::new(PriceBookCell::new(PriceBook::base_only(prices.clone()))),
+            prices,
             tokens,
             metrics: Arc::new(Metrics::default()),
             caps: Arc::new(Caps::new()),

@@ -62,6 +62,8 @@ fn write(
         principal_json: Some(&kept),
         // Every other record of a strict budget carries its reservation.
         reservation: status.is_multiple_of(2).then_some((0.25, 0.01)),
+        // Calls sent with a configured provider credential name its id.
+        credential_id: status.is_multiple_of(3).then_some("key_gateway-1"),
     };
     let mut out = Vec::new();
     call.write_record(&mut out);

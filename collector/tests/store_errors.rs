@@ -15,12 +15,15 @@ use aispend_collector::domain::finops::chargeback::{ChargebackLine, ClosedMonth,
 use aispend_collector::domain::keys::Key;
 use aispend_collector::domain::leases::{Lease, LeaseRequest};
 use aispend_collector::domain::overrides::{Approval, Override};
+use aispend_collector::domain::pricing::book::PriceChanges;
 use aispend_collector::domain::pricing::PriceTable;
+use aispend_collector::domain::reconcile::import::{Import, ProviderLine};
 use aispend_collector::domain::record::PricedRecord;
 use aispend_collector::domain::usage_query::UsageQuery;
 use aispend_collector::domain::webhooks::{Attempt, Delivery, Webhook};
 use aispend_collector::store::{
-    BatchOutcome, KeyWrite, Purged, SaveKeys, Store, StoreError, StoreFuture,
+    BatchOutcome, KeyWrite, Pricer, PricesAdded, Purged, Repriced, SaveKeys, Store, StoreError,
+    StoreFuture,
 };
 use aispend_collector::{app, AppState, Tokens};
 use axum::body::Body;
@@ -108,6 +111,21 @@ impl Store for FailingStore {
         self.fail()
     }
     fn retention_horizon(&self) -> StoreFuture<'_, Option<i64>> {
+        self.fail()
+    }
+    fn replace_provider_usage(&self, _: Import) -> StoreFuture<'_, (u64, u64)> {
+        self.fail()
+    }
+    fn provider_usage(&self, _: i64, _: i64) -> StoreFuture<'_, Vec<ProviderLine>> {
+        self.fail()
+    }
+    fn add_prices(&self, _: PriceChanges, _: i64) -> StoreFuture<'_, PricesAdded> {
+        self.fail()
+    }
+    fn price_history(&self) -> StoreFuture<'_, PriceChanges> {
+        self.fail()
+    }
+    fn reprice(&self, _: i64, _: i64, _: Pricer, _: String) -> StoreFuture<'_, Repriced> {
         self.fail()
     }
     fn put_gl_account(&self, _: GlAccount) -> StoreFuture<'_, bool> {

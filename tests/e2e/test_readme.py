@@ -71,6 +71,14 @@ def test_every_readme_curl_works_against_make_run(tmp_path):
         assert '"closed_months":[{"month":' in text, "the previous month is closed"
         assert "\nAvailabilityZone,BilledCost," in text, "the FOCUS export answers"
         assert '"coverage":1.0' in text and "aispend_tag_coverage_ratio 1" in text
+        # Reconciliation (issue 21): every export imported, the report's totals,
+        # a price change stored and read back in effect, a recompute.
+        flat = text.replace(" ", "")
+        for source in ("openai.usage", "openai.costs", "anthropic.cost", "gemini.billing"):
+            assert f'"source":"{source}"' in flat, f"the {source} import answers"
+        assert '"unattributed_usd":' in flat and '"non_token_usd":' in flat, "the report's totals"
+        assert '"input_cost_per_token":1.2e-07' in flat, "the price change is in effect"
+        assert '"price_version":"rc-' in flat, "the recompute answers"
     finally:
         import signal
         os.killpg(run.pid, signal.SIGTERM)

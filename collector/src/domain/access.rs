@@ -153,6 +153,12 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/export/focus", FINANCE),
     rule("GET", "/v1/reports/showback", READERS),
     rule("GET", "/v1/reports/unattributed", READERS),
+    // §13 prices in time, reconciliation.
+    rule("GET", "/v1/prices", READERS),
+    rule("POST", "/v1/prices", ADMIN),
+    rule("POST", "/v1/prices/recompute", ADMIN),
+    rule("POST", "/v1/provider-usage", FINANCE),
+    rule("GET", "/v1/reconciliation", READERS),
     // §10 alerts, forecast, webhooks.
     rule("GET", "/v1/forecast", READERS),
     rule("GET", "/v1/alerts", READERS),

@@ -11,6 +11,7 @@ pub mod leases;
 pub mod openapi;
 pub mod overrides;
 pub mod pricing;
+pub mod reconcile;
 pub mod record;
 pub mod time;
 pub mod usage_query;

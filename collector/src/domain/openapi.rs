@@ -311,6 +311,51 @@ pub const OPS: &[Op] = &[
         &["from", "to"],
         &[],
     ),
+    with_query(
+        op("GET", "/v1/prices", "Prices in time", 200, Object),
+        &["provider", "model", "at"],
+        &[],
+    ),
+    with_body(op(
+        "POST",
+        "/v1/prices",
+        "Add price changes and discounts",
+        201,
+        Object,
+    )),
+    with_query(
+        op(
+            "POST",
+            "/v1/prices/recompute",
+            "Reprice a range of records",
+            200,
+            Object,
+        ),
+        &["from", "to"],
+        &["from", "to"],
+    ),
+    with_query(
+        with_body(op(
+            "POST",
+            "/v1/provider-usage",
+            "Import a provider's usage or cost export",
+            200,
+            Object,
+        )),
+        &["provider"],
+        &["provider"],
+    ),
+    with_query(
+        op(
+            "GET",
+            "/v1/reconciliation",
+            "Gateway-measured vs provider-billed, per provider, model and day",
+            200,
+            Object,
+        ),
+        &["month"],
+        &["month"],
+    ),
     op(
         "GET",
         "/v1/forecast",

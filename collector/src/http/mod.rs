@@ -15,6 +15,8 @@ pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod overrides;
+pub mod prices;
+pub mod reconcile;
 pub mod records;
 pub mod tokens;
 pub mod ui;

@@ -53,7 +53,13 @@ pub struct AlertSettings {
     pub webhook_ca: Option<WebhookCa>,
     pub allowed_hosts: AllowedHosts,
     pub webhook_timeout_ms: u64,
+    /// `coverage.low` fires when a month's gateway cost is under this share
+    /// of the provider's bill (`AISPEND_COVERAGE_MIN`, SPEC §13).
+    pub coverage_min: f64,
 }
+
+/// The default of `coverage_min` (SPEC §13).
+pub const DEFAULT_COVERAGE_MIN: f64 = 0.95;
 
 impl Default for AlertSettings {
     fn default() -> Self {
@@ -64,6 +70,7 @@ impl Default for AlertSettings {
             webhook_ca: None,
             allowed_hosts: AllowedHosts::default(),
             webhook_timeout_ms: DEFAULT_WEBHOOK_TIMEOUT_MS,
+            coverage_min: DEFAULT_COVERAGE_MIN,
         }
     }
 }

@@ -498,6 +498,7 @@ pub async fn focus_csv(state: &AppState, raw: Option<&str>) -> Result<CsvChunks,
     let report = usage(state, period.range_ms(), group_by, Vec::new()).await?;
     let (from, to) = period.range_ms();
     let prices = state.prices.clone();
+    let book = crate::service::prices::reload(state).await?;
     let ctx = Context {
         billing_period_start: format_rfc3339_ms(from),
         billing_period_end: format_rfc3339_ms(to),
@@ -514,6 +515,10 @@ pub async fn focus_csv(state: &AppState, raw: Option<&str>) -> Result<CsvChunks,
         },
         accounts: account_map(state).await?,
         price: Box::new(move |provider, model| prices.lookup(provider, model).copied()),
+        discount: Box::new(move |provider, model, day_ms| {
+            book.discount_at(provider, model, day_ms)
+                .map_or(0.0, |d| d.fraction)
+        }),
     };
     let mut rows = report.rows;
     // Day, then the rest of the key: a stable file for the same data.

@@ -115,6 +115,7 @@ pub async fn ingest(state: &AppState, body: &[u8]) -> Result<IngestResponse, App
     // Records older than the retention horizon would be stored again if they
     // had been stored and deleted: refused, so the rollups stay exact.
     let horizon = state.retention.horizon().unwrap_or(i64::MIN);
+    let book = state.book.get();
     for (index, raw) in items.iter().enumerate() {
         // Valid JSON already (the envelope parsed); one record's tree at a time.
         let checked = serde_json::from_str::<Value>(raw.get())
@@ -130,11 +131,14 @@ pub async fn ingest(state: &AppState, body: &[u8]) -> Result<IngestResponse, App
                     format_rfc3339_ms(horizon)
                 ),
             }),
-            Ok(record) => valid.push(PricedRecord {
-                cost_usd: state.prices.cost_of(&record),
-                price_version: state.prices.version().to_owned(),
-                record,
-            }),
+            Ok(record) => {
+                let (cost_usd, price_version) = book.cost_of(&record);
+                valid.push(PricedRecord {
+                    cost_usd,
+                    price_version,
+                    record,
+                })
+            }
             Err(error) => rejected.push(Rejected { index, error }),
         }
     }

@@ -24,6 +24,8 @@ pub mod finops;
 pub mod ingest;
 pub mod keys;
 pub mod overrides;
+pub mod prices;
+pub mod reconcile;
 pub mod retention;
 pub mod usage;
 pub mod webhook_client;

@@ -28,7 +28,9 @@ use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
 use crate::domain::leases::{Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
-use crate::domain::record::PricedRecord;
+use crate::domain::pricing::book::PriceChanges;
+use crate::domain::reconcile::import::{Import, ProviderLine};
+use crate::domain::record::{PricedRecord, UsageRecord};
 use crate::domain::usage_query::{Dim, UsageQuery};
 use crate::domain::webhooks::{Attempt, Delivery, Webhook};
 
@@ -58,6 +60,26 @@ pub struct BatchOutcome {
     pub duplicates: u64,
     /// Inserted records without a price (unknown model).
     pub unpriced_inserted: u64,
+}
+
+/// What one `add_prices` call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PricesAdded {
+    pub added: u64,
+    pub unchanged: u64,
+    /// The entries whose key is stored with other values (nothing stored).
+    pub conflicts: Vec<String>,
+}
+
+/// Prices one record when repricing (the cost after discount, or `None`).
+pub type Pricer = Arc<dyn Fn(&UsageRecord) -> Option<f64> + Send + Sync>;
+
+/// What one `reprice` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Repriced {
+    pub records: u64,
+    pub cost_before_usd: f64,
+    pub cost_after_usd: f64,
 }
 
 /// What one `purge_records` call did.
@@ -269,6 +291,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// (base, Σ committed) of one budget's period; (0, 0) before any lease.
     fn lease_totals(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, (f64, f64)>;
+
+    // ---- Prices in time (SPEC §13; `sqlite/prices.rs`, `postgres/prices.rs`).
+
+    /// Stores price changes and discounts, in one transaction. An entry
+    /// equal to a stored one (same provider, model and `effective_from`, same
+    /// values) is unchanged; one with the same key and other values is a
+    /// conflict and then nothing at all is stored (history is never edited).
+    fn add_prices(&self, changes: PriceChanges, now_ms: i64) -> StoreFuture<'_, PricesAdded>;
+
+    /// Every stored price change and discount.
+    fn price_history(&self) -> StoreFuture<'_, PriceChanges>;
+
+    /// Reprices every record with `ts` in `[from_ms, to_ms)` (whole hours)
+    /// with `price`, sets their `price_version` to `version`, and rebuilds
+    /// the cost columns of the hourly and daily rollups of those hours from
+    /// the records, in one transaction.
+    fn reprice(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        price: Pricer,
+        version: String,
+    ) -> StoreFuture<'_, Repriced>;
+
+    // ---- Provider usage exports (SPEC §13; in the same files).
+
+    /// Replaces, in one transaction, the lines of `import.source` whose
+    /// start is in `[import.from_ms, import.to_ms)` with `import.lines`:
+    /// the same export twice changes nothing, an overlapping one replaces
+    /// the overlap. Answers (lines deleted, lines inserted).
+    fn replace_provider_usage(&self, import: Import) -> StoreFuture<'_, (u64, u64)>;
+
+    /// Every provider line whose start is in `[from_ms, to_ms)`.
+    fn provider_usage(&self, from_ms: i64, to_ms: i64) -> StoreFuture<'_, Vec<ProviderLine>>;
 
     /// Spend in USD over `[from_ms, to_ms)` for each scope, in order: the sum
     /// of `cost_usd` of records whose tags (or `key_id`) match every pair of

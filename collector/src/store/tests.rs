@@ -18,6 +18,7 @@ use crate::domain::usage_query::UsageQuery;
 mod alerts;
 mod keys;
 mod leases;
+mod prices;
 
 fn ts(text: &str) -> i64 {
     parse_rfc3339_ms(text).expect("test timestamp")
@@ -1327,6 +1328,24 @@ macro_rules! store_suite {
             async fn concurrent_grants_never_over_grant() {
                 let (store, _guard) = $open;
                 super::leases::concurrent_grants_never_over_grant(store).await;
+            }
+
+            #[tokio::test]
+            async fn price_changes_are_append_only() {
+                let (store, _guard) = $open;
+                super::prices::price_changes_are_append_only(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn provider_imports_replace_their_range() {
+                let (store, _guard) = $open;
+                super::prices::provider_imports_replace_their_range(&*store).await;
+            }
+
+            #[tokio::test]
+            async fn reprice_rebuilds_the_rollups_exactly() {
+                let (store, _guard) = $open;
+                super::prices::reprice_rebuilds_the_rollups_exactly(&*store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -280,6 +280,11 @@ pub struct ProviderConfig {
 pub struct CredentialConfig {
     pub header: String,
     pub value: String,
+    /// The provider's id of this credential (an API key id, a project):
+    /// recorded as `credential_id` so that reconciliation can match the
+    /// provider's bill per credential (SPEC §13). Never the secret.
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -796,6 +801,12 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
                 return Err(err(
                     format!("providers.{name}.credential.header"),
                     "expected a lowercase header name",
+                ));
+            }
+            if cred.id.as_deref().is_some_and(|id| !valid_tag_value(id)) {
+                return Err(err(
+                    format!("providers.{name}.credential.id"),
+                    "expected 1..128 characters of [A-Za-z0-9._:/-]",
                 ));
             }
         }

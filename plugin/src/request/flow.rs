@@ -335,6 +335,8 @@ impl RequestFlow {
                 usage: &usage,
                 principal_json: Some(&self.filter.principal_json),
                 reservation: None,
+                // Refused here: no provider credential was used.
+                credential_id: None,
             };
             buffer_record(&self.shipper, &call);
         }
@@ -590,6 +592,7 @@ impl RequestFlow {
             usage: &usage,
             principal_json: Some(&self.filter.principal_json),
             reservation,
+            credential_id: self.filter.tags.credential_id(route.provider),
         };
         let (input_tokens, output_tokens) = buffer_record(&self.shipper, &call);
         let tokens = input_tokens.saturating_add(output_tokens);

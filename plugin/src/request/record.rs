@@ -110,6 +110,8 @@ pub struct Call<'a> {
     pub principal_json: Option<&'a PrincipalJson>,
     /// A strict-budget call: (reserved, settled) USD.
     pub reservation: Option<(f64, f64)>,
+    /// The id of the provider credential the call was sent with.
+    pub credential_id: Option<&'a str>,
 }
 
 impl Call<'_> {
@@ -170,6 +172,7 @@ impl Call<'_> {
             output_tokens,
             reasoning_tokens,
             reservation: self.reservation,
+            credential_id: self.credential_id,
         };
         let cache = self
             .principal_json
@@ -211,6 +214,9 @@ pub struct Record<'a> {
     pub reasoning_tokens: u64,
     /// A strict-budget call: (`reserved_usd`, `settled_usd`), written only then.
     pub reservation: Option<(f64, f64)>,
+    /// `credential_id`, written only when the gateway set a configured
+    /// provider credential.
+    pub credential_id: Option<&'a str>,
 }
 
 impl Record<'_> {
@@ -269,6 +275,10 @@ impl Record<'_> {
         unsigned(out, self.output_tokens);
         out.extend_from_slice(b",\"reasoning_tokens\":");
         unsigned(out, self.reasoning_tokens);
+        if let Some(id) = self.credential_id {
+            out.extend_from_slice(b",\"credential_id\":");
+            string(out, id);
+        }
         if let Some((reserved, settled)) = self.reservation {
             let finite = |x: f64| if x.is_finite() && x >= 0.0 { x } else { 0.0 };
             let text = format!(

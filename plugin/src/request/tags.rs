@@ -37,6 +37,20 @@ pub struct TagPolicy {
     labels: Vec<(String, String)>,
     /// Provider credentials by `Provider` (openai, azure, anthropic, gemini).
     credentials: [Option<(String, String)>; 4],
+    /// The configured ids of those credentials (`credential.id`).
+    credential_ids: [Option<String>; 4],
+}
+
+/// A provider's slot in the credential arrays; no credential is guessed
+/// for a path nobody recognised.
+fn slot(provider: Provider) -> Option<usize> {
+    match provider {
+        Provider::OpenAi => Some(0),
+        Provider::Azure => Some(1),
+        Provider::Anthropic => Some(2),
+        Provider::Gemini => Some(3),
+        Provider::Unknown => None,
+    }
 }
 
 impl TagPolicy {
@@ -56,6 +70,11 @@ impl TagPolicy {
                 .and_then(|p| p.credential.as_ref())
                 .map(|c| (c.header.clone(), c.value.clone()))
         };
+        let id = |p: &Option<config::ProviderConfig>| {
+            p.as_ref()
+                .and_then(|p| p.credential.as_ref())
+                .and_then(|c| c.id.clone())
+        };
         let p = &config.providers;
         TagPolicy {
             on_conflict: config.tags.on_conflict,
@@ -66,6 +85,7 @@ impl TagPolicy {
                 cred(&p.anthropic),
                 cred(&p.gemini),
             ],
+            credential_ids: [id(&p.openai), id(&p.azure), id(&p.anthropic), id(&p.gemini)],
         }
     }
 
@@ -103,18 +123,17 @@ impl TagPolicy {
 
     /// The provider credential to set upstream, if configured.
     pub fn credential(&self, provider: Provider) -> Option<(&str, &str)> {
-        let slot = match provider {
-            Provider::OpenAi => 0,
-            Provider::Azure => 1,
-            Provider::Anthropic => 2,
-            Provider::Gemini => 3,
-            // No credential is guessed for a path nobody recognised.
-            Provider::Unknown => return None,
-        };
         self.credentials
-            .get(slot)
+            .get(slot(provider)?)
             .and_then(|c| c.as_ref())
             .map(|(h, v)| (h.as_str(), v.as_str()))
+    }
+
+    /// The id of the provider credential the gateway sets, if configured.
+    pub fn credential_id(&self, provider: Provider) -> Option<&str> {
+        self.credential_ids
+            .get(slot(provider)?)
+            .and_then(|c| c.as_deref())
     }
 }
 

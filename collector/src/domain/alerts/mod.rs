@@ -52,6 +52,10 @@ pub enum Kind {
     /// A day's spend of one (team, model) with a z-score > 3 against the
     /// previous 30 days (no budget).
     Anomaly,
+    /// A month's gateway-measured cost fell under the configured share of
+    /// the provider's bill (SPEC §13; no budget).
+    #[serde(rename = "coverage.low")]
+    CoverageLow,
 }
 
 impl Kind {
@@ -61,13 +65,20 @@ impl Kind {
             Kind::Forecast => "forecast",
             Kind::Spike => "spike",
             Kind::Anomaly => "anomaly",
+            Kind::CoverageLow => "coverage.low",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Kind::Threshold, Kind::Forecast, Kind::Spike, Kind::Anomaly]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+        [
+            Kind::Threshold,
+            Kind::Forecast,
+            Kind::Spike,
+            Kind::Anomaly,
+            Kind::CoverageLow,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 }
 

@@ -134,6 +134,9 @@ pub struct Layout {
 /// The current unit prices of a (provider, model).
 pub type PriceOf = Box<dyn Fn(&str, &str) -> Option<ModelPrice> + Send + Sync>;
 
+/// The contract discount (a fraction) of (provider, model) on a day (ms).
+pub type DiscountOf = Box<dyn Fn(&str, Option<&str>, i64) -> f64 + Send + Sync>;
+
 /// What every row of one export shares.
 pub struct Context {
     pub billing_period_start: String,
@@ -142,6 +145,8 @@ pub struct Context {
     /// GL account per cost center.
     pub accounts: HashMap<String, String>,
     pub price: PriceOf,
+    /// `ListCost` is the cost before this discount (SPEC §13).
+    pub discount: DiscountOf,
 }
 
 /// Splits `cost` over the kinds with tokens, in proportion to `weights`;
@@ -228,10 +233,18 @@ pub fn write_rows(ctx: &Context, row: &UsageRow, out: &mut String) -> f64 {
     // A record without a model (a refused call, a provider that did not
     // say) is SKU `unknown`: FOCUS wants a SKU on every usage row.
     let model_text = model.clone().unwrap_or_else(|| String::from(UNKNOWN_SKU));
+    let discount = (ctx.discount)(&provider, model.as_deref(), day_ms);
     let mut written = 0.0;
     for ((kind, tokens), cost) in kinds.iter().zip(costs) {
         written += cost;
         let cost_text = exact_usd(cost);
+        // The stored cost is after the contract discount: the list cost is
+        // what it would have been without it.
+        let list_text = if discount > 0.0 {
+            exact_usd(cost / (1.0 - discount))
+        } else {
+            cost_text.clone()
+        };
         // A FOCUS Decimal: written with a decimal point so readers that
         // infer types (the FinOps validator reads CSV through pandas) see a
         // decimal column, not an integer one.
@@ -269,7 +282,7 @@ pub fn write_rows(ctx: &Context, row: &UsageRow, out: &mut String) -> f64 {
             &cost_text,
             &provider,
             &provider,
-            &cost_text,
+            &list_text,
             "",
             "Standard",
             &quantity,

@@ -206,3 +206,5 @@ fn is_month_day(mmdd: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+pub mod book;

@@ -21,6 +21,9 @@ const MAX_NAME_LEN: usize = 64;
 const MAX_MODEL_LEN: usize = 256;
 const MAX_ERROR_LEN: usize = 64;
 
+/// The label a record's `credential_id` is kept under.
+pub const CREDENTIAL_LABEL: &str = "credential_id";
+
 /// Validates one record; the error is a human-readable reason naming the field.
 pub fn validate_record(value: &Value) -> Result<UsageRecord, String> {
     let obj = value
@@ -65,6 +68,18 @@ pub fn validate_record(value: &Value) -> Result<UsageRecord, String> {
         optional_usd(obj, field)?;
     }
 
+    // The provider credential the gateway sent the call with (SPEC §13):
+    // kept as the label `credential_id`, the filter's value over a client's.
+    let mut labels = tag_map(obj, "labels")?;
+    if let Some(id) = optional_str(obj, "credential_id")? {
+        if !is_tag_value(id) {
+            return Err(format!(
+                "field `credential_id`: expected 1..={MAX_TAG_VALUE_LEN} characters of [A-Za-z0-9._:/-]"
+            ));
+        }
+        labels.insert(CREDENTIAL_LABEL.to_owned(), id.to_owned());
+    }
+
     Ok(UsageRecord {
         id: id_field(obj)?,
         ts_ms,
@@ -74,7 +89,7 @@ pub fn validate_record(value: &Value) -> Result<UsageRecord, String> {
         key_id: tag_value_field(obj, "key_id")?,
         auth: optional_name(obj, "auth")?,
         tags: tag_map(obj, "tags")?,
-        labels: tag_map(obj, "labels")?,
+        labels,
         provider: name_field(obj, "provider")?,
         operation: name_field(obj, "operation")?,
         model: optional_model(obj, "model")?,

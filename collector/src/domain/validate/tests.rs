@@ -184,3 +184,21 @@ fn strict_reservation_fields_are_checked_when_present() {
     rejects(with("reserved_usd", json!(-1.0)), "field `reserved_usd`");
     rejects(with("settled_usd", json!("0.1")), "field `settled_usd`");
 }
+
+#[test]
+fn the_credential_id_is_kept_as_a_label_over_a_clients() {
+    let mut v = with("credential_id", json!("key_gateway"));
+    v["labels"] = json!({"credential_id": "spoofed", "feature": "x"});
+    let r = validate_record(&v).expect("valid");
+    assert_eq!(
+        r.labels.get(CREDENTIAL_LABEL).map(String::as_str),
+        Some("key_gateway")
+    );
+    assert_eq!(r.labels.get("feature").map(String::as_str), Some("x"));
+    rejects(
+        with("credential_id", json!("no spaces")),
+        "field `credential_id`",
+    );
+    rejects(with("credential_id", json!(7)), "field `credential_id`");
+    assert!(validate_record(&with("credential_id", json!(null))).is_ok());
+}

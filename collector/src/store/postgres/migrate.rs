@@ -72,6 +72,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "strict_budgets",
         include_str!("../../../migrations/postgres/0011_strict_budgets.sql"),
     ),
+    (
+        12,
+        "reconciliation",
+        include_str!("../../../migrations/postgres/0012_reconciliation.sql"),
+    ),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

@@ -30,6 +30,7 @@ mod leases;
 mod ledger;
 mod migrate;
 mod prepare;
+mod prices;
 mod query;
 mod retention;
 mod series;
@@ -47,7 +48,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{Config, NoTls};
 
 use super::{
-    check_retention, BatchOutcome, KeyWrite, Purged, SaveKeys, Store, StoreError, StoreFuture,
+    check_retention, BatchOutcome, KeyWrite, Pricer, PricesAdded, Purged, Repriced, SaveKeys,
+    Store, StoreError, StoreFuture,
 };
 use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
@@ -58,6 +60,8 @@ use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
 use crate::domain::leases::{Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
+use crate::domain::pricing::book::PriceChanges;
+use crate::domain::reconcile::import::{Import, ProviderLine};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
 use crate::domain::webhooks::{Attempt, Delivery, Webhook};
@@ -335,6 +339,45 @@ impl Store for PostgresStore {
 
     fn keys_revision(&self) -> StoreFuture<'_, i64> {
         Box::pin(async move { keys::revision(&*self.pool.get().await?).await })
+    }
+
+    fn replace_provider_usage(&self, import: Import) -> StoreFuture<'_, (u64, u64)> {
+        Box::pin(async move {
+            prices::replace_provider_usage(&mut self.pool.get().await?, &import).await
+        })
+    }
+
+    fn provider_usage(&self, from_ms: i64, to_ms: i64) -> StoreFuture<'_, Vec<ProviderLine>> {
+        Box::pin(
+            async move { prices::provider_usage(&self.pool.get().await?, from_ms, to_ms).await },
+        )
+    }
+
+    fn add_prices(&self, changes: PriceChanges, now_ms: i64) -> StoreFuture<'_, PricesAdded> {
+        Box::pin(async move { prices::add(&mut self.pool.get().await?, &changes, now_ms).await })
+    }
+
+    fn price_history(&self) -> StoreFuture<'_, PriceChanges> {
+        Box::pin(async move { prices::history(&self.pool.get().await?).await })
+    }
+
+    fn reprice(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        price: Pricer,
+        version: String,
+    ) -> StoreFuture<'_, Repriced> {
+        Box::pin(async move {
+            prices::reprice(
+                &mut self.pool.get().await?,
+                from_ms,
+                to_ms,
+                &price,
+                &version,
+            )
+            .await
+        })
     }
 
     fn put_gl_account(&self, account: GlAccount) -> StoreFuture<'_, bool> {

@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{BatchOutcome, KeyWrite, Purged, SaveKeys, Store, StoreError, StoreFuture};
+use super::{
+    BatchOutcome, KeyWrite, Pricer, PricesAdded, Purged, Repriced, SaveKeys, Store, StoreError,
+    StoreFuture,
+};
 use crate::domain::access::ApiToken;
 use crate::domain::aggregate::UsageReport;
 use crate::domain::alerts::Alert;
@@ -24,6 +27,8 @@ use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
 use crate::domain::leases::{Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
+use crate::domain::pricing::book::PriceChanges;
+use crate::domain::reconcile::import::{Import, ProviderLine};
 use crate::domain::record::PricedRecord;
 use crate::domain::usage_query::UsageQuery;
 use crate::domain::webhooks::{Attempt, Delivery, Webhook};
@@ -36,6 +41,7 @@ mod ingest;
 mod keys;
 mod leases;
 mod ledger;
+mod prices;
 mod query;
 mod records;
 mod retention;
@@ -375,6 +381,36 @@ impl Store for SqliteStore {
 
     fn gl_accounts(&self) -> StoreFuture<'_, Vec<GlAccount>> {
         self.blocking(|inner| inner.with_reader(ledger::gl_accounts))
+    }
+
+    fn replace_provider_usage(&self, import: Import) -> StoreFuture<'_, (u64, u64)> {
+        self.blocking(move |inner| prices::replace_provider_usage(&inner.writer()?.conn, &import))
+    }
+
+    fn provider_usage(&self, from_ms: i64, to_ms: i64) -> StoreFuture<'_, Vec<ProviderLine>> {
+        self.blocking(move |inner| {
+            inner.with_reader(|conn| prices::provider_usage(conn, from_ms, to_ms))
+        })
+    }
+
+    fn add_prices(&self, changes: PriceChanges, now_ms: i64) -> StoreFuture<'_, PricesAdded> {
+        self.blocking(move |inner| prices::add(&inner.writer()?.conn, &changes, now_ms))
+    }
+
+    fn price_history(&self) -> StoreFuture<'_, PriceChanges> {
+        self.blocking(|inner| inner.with_reader(prices::history))
+    }
+
+    fn reprice(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        price: Pricer,
+        version: String,
+    ) -> StoreFuture<'_, Repriced> {
+        self.blocking(move |inner| {
+            prices::reprice(&inner.writer()?.conn, from_ms, to_ms, &price, &version)
+        })
     }
 
     fn close_month(&self, month: ClosedMonth, lines: Vec<ChargebackLine>) -> StoreFuture<'_, bool> {

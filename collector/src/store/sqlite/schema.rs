@@ -32,6 +32,9 @@ const UPGRADES: &[(i64, &str)] = &[
         11,
         "ALTER TABLE budgets ADD COLUMN enforce TEXT NOT NULL DEFAULT 'flags';",
     ),
+    // 12: reconciliation (SPEC §13): price changes, discounts, provider
+    // usage exports; tables only.
+    (12, ""),
 ];
 
 /// The oldest version a file can be upgraded from.

@@ -335,3 +335,48 @@ CREATE TABLE IF NOT EXISTS leases (
     expires_ms     INTEGER NOT NULL,
     PRIMARY KEY (budget_id, period_start, host)
 );
+
+-- Prices in time (SPEC §13, schema version 12). Append only: a change or a
+-- discount is never edited; a later `effective_from` supersedes it. A record
+-- keeps the cost it was priced with until `POST /v1/prices/recompute`.
+CREATE TABLE IF NOT EXISTS price_changes (
+    provider          TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    effective_from_ms INTEGER NOT NULL,
+    input             REAL NOT NULL,
+    output            REAL NOT NULL,
+    cache_read        REAL NOT NULL,
+    cache_write       REAL NOT NULL,
+    created_ms        INTEGER NOT NULL,
+    PRIMARY KEY (provider, model, effective_from_ms)
+);
+
+-- `model` '' : every model of the provider.
+CREATE TABLE IF NOT EXISTS price_discounts (
+    provider          TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    effective_from_ms INTEGER NOT NULL,
+    fraction          REAL NOT NULL,
+    created_ms        INTEGER NOT NULL,
+    PRIMARY KEY (provider, model, effective_from_ms)
+);
+
+-- Providers' own usage and cost exports (SPEC §13), one row per bucket ×
+-- result. An import replaces its source's rows in its range (idempotent).
+-- `model`, `line_item`, `credential`: '' when the export names none.
+CREATE TABLE IF NOT EXISTS provider_usage (
+    provider                 TEXT NOT NULL,
+    source                   TEXT NOT NULL,
+    start_ms                 INTEGER NOT NULL,
+    end_ms                   INTEGER NOT NULL,
+    model                    TEXT NOT NULL,
+    line_item                TEXT NOT NULL,
+    credential               TEXT NOT NULL,
+    requests                 INTEGER NOT NULL,
+    input_tokens             INTEGER NOT NULL,
+    cached_input_tokens      INTEGER NOT NULL,
+    cache_write_input_tokens INTEGER NOT NULL,
+    output_tokens            INTEGER NOT NULL,
+    cost_usd                 REAL
+);
+CREATE INDEX IF NOT EXISTS provider_usage_by_time ON provider_usage (source, start_ms);

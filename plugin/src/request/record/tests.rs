@@ -100,6 +100,7 @@ fn record_serializes_every_field() {
         output_tokens: 7,
         reasoning_tokens: 3,
         reservation: None,
+        credential_id: None,
     };
     let mut out = Vec::new();
     r.write_json(&mut out);
@@ -116,6 +117,20 @@ fn record_serializes_every_field() {
     .write_json(&mut strict);
     let s: serde_json::Value = serde_json::from_slice(&strict).unwrap();
     assert_eq!(s["reserved_usd"], 0.0125);
+    // A call sent with a configured provider credential names its id.
+    let mut with_id = Vec::new();
+    Record {
+        credential_id: Some("key_gateway"),
+        tags: Tags {
+            schema: &schema,
+            set: &set,
+        },
+        ..r
+    }
+    .write_json(&mut with_id);
+    let c: serde_json::Value = serde_json::from_slice(&with_id).unwrap();
+    assert_eq!(c["credential_id"], "key_gateway");
+    assert!(v.get("credential_id").is_none(), "only when configured");
     assert_eq!(s["settled_usd"], 0.000_75);
     assert_eq!(v["ts"], "2026-11-24T06:50:00.123Z");
     assert_eq!(
@@ -166,6 +181,7 @@ fn a_kept_principal_part_writes_the_same_record() {
             usage: &usage,
             principal_json: cache,
             reservation: None,
+            credential_id: None,
         };
         let mut out = Vec::new();
         call.write_record(&mut out);

@@ -122,6 +122,28 @@ fn provider_credentials_by_provider() {
         Some(("x-api-key", "sk-ant-real"))
     );
     assert_eq!(p.credential(Provider::OpenAi), None);
+    assert_eq!(
+        p.credential_id(Provider::Anthropic),
+        None,
+        "no id configured"
+    );
+}
+
+#[test]
+fn provider_credential_ids_are_configured_per_provider_and_checked() {
+    let json = r#"{"providers":{"openai":{"credential":{"header":"authorization",
+        "value":"Bearer sk-real","id":"key_gateway"}}},
+        "collector":{"cluster":"c","token":"t"}}"#;
+    let p = TagPolicy::new(&config::parse(json.as_bytes()).unwrap());
+    assert_eq!(p.credential_id(Provider::OpenAi), Some("key_gateway"));
+    assert_eq!(p.credential_id(Provider::Gemini), None);
+    assert_eq!(p.credential_id(Provider::Unknown), None);
+    let bad = json.replace("key_gateway", "");
+    let err = config::parse(bad.as_bytes()).expect_err("empty id refused");
+    assert!(
+        format!("{err:?}").contains("providers.openai.credential.id"),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub enum Set {
     Control,
     /// One byte value.
     Byte(u8),
+    /// A byte that cannot continue a JSON number or literal token (one
+    /// outside `-+.0-9a-zE`): where such a token ends.
+    TokenEnd,
 }
 
 /// The first byte of `set` in the leading whole 16-byte blocks of `bytes`
@@ -75,6 +78,13 @@ pub fn blocks(bytes: &[u8], set: Set) -> Result<usize, usize> {
                     v128_or(u8x16_lt(v, u8x16_splat(0x20)), v128_or(eq(0x7f), eq(0xc2)))
                 }
                 Set::Byte(b) => eq(b),
+                Set::TokenEnd => {
+                    // Unsigned range tests: `v - lo < len` (wrapping).
+                    let digit = u8x16_lt(u8x16_sub(v, u8x16_splat(b'0')), u8x16_splat(10));
+                    let lower = u8x16_lt(u8x16_sub(v, u8x16_splat(b'a')), u8x16_splat(26));
+                    let signs = v128_or(v128_or(eq(b'-'), eq(b'+')), v128_or(eq(b'.'), eq(b'E')));
+                    v128_not(v128_or(v128_or(digit, lower), signs))
+                }
             };
             let m = i8x16_bitmask(hit);
             if m != 0 {

@@ -101,6 +101,57 @@ pub fn blocks(bytes: &[u8], set: Set) -> Result<usize, usize> {
     }
 }
 
+/// What matters to JSON nesting in a 16-byte block, one bit per byte
+/// (bit k = byte k): `"`, `\\`, `{`/`[` and `}`/`]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockMasks {
+    pub quote: u32,
+    pub backslash: u32,
+    pub open: u32,
+    pub close: u32,
+}
+
+/// `BlockMasks` of `block`: four compares and four bitmasks with SIMD, a
+/// byte loop without (native builds and tests, where the same block walk
+/// then runs over these masks).
+#[inline(always)]
+pub fn block_masks(block: &[u8; 16]) -> BlockMasks {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use core::arch::wasm32::*;
+        // SAFETY: `block` is 16 readable bytes; v128 loads need no alignment.
+        let v = unsafe { v128_load(block.as_ptr().cast::<v128>()) };
+        // `[`/`]` are `{`/`}` without bit 5, and no other byte maps onto them.
+        let folded = v128_or(v, u8x16_splat(0x20));
+        BlockMasks {
+            quote: u32::from(i8x16_bitmask(i8x16_eq(v, u8x16_splat(b'"')))),
+            backslash: u32::from(i8x16_bitmask(i8x16_eq(v, u8x16_splat(b'\\')))),
+            open: u32::from(i8x16_bitmask(i8x16_eq(folded, u8x16_splat(b'{')))),
+            close: u32::from(i8x16_bitmask(i8x16_eq(folded, u8x16_splat(b'}')))),
+        }
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let mut m = BlockMasks {
+            quote: 0,
+            backslash: 0,
+            open: 0,
+            close: 0,
+        };
+        for (k, &b) in block.iter().enumerate() {
+            let bit = 1u32 << k;
+            match b {
+                b'"' => m.quote |= bit,
+                b'\\' => m.backslash |= bit,
+                b'{' | b'[' => m.open |= bit,
+                b'}' | b']' => m.close |= bit,
+                _ => {}
+            }
+        }
+        m
+    }
+}
+
 /// Index of the first byte of `bytes` in `set`: 16-byte blocks (SIMD), then
 /// words whose mask (from `test`) is set, then the tail `slow` accepts.
 #[inline]

@@ -40,6 +40,44 @@ pub enum Set {
     Control,
     /// One byte value.
     Byte(u8),
+    /// A byte that cannot continue a JSON number or literal token (one
+    /// outside `-+.0-9a-zE`): where such a token ends.
+    TokenEnd,
+}
+
+/// The bytes of `block` in `set`, one bit each (bit k = byte k).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn set_mask(block: &[u8; 16], set: Set) -> u32 {
+    use core::arch::wasm32::*;
+    // SAFETY: `block` is 16 readable bytes; v128 loads need no alignment.
+    let v = unsafe { v128_load(block.as_ptr().cast::<v128>()) };
+    let eq = |b: u8| i8x16_eq(v, u8x16_splat(b));
+    let hit = match set {
+        Set::QuoteOrBackslash => v128_or(eq(b'"'), eq(b'\\')),
+        Set::Structural => {
+            // `[`/`]` are `{`/`}` without bit 5.
+            let folded = v128_or(v, u8x16_splat(0x20));
+            v128_or(
+                eq(b'"'),
+                v128_or(
+                    i8x16_eq(folded, u8x16_splat(b'{')),
+                    i8x16_eq(folded, u8x16_splat(b'}')),
+                ),
+            )
+        }
+        Set::Escape => v128_or(v128_or(eq(b'"'), eq(b'\\')), u8x16_lt(v, u8x16_splat(0x20))),
+        Set::Control => v128_or(u8x16_lt(v, u8x16_splat(0x20)), v128_or(eq(0x7f), eq(0xc2))),
+        Set::Byte(b) => eq(b),
+        Set::TokenEnd => {
+            // Unsigned range tests: `v - lo < len` (wrapping).
+            let digit = u8x16_lt(u8x16_sub(v, u8x16_splat(b'0')), u8x16_splat(10));
+            let lower = u8x16_lt(u8x16_sub(v, u8x16_splat(b'a')), u8x16_splat(26));
+            let signs = v128_or(v128_or(eq(b'-'), eq(b'+')), v128_or(eq(b'.'), eq(b'E')));
+            v128_not(v128_or(v128_or(digit, lower), signs))
+        }
+    };
+    u32::from(i8x16_bitmask(hit))
 }
 
 /// The first byte of `set` in the leading whole 16-byte blocks of `bytes`
@@ -49,34 +87,9 @@ pub enum Set {
 pub fn blocks(bytes: &[u8], set: Set) -> Result<usize, usize> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        use core::arch::wasm32::*;
         let mut at = 0;
         while let Some(chunk) = bytes.get(at..).and_then(|r| r.first_chunk::<16>()) {
-            // SAFETY: `chunk` is 16 readable bytes; v128 loads need no alignment.
-            let v = unsafe { v128_load(chunk.as_ptr().cast::<v128>()) };
-            let eq = |b: u8| i8x16_eq(v, u8x16_splat(b));
-            let hit = match set {
-                Set::QuoteOrBackslash => v128_or(eq(b'"'), eq(b'\\')),
-                Set::Structural => {
-                    // `[`/`]` are `{`/`}` without bit 5.
-                    let folded = v128_or(v, u8x16_splat(0x20));
-                    v128_or(
-                        eq(b'"'),
-                        v128_or(
-                            i8x16_eq(folded, u8x16_splat(b'{')),
-                            i8x16_eq(folded, u8x16_splat(b'}')),
-                        ),
-                    )
-                }
-                Set::Escape => {
-                    v128_or(v128_or(eq(b'"'), eq(b'\\')), u8x16_lt(v, u8x16_splat(0x20)))
-                }
-                Set::Control => {
-                    v128_or(u8x16_lt(v, u8x16_splat(0x20)), v128_or(eq(0x7f), eq(0xc2)))
-                }
-                Set::Byte(b) => eq(b),
-            };
-            let m = i8x16_bitmask(hit);
+            let m = set_mask(chunk, set);
             if m != 0 {
                 return Ok(at + m.trailing_zeros() as usize);
             }
@@ -88,6 +101,57 @@ pub fn blocks(bytes: &[u8], set: Set) -> Result<usize, usize> {
     {
         let _ = (bytes, set);
         Err(0)
+    }
+}
+
+/// What matters to JSON nesting in a 16-byte block, one bit per byte
+/// (bit k = byte k): `"`, `\\`, `{`/`[` and `}`/`]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockMasks {
+    pub quote: u32,
+    pub backslash: u32,
+    pub open: u32,
+    pub close: u32,
+}
+
+/// `BlockMasks` of `block`: four compares and four bitmasks with SIMD, a
+/// byte loop without (native builds and tests, where the same block walk
+/// then runs over these masks).
+#[inline(always)]
+pub fn block_masks(block: &[u8; 16]) -> BlockMasks {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use core::arch::wasm32::*;
+        // SAFETY: `block` is 16 readable bytes; v128 loads need no alignment.
+        let v = unsafe { v128_load(block.as_ptr().cast::<v128>()) };
+        // `[`/`]` are `{`/`}` without bit 5, and no other byte maps onto them.
+        let folded = v128_or(v, u8x16_splat(0x20));
+        BlockMasks {
+            quote: u32::from(i8x16_bitmask(i8x16_eq(v, u8x16_splat(b'"')))),
+            backslash: u32::from(i8x16_bitmask(i8x16_eq(v, u8x16_splat(b'\\')))),
+            open: u32::from(i8x16_bitmask(i8x16_eq(folded, u8x16_splat(b'{')))),
+            close: u32::from(i8x16_bitmask(i8x16_eq(folded, u8x16_splat(b'}')))),
+        }
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let mut m = BlockMasks {
+            quote: 0,
+            backslash: 0,
+            open: 0,
+            close: 0,
+        };
+        for (k, &b) in block.iter().enumerate() {
+            let bit = 1u32 << k;
+            match b {
+                b'"' => m.quote |= bit,
+                b'\\' => m.backslash |= bit,
+                b'{' | b'[' => m.open |= bit,
+                b'}' | b']' => m.close |= bit,
+                _ => {}
+            }
+        }
+        m
     }
 }
 
@@ -104,6 +168,48 @@ fn first(
         Ok(i) => return Some(i),
         Err(n) => n,
     };
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        // The last 0..16 bytes in one more block test, not words and a byte
+        // loop: the final 16 bytes (overlapping what was searched) when
+        // there are that many, else the bytes copied into a padded block.
+        let _ = (&test, &slow);
+        let len = bytes.len();
+        let rest = len - skipped;
+        if rest == 0 {
+            return None;
+        }
+        let m = match bytes
+            .get(len.wrapping_sub(16)..)
+            .and_then(|r| r.first_chunk::<16>())
+        {
+            Some(last) => set_mask(last, set) >> (16 - rest),
+            None => {
+                let mut block = [0u8; 16];
+                block.get_mut(..len)?.copy_from_slice(bytes);
+                set_mask(&block, set) & ((1u32 << len) - 1)
+            }
+        };
+        if m == 0 {
+            None
+        } else {
+            Some(skipped + m.trailing_zeros() as usize)
+        }
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    first_in_words(bytes, skipped, test, slow)
+}
+
+/// `first`'s search of `bytes` from `skipped` a word at a time, then the
+/// tail byte by byte (builds without SIMD).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline]
+fn first_in_words(
+    bytes: &[u8],
+    skipped: usize,
+    test: impl Fn(u64) -> u64,
+    slow: impl Fn(u8) -> bool,
+) -> Option<usize> {
     let bytes = bytes.get(skipped..)?;
     let mut chunks = bytes.chunks_exact(8);
     let mut at = skipped;

@@ -41,6 +41,11 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
 
 /// Decimal digits of `v`.
 pub fn unsigned(out: &mut Vec<u8>, mut v: u64) {
+    // One digit (a zero count, a short duration) is the common case.
+    if v < 10 {
+        out.push(b'0' + v as u8);
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut at = buf.len();
     loop {

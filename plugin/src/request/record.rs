@@ -263,9 +263,15 @@ impl Record<'_> {
             b",\"stream\":false,\"status\":"
         });
         unsigned(out, u64::from(self.status));
-        out.extend_from_slice(b",\"error\":");
-        opt_string(out, self.error);
-        out.extend_from_slice(b",\"input_tokens\":");
+        // Most calls have no error: its null and the next key in one copy.
+        match self.error {
+            None => out.extend_from_slice(b",\"error\":null,\"input_tokens\":"),
+            Some(e) => {
+                out.extend_from_slice(b",\"error\":");
+                string(out, e);
+                out.extend_from_slice(b",\"input_tokens\":");
+            }
+        }
         unsigned(out, self.input_tokens);
         out.extend_from_slice(b",\"cached_input_tokens\":");
         unsigned(out, self.cached_input_tokens);

@@ -17,7 +17,9 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const wasi = new WASI({
   version: "preview1",
   args: [wasmPath, ...args],
-  env: { RUST_BACKTRACE: process.env.RUST_BACKTRACE ?? "0" },
+  // Tests are not captured: wasm32-wasip1 panics abort, so a failing test
+  // ends the run and a captured panic message would be lost with it.
+  env: { RUST_BACKTRACE: process.env.RUST_BACKTRACE ?? "0", RUST_TEST_NOCAPTURE: "1" },
   preopens: { [root]: root },
   returnOnExit: true,
 });

@@ -20,11 +20,12 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: soak run test bench bench-ttfb bench-fuel bench-registry bench-dashboard wasm collector fmt lint unit e2e wasm-host venv chromium toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
+.PHONY: soak run test bench bench-ttfb bench-fuel bench-registry bench-dashboard wasm collector fmt lint unit unit-wasm node e2e wasm-host venv chromium toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
 	@echo "make test       fmt check, clippy (native + wasm32), unit tests, builds, end-to-end tests"
+	@echo "make unit-wasm  the plugin's unit tests compiled to wasm32-wasip1, run under Node's WASI"
 	@echo "make bench      gateway benchmark: no filter vs no-op wasm vs aispend (wrk)"
 	@echo "make bench-ttfb streamed time to first byte: no-op wasm filter vs aispend"
 	@echo "make bench-fuel wasm instructions per request: no-op, aispend, floor (exact, not timed)"
@@ -81,6 +82,21 @@ lint: toolchain
 unit:
 	cargo test --workspace
 
+# What ships is what is tested: every plugin #[test] (lib + tests/) again,
+# compiled to wasm32-wasip1 (32-bit usize, the shipped target) and run under
+# Node's WASI by scripts/wasi_test_runner.mjs as cargo's runner. Not
+# wasm-bindgen-test: that needs wasm32-unknown-unknown (not the target that
+# ships), a #[wasm_bindgen_test] copy of each test and a wasm-bindgen-cli
+# pinned to the crate; this runs the existing tests unchanged, with the same
+# names, on the real target. ~35 s of run time plus one debug build.
+NODE := $(or $(shell command -v node 2>/dev/null),/usr/bin/node)
+node:
+	@test -x $(NODE) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs; }
+
+unit-wasm: toolchain node
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(NODE) --no-warnings $(abspath scripts/wasi_test_runner.mjs)" \
+	  cargo test -p aispend-plugin --target wasm32-wasip1 --lib --tests
+
 # Soak (not part of `make test`): SOAK_SECONDS (default 600) of mixed
 # traffic through Envoy; fails on memory or p99 growth or any lost record.
 soak: venv wasm collector
@@ -96,7 +112,7 @@ wasm-host: venv wasm
 
 # Order matters (make without -j runs prerequisites left to right): cheap
 # checks first so a format slip fails in seconds, not after the builds.
-test: lint unit fuzz-smoke wasm collector venv chromium wasm-host e2e
+test: lint unit unit-wasm fuzz-smoke wasm collector venv chromium wasm-host e2e
 
 # --- fuzzing (fuzz/, cargo-fuzz + libFuzzer) ------------------------------
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain

@@ -9,7 +9,13 @@
 //! - A request head must arrive whole within `header_timeout` of its first
 //!   byte, and a request body being read may not stall (no byte received)
 //!   for longer than `header_timeout`: a client that sends half a request is
-//!   cut off.
+//!   cut off. A request body must also arrive whole within `idle_timeout`
+//!   of its head (so a body trickled a byte at a time cannot hold a
+//!   connection and its handler forever).
+//! - A request head is at most `MAX_HEAD_BYTES` with at most 100 fields
+//!   (hyper's default); a larger one is answered 431 and the connection
+//!   closed. Bodies
+//!   are bounded per route (`DefaultBodyLimit`, 413).
 //! - A connection with no request in flight and no byte moved for
 //!   `idle_timeout` is closed.
 //! - Graceful shutdown: when `shutdown` resolves, stop accepting, let every
@@ -39,6 +45,11 @@ use tower::ServiceExt;
 const EVICT_AFTER: Duration = Duration::from_millis(250);
 /// How often the accept loop asks again for room while at the cap.
 const PRESSURE_EVERY: Duration = Duration::from_millis(100);
+/// Largest request head (request line + headers): Envoy's default
+/// `max_request_headers_kb` (60 KiB) plus room. Unset, hyper's bound is its
+/// read buffer (~400 KiB). The field count keeps hyper's default (100):
+/// setting it moves the header array to the heap for every request.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Connection limits; see the module comment.
 #[derive(Debug, Clone, Copy)]
@@ -135,6 +146,8 @@ struct ConnState {
     head_since: Option<Instant>,
     /// Since when a handler waits for request body bytes that do not come.
     body_waiting_since: Option<Instant>,
+    /// When the request in flight was handed to the router (its head read).
+    request_since: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -159,6 +172,7 @@ impl Watch {
             in_flight: 0,
             head_since: None,
             body_waiting_since: None,
+            request_since: None,
         })))
     }
 
@@ -187,12 +201,14 @@ impl Watch {
         let mut s = self.state();
         s.in_flight += 1;
         s.head_since = None;
+        s.request_since = Some(Instant::now());
     }
 
     fn request_done(&self) {
         let mut s = self.state();
         s.in_flight = s.in_flight.saturating_sub(1);
         s.body_waiting_since = None;
+        s.request_since = None;
         s.last_io = Instant::now();
     }
 
@@ -219,6 +235,11 @@ impl Watch {
                 let progress = since.max(s.last_read);
                 if now.duration_since(progress) >= limits.header_timeout {
                     return Verdict::Cut("request body stalled");
+                }
+                if s.request_since
+                    .is_some_and(|head| now.duration_since(head) >= limits.idle_timeout)
+                {
+                    return Verdict::Cut("request body too slow");
                 }
             }
             return Verdict::Keep;
@@ -273,7 +294,10 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The watchdog below enforces the head timeout from a head's first
     // byte; hyper's own would also cut idle keep-alive connections early.
-    builder.timer(TokioTimer::new()).header_read_timeout(None);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_header_size(MAX_HEAD_BYTES);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let tick = (limits.header_timeout.min(limits.idle_timeout) / 4)
@@ -451,6 +475,31 @@ mod tests {
         w.body_waiting(false);
         w.request_done();
         assert_eq!(w.verdict(Instant::now(), &limits()), Verdict::Keep);
+    }
+
+    #[test]
+    fn a_body_trickled_past_the_idle_timeout_is_cut() {
+        let w = Watch::new();
+        let start = Instant::now();
+        w.read();
+        w.request_started();
+        w.body_waiting(true);
+        // A byte arrives every few seconds: never stalled for the header
+        // timeout, but the whole body is not in after the idle timeout.
+        for secs in [5, 30, 59] {
+            let now = start + Duration::from_secs(secs);
+            w.state().last_read = now;
+            assert_eq!(w.verdict(now, &limits()), Verdict::Keep, "{secs}s");
+        }
+        let now = start + Duration::from_secs(61);
+        w.state().last_read = now;
+        assert_eq!(
+            w.verdict(now, &limits()),
+            Verdict::Cut("request body too slow")
+        );
+        // A handler busy past the idle timeout (not waiting for the body) is kept.
+        w.body_waiting(false);
+        assert_eq!(w.verdict(now, &limits()), Verdict::Keep);
     }
 
     #[test]

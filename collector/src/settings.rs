@@ -113,7 +113,8 @@ pub struct Cli {
     #[arg(long, env = "AISPEND_HEADER_TIMEOUT_MS", value_name = "MS",
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub header_timeout_ms: Option<u64>,
-    /// A keep-alive connection with no request for this many ms is closed
+    /// A keep-alive connection with no request for this many ms is closed,
+    /// and a request body must be in whole within it of its head
     /// [default: 60000].
     #[arg(long, env = "AISPEND_IDLE_TIMEOUT_MS", value_name = "MS",
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]

@@ -296,3 +296,83 @@ async fn ingest_bodies_beyond_the_memory_bound_wait_their_turn() {
     assert_eq!(accepted, 130, "the same ids: stored once");
     assert_eq!(gate.available_kib(), 64);
 }
+
+#[tokio::test]
+async fn a_trickled_body_is_cut_after_the_idle_timeout_and_stores_nothing() {
+    // Never stalled for the header timeout (a byte every 50 ms), but not in
+    // whole within the idle timeout of its head.
+    let server = start(limits(500, 800, 16)).await;
+    let body = batch(3);
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/records HTTP/1.1\r\nhost: x\r\nauthorization: Bearer it\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let started = Instant::now();
+    let mut sent = 0;
+    let cut = bounded("trickled body", async {
+        for byte in body.as_bytes() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if stream.write_all(&[*byte]).await.is_err() {
+                return true;
+            }
+            sent += 1;
+            // A closed connection shows as EOF (or a reset) on read.
+            let mut buf = [0u8; 1];
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(cut, "the whole body was accepted ({sent} bytes)");
+    assert!(sent < body.len(), "{sent}");
+    assert!(
+        waited >= Duration::from_millis(700),
+        "cut too early: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(4), "cut too late: {waited:?}");
+    let month = "/v1/usage?from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z";
+    let (status, usage) = request(server.addr, "GET", month, "rt", "").await;
+    assert_eq!(status, 200, "{usage}");
+    assert!(usage.contains(r#""requests":0"#), "{usage}");
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_431() {
+    let server = start(limits(2_000, 30_000, 16)).await;
+    let send = |extra: String| async move {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        let head = format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{extra}connection: close\r\n\r\n");
+        // The server may answer and close before it has read all of it.
+        let _ = stream.write_all(head.as_bytes()).await;
+        parse(&bounded("head", read_to_close(&mut stream)).await).0
+    };
+    let big = |n: usize| format!("x-pad: {}\r\n", "a".repeat(n));
+    assert_eq!(send(big(16 * 1024)).await, 200, "a 16 KiB header passes");
+    assert_eq!(send(big(server::MAX_HEAD_BYTES)).await, 431);
+    let fields = |n: usize| (0..n).map(|i| format!("x-h{i}: v\r\n")).collect::<String>();
+    assert_eq!(send(fields(90)).await, 200, "90 fields pass");
+    assert_eq!(send(fields(100)).await, 431, "more than 100 fields");
+    // The server still answers others.
+    assert_eq!(request(server.addr, "GET", "/healthz", "", "").await.0, 200);
+}
+
+#[tokio::test]
+async fn an_admin_body_over_two_mib_is_refused_413() {
+    let server = start(limits(2_000, 30_000, 16)).await;
+    let pad = "a".repeat(2 * 1024 * 1024 + 1);
+    let body = format!(r#"{{"name":"{pad}"}}"#);
+    let (status, answer) = bounded(
+        "big admin body",
+        request(server.addr, "POST", "/v1/budgets", "at", &body),
+    )
+    .await;
+    assert_eq!(status, 413, "{answer}");
+}

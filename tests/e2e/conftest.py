@@ -103,6 +103,18 @@ def _no_orphans():
         p.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_in_any_log():
+    """After the whole suite: no log that a collector or Envoy wrote (every
+    Proc's log file) holds a token, a virtual key, a provider credential, a
+    webhook secret or a signing secret that the tests used (procs.secret)."""
+    yield
+    for p in list(procs.LIVE):
+        p.stop()
+    found = procs.secrets_in_logs()
+    assert not found, "secrets in logs:\n" + "\n".join(found)
+
+
 @pytest.fixture(autouse=True)
 def _clean_mock(mock):
     mock.clear()

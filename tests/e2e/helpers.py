@@ -17,10 +17,10 @@ import procs  # noqa: E402
 from mock_provider import MockProvider  # noqa: E402
 from sink import RecordSink  # noqa: E402
 
-SEARCH_KEY = "sk-aispend-demo-search"
-GROWTH_KEY = "sk-aispend-demo-growth"
-REVOKED_KEY = "sk-aispend-test-revoked"  # sha256 below, status revoked
-UPSTREAM_CREDENTIAL = "Bearer sk-upstream-real-credential"
+SEARCH_KEY = procs.secret("sk-aispend-demo-search")
+GROWTH_KEY = procs.secret("sk-aispend-demo-growth")
+REVOKED_KEY = procs.secret("sk-aispend-test-revoked")  # sha256 below, status revoked
+UPSTREAM_CREDENTIAL = "Bearer " + procs.secret("sk-upstream-real-credential")
 SEARCH_TAGS = {"org": "acme", "team": "search", "project": "ranking", "cost_center": "CC-1001",
                "environment": "prod"}
 GROWTH_TAGS = {"org": "acme", "team": "growth", "project": "chatbot", "cost_center": "CC-2002",

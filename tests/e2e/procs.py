@@ -22,6 +22,37 @@ INGEST_TOKEN, READ_TOKEN, ADMIN_TOKEN = "demo-ingest-token", "demo-read-token", 
 
 # An API token secret as the collector issues it (CONTRACTS §9).
 API_TOKEN_SECRET = re.compile(r"ast-[0-9a-f]{48}")
+# Secrets that are generated during a test and so cannot be listed: API
+# token secrets, and any virtual key (issued, demo or made up: only the masked
+# `sk-aispend-…1234` form may be logged).
+GENERATED_SECRETS = (API_TOKEN_SECRET, re.compile(r"sk-aispend-[0-9A-Za-z][0-9A-Za-z_-]{3,}"))
+# Every secret a test hands to a process (tokens, virtual keys, provider
+# credentials, webhook and signing secrets), through `secret()`; the session
+# fails if any is in a log a collector or Envoy wrote (conftest.py).
+SECRETS: set[str] = {INGEST_TOKEN, READ_TOKEN, ADMIN_TOKEN}
+# The log file of every collector and Envoy the suite started.
+LOGS: list[Path] = []
+
+
+def secret(value: str) -> str:
+    """Registers a test secret for the end-of-session log scan; returns it."""
+    SECRETS.add(value)
+    return value
+
+
+def secrets_in_logs(paths: list[Path] | None = None) -> list[str]:
+    """`path: what` for each registered or generated secret found in a log."""
+    found = []
+    for path in dict.fromkeys(LOGS if paths is None else paths):
+        text = path.read_text(errors="replace") if path.exists() else ""
+        for s in sorted(SECRETS):
+            if s in text:
+                found.append(f"{path}: a registered secret ({s[:6]}…)")
+        for pattern in GENERATED_SECRETS:
+            m = pattern.search(text)
+            if m:
+                found.append(f"{path}: a generated secret ({m.group(0)[:13]}…)")
+    return found
 
 
 def assert_no_secrets(log: str, extra: list[str] | tuple[str, ...] = ()) -> None:
@@ -77,6 +108,7 @@ class Proc:
     def __init__(self, name: str, argv: list[str], log: Path, env: dict | None = None):
         self.name, self.argv, self.log, self.env = name, argv, log, env
         self.popen: subprocess.Popen | None = None
+        LOGS.append(log)
 
     def start(self) -> "Proc":
         out = open(self.log, "ab")

@@ -23,10 +23,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+import procs
 from helpers import SEARCH_KEY, chat_body, filter_config
 from procs import ADMIN_TOKEN, INGEST_TOKEN, READ_TOKEN, Collector, Envoy, call, wait_until
 
-SECRET = "e2e-webhook-secret-0123456789"
+SECRET = procs.secret("e2e-webhook-secret-0123456789")
 LEVELS = ["critical", "hard", "info", "warning"]
 
 

@@ -13,8 +13,8 @@ import procs
 from helpers import SEARCH_KEY, SEARCH_TAGS, Stack, chat_body, filter_config
 from procs import ROOT
 
-SECRET = "6f1d2c0b9a8e7d6c5b4a39281706f5e4d3c2b1a0"
-OLD_SECRET = "retired-secret-retired-secret-retired-secret"
+SECRET = procs.secret("6f1d2c0b9a8e7d6c5b4a39281706f5e4d3c2b1a0")
+OLD_SECRET = procs.secret("retired-secret-retired-secret-retired-secret")
 SIGNING = {"keys": [{"id": "2026-12", "secret": SECRET}, {"id": "2026-11", "secret": OLD_SECRET}]}
 SECRETS = {"2026-12": SECRET, "2026-11": OLD_SECRET}
 

@@ -27,8 +27,11 @@ use crate::service::budgets::views_of;
 use crate::state::AppState;
 
 /// The query parameters of a FinOps endpoint, checked: only `allowed` names,
-/// each at most once.
-fn params(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, String>, AppError> {
+/// each at most once (also the prices and reconciliation endpoints').
+pub(crate) fn params(
+    raw: Option<&str>,
+    allowed: &[&str],
+) -> Result<HashMap<String, String>, AppError> {
     let mut out = HashMap::new();
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if !allowed.contains(&key.as_ref()) {

@@ -14,6 +14,7 @@ use crate::domain::time::{format_rfc3339_ms, parse_rfc3339_ms, HOUR_MS};
 use crate::error::AppError;
 use crate::service::access::RequestContext;
 use crate::service::audit;
+use crate::service::finops::params;
 use crate::state::AppState;
 use crate::store::Pricer;
 
@@ -34,20 +35,6 @@ pub async fn reload(state: &AppState) -> Result<Arc<PriceBook>, AppError> {
     let book = PriceBook::new(state.prices.clone(), history.prices, history.discounts);
     state.book.set(book);
     Ok(state.book.get())
-}
-
-fn params(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, String>, AppError> {
-    let mut out = HashMap::new();
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if !allowed.contains(&key.as_ref()) {
-            return Err(AppError::InvalidParameter(format!(
-                "unknown query parameter {key:?}: use {}",
-                allowed.join(", ")
-            )));
-        }
-        out.insert(key.to_string(), value.to_string());
-    }
-    Ok(out)
 }
 
 /// `GET /v1/prices[?provider=&model=&at=]`: the base table's version, every

@@ -4,7 +4,7 @@
 //! `service::alerts::raise` (so webhooks get it) when a month's coverage is
 //! under `AISPEND_COVERAGE_MIN`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -18,6 +18,7 @@ use crate::domain::usage_query::{Dim, UsageQuery};
 use crate::domain::validate::CREDENTIAL_LABEL;
 use crate::error::AppError;
 use crate::service::access::RequestContext;
+use crate::service::finops::params;
 use crate::service::{alerts, audit};
 use crate::state::AppState;
 use crate::store::StoreErrorKind;
@@ -27,20 +28,6 @@ fn store_err(state: &AppState) -> impl Fn(crate::store::StoreError) -> AppError 
         state.count_store_error(&e);
         AppError::from(e)
     }
-}
-
-fn params(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, String>, AppError> {
-    let mut out = HashMap::new();
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if !allowed.contains(&key.as_ref()) {
-            return Err(AppError::InvalidParameter(format!(
-                "unknown query parameter {key:?}: use {}",
-                allowed.join(", ")
-            )));
-        }
-        out.insert(key.to_string(), value.to_string());
-    }
-    Ok(out)
 }
 
 fn whole_fleet_only(ctx: &RequestContext) -> Result<(), AppError> {

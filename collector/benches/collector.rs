@@ -2,9 +2,13 @@
 //! `--release` binary that prints figures rather than asserting on time.
 //!
 //! 1. store ingest: `Store::insert_batch` with batches of 1,000 records;
-//! 2. HTTP ingest: `POST /v1/records` over a real TCP socket, batches of 1,000;
+//! 2. HTTP ingest: `POST /v1/records` over a real TCP socket, batches of 1,000,
+//!    AISPEND_BENCH_CONNECTIONS (default 4) in flight;
 //! 3. `GET /v1/usage` latency over AISPEND_BENCH_RECORDS (default 1,000,000)
 //!    stored records spread over one month, `group_by=team,model`.
+//!
+//! Both ingest phases print this process's CPU time per record (the store
+//! runs in it).
 //!
 //! Records arrive in time order with time-ordered 128-bit ids (as the filter
 //! makes them), 50 keys, 8 teams and 6 models, as a gateway would ship them.

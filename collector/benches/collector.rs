@@ -2,9 +2,13 @@
 //! `--release` binary that prints figures rather than asserting on time.
 //!
 //! 1. store ingest: `Store::insert_batch` with batches of 1,000 records;
-//! 2. HTTP ingest: `POST /v1/records` over a real TCP socket, batches of 1,000;
+//! 2. HTTP ingest: `POST /v1/records` over a real TCP socket, batches of 1,000,
+//!    AISPEND_BENCH_CONNECTIONS (default 4) in flight;
 //! 3. `GET /v1/usage` latency over AISPEND_BENCH_RECORDS (default 1,000,000)
 //!    stored records spread over one month, `group_by=team,model`.
+//!
+//! Both ingest phases print this process's CPU time per record (the store
+//! runs in it).
 //!
 //! Records arrive in time order with time-ordered 128-bit ids (as the filter
 //! makes them), 50 keys, 8 teams and 6 models, as a gateway would ship them.
@@ -30,21 +34,51 @@ use aispend_collector::store::{self, Store};
 use common::{env_u64, percentile_ms, post_batches, serve, usage_latencies, Gen, BATCH};
 use hyper::body::Bytes;
 
+/// CPU time (user + system) of this process in clock ticks, from
+/// /proc/self/stat (Linux only; 0 elsewhere): with SQLite the store runs in
+/// this process, so this is the server's CPU, steadier than wall-clock
+/// rates on a shared machine.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rfind(')')
+        .and_then(|close| stat.get(close + 2..))
+        .map(|rest| rest.split(' ').collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// Microseconds of CPU per record since `before` (USER_HZ is 100).
+fn cpu_us_per_record(before: u64, records: u64) -> f64 {
+    cpu_ticks().saturating_sub(before) as f64 * 10_000.0 / records.max(1) as f64
+}
+
 /// Inserts `[first, first + count)` one batch at a time; records/s counting
-/// only the time inside `insert_batch` (record generation is excluded).
-async fn fill(store: &dyn Store, gen: &Gen, first: u64, count: u64) -> f64 {
+/// only the time inside `insert_batch` (record generation is excluded), and
+/// the process CPU per record inside `insert_batch`.
+async fn fill(store: &dyn Store, gen: &Gen, first: u64, count: u64) -> (f64, f64) {
     let mut elapsed = Duration::ZERO;
+    let mut cpu = 0u64;
     let mut seq = first;
     while seq < first + count {
         let n = BATCH.min(first + count - seq);
         let batch = gen.batch(seq, n);
         let started = Instant::now();
+        let before = cpu_ticks();
         let outcome = store.insert_batch(batch).await.expect("insert");
+        cpu += cpu_ticks().saturating_sub(before);
         elapsed += started.elapsed();
         assert_eq!(outcome.inserted, n, "bench ids must be unique");
         seq += n;
     }
-    count as f64 / elapsed.as_secs_f64()
+    let cpu_us = cpu as f64 * 10_000.0 / count.max(1) as f64;
+    (count as f64 / elapsed.as_secs_f64(), cpu_us)
 }
 
 #[tokio::main]
@@ -68,9 +102,10 @@ async fn main() {
 
     // 1. Straight into the store, filling the database for the usage bench.
     let started = Instant::now();
-    let rate = fill(&*store, &gen, 0, total).await;
+    let (rate, cpu_us) = fill(&*store, &gen, 0, total).await;
     println!(
-        "store ingest: {total} records in {:.1} s wall, {:.0} records/s inside insert_batch",
+        "store ingest: {total} records in {:.1} s wall, {:.0} records/s inside insert_batch, \
+         {cpu_us:.2} us of CPU per record",
         started.elapsed().as_secs_f64(),
         rate
     );
@@ -86,12 +121,15 @@ async fn main() {
     let bodies: Vec<Bytes> = (0..http_batches)
         .map(|b| gen.json_batch(total + b * BATCH))
         .collect();
-    let connections = 2;
+    let connections = env_u64("AISPEND_BENCH_CONNECTIONS", 4) as usize;
+    let before = cpu_ticks();
     let secs = post_batches(port, &bodies, connections).await.as_secs_f64();
     let sent = http_batches * BATCH;
     println!(
-        "HTTP ingest: {sent} records in {secs:.2} s over {connections} keep-alive connections: {:.0} records/s",
-        sent as f64 / secs
+        "HTTP ingest: {sent} records in {secs:.2} s over {connections} keep-alive connections: \
+         {:.0} records/s, {:.2} us of CPU per record (server and client in this process)",
+        sent as f64 / secs,
+        cpu_us_per_record(before, sent)
     );
 
     // 3. Usage latency over everything stored (month to a non-hour edge).

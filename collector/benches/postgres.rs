@@ -4,8 +4,10 @@
 //! 1. store ingest: `PostgresStore::insert_batch`, batches of 1,000, with 1
 //!    batch in flight, then AISPEND_BENCH_PG_TASKS (default 4), then twice
 //!    that; each phase also reports CPU time per record of this process
-//!    (client) and of every `postgres` process (server: backends, WAL writer,
-//!    checkpointer), steadier than wall-clock figures on a shared machine;
+//!    (client), of the server backends of the bench's own connections
+//!    (server; found in `pg_stat_activity` by `application_name`) and of
+//!    every `postgres` process (other sessions, WAL writer, checkpointer),
+//!    steadier than wall-clock figures on a shared machine;
 //! 2. HTTP ingest: `POST /v1/records` on a real socket, batches of 1,000;
 //! 3. `GET /v1/usage` latency over AISPEND_BENCH_RECORDS (default 1,000,000)
 //!    records spread over one month, `group_by=team,model`.
@@ -22,6 +24,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,21 +36,41 @@ use aispend_collector::store::{self, Store};
 use common::{env_u64, percentile_ms, post_batches, serve, usage_latencies, Gen, BATCH};
 use hyper::body::Bytes;
 
-/// CPU time (user + system, clock ticks) of this process and of every
-/// process named `postgres`, from /proc (Linux only; zeros elsewhere).
-fn cpu_ticks() -> (u64, u64) {
-    fn ticks(stat: &str) -> Option<(&str, u64)> {
-        let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-        let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
-        let utime: u64 = fields.get(11)?.parse().ok()?;
-        let stime: u64 = fields.get(12)?.parse().ok()?;
-        Some((stat.get(open + 1..close)?, utime + stime))
-    }
+/// CPU time (user + system, clock ticks) of this process, of each server
+/// backend of the bench's own connections (found by `application_name`, see
+/// `TestSchema::named_url`) and of every process named `postgres` (the other
+/// sessions', WAL writer and checkpointer too), from /proc (Linux only;
+/// zeros elsewhere).
+struct CpuTicks {
+    me: u64,
+    backends: HashMap<i32, u64>,
+    all_postgres: u64,
+}
+
+fn ticks(stat: &str) -> Option<(&str, u64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((stat.get(open + 1..close)?, utime + stime))
+}
+
+async fn cpu_ticks(schema: &TestSchema) -> CpuTicks {
     let me = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| ticks(&s).map(|(_, t)| t))
         .unwrap_or(0);
-    let server = std::fs::read_dir("/proc")
+    let backends = schema
+        .backend_pids()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, ticks(&stat)?.1))
+        })
+        .collect();
+    let all_postgres = std::fs::read_dir("/proc")
         .map(|dir| {
             dir.flatten()
                 .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
@@ -55,18 +78,32 @@ fn cpu_ticks() -> (u64, u64) {
                 .sum()
         })
         .unwrap_or(0);
-    (me, server)
+    CpuTicks {
+        me,
+        backends,
+        all_postgres,
+    }
 }
 
-/// "client X µs, server Y µs of CPU per record" since `before`.
-fn cpu_per_record(before: (u64, u64), records: u64) -> String {
-    let after = cpu_ticks();
+/// "client X µs, server Y µs (own backends), Z µs (all postgres)" of CPU per
+/// record since `before`. A backend opened since `before` counts from zero
+/// (the pool connects lazily); the bench's pool never closes one.
+async fn cpu_per_record(schema: &TestSchema, before: &CpuTicks, records: u64) -> String {
+    let after = cpu_ticks(schema).await;
+    let own: u64 = after
+        .backends
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(before.backends.get(pid).copied().unwrap_or(0)))
+        .sum();
     // Linux reports in USER_HZ, 100 per second on every mainstream arch.
     let us = |ticks: u64| ticks as f64 * 10_000.0 / records.max(1) as f64;
     format!(
-        "CPU per record: client {:.2} us, server {:.2} us",
-        us(after.0.saturating_sub(before.0)),
-        us(after.1.saturating_sub(before.1))
+        "CPU per record: client {:.2} us, server {:.2} us ({} own backends), \
+         all postgres processes {:.2} us",
+        us(after.me.saturating_sub(before.me)),
+        us(own),
+        after.backends.len(),
+        us(after.all_postgres.saturating_sub(before.all_postgres))
     )
 }
 
@@ -74,6 +111,7 @@ fn cpu_per_record(before: (u64, u64), records: u64) -> String {
 /// over the wall time and CPU per record (record generation happens before
 /// the clock starts).
 async fn ingest(
+    schema: &TestSchema,
     store: &Arc<dyn Store>,
     gen: &Gen,
     first: u64,
@@ -89,7 +127,7 @@ async fn ingest(
             lane.push(batch);
         }
     }
-    let before = cpu_ticks();
+    let before = cpu_ticks(schema).await;
     let started = Instant::now();
     let handles: Vec<_> = lanes
         .into_iter()
@@ -107,7 +145,7 @@ async fn ingest(
         handle.await.expect("task");
     }
     let rate = count as f64 / started.elapsed().as_secs_f64();
-    (rate, cpu_per_record(before, count))
+    (rate, cpu_per_record(schema, &before, count).await)
 }
 
 #[tokio::main]
@@ -115,7 +153,7 @@ async fn main() {
     let total = env_u64("AISPEND_BENCH_RECORDS", 1_000_000) / BATCH * BATCH;
     let tasks = env_u64("AISPEND_BENCH_PG_TASKS", 4).max(1);
     let schema = TestSchema::create().await.unwrap_or_else(|e| panic!("{e}"));
-    let store = store::connect(&schema.url()).await.expect("connect");
+    let store = store::connect(&schema.named_url()).await.expect("connect");
     let http_records = 200 * BATCH;
     let gen = Arc::new(Gen {
         month_start: parse_rfc3339_ms("2026-11-01T00:00:00Z").expect("ts"),
@@ -149,7 +187,7 @@ async fn main() {
         } else {
             each
         };
-        let (rate, cpu) = ingest(&store, &gen, first, count, *in_flight).await;
+        let (rate, cpu) = ingest(&schema, &store, &gen, first, count, *in_flight).await;
         let batches = if *in_flight == 1 { "batch" } else { "batches" };
         println!(
             "store ingest, {in_flight} {batches} in flight: {count} records, {rate:.0} records/s; \
@@ -167,7 +205,7 @@ async fn main() {
     let bodies: Vec<Bytes> = (0..http_records / BATCH)
         .map(|b| gen.json_batch(total + b * BATCH))
         .collect();
-    let before = cpu_ticks();
+    let before = cpu_ticks(&schema).await;
     let secs = post_batches(port, &bodies, tasks as usize)
         .await
         .as_secs_f64();
@@ -175,7 +213,7 @@ async fn main() {
         "HTTP ingest: {http_records} records over {tasks} connections in {secs:.2} s: \
          {:.0} records/s; {}",
         http_records as f64 / secs,
-        cpu_per_record(before, http_records)
+        cpu_per_record(&schema, &before, http_records).await
     );
 
     // 3. Usage latency over everything stored, month range with ragged edges.

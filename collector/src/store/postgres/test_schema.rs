@@ -61,6 +61,27 @@ impl TestSchema {
             self.base_url, self.name
         )
     }
+
+    /// `url()` with `application_name` set to the schema's name, so a
+    /// benchmark can find its own server processes with `backend_pids`.
+    pub fn named_url(&self) -> String {
+        format!("{}&application_name={}", self.url(), self.name)
+    }
+
+    /// Process ids of the server backends of the connections opened with
+    /// `named_url()` (from `pg_stat_activity`; this query's own connection is
+    /// not one of them).
+    pub async fn backend_pids(&self) -> Result<Vec<i32>, String> {
+        let client = connect(&self.base_url).await?;
+        let rows = client
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                &[&self.name],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows.iter().map(|row| row.get::<_, i32>(0)).collect())
+    }
 }
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {

@@ -190,3 +190,37 @@ fn logged_urls_never_show_the_password() {
         "sqlite://./data/a@b.db"
     );
 }
+
+/// The bench's server CPU per record sums these backends: exactly the
+/// connections opened with `named_url()`, none of another store's.
+#[tokio::test]
+async fn backend_pids_lists_the_named_url_connections_only() {
+    let schema = schema().await;
+    assert_eq!(
+        schema.backend_pids().await.expect("pids"),
+        Vec::<i32>::new()
+    );
+    let other = PostgresStore::connect(&schema.url()).await.expect("other");
+    assert_eq!(
+        schema.backend_pids().await.expect("pids"),
+        Vec::<i32>::new(),
+        "a store without the name is not counted"
+    );
+    let named = PostgresStore::connect(&schema.named_url())
+        .await
+        .expect("named");
+    named.insert_batch(vec![record(1)]).await.expect("insert");
+    let pids = schema.backend_pids().await.expect("pids");
+    assert!(
+        !pids.is_empty(),
+        "the named store's pool holds a connection"
+    );
+    for pid in &pids {
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}/stat")).exists(),
+            "backend {pid} is a process of this machine"
+        );
+    }
+    named.close().await.expect("close");
+    other.close().await.expect("close");
+}

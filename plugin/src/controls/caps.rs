@@ -183,17 +183,7 @@ pub fn decode_flags(flags: &str, schema: &TagSchema) -> CapSet {
                 _ => return None,
             };
             let budget_id = fields.next()?.to_string();
-            let scope = fields
-                .filter_map(|pair| pair.split_once('='))
-                .map(|(name, value)| {
-                    let key = if name == "key_id" {
-                        ScopeKey::KeyId
-                    } else {
-                        schema.index(name).map_or(ScopeKey::Unknown, ScopeKey::Tag)
-                    };
-                    (key, value.to_string())
-                })
-                .collect();
+            let scope = decode_scope(fields, schema);
             Some(Cap {
                 budget_id,
                 state,
@@ -202,6 +192,25 @@ pub fn decode_flags(flags: &str, schema: &TagSchema) -> CapSet {
         })
         .collect();
     CapSet { caps }
+}
+
+/// `name=value` scope fields of a flag or lease line → scope keys resolved
+/// against this gateway's tags (`key_id`, a tag, or a name it does not know).
+pub fn decode_scope<'a>(
+    fields: impl Iterator<Item = &'a str>,
+    schema: &TagSchema,
+) -> Vec<(ScopeKey, String)> {
+    fields
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| {
+            let key = if name == "key_id" {
+                ScopeKey::KeyId
+            } else {
+                schema.index(name).map_or(ScopeKey::Unknown, ScopeKey::Tag)
+            };
+            (key, value.to_string())
+        })
+        .collect()
 }
 
 // --- the request path's view ------------------------------------------------

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use crate::controls::caps::ScopeKey;
+use crate::controls::caps::{decode_scope, ScopeKey};
 use crate::host::{Host, SharedDataError};
 use crate::request::identity::{Principal, TagSchema};
 
@@ -191,17 +191,7 @@ pub fn decode_index(value: &[u8], schema: &TagSchema) -> Vec<StrictBudget> {
         .filter_map(|line| {
             let mut fields = line.split('\t');
             let budget_id = fields.next().filter(|s| !s.is_empty())?.to_string();
-            let scope = fields
-                .filter_map(|pair| pair.split_once('='))
-                .map(|(name, value)| {
-                    let key = if name == "key_id" {
-                        ScopeKey::KeyId
-                    } else {
-                        schema.index(name).map_or(ScopeKey::Unknown, ScopeKey::Tag)
-                    };
-                    (key, value.to_string())
-                })
-                .collect();
+            let scope = decode_scope(fields, schema);
             Some(StrictBudget { budget_id, scope })
         })
         .collect()

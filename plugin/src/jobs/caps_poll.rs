@@ -26,6 +26,8 @@ pub struct CapsPoller {
     asked: Vec<String>,
     /// The poll in flight named this host (its answer carries leases).
     named: bool,
+    /// The host id this worker read on an earlier tick (`strict_poll::host_id`).
+    seen_host: Option<String>,
 }
 
 impl Job for CapsPoller {
@@ -46,7 +48,7 @@ impl Job for CapsPoller {
                 .try_borrow_mut()
                 .map(|mut ids| ids.next_id(now))
                 .unwrap_or([b'0'; 32]);
-            strict_poll::host_id(host, &shared.filter, &fresh)
+            strict_poll::host_id(host, &shared.filter, &fresh, &mut self.seen_host)
         } else {
             None
         };

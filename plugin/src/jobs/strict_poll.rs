@@ -14,21 +14,39 @@ use crate::host::{Host, SharedDataError};
 const MAX_ATTEMPTS: usize = 8;
 
 /// This host's id: `caps.strict.host_id`, else the one in shared data. With
-/// none there yet, this worker proposes `fresh` (random) and answers `None`:
-/// Envoy has no create-only write, so workers starting together may each
-/// write theirs, and the id is used only from the next tick on, once one
-/// value stayed (an id used and then overwritten would hold a lease no one
-/// renews: never an overspend, but room blocked until the period ends).
-pub fn host_id(host: &mut dyn Host, filter: &Filter, fresh: &[u8; 32]) -> Option<String> {
+/// none there yet, this worker proposes `fresh` (random) and answers `None`.
+///
+/// Kong creates the key only if absent, so the value read is final. Envoy
+/// has no create-only write: workers starting together may each write
+/// theirs, and a worker that read the first one in between would poll
+/// under an id that is then overwritten, leaving a lease no one renews
+/// (never an overspend, but its room stays held). So on Envoy a worker uses
+/// the shared id only once it read the same value on an earlier tick
+/// (`seen`, this worker's memory; a proposer remembers its own): every
+/// proposal is written within the tick that found none, so a value still
+/// there one tick later stayed.
+pub fn host_id(
+    host: &mut dyn Host,
+    filter: &Filter,
+    fresh: &[u8; 32],
+    seen: &mut Option<String>,
+) -> Option<String> {
     if let Some(id) = &filter.config.caps.strict.host_id {
         return Some(id.clone());
     }
     if let (Some(v), _) = host.shared_data_get(HOST_KEY) {
-        return String::from_utf8(v).ok().filter(|s| !s.is_empty());
+        let id = String::from_utf8(v).ok().filter(|s| !s.is_empty())?;
+        if filter.profile.create_cas().is_some() || seen.as_deref() == Some(id.as_str()) {
+            return Some(id);
+        }
+        *seen = Some(id);
+        return None;
     }
     let id = format!("gw-{}", String::from_utf8_lossy(fresh));
     // Kong creates only if absent; a lost race is fine either way.
     let _ = host.shared_data_set(HOST_KEY, id.as_bytes(), filter.profile.create_cas());
+    // Still there on the next tick: no other worker overwrote it.
+    *seen = Some(id);
     None
 }
 

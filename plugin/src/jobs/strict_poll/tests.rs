@@ -104,20 +104,69 @@ fn bad_leases_are_refused_whole() {
 fn the_host_id_is_configured_or_shared_by_the_first_worker() {
     let f = Filter::from_json(br#"{"collector":{"cluster":"c","token":"t"}}"#).expect("config");
     let mut h = MemoryHost::default();
+    let (mut w1, mut w2) = (None, None);
     assert_eq!(
-        host_id(&mut h, &f, &[b'a'; 32]),
+        host_id(&mut h, &f, &[b'a'; 32], &mut w1),
         None,
         "proposed, not used yet"
     );
-    let a = host_id(&mut h, &f, &[b'b'; 32]).expect("id");
-    let b = host_id(&mut h, &f, &[b'c'; 32]).expect("id");
+    // Envoy: a value is used only once seen on two ticks.
+    assert_eq!(host_id(&mut h, &f, &[b'b'; 32], &mut w2), None);
+    let a = host_id(&mut h, &f, &[b'b'; 32], &mut w1).expect("id");
+    let b = host_id(&mut h, &f, &[b'c'; 32], &mut w2).expect("id");
     assert_eq!(a, b, "every worker reads the one that stayed");
     assert!(a.starts_with("gw-aaaa"));
     let f = Filter::from_json(
         br#"{"collector":{"cluster":"c","token":"t"},"caps":{"strict":{"host_id":"edge-7"}}}"#,
     )
     .expect("config");
-    assert_eq!(host_id(&mut h, &f, &[b'c'; 32]).as_deref(), Some("edge-7"));
+    assert_eq!(
+        host_id(&mut h, &f, &[b'c'; 32], &mut None).as_deref(),
+        Some("edge-7")
+    );
+}
+
+#[test]
+fn an_id_overwritten_in_the_startup_race_is_never_polled_under() {
+    // Envoy: workers A and B both find no id; A writes its id, worker C
+    // reads it, then B overwrites it. C must not poll under A's id.
+    let f = Filter::from_json(br#"{"collector":{"cluster":"c","token":"t"}}"#).expect("config");
+    let mut h = MemoryHost::default();
+    let (mut a, mut c) = (None, None);
+    assert_eq!(host_id(&mut h, &f, &[b'a'; 32], &mut a), None);
+    assert_eq!(
+        host_id(&mut h, &f, &[b'x'; 32], &mut c),
+        None,
+        "first sight"
+    );
+    h.shared
+        .insert(HOST_KEY.to_string(), (b"gw-bbbb".to_vec(), 9));
+    assert_eq!(
+        host_id(&mut h, &f, &[b'x'; 32], &mut c),
+        None,
+        "changed since"
+    );
+    assert_eq!(
+        host_id(&mut h, &f, &[b'x'; 32], &mut c).as_deref(),
+        Some("gw-bbbb")
+    );
+    assert_eq!(host_id(&mut h, &f, &[b'a'; 32], &mut a), None);
+    assert_eq!(
+        host_id(&mut h, &f, &[b'a'; 32], &mut a).as_deref(),
+        Some("gw-bbbb")
+    );
+}
+
+#[test]
+fn kong_uses_the_created_id_at_once() {
+    let f = Filter::from_json(
+        br#"{"gateway":"kong","collector":{"cluster":"127.0.0.1:9","token":"t"}}"#,
+    )
+    .expect("config");
+    let mut h = MemoryHost::default();
+    assert_eq!(host_id(&mut h, &f, &[b'k'; 32], &mut None), None);
+    let id = host_id(&mut h, &f, &[b'z'; 32], &mut None).expect("created: final");
+    assert!(id.starts_with("gw-kkkk"));
 }
 
 #[test]

@@ -54,6 +54,7 @@ fn handler(method: &str, path: &str, state: &AppState) -> Option<MethodRouter<Ap
         ("GET", "/v1/budgets/{id}") => get(budgets::get_one),
         ("PUT", "/v1/budgets/{id}") => put(budgets::replace),
         ("DELETE", "/v1/budgets/{id}") => delete(budgets::delete),
+        ("GET", "/v1/budgets/{id}/leases") => get(budgets::leases),
         ("POST", "/v1/tokens") => post(tokens::create),
         ("GET", "/v1/tokens") => get(tokens::list),
         ("DELETE", "/v1/tokens/{id}") => delete(tokens::revoke),

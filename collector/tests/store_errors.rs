@@ -13,7 +13,7 @@ use aispend_collector::domain::audit::{AuditEntry, AuditQuery};
 use aispend_collector::domain::budgets::Budget;
 use aispend_collector::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use aispend_collector::domain::keys::Key;
-use aispend_collector::domain::leases::{Lease, LeaseRequest};
+use aispend_collector::domain::leases::{HostLease, Lease, LeaseRequest};
 use aispend_collector::domain::overrides::{Approval, Override};
 use aispend_collector::domain::pricing::book::PriceChanges;
 use aispend_collector::domain::pricing::PriceTable;
@@ -189,6 +189,14 @@ impl Store for FailingStore {
         _budget_id: String,
         _period_start_ms: i64,
     ) -> StoreFuture<'_, (f64, f64)> {
+        self.fail()
+    }
+
+    fn list_leases(
+        &self,
+        _budget_id: String,
+        _period_start_ms: i64,
+    ) -> StoreFuture<'_, Vec<HostLease>> {
         self.fail()
     }
 }

@@ -138,6 +138,40 @@ async fn hosts_get_leases_that_never_add_up_past_the_cap_and_prices() {
         let total = allowance(&a, "strict") + allowance(&b, "strict");
         assert!(total <= room + 1e-9, "round {round}: {total}");
     }
+
+    // Where the cap is held: one lease per host, adding up to `held_usd`.
+    let held = call(&c, "GET", "/v1/budgets/strict/leases", READ, Value::Null).await;
+    assert_eq!(held.status, StatusCode::OK, "{}", held.text);
+    let hosts: Vec<&str> = held.json["leases"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l["host"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(hosts, ["gw-a", "gw-b"], "{}", held.text);
+    let committed: f64 = held.json["leases"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l["committed_usd"].as_f64()).sum())
+        .unwrap_or(-1.0);
+    let number = |k: &str| held.json[k].as_f64().unwrap_or(-1.0);
+    assert!(
+        (number("held_usd") - committed).abs() < 1e-12,
+        "{}",
+        held.text
+    );
+    assert_eq!(number("cap_usd"), 1.0);
+    assert!(
+        (number("base_usd") - RECORD_COST).abs() < 1e-12,
+        "{}",
+        held.text
+    );
+    assert!(number("held_usd") <= room + 1e-9);
+    assert!((number("unheld_usd") - (room - number("held_usd")).max(0.0)).abs() < 1e-9);
+    assert_eq!(held.json["leases"][0]["seq"], 7, "{}", held.text);
+    assert_eq!(held.json["leases"][0]["expired"], false);
+    // A flags budget has none; an unknown one is 404.
+    let none = call(&c, "GET", "/v1/budgets/flags/leases", READ, Value::Null).await;
+    assert_eq!(none.json["leases"], json!([]), "{}", none.text);
+    let missing = call(&c, "GET", "/v1/budgets/nope/leases", READ, Value::Null).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

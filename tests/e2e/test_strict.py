@@ -66,6 +66,13 @@ class Hosts:
         assert status == 200, body
         return json.loads(body)["spend_usd"]
 
+    def leases(self) -> list[dict]:
+        """Where the budget's cap is held: one lease per gateway host."""
+        status, _, body = call("GET", self.collector.port, "/v1/budgets/b-strict/leases",
+                               headers={"authorization": f"Bearer {READ_TOKEN}"})
+        assert status == 200, body
+        return json.loads(body)["leases"]
+
     def chat(self, envoy: Envoy, body: dict, headers: dict | None = None):
         return envoy.request("POST", "/v1/chat/completions", body, {**auth(SEARCH_KEY), **(headers or {})})
 
@@ -95,8 +102,16 @@ def worst_case(body: dict, max_tokens: int) -> float:
 
 
 def wait_for_leases(h: Hosts):
-    # A plain poll learns strict budgets exist, the next ones hold a lease.
-    time.sleep(6 * POLL_MS / 1000)
+    # A plain poll learns strict budgets exist, the next ones hold a lease:
+    # exactly one per Envoy process (its workers share one host id).
+    wait_until(lambda: len(h.leases()) >= len(h.envoys), 15, "a lease per host")
+    time.sleep(2 * POLL_MS / 1000)
+    assert_one_lease_per_host(h)
+
+
+def assert_one_lease_per_host(h: Hosts):
+    held = h.leases()
+    assert len(held) == len(h.envoys), f"a lease per gateway host, no other holder: {held}"
 
 
 def settle_records(h: Hosts, expected_requests: int):
@@ -158,7 +173,8 @@ def test_two_hosts_and_a_burst_of_50_never_pass_the_cap(hosts, mock):
     spend = h.spend()
     print(f"budget ${amount:.6f}: {total_ok} calls answered, recorded spend ${spend:.6f}")
     assert spend <= amount + 1e-12, f"spend {spend} passed the hard cap {amount}"
-    assert spend >= 0.5 * amount, "most of the budget was usable"
+    assert_one_lease_per_host(h)
+    assert spend >= 0.5 * amount, f"most of the budget was usable; leases: {h.leases()}"
 
 
 def test_settlement_and_release_let_the_next_call_fit(hosts, mock):
@@ -197,7 +213,8 @@ def test_nothing_fits_is_402_and_a_restarted_collector_does_not_overshoot(hosts,
     amount = 3 * per_call
     h.budget(amount)
     wait_for_leases(h)
-    assert h.chat(envoy, body)[0] == 200
+    status, _, raw = h.chat(envoy, body)
+    assert status == 200, f"{raw!r}; leases: {h.leases()}"
     # The collector goes away; the host keeps spending only its lease.
     h.collector.stop()
     statuses = [h.chat(envoy, body)[0] for _ in range(6)]
@@ -221,3 +238,4 @@ def test_nothing_fits_is_402_and_a_restarted_collector_does_not_overshoot(hosts,
     spend = h.spend()
     print(f"after the restart: {usage['totals']['requests']} records, spend ${spend:.6f} of ${amount:.6f}")
     assert spend <= amount + 1e-12
+    assert_one_lease_per_host(h)

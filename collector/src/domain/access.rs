@@ -127,6 +127,7 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/budgets/{id}", READERS),
     rule("PUT", "/v1/budgets/{id}", FINANCE),
     rule("DELETE", "/v1/budgets/{id}", FINANCE),
+    rule("GET", "/v1/budgets/{id}/leases", READERS),
     // §9 tokens, audit, overrides.
     rule("POST", "/v1/tokens", ADMIN),
     rule("GET", "/v1/tokens", ADMIN),

@@ -170,6 +170,13 @@ pub const OPS: &[Op] = &[
         Object,
     )),
     op("DELETE", "/v1/budgets/{id}", "Delete a budget", 204, Empty),
+    op(
+        "GET",
+        "/v1/budgets/{id}/leases",
+        "Where a strict budget's cap is held: each gateway host's lease",
+        200,
+        Object,
+    ),
     with_body(op(
         "POST",
         "/v1/tokens",

@@ -1,5 +1,6 @@
 //! The budget API (CONTRACTS §6): `POST /v1/budgets`, `GET /v1/budgets`,
-//! `GET|PUT|DELETE /v1/budgets/{id}`, translated to `service::budgets`.
+//! `GET|PUT|DELETE /v1/budgets/{id}`, `GET /v1/budgets/{id}/leases`, translated
+//! to `service::budgets`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -11,7 +12,7 @@ use axum::Json;
 use crate::error::AppError;
 use crate::http::parse_body;
 use crate::service::access::RequestContext;
-use crate::service::budgets::{self, BudgetList, BudgetView};
+use crate::service::budgets::{self, BudgetLeases, BudgetList, BudgetView};
 use crate::state::AppState;
 
 pub async fn create(
@@ -56,4 +57,13 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<BudgetView>, AppError> {
     Ok(Json(budgets::delete(&state, &ctx, &id).await?))
+}
+
+/// Where a strict budget's cap is held: the gateway hosts' leases.
+pub async fn leases(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+) -> Result<Json<BudgetLeases>, AppError> {
+    Ok(Json(budgets::leases(&state, &ctx, &id).await?))
 }

@@ -268,3 +268,85 @@ pub async fn delete(
     .await?;
     Ok(view)
 }
+
+/// One host's lease as `GET /v1/budgets/{id}/leases` answers it.
+#[derive(Debug, Serialize)]
+pub struct LeaseView {
+    pub host: String,
+    pub seq: i64,
+    /// The newest grant: reserved + spent this period may reach it.
+    pub allowance_usd: f64,
+    /// What this host holds of the cap (its grants not yet retired).
+    pub committed_usd: f64,
+    /// What it reported it used (reservations in flight included).
+    pub used_usd: f64,
+    pub burn_usd_per_s: f64,
+    pub updated_at: String,
+    pub expires_at: String,
+    /// Not renewed in time: the host reserves nothing more under it.
+    pub expired: bool,
+}
+
+/// Where a strict budget's cap is held this period (SPEC §6).
+#[derive(Debug, Serialize)]
+pub struct BudgetLeases {
+    pub budget_id: String,
+    pub period_start: String,
+    /// hard × amount + active overrides.
+    pub cap_usd: f64,
+    /// Spend recorded before the period's first lease.
+    pub base_usd: f64,
+    /// Σ committed over the hosts.
+    pub held_usd: f64,
+    /// What no host holds: cap − base − held (what the next grants share).
+    pub unheld_usd: f64,
+    pub leases: Vec<LeaseView>,
+}
+
+/// The leases of budget `id`'s current period, by host (empty for a
+/// `flags` budget or before any gateway polled).
+pub async fn leases(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<BudgetLeases, AppError> {
+    let budget = existing(state, id).await?;
+    check_scope(ctx, &budget)?;
+    let now = state.now();
+    let (period_start_ms, _) = budget.period.bounds(now);
+    let view = view_of(state, budget).await?;
+    let count = |e: &StoreError| state.count_store_error(e);
+    let (base_usd, held_usd) = state
+        .store
+        .lease_totals(id.to_owned(), period_start_ms)
+        .await
+        .inspect_err(count)?;
+    let listed = state
+        .store
+        .list_leases(id.to_owned(), period_start_ms)
+        .await
+        .inspect_err(count)?;
+    let cap_usd = view.budget.hard * view.budget.amount_usd + view.override_usd.unwrap_or(0.0);
+    Ok(BudgetLeases {
+        budget_id: view.budget.id.clone(),
+        period_start: view.period_start.clone(),
+        cap_usd,
+        base_usd,
+        held_usd,
+        unheld_usd: (cap_usd - base_usd - held_usd).max(0.0),
+        leases: listed
+            .into_iter()
+            .map(|l| LeaseView {
+                host: l.host,
+                seq: l.lease.seq,
+                allowance_usd: l.lease.granted_usd,
+                committed_usd: l.lease.committed_usd,
+                used_usd: l.lease.used_usd,
+                burn_usd_per_s: l.lease.burn_usd_per_s,
+                updated_at: format_rfc3339_ms(l.lease.updated_ms),
+                expires_at: format_rfc3339_ms(l.lease.expires_ms),
+                expired: l.lease.expires_ms <= now,
+            })
+            .collect(),
+    })
+}

@@ -26,7 +26,7 @@ use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::{Budget, Scope};
 use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
-use crate::domain::leases::{Lease, LeaseRequest};
+use crate::domain::leases::{HostLease, Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::pricing::book::PriceChanges;
 use crate::domain::reconcile::import::{Import, ProviderLine};
@@ -291,6 +291,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// (base, Σ committed) of one budget's period; (0, 0) before any lease.
     fn lease_totals(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, (f64, f64)>;
+
+    /// Every host's lease of one budget's period, by host.
+    fn list_leases(
+        &self,
+        budget_id: String,
+        period_start_ms: i64,
+    ) -> StoreFuture<'_, Vec<HostLease>>;
 
     // ---- Prices in time (SPEC §13; `sqlite/prices.rs`, `postgres/prices.rs`).
 

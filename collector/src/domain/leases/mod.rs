@@ -75,6 +75,14 @@ pub struct Lease {
     pub expires_ms: i64,
 }
 
+/// One host's lease of a budget period, as listed (`Store::list_leases`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostLease {
+    pub host: String,
+    #[serde(flatten)]
+    pub lease: Lease,
+}
+
 /// Everything a grant depends on, read in the grant's transaction.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GrantInput {

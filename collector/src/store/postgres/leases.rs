@@ -7,7 +7,7 @@
 
 use deadpool_postgres::Client;
 
-use crate::domain::leases::{Lease, LeaseRequest};
+use crate::domain::leases::{HostLease, Lease, LeaseRequest};
 use crate::store::StoreError;
 
 pub async fn grant(client: &mut Client, req: &LeaseRequest) -> Result<Lease, StoreError> {
@@ -102,4 +102,36 @@ pub async fn committed(
         .await?
         .try_get(0)?;
     Ok((base.unwrap_or(0.0), sum))
+}
+
+/// Every host's lease of one budget's period, by host.
+pub async fn list(
+    client: &Client,
+    budget_id: &str,
+    period_start_ms: i64,
+) -> Result<Vec<HostLease>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT host, seq, granted_usd, committed_usd, used_usd, burn_usd_per_s, \
+             updated_ms, expires_ms FROM leases WHERE budget_id = $1 AND period_start = $2 \
+             ORDER BY host",
+            &[&budget_id, &period_start_ms],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HostLease {
+                host: r.try_get(0)?,
+                lease: Lease {
+                    seq: r.try_get(1)?,
+                    granted_usd: r.try_get(2)?,
+                    committed_usd: r.try_get(3)?,
+                    used_usd: r.try_get(4)?,
+                    burn_usd_per_s: r.try_get(5)?,
+                    updated_ms: r.try_get(6)?,
+                    expires_ms: r.try_get(7)?,
+                },
+            })
+        })
+        .collect()
 }

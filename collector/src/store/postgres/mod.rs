@@ -58,7 +58,7 @@ use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
 use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
-use crate::domain::leases::{Lease, LeaseRequest};
+use crate::domain::leases::{HostLease, Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::pricing::book::PriceChanges;
 use crate::domain::reconcile::import::{Import, ProviderLine};
@@ -323,6 +323,16 @@ impl Store for PostgresStore {
         Box::pin(async move {
             leases::committed(&self.pool.get().await?, &budget_id, period_start_ms).await
         })
+    }
+
+    fn list_leases(
+        &self,
+        budget_id: String,
+        period_start_ms: i64,
+    ) -> StoreFuture<'_, Vec<HostLease>> {
+        Box::pin(
+            async move { leases::list(&self.pool.get().await?, &budget_id, period_start_ms).await },
+        )
     }
 
     fn save_keys(&self, writes: Vec<KeyWrite>) -> StoreFuture<'_, SaveKeys> {

@@ -5,7 +5,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::domain::leases::{Lease, LeaseRequest};
+use crate::domain::leases::{HostLease, Lease, LeaseRequest};
 use crate::store::StoreError;
 
 pub(super) fn grant(conn: &Connection, req: &LeaseRequest) -> Result<Lease, StoreError> {
@@ -90,4 +90,31 @@ pub(super) fn committed(
         |r| r.get(0),
     )?;
     Ok((base.unwrap_or(0.0), sum))
+}
+
+/// Every host's lease of one budget's period, by host.
+pub(super) fn list(
+    conn: &Connection,
+    budget_id: &str,
+    period_start_ms: i64,
+) -> Result<Vec<HostLease>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT host, seq, granted_usd, committed_usd, used_usd, burn_usd_per_s, updated_ms, \
+         expires_ms FROM leases WHERE budget_id = ?1 AND period_start = ?2 ORDER BY host",
+    )?;
+    let rows = stmt.query_map(params![budget_id, period_start_ms], |r| {
+        Ok(HostLease {
+            host: r.get(0)?,
+            lease: Lease {
+                seq: r.get(1)?,
+                granted_usd: r.get(2)?,
+                committed_usd: r.get(3)?,
+                used_usd: r.get(4)?,
+                burn_usd_per_s: r.get(5)?,
+                updated_ms: r.get(6)?,
+                expires_ms: r.get(7)?,
+            },
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

@@ -25,7 +25,7 @@ use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::budgets::Budget;
 use crate::domain::finops::chargeback::{ChargebackLine, ClosedMonth, GlAccount};
 use crate::domain::keys::Key;
-use crate::domain::leases::{Lease, LeaseRequest};
+use crate::domain::leases::{HostLease, Lease, LeaseRequest};
 use crate::domain::overrides::{Approval, Override};
 use crate::domain::pricing::book::PriceChanges;
 use crate::domain::reconcile::import::{Import, ProviderLine};
@@ -356,6 +356,16 @@ impl Store for SqliteStore {
     fn lease_totals(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, (f64, f64)> {
         self.blocking(move |inner| {
             inner.with_reader(|conn| leases::committed(conn, &budget_id, period_start_ms))
+        })
+    }
+
+    fn list_leases(
+        &self,
+        budget_id: String,
+        period_start_ms: i64,
+    ) -> StoreFuture<'_, Vec<HostLease>> {
+        self.blocking(move |inner| {
+            inner.with_reader(|conn| leases::list(conn, &budget_id, period_start_ms))
         })
     }
 

@@ -77,6 +77,22 @@ pub async fn leases_keep_base_plus_commitments_under_the_cap(store: &dyn Store) 
             .expect("totals"),
         (0.0, 0.0)
     );
+    // The period's leases, one per host, as granted last.
+    let listed = store.list_leases("b1".into(), PERIOD).await.expect("list");
+    let hosts: Vec<_> = listed.iter().map(|l| l.host.as_str()).collect();
+    assert_eq!(hosts, ["a", "b"]);
+    assert_eq!(listed[0].lease, a2);
+    assert_eq!(listed[1].lease, b);
+    assert!(store
+        .list_leases("b1".into(), PERIOD + 1)
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(store
+        .list_leases("b2".into(), PERIOD)
+        .await
+        .expect("list")
+        .is_empty());
 }
 
 /// Many hosts polling at once through one store (on PostgreSQL: several

@@ -145,8 +145,16 @@ def measure(meter: Meter, wasm: Path, config: bytes, profile: str = "envoy") -> 
               strict=False, dispatch=collector)
     served = 0
     if b'"strict"' in config:
-        for _ in range(4):  # a plain poll, then the lease and the price
+        # A plain poll learns strict budgets exist, then the host id settles
+        # and a poll naming it brings the lease and the price. Tick until
+        # that happened (the tick period differs by profile: Kong's is
+        # shorter than the poll interval).
+        for _ in range(1000):
+            if polls >= 1 and not vm.pending_calls():
+                break
             vm.tick()
+        if polls < 1:
+            sys.exit("fuel: the strict variant never obtained a lease")
 
     def upstream(_request):
         # As Envoy 1.40 delivers it (seen in its trace log): the body with

@@ -80,7 +80,9 @@ fn uint_value_at(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
         if !b.is_ascii_digit() {
             break;
         }
-        acc = acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        // At most 19 digits are accepted below, and 19 digits never
+        // overflow: no checked multiply (a 128-bit multiply call on wasm32).
+        acc = acc.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
         i += 1;
     }
     // `value_end` would take these into the number too: not an integer

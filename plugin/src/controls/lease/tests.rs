@@ -184,3 +184,56 @@ fn an_input_that_does_not_fit_is_refused_even_without_output() {
     let mut h = host_with(&lease(1_000, 0));
     assert!(reserve(&mut h, "b1", &embeddings, NOW).is_ok());
 }
+
+proptest::proptest! {
+    /// The digit-by-digit text is the `format!` text, and reads back.
+    #[test]
+    fn lease_text_is_the_formatted_text_and_round_trips(
+        seq in proptest::num::i64::ANY,
+        allowance in proptest::num::u64::ANY,
+        used in proptest::num::u64::ANY,
+        demand in 0u64..1000,
+        expires_at_ms in proptest::num::u64::ANY,
+        period_start in "[0-9TZ:.-]{0,24}",
+    ) {
+        let l = Lease { seq, period_start, allowance, used, demand, expires_at_ms };
+        let formatted = format!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            l.seq, l.period_start, l.allowance, l.used, l.demand, l.expires_at_ms
+        );
+        proptest::prop_assert_eq!(l.encode(), formatted.into_bytes());
+        proptest::prop_assert_eq!(Lease::decode(&l.encode()), Some(l));
+    }
+}
+
+#[test]
+fn lease_text_refuses_what_encode_never_writes() {
+    for bad in [
+        &b"1\tp\t\t1\t1\t1"[..],
+        b"1\tp\t-1\t1\t1\t1",
+        b"1\tp\t18446744073709551616\t1\t1\t1",
+        b"--1\tp\t1\t1\t1\t1",
+        b"9223372036854775808\tp\t1\t1\t1\t1",
+        b"1\tp\t1 \t1\t1\t1",
+    ] {
+        assert_eq!(Lease::decode(bad), None, "{bad:?}");
+    }
+    let min = b"-9223372036854775808\tp\t1\t1\t1\t1";
+    assert_eq!(Lease::decode(min).map(|l| l.seq), Some(i64::MIN));
+}
+
+#[test]
+fn lease_numbers_parse_up_to_u64_max_and_no_further() {
+    let text = |n: &str| format!("1\tp\t{n}\t0\t0\t0");
+    let allowance = |n: &str| Lease::decode(text(n).as_bytes()).map(|l| l.allowance);
+    assert_eq!(allowance("18446744073709551615"), Some(u64::MAX));
+    assert_eq!(
+        allowance("9999999999999999999"),
+        Some(9_999_999_999_999_999_999)
+    );
+    assert_eq!(allowance("00000000000000000001"), Some(1));
+    assert_eq!(allowance("18446744073709551616"), None);
+    assert_eq!(allowance("99999999999999999999"), None);
+    assert_eq!(allowance("000000000000000000001"), None, "21 digits");
+    assert_eq!(allowance("0"), Some(0));
+}

@@ -103,3 +103,59 @@ fn media_references_are_counted_but_not_inside_text() {
     let anthropic = br#"{"messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"u"}}]}]}"#;
     assert_eq!(media_refs(anthropic), 1);
 }
+
+/// The one-pass count equals one search per key (the definition).
+fn media_refs_by_key(body: &[u8]) -> u64 {
+    MEDIA_KEYS
+        .iter()
+        .map(|key| {
+            let mut n = 0;
+            let mut from = 0;
+            while let Some(p) = body
+                .get(from..)
+                .and_then(|h| crate::json::scan::find(h, key))
+            {
+                n += 1;
+                from += p + key.len();
+            }
+            n
+        })
+        .sum()
+}
+
+#[test]
+fn media_refs_counts_each_key_apart() {
+    for body in [
+        &br#"{"source":{"type":"base64"},"x":"source","image_url":"u","image_url":"v"}"#[..],
+        br#""source"source""#,
+        br#""source"file_id""#,
+        br#"""""file_id"""#,
+        br#"{"a":"\"source\"","fileData":{},"inlineData":{},"input_audio":1}"#,
+        b"",
+        b"\"",
+    ] {
+        assert_eq!(media_refs(body), media_refs_by_key(body), "{body:?}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn media_refs_matches_a_search_per_key(
+        parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just(&b"\"source\""[..]),
+                proptest::strategy::Just(&b"\"file_id\""[..]),
+                proptest::strategy::Just(&b"\"image_url\""[..]),
+                proptest::strategy::Just(&b"\"input_image\""[..]),
+                proptest::strategy::Just(&b"\""[..]),
+                proptest::strategy::Just(&b"source"[..]),
+                proptest::strategy::Just(&b"{\"a\":1}"[..]),
+                proptest::strategy::Just(&b"i"[..]),
+            ],
+            0..24,
+        )
+    ) {
+        let body: Vec<u8> = parts.concat();
+        proptest::prop_assert_eq!(media_refs(&body), media_refs_by_key(&body));
+    }
+}

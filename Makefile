@@ -20,7 +20,7 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: soak run test bench bench-ttfb bench-fuel bench-registry bench-dashboard wasm collector fmt lint unit unit-wasm node e2e wasm-host venv chromium toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
+.PHONY: soak run test bench wrk bench-ttfb bench-fuel bench-registry bench-dashboard wasm collector fmt lint unit unit-wasm node e2e wasm-host venv chromium toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
@@ -153,7 +153,11 @@ fuzz-smoke: fuzz-build
 run: venv wasm collector
 	$(PYTHON) scripts/run.py
 
-bench: venv wasm collector
+# wrk drives the load (Debian's package; installed when missing, as chromium).
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+
+bench: venv wasm collector wrk
 	benches/gateway.sh
 
 # Streamed time to first byte through Envoy: no-op wasm filter vs aispend.

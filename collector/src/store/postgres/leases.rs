@@ -41,17 +41,7 @@ pub async fn grant(client: &mut Client, req: &LeaseRequest) -> Result<Lease, Sto
             &[&req.budget_id, &req.period_start_ms, &req.host],
         )
         .await?
-        .map(|r| -> Result<Lease, StoreError> {
-            Ok(Lease {
-                seq: r.try_get(0)?,
-                granted_usd: r.try_get(1)?,
-                committed_usd: r.try_get(2)?,
-                used_usd: r.try_get(3)?,
-                burn_usd_per_s: r.try_get(4)?,
-                updated_ms: r.try_get(5)?,
-                expires_ms: r.try_get(6)?,
-            })
-        })
+        .map(|r| lease_at(&r, 0))
         .transpose()?;
     let l = req.grant(base, others, previous);
     tx.execute(
@@ -122,16 +112,22 @@ pub async fn list(
         .map(|r| {
             Ok(HostLease {
                 host: r.try_get(0)?,
-                lease: Lease {
-                    seq: r.try_get(1)?,
-                    granted_usd: r.try_get(2)?,
-                    committed_usd: r.try_get(3)?,
-                    used_usd: r.try_get(4)?,
-                    burn_usd_per_s: r.try_get(5)?,
-                    updated_ms: r.try_get(6)?,
-                    expires_ms: r.try_get(7)?,
-                },
+                lease: lease_at(r, 1)?,
             })
         })
         .collect()
+}
+
+/// A lease from the columns `seq, granted_usd, committed_usd, used_usd,
+/// burn_usd_per_s, updated_ms, expires_ms` starting at column `first`.
+fn lease_at(r: &tokio_postgres::Row, first: usize) -> Result<Lease, StoreError> {
+    Ok(Lease {
+        seq: r.try_get(first)?,
+        granted_usd: r.try_get(first + 1)?,
+        committed_usd: r.try_get(first + 2)?,
+        used_usd: r.try_get(first + 3)?,
+        burn_usd_per_s: r.try_get(first + 4)?,
+        updated_ms: r.try_get(first + 5)?,
+        expires_ms: r.try_get(first + 6)?,
+    })
 }

@@ -31,17 +31,7 @@ pub(super) fn grant(conn: &Connection, req: &LeaseRequest) -> Result<Lease, Stor
             "SELECT seq, granted_usd, committed_usd, used_usd, burn_usd_per_s, updated_ms, \
              expires_ms FROM leases WHERE budget_id = ?1 AND period_start = ?2 AND host = ?3",
             params![req.budget_id, req.period_start_ms, req.host],
-            |r| {
-                Ok(Lease {
-                    seq: r.get(0)?,
-                    granted_usd: r.get(1)?,
-                    committed_usd: r.get(2)?,
-                    used_usd: r.get(3)?,
-                    burn_usd_per_s: r.get(4)?,
-                    updated_ms: r.get(5)?,
-                    expires_ms: r.get(6)?,
-                })
-            },
+            |r| lease_at(r, 0),
         )
         .optional()?;
     let l = req.grant(base, others, previous);
@@ -105,16 +95,22 @@ pub(super) fn list(
     let rows = stmt.query_map(params![budget_id, period_start_ms], |r| {
         Ok(HostLease {
             host: r.get(0)?,
-            lease: Lease {
-                seq: r.get(1)?,
-                granted_usd: r.get(2)?,
-                committed_usd: r.get(3)?,
-                used_usd: r.get(4)?,
-                burn_usd_per_s: r.get(5)?,
-                updated_ms: r.get(6)?,
-                expires_ms: r.get(7)?,
-            },
+            lease: lease_at(r, 1)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A lease from the columns `seq, granted_usd, committed_usd, used_usd,
+/// burn_usd_per_s, updated_ms, expires_ms` starting at column `first`.
+fn lease_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Lease> {
+    Ok(Lease {
+        seq: r.get(first)?,
+        granted_usd: r.get(first + 1)?,
+        committed_usd: r.get(first + 2)?,
+        used_usd: r.get(first + 3)?,
+        burn_usd_per_s: r.get(first + 4)?,
+        updated_ms: r.get(first + 5)?,
+        expires_ms: r.get(first + 6)?,
+    })
 }

@@ -127,6 +127,34 @@ fn one_source<'a>(source: &mut Option<&'a str>, this: &'a str, at: &str) -> Resu
     }
 }
 
+/// One `results[j]` of a provider's bucket (`at` is its error path) as an
+/// object, and the line it starts: the provider, the bucket's range and the
+/// credential billed (the API key id, else `account`: the project or
+/// workspace).
+fn result_line<'a>(
+    r: &'a Value,
+    at: &str,
+    provider: &str,
+    (start_ms, end_ms): (i64, i64),
+    account: &str,
+) -> Result<(&'a Map<String, Value>, ProviderLine), String> {
+    let r = r
+        .as_object()
+        .ok_or_else(|| format!("{at}: expected an object"))?;
+    let credential = [text(r, "api_key_id"), text(r, account)]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or_default();
+    let line = ProviderLine {
+        provider: provider.into(),
+        start_ms,
+        end_ms,
+        credential,
+        ..ProviderLine::default()
+    };
+    Ok((r, line))
+}
+
 /// The suffixes OpenAI's cost `line_item` gives token costs
 /// (`gpt-4o-mini-2024-07-18, input`).
 const OPENAI_TOKEN_ITEMS: [&str; 5] = [
@@ -175,20 +203,7 @@ fn openai(v: &Value) -> Result<Import, String> {
             .ok_or_else(|| format!("{at}.results: expected an array"))?;
         for (j, r) in results.iter().enumerate() {
             let at = format!("{at}.results[{j}]");
-            let r = r
-                .as_object()
-                .ok_or_else(|| format!("{at}: expected an object"))?;
-            let credential = [text(r, "api_key_id"), text(r, "project_id")]
-                .into_iter()
-                .find(|s| !s.is_empty())
-                .unwrap_or_default();
-            let mut line = ProviderLine {
-                provider: "openai".into(),
-                start_ms: start,
-                end_ms: end,
-                credential,
-                ..ProviderLine::default()
-            };
+            let (r, mut line) = result_line(r, &at, "openai", (start, end), "project_id")?;
             match r.get("object").and_then(Value::as_str) {
                 Some("organization.usage.completions.result") => {
                     one_source(&mut source, "openai.usage", &at)?;
@@ -280,21 +295,8 @@ fn anthropic(v: &Value) -> Result<Import, String> {
             .ok_or_else(|| format!("{at}.results: expected an array"))?;
         for (j, r) in results.iter().enumerate() {
             let at = format!("{at}.results[{j}]");
-            let r = r
-                .as_object()
-                .ok_or_else(|| format!("{at}: expected an object"))?;
-            let credential = [text(r, "api_key_id"), text(r, "workspace_id")]
-                .into_iter()
-                .find(|s| !s.is_empty())
-                .unwrap_or_default();
-            let mut line = ProviderLine {
-                provider: "anthropic".into(),
-                start_ms: start,
-                end_ms: end,
-                credential,
-                model: text(r, "model"),
-                ..ProviderLine::default()
-            };
+            let (r, mut line) = result_line(r, &at, "anthropic", (start, end), "workspace_id")?;
+            line.model = text(r, "model");
             if r.contains_key("uncached_input_tokens") {
                 one_source(&mut source, "anthropic.usage", &at)?;
                 line.source = "anthropic.usage".into();

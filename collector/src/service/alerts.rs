@@ -22,7 +22,7 @@ use crate::domain::alerts::{
     AlertView, Level, Reading,
 };
 use crate::domain::budgets::{Budget, Period, Scope};
-use crate::domain::time::{format_rfc3339_ms, parse_rfc3339_ms, DAY_MS};
+use crate::domain::time::{ceil_hour, format_rfc3339_ms, parse_rfc3339_ms, DAY_MS};
 use crate::domain::usage_query::{Dim, UsageQuery};
 use crate::domain::webhooks::AllowedHosts;
 use crate::error::AppError;
@@ -312,7 +312,9 @@ pub async fn anomalies(
             settled
         }
     };
-    add_daily_spend(store, yesterday, now, first, &mut series).await?;
+    // To the end of the current hour: the hourly rollups alone (a range
+    // ending at `now` would scan this hour's raw records on every pass).
+    add_daily_spend(store, yesterday, ceil_hour(now), first, &mut series).await?;
     let mut out = Vec::new();
     for ((team, model), days) in &series {
         let mut scope = Scope::new();
@@ -549,7 +551,8 @@ pub async fn forecast(
             q.append_pair("group_by", g);
         }
         q.append_pair("from", &format_rfc3339_ms(from));
-        q.append_pair("to", &format_rfc3339_ms(now.max(from + 1)));
+        // Whole hours, the current one included: read from the rollups.
+        q.append_pair("to", &format_rfc3339_ms(ceil_hour(now).max(from + 1)));
         q.finish()
     };
     let so_far = crate::service::usage::report(state, ctx, Some(&query(start))).await?;

@@ -17,7 +17,7 @@ use crate::domain::finops::coverage::{self as cov, TagCoverage, UnattributedLine
 use crate::domain::finops::focus::{self, Context, Layout};
 use crate::domain::finops::period::Period;
 use crate::domain::finops::showback::{self, Showback, TeamBudget};
-use crate::domain::time::{format_rfc3339_ms, now_ms};
+use crate::domain::time::{ceil_hour, format_rfc3339_ms, now_ms};
 use crate::domain::usage_query::{Dim, Format, UsageQuery};
 use crate::domain::validate::is_tag_value;
 use crate::error::AppError;
@@ -96,12 +96,20 @@ fn required_dims(state: &AppState) -> Vec<Dim> {
         .collect()
 }
 
+/// This UTC month through the end of the current hour: whole hours, read
+/// from the rollups alone (a range ending at now would scan the current
+/// hour's raw records on every scrape).
+fn month_so_far() -> (i64, i64) {
+    let now = now_ms();
+    let (from, _) = Period::month_of(now).range_ms();
+    (from, ceil_hour(now).max(from + 1))
+}
+
 /// The coverage gauges for this UTC month so far (`GET /metrics`); empty
 /// when the store does not answer (the failure is counted).
 pub async fn coverage_metrics(state: &AppState) -> String {
-    let now = now_ms();
-    let (from, _) = Period::month_of(now).range_ms();
-    match usage(state, (from, now), required_dims(state), Vec::new()).await {
+    let (from, to) = month_so_far();
+    match usage(state, (from, to), required_dims(state), Vec::new()).await {
         Ok(report) => TagCoverage::of_report(&state.required_tags, &report).render_metrics(),
         Err(e) => {
             tracing::warn!(error = ?e, "coverage metrics: the store did not answer");
@@ -113,11 +121,10 @@ pub async fn coverage_metrics(state: &AppState) -> String {
 /// This month's spend by team and model for `/metrics` (bounded series,
 /// `domain::finops::spend`); empty when the store does not answer.
 pub async fn spend_metrics(state: &AppState) -> String {
-    let now = now_ms();
-    let (from, _) = Period::month_of(now).range_ms();
+    let (from, to) = month_so_far();
     match usage(
         state,
-        (from, now),
+        (from, to),
         vec![Dim::Tag("team".into()), Dim::Model],
         Vec::new(),
     )

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::access::hex;
 use super::budgets::{Budget, Period, Scope};
-use super::time::{format_rfc3339_ms, DAY_MS, HOUR_MS};
+use super::time::{ceil_hour, floor_hour, format_rfc3339_ms, DAY_MS, HOUR_MS};
 
 #[cfg(test)]
 mod tests;
@@ -125,13 +125,20 @@ impl Tiers {
 
 /// The window the forecast burns over, for a budget period at `now_ms`:
 /// month budgets use the last 14 days and count days left, day budgets the
-/// last 24 hours and hours left.
+/// last 24 hours and hours left. Its ends are whole hours (the hour before
+/// `now - 14 days` starts, the current hour ends), so it is read from the
+/// hourly rollups alone: a range ending at `now` would scan the current
+/// hour's raw records on every evaluation (the whole hour's ingest, again
+/// and again) and its start would need raw records that retention may
+/// have deleted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ForecastWindow {
-    /// `[from_ms, to_ms)`: where the mean burn is measured (ends at now).
+    /// `[from_ms, to_ms)`: where the mean burn is measured (whole hours,
+    /// the current one included).
     pub from_ms: i64,
     pub to_ms: i64,
-    /// Length of the window in units (14 days or 24 hours).
+    /// Length of the window in units (14 days or 24 hours, plus the part
+    /// of an hour the alignment adds).
     pub units: f64,
     /// Units (days or hours, fractional) from now to the period's end.
     pub units_left: f64,
@@ -143,10 +150,12 @@ pub fn forecast_window(period: Period, now_ms: i64) -> ForecastWindow {
         Period::Month => (DAY_MS, 14),
         Period::Day => (HOUR_MS, 24),
     };
+    let from_ms = floor_hour(now_ms - units * unit);
+    let to_ms = ceil_hour(now_ms);
     ForecastWindow {
-        from_ms: now_ms - units * unit,
-        to_ms: now_ms,
-        units: units as f64,
+        from_ms,
+        to_ms,
+        units: (to_ms - from_ms) as f64 / unit as f64,
         units_left: (end - now_ms).max(0) as f64 / unit as f64,
     }
 }
@@ -162,11 +171,14 @@ pub fn forecast_usd(spend_so_far: f64, window_spend: f64, window: &ForecastWindo
 }
 
 /// `[from, to)` of the previous period up to the same point as `now_ms`
-/// (for a month: the same offset into the previous month, capped at its end).
+/// (for a month: the same offset into the previous month, capped at its
+/// end), the point rounded up to a whole hour as the spend so far is (the
+/// current hour counts whole), so both read the rollups alone.
 pub fn previous_same_point(period: Period, now_ms: i64) -> (i64, i64) {
     let (start, _) = period.bounds(now_ms);
     let (prev_start, prev_end) = period.bounds(start - 1);
-    (prev_start, (prev_start + (now_ms - start)).min(prev_end))
+    let point = ceil_hour(now_ms) - start;
+    (prev_start, (prev_start + point).min(prev_end))
 }
 
 /// The spike rule: spend so far ≥ 120 % of the previous period's spend at

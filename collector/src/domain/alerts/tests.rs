@@ -215,3 +215,29 @@ fn an_anomaly_is_one_per_team_model_and_day_with_its_z_score() {
     assert!(view["budget_id"].is_null());
     assert_eq!(view["z_score"], 30.0);
 }
+
+#[test]
+fn forecast_windows_and_the_previous_point_are_whole_hours() {
+    // Whole hours only, so the rollups answer them (no raw scan of the
+    // current hour, no raw records past retention at the start).
+    let now = ts("2026-11-21T18:20:00Z");
+    let w = forecast_window(Period::Day, now);
+    assert_eq!(w.from_ms, ts("2026-11-20T18:00:00Z"));
+    assert_eq!(w.to_ms, ts("2026-11-21T19:00:00Z"));
+    assert!((w.units - 25.0).abs() < 1e-9, "{w:?}");
+    assert!((w.units_left - (5.0 + 40.0 / 60.0)).abs() < 1e-9, "{w:?}");
+    // $50 over 25 hours = $2/h.
+    assert!((forecast_usd(0.0, 50.0, &w) - 2.0 * w.units_left).abs() < 1e-9);
+    let m = forecast_window(Period::Month, ts("2026-11-21T00:30:00Z"));
+    assert_eq!(m.from_ms, ts("2026-11-07T00:00:00Z"));
+    assert_eq!(m.to_ms, ts("2026-11-21T01:00:00Z"));
+    assert!((m.units - (14.0 + 1.0 / 24.0)).abs() < 1e-9);
+    for w in [w, m] {
+        assert_eq!(w.from_ms % HOUR_MS, 0);
+        assert_eq!(w.to_ms % HOUR_MS, 0);
+    }
+    assert_eq!(
+        previous_same_point(Period::Month, ts("2026-03-10T06:20:00Z")),
+        (ts("2026-02-01T00:00:00Z"), ts("2026-02-10T07:00:00Z"))
+    );
+}

@@ -1,12 +1,13 @@
 //! The collector's ingest path (POST /v1/records) without the store: the
 //! batch envelope, each record validated and priced with the embedded price
 //! table; a valid record stays within its bounds and costs a finite,
-//! non-negative amount.
+//! non-negative amount. The ingest path's own decoder (`validate_record_json`,
+//! no `Value` tree) answers as `validate_record` on the text's `Value` does.
 #![no_main]
 use std::sync::OnceLock;
 
 use aispend_collector::domain::pricing::PriceTable;
-use aispend_collector::domain::validate::{validate_record, MAX_TOKENS};
+use aispend_collector::domain::validate::{validate_record, validate_record_json, MAX_TOKENS};
 use libfuzzer_sys::fuzz_target;
 
 fn prices() -> &'static PriceTable {
@@ -15,6 +16,11 @@ fn prices() -> &'static PriceTable {
 }
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+            assert_eq!(validate_record_json(text), validate_record(&value), "{text}");
+        }
+    }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };

@@ -3,12 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::domain::record::PricedRecord;
 use crate::domain::time::format_rfc3339_ms;
-use crate::domain::validate::validate_record;
+use crate::domain::validate::validate_record_json;
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -117,11 +116,9 @@ pub async fn ingest(state: &AppState, body: &[u8]) -> Result<IngestResponse, App
     let horizon = state.retention.horizon().unwrap_or(i64::MIN);
     let book = state.book.get();
     for (index, raw) in items.iter().enumerate() {
-        // Valid JSON already (the envelope parsed); one record's tree at a time.
-        let checked = serde_json::from_str::<Value>(raw.get())
-            .map_err(|e| format!("record is not valid JSON: {e}"))
-            .and_then(|item| validate_record(&item));
-        match checked {
+        // Valid JSON already (the envelope parsed): decoded straight into
+        // the fields validation reads, no `Value` tree.
+        match validate_record_json(raw.get()) {
             Ok(record) if record.ts_ms < horizon => rejected.push(Rejected {
                 index,
                 error: format!(

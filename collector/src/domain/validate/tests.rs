@@ -202,3 +202,129 @@ fn the_credential_id_is_kept_as_a_label_over_a_clients() {
     rejects(with("credential_id", json!(7)), "field `credential_id`");
     assert!(validate_record(&with("credential_id", json!(null))).is_ok());
 }
+
+/// What ingest answered before records were decoded without a `Value`: the
+/// text's `Value`, then `validate_record`.
+fn via_value(text: &str) -> Result<UsageRecord, String> {
+    serde_json::from_str::<Value>(text)
+        .map_err(|e| format!("record is not valid JSON: {e}"))
+        .and_then(|v| validate_record(&v))
+}
+
+fn same_answer(text: &str) -> Result<UsageRecord, String> {
+    let direct = validate_record_json(text);
+    assert_eq!(direct, via_value(text), "{text}");
+    direct
+}
+
+#[test]
+fn the_text_decoder_answers_as_the_value_path_for_every_field_and_kind() {
+    let fields = [
+        "id",
+        "ts",
+        "duration_ms",
+        "ttft_ms",
+        "gateway",
+        "key_id",
+        "auth",
+        "tags",
+        "labels",
+        "provider",
+        "operation",
+        "model",
+        "requested_model",
+        "stream",
+        "status",
+        "error",
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "reserved_usd",
+        "settled_usd",
+        "credential_id",
+        "some_future_field",
+    ];
+    let kinds = [
+        json!(null),
+        json!(true),
+        json!(false),
+        json!(0),
+        json!(1),
+        json!(-1),
+        json!(200),
+        json!(1.5),
+        json!(-0.0),
+        json!(u64::MAX),
+        json!(i64::MIN),
+        json!(MAX_TOKENS),
+        json!(MAX_TOKENS + 1),
+        json!(""),
+        json!("x"),
+        json!("has space"),
+        json!("bad\nmodel"),
+        json!("e".repeat(65)),
+        json!("2026-11-24T06:50:00Z"),
+        json!([1, "a"]),
+        json!({}),
+        json!({"team": "search"}),
+        json!({"Team": "search"}),
+        json!({"team": 7}),
+        json!({"team": {"x": 1}}),
+        json!({"b": "1", "a": "bad value"}),
+        json!({"credential_id": "spoofed"}),
+    ];
+    let mut accepted = 0;
+    for field in fields {
+        for kind in &kinds {
+            let text = with(field, kind.clone()).to_string();
+            accepted += usize::from(same_answer(&text).is_ok());
+        }
+        same_answer(&without(field).to_string()).ok();
+    }
+    assert!(accepted > 50, "only {accepted} variants accepted");
+    for text in [
+        "[1, 2]", "\"x\"", "5", "-1", "1.5", "null", "true", "[]", "{}",
+    ] {
+        assert!(same_answer(text).is_err(), "{text}");
+    }
+}
+
+#[test]
+fn the_text_decoder_keeps_the_value_paths_repeats_escapes_and_number_errors() {
+    let valid = valid().to_string();
+    let body = valid.trim_end_matches('}');
+    // A field given twice: the last value counts, either way round.
+    let r = same_answer(&format!(r#"{body},"id":"second"}}"#)).expect("valid");
+    assert_eq!(r.id, "second");
+    same_answer(&format!(r#"{body},"id":"has space"}}"#)).expect_err("last id is bad");
+    // A tag key given twice: the last value counts.
+    let r = same_answer(&format!(r#"{body},"tags":{{"team":"a b","team":"ok"}}}}"#))
+        .expect("last tag value is good");
+    assert_eq!(r.tags.get("team").map(String::as_str), Some("ok"));
+    same_answer(&format!(r#"{body},"tags":{{"team":"ok","team":"a b"}}}}"#))
+        .expect_err("last tag value is bad");
+    // The first bad tag in key order is named, whatever the text's order.
+    let e =
+        same_answer(&format!(r#"{body},"tags":{{"zz":"a b","Aa":"x"}}}}"#)).expect_err("bad tags");
+    assert!(e.contains("key \"Aa\""), "{e}");
+    // Escapes in keys and values are decoded.
+    let r = same_answer(&format!(
+        r#"{body},"\u0069d":"n\u0065w","tags":{{"t\u0065am":"se\u0061rch"}}}}"#
+    ))
+    .expect("escaped key and values");
+    assert_eq!(r.id, "new");
+    assert_eq!(r.tags.get("team").map(String::as_str), Some("search"));
+    same_answer(&format!(r#"{body},"model":"a\u0001b"}}"#)).expect_err("control");
+    // Numbers out of range fail as the `Value` did, in a known or unknown field.
+    for extra in [
+        r#""input_tokens":1e400"#,
+        r#""future":[1,{"x":-1e999}]"#,
+        r#""tags":{"team":1e400}"#,
+    ] {
+        let e = same_answer(&format!("{body},{extra}}}")).expect_err(extra);
+        assert!(e.starts_with("record is not valid JSON"), "{e}");
+    }
+    assert!(same_answer("[1e400]").is_err());
+}

@@ -67,7 +67,34 @@ def assert_no_secrets(log: str, extra: list[str] | tuple[str, ...] = ()) -> None
 LIVE: list["Proc"] = []
 
 
+# Ports handed out by `free_port` in this run (never twice).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
+    """A port for a process a test starts. Below the kernel's ephemeral range
+    (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 here), so a port
+    the kernel gives to a `bind(0)` (the mock provider, the receivers) or to
+    an outgoing connection between this call and the process's own bind can
+    never be it; never the same one twice in a run; free when handed out."""
+    import random
+    low, high = 20000, 32767
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        high = min(high, first - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    for _ in range(1000 if high > low else 0):
+        port = random.randint(low, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -28,6 +28,9 @@ pub struct CapsPoller {
     named: bool,
     /// The host id this worker read on an earlier tick (`strict_poll::host_id`).
     seen_host: Option<String>,
+    /// The host's poll claim this root holds while its named poll is in
+    /// flight (`strict_poll::claim`).
+    claimed: Option<String>,
 }
 
 impl Job for CapsPoller {
@@ -109,6 +112,17 @@ impl CapsPoller {
             return None;
         }
         let col = &filter.config.collector;
+        // An answer older than the staleness limit is worthless anyway.
+        let timeout = col.timeout_ms.min(c.stale_after_ms).max(1);
+        // One named poll per host at a time: without the claim, this tick
+        // polls unnamed (flags only; another root brings the leases).
+        let host_id = match host_id {
+            Some(id) => {
+                self.claimed = strict_poll::claim(host, id, now, now.saturating_add(timeout));
+                self.claimed.as_ref().map(|_| id)
+            }
+            None => None,
+        };
         let auth = c.token.as_ref().map(|t| format!("Bearer {t}"));
         self.named = host_id.is_some();
         let path = match host_id {
@@ -133,8 +147,6 @@ impl CapsPoller {
             headers.push(("if-none-match", version));
         }
         let target = c.cluster(col);
-        // An answer older than the staleness limit is worthless anyway.
-        let timeout = col.timeout_ms.min(c.stale_after_ms).max(1);
         host.increment_metric(Metric::CapsPolls, 1);
         match host.dispatch(target, &headers, b"", timeout) {
             Ok(token) => {
@@ -144,6 +156,9 @@ impl CapsPoller {
             Err(DispatchError) => {
                 log::warn!("aispend: cannot dispatch caps poll to {target}");
                 host.increment_metric(Metric::CapsPollFailures, 1);
+                if let Some(claimed) = self.claimed.take() {
+                    strict_poll::release(host, &claimed);
+                }
                 None
             }
         }
@@ -160,6 +175,9 @@ impl CapsPoller {
     ) -> bool {
         self.in_flight = None;
         let now = host.now_ms();
+        // Whatever the answer, the next tick may name the host again (after
+        // the leases below landed, so it reports them).
+        let claimed = self.claimed.take();
         let renewed = match status {
             Some(200) => match caps::from_collector(body.unwrap_or_default()) {
                 Ok((version, flags)) => {
@@ -201,6 +219,9 @@ impl CapsPoller {
                 false
             }
         };
+        if let Some(claimed) = claimed {
+            strict_poll::release(host, &claimed);
+        }
         if !renewed {
             host.increment_metric(Metric::CapsPollFailures, 1);
         }

@@ -35,7 +35,7 @@ pub fn host_id(
         return Some(id.clone());
     }
     if let (Some(v), _) = host.shared_data_get(HOST_KEY) {
-        let id = String::from_utf8(v).ok().filter(|s| !s.is_empty())?;
+        let id = id_part(&v)?;
         if filter.profile.create_cas().is_some() || seen.as_deref() == Some(id.as_str()) {
             return Some(id);
         }
@@ -48,6 +48,56 @@ pub fn host_id(
     // Still there on the next tick: no other worker overwrote it.
     *seen = Some(id);
     None
+}
+
+/// The id in the host key's value (`<id>` or `<id>\t<claimed until ms>`).
+fn id_part(value: &[u8]) -> Option<String> {
+    let id = value.split(|&b| b == b'\t').next().unwrap_or_default();
+    String::from_utf8(id.to_vec())
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Take this host's poll claim until `until_ms`: one root of a host at a
+/// time sends a poll naming the host. Two named polls in flight at once
+/// would both report the same state (before the first lease: none), and
+/// the collector reads a host that reports no grant while it holds one as
+/// a host that lost its state: all it was granted counts as used. The
+/// claim lives in the host key (which exists once the id is settled, so
+/// compare-and-swap decides; with a configured id the key is created first
+/// and claimed from the next tick). Returns the value written, to release.
+pub fn claim(host: &mut dyn Host, id: &str, now_ms: u64, until_ms: u64) -> Option<String> {
+    let (value, cas) = host.shared_data_get(HOST_KEY);
+    let Some(value) = value else {
+        let _ = host.shared_data_set(HOST_KEY, id.as_bytes(), None);
+        return None;
+    };
+    let mut fields = value.split(|&b| b == b'\t');
+    let current = fields.next().unwrap_or_default();
+    let claimed_until = fields
+        .next()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(0);
+    if current != id.as_bytes() || claimed_until > now_ms {
+        return None;
+    }
+    let claimed = format!("{id}\t{until_ms}");
+    match host.shared_data_set(HOST_KEY, claimed.as_bytes(), cas) {
+        Ok(()) => Some(claimed),
+        Err(_) => None,
+    }
+}
+
+/// Give the claim back (the poll was answered or never left), unless it
+/// expired and another root holds one now.
+pub fn release(host: &mut dyn Host, claimed: &str) {
+    let (value, cas) = host.shared_data_get(HOST_KEY);
+    if value.as_deref() != Some(claimed.as_bytes()) {
+        return;
+    }
+    let id = claimed.split('\t').next().unwrap_or_default();
+    let _ = host.shared_data_set(HOST_KEY, id.as_bytes(), cas);
 }
 
 /// Whether the poll should name this host: strict budgets exist (the last

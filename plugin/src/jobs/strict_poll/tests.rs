@@ -203,3 +203,30 @@ fn the_poll_names_the_host_only_while_strict_budgets_exist() {
     apply(&mut h, answer(1, 0.5, 0.0, "P1").as_bytes(), &[], NOW).expect("apply");
     assert!(wanted(&mut h));
 }
+
+#[test]
+fn one_root_of_a_host_names_it_at_a_time() {
+    let mut h = MemoryHost::default();
+    // No key yet (a configured id): created, claimed from the next tick.
+    assert_eq!(claim(&mut h, "edge-7", NOW, NOW + 5_000), None);
+    let first = claim(&mut h, "edge-7", NOW, NOW + 5_000).expect("claimed");
+    // Another root (same host, same shared data) must wait: its poll
+    // would report the same state as the one in flight.
+    assert_eq!(claim(&mut h, "edge-7", NOW + 10, NOW + 5_010), None);
+    let f = Filter::from_json(br#"{"collector":{"cluster":"c","token":"t"}}"#).expect("config");
+    let mut seen = Some("edge-7".to_string());
+    assert_eq!(
+        host_id(&mut h, &f, &[b'x'; 32], &mut seen).as_deref(),
+        Some("edge-7"),
+        "the id reads through the claim"
+    );
+    release(&mut h, &first);
+    let second = claim(&mut h, "edge-7", NOW + 20, NOW + 5_020).expect("released");
+    // A claim whose poll never came back expires.
+    assert!(claim(&mut h, "edge-7", NOW + 5_021, NOW + 10_000).is_some());
+    // A stale release does not free the newer claim.
+    release(&mut h, &second);
+    assert_eq!(claim(&mut h, "edge-7", NOW + 5_030, NOW + 10_030), None);
+    // Another id in the key: not ours to claim.
+    assert_eq!(claim(&mut h, "other", NOW + 20_000, NOW + 25_000), None);
+}

@@ -40,21 +40,6 @@ pub fn pico_ceil(usd: f64) -> u64 {
     }
 }
 
-/// `n` in decimal.
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 /// Decimal digits only (no sign, no spaces), at most `u64::MAX`. Up to 19
 /// digits cannot overflow, so they add up unchecked: a checked 64-bit
 /// multiply is a 128-bit multiply call on wasm32 (≈100 instructions a digit).
@@ -113,12 +98,12 @@ impl Lease {
         if self.seq < 0 {
             out.push(b'-');
         }
-        push_u64(&mut out, self.seq.unsigned_abs());
+        crate::json::out::unsigned(&mut out, self.seq.unsigned_abs());
         out.push(b'\t');
         out.extend_from_slice(self.period_start.as_bytes());
         for n in [self.allowance, self.used, self.demand, self.expires_at_ms] {
             out.push(b'\t');
-            push_u64(&mut out, n);
+            crate::json::out::unsigned(&mut out, n);
         }
         out
     }

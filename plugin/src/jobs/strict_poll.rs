@@ -35,7 +35,10 @@ pub fn host_id(
         return Some(id.clone());
     }
     if let (Some(v), _) = host.shared_data_get(HOST_KEY) {
-        let id = id_part(&v)?;
+        let (id, _) = host_value(&v);
+        let id = String::from_utf8(id.to_vec())
+            .ok()
+            .filter(|s| !s.is_empty())?;
         if filter.profile.create_cas().is_some() || seen.as_deref() == Some(id.as_str()) {
             return Some(id);
         }
@@ -50,12 +53,17 @@ pub fn host_id(
     None
 }
 
-/// The id in the host key's value (`<id>` or `<id>\t<claimed until ms>`).
-fn id_part(value: &[u8]) -> Option<String> {
-    let id = value.split(|&b| b == b'\t').next().unwrap_or_default();
-    String::from_utf8(id.to_vec())
-        .ok()
-        .filter(|s| !s.is_empty())
+/// The host key's value, `<id>` or `<id>\t<claimed until ms>`: the id and
+/// the claim's end (0 when unclaimed).
+fn host_value(value: &[u8]) -> (&[u8], u64) {
+    let mut fields = value.split(|&b| b == b'\t');
+    let id = fields.next().unwrap_or_default();
+    let claimed_until = fields
+        .next()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(0);
+    (id, claimed_until)
 }
 
 /// Take this host's poll claim until `until_ms`: one root of a host at a
@@ -72,13 +80,7 @@ pub fn claim(host: &mut dyn Host, id: &str, now_ms: u64, until_ms: u64) -> Optio
         let _ = host.shared_data_set(HOST_KEY, id.as_bytes(), None);
         return None;
     };
-    let mut fields = value.split(|&b| b == b'\t');
-    let current = fields.next().unwrap_or_default();
-    let claimed_until = fields
-        .next()
-        .and_then(|t| std::str::from_utf8(t).ok())
-        .and_then(|t| t.parse::<u64>().ok())
-        .unwrap_or(0);
+    let (current, claimed_until) = host_value(&value);
     if current != id.as_bytes() || claimed_until > now_ms {
         return None;
     }

@@ -87,7 +87,7 @@ impl Shared {
         let mut s = self.shipper.borrow_mut();
         let mut out = Vec::new();
         while let Some(batch) = s.poll(u64::MAX) {
-            let v: serde_json::Value = serde_json::from_slice(&batch.body).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_slice(batch.body).unwrap_or_default();
             out.extend(v["records"].as_array().into_iter().flatten().cloned());
             s.on_result(
                 u64::MAX,
@@ -157,14 +157,15 @@ mod tests {
             first
                 .shipper
                 .borrow_mut()
-                .push(format!("{{\"i\":{i}}}").into_bytes());
+                .push(format!("{{\"i\":{i}}}").as_bytes());
         }
         first.requests.set(3);
         let ids = first.ids.clone();
         let second = Shared::configure(Some(first), filter(2), ids, 10);
         assert_eq!(second.shipper.borrow().buffered(), 5, "no record lost");
         assert_eq!(second.requests.get(), 3);
-        let batch = second.shipper.borrow_mut().poll(10).unwrap();
+        let mut shipper = second.shipper.borrow_mut();
+        let batch = shipper.poll(10).unwrap();
         assert_eq!(batch.records, 2, "the new max_batch applies");
         assert_eq!(second.filter.config.collector.max_batch, 2);
     }

@@ -6,7 +6,7 @@
 
 use crate::filter::Filter;
 use crate::host::{DispatchError, Host, Metric};
-use crate::jobs::shipper::{Batch, Counters, Outcome, Shipper};
+use crate::jobs::shipper::{Counters, Outcome, Shipper};
 use crate::jobs::{Answer, Job, Next};
 use crate::vm::Shared;
 
@@ -69,8 +69,7 @@ impl Job for ShipJob {
     fn on_shutdown(&mut self, host: &mut dyn Host, shared: &Shared) -> Option<u32> {
         let token = {
             let mut shipper = shared.shipper.try_borrow_mut().ok()?;
-            let batch = shipper.poll_now()?;
-            send(host, &shared.filter, &mut shipper, &batch)
+            send(host, &shared.filter, &mut shipper, None)
         };
         log::warn!("aispend: shutting down; shipping the records still buffered");
         token
@@ -104,9 +103,7 @@ impl Job for ShipJob {
                 log::error!("aispend: collector unreachable at shutdown; {lost} records lost");
                 None
             } else {
-                shipper
-                    .poll_now()
-                    .and_then(|batch| send(host, &shared.filter, &mut shipper, &batch))
+                send(host, &shared.filter, &mut shipper, None)
             }
         };
         self.publish(host, shared);
@@ -117,12 +114,22 @@ impl Job for ShipJob {
 /// Send the next batch if the shipper has one due. Returns the call's token.
 pub fn flush(host: &mut dyn Host, filter: &Filter, shipper: &mut Shipper) -> Option<u32> {
     let now = host.now_ms();
-    let batch = shipper.poll(now)?;
-    send(host, filter, shipper, &batch)
+    send(host, filter, shipper, Some(now))
 }
 
-/// `POST /v1/records` with `batch`; a refused dispatch settles it as a retry.
-fn send(host: &mut dyn Host, filter: &Filter, shipper: &mut Shipper, batch: &Batch) -> Option<u32> {
+/// `POST /v1/records` with the batch due at `due` (None: the next batch
+/// regardless of backoff); a refused dispatch settles it as a retry.
+fn send(
+    host: &mut dyn Host,
+    filter: &Filter,
+    shipper: &mut Shipper,
+    due: Option<u64>,
+) -> Option<u32> {
+    let batch = match due {
+        Some(now) => shipper.poll(now)?,
+        None => shipper.poll_now()?,
+    };
+    let body = batch.body;
     let now = host.now_ms();
     let c = &filter.config.collector;
     let auth = format!("Bearer {}", c.token);
@@ -134,7 +141,7 @@ fn send(host: &mut dyn Host, filter: &Filter, shipper: &mut Shipper, batch: &Bat
         ("authorization", auth.as_str()),
     ];
     let target = c.cluster.as_str();
-    match host.dispatch(target, &headers, &batch.body, c.timeout_ms) {
+    match host.dispatch(target, &headers, body, c.timeout_ms) {
         Ok(token) => Some(token),
         Err(DispatchError) => {
             // No call was started (unknown cluster, host refused): same as a
@@ -252,7 +259,7 @@ mod tests {
         let f = filter();
         let mut s = Shipper::new(f.shipper_settings());
         for i in 0..3 {
-            s.push(format!(r#"{{"n":{i}}}"#).into_bytes());
+            s.push(format!(r#"{{"n":{i}}}"#).as_bytes());
         }
         let mut host = MemoryHost::with_request(&[]);
         assert!(flush(&mut host, &f, &mut s).is_some());
@@ -274,7 +281,7 @@ mod tests {
     fn dispatch_error_and_non_200_are_retried() {
         let f = filter();
         let mut s = Shipper::new(f.shipper_settings());
-        s.push(b"{}".to_vec());
+        s.push(b"{}");
         let mut host = MemoryHost::with_request(&[]);
         host.dispatch_fails = true;
         assert!(flush(&mut host, &f, &mut s).is_none());

@@ -6,6 +6,9 @@ use std::collections::VecDeque;
 
 /// Room for one record's JSON (about 600 bytes with five tags and a label).
 const RECORD_CAPACITY: usize = 1024;
+/// The record buffer keeps at most this much room once it drained (a
+/// backlog after an outage may have grown it far more).
+const MAX_IDLE_CAPACITY: usize = 4 << 20;
 
 /// Counters since the VM started; the glue turns their deltas into metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,21 +53,36 @@ pub enum Outcome {
     Retry,
 }
 
-/// A batch ready to send: the body of `POST /v1/records`.
+/// A batch ready to send: the body of `POST /v1/records`, borrowed from
+/// the shipper's buffer (sent as it lies there, never copied).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    pub body: Vec<u8>,
+pub struct Batch<'a> {
+    pub body: &'a [u8],
     pub records: usize,
 }
+
+/// What a batch body begins with; the buffer keeps room for it before the
+/// oldest record.
+const HEAD: &[u8; 12] = b"{\"records\":[";
 
 #[derive(Debug)]
 pub struct Shipper {
     settings: ShipperSettings,
-    /// Serialized records, oldest first. The first `in_flight` are being sent.
-    buffer: VecDeque<Vec<u8>>,
-    /// Buffers of shipped records, cleared, for the next records to be
-    /// written into: in steady state a record allocates nothing.
-    spare: Vec<Vec<u8>>,
+    /// Serialized records, oldest first, each followed by a comma, in one
+    /// buffer: a batch of the first records is one slice of it (no copy per
+    /// record), and a record is written straight into it (no buffer of its
+    /// own). Bytes before `start` belong to records already gone.
+    data: Vec<u8>,
+    /// Where the oldest record begins in `data`; at least `HEAD.len()`
+    /// (the bytes before it are free: a batch writes its head there).
+    start: usize,
+    /// Where each buffered record ends in `data` (exclusive, before its
+    /// comma), oldest first. The first `in_flight` are being sent.
+    ends: VecDeque<usize>,
+    /// The two bytes after the last batch's last record, made its `]}`:
+    /// where, and the byte that was after the comma (None: it was
+    /// appended). Put back before anything else touches the buffer.
+    patched: Option<(usize, Option<u8>)>,
     in_flight: usize,
     sending: bool,
     /// While a refused batch is being split: at most this many records per
@@ -80,8 +98,10 @@ impl Shipper {
     pub fn new(settings: ShipperSettings) -> Self {
         Shipper {
             settings,
-            buffer: VecDeque::new(),
-            spare: Vec::new(),
+            data: Vec::new(),
+            start: HEAD.len(),
+            ends: VecDeque::new(),
+            patched: None,
             in_flight: 0,
             sending: false,
             split_limit: usize::MAX,
@@ -102,7 +122,7 @@ impl Shipper {
     }
 
     pub fn buffered(&self) -> usize {
-        self.buffer.len()
+        self.ends.len()
     }
 
     /// Whether a send is outstanding (its result not reported yet).
@@ -110,81 +130,91 @@ impl Shipper {
         self.sending
     }
 
-    /// Buffer one serialized record. When full, the oldest record is dropped
-    /// and counted: recent usage is worth more than old, and memory is bounded.
-    /// An empty buffer to write the next record into (`push` it back).
-    pub fn take_buffer(&mut self) -> Vec<u8> {
-        self.spare
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(RECORD_CAPACITY))
-    }
-
-    fn recycle(&mut self, mut record: Vec<u8>) {
-        // Bounded: at most one batch's worth, and only buffers of a usual size.
-        if self.spare.len() < self.settings.max_batch && record.capacity() <= 4 * RECORD_CAPACITY {
-            record.clear();
-            self.spare.push(record);
-        }
-    }
-
-    pub fn push(&mut self, record: Vec<u8>) {
+    /// Buffer one record, written by `write` straight into the shipper's
+    /// buffer (it appends the record's JSON and nothing else). When full,
+    /// the oldest record is dropped and counted: recent usage is worth more
+    /// than old, and memory is bounded.
+    pub fn write<R>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         self.counters.emitted += 1;
-        if self.buffer.len() >= self.settings.max_buffer {
-            if let Some(old) = self.buffer.pop_front() {
-                self.recycle(old);
-            }
+        if self.ends.len() >= self.settings.max_buffer {
+            self.remove_front(1);
             self.counters.dropped += 1;
             // The dropped record may have been part of the batch in flight;
             // the batch's result must then settle one record fewer.
             self.in_flight = self.in_flight.saturating_sub(1);
         }
-        self.buffer.push_back(record);
+        self.restore();
+        self.make_room();
+        if self.data.is_empty() {
+            self.data.reserve(RECORD_CAPACITY * 64);
+            self.data.extend_from_slice(HEAD);
+            self.start = HEAD.len();
+        }
+        let out = write(&mut self.data);
+        self.ends.push_back(self.data.len());
+        self.data.push(b',');
+        out
+    }
+
+    /// Buffer one serialized record (`write` of its bytes).
+    pub fn push(&mut self, record: &[u8]) {
+        self.write(|out| out.extend_from_slice(record));
     }
 
     /// The batch to send now, if any: nothing in flight, the backoff has
     /// passed and records are waiting. At most `max_batch` records and
     /// `max_batch_bytes` of body (one record always goes, however large).
-    pub fn poll(&mut self, now_ms: u64) -> Option<Batch> {
-        if self.sending || now_ms < self.next_attempt_ms || self.buffer.is_empty() {
+    pub fn poll(&mut self, now_ms: u64) -> Option<Batch<'_>> {
+        self.restore();
+        if self.sending || now_ms < self.next_attempt_ms || self.ends.is_empty() {
             return None;
         }
-        let limit = self.settings.max_batch.min(self.split_limit).max(1);
-        // `{"records":[` + `]}` + a comma per record.
-        let mut size = 14usize;
-        let mut n = 0usize;
-        for r in self.buffer.iter().take(limit) {
-            let grown = size.saturating_add(r.len() + 1);
-            if n > 0 && grown > self.settings.max_batch_bytes {
-                break;
-            }
-            size = grown;
-            n += 1;
+        let limit = self
+            .settings
+            .max_batch
+            .min(self.split_limit)
+            .min(self.ends.len())
+            .max(1);
+        // The first n records and their commas, between the head and
+        // `]}` (one record always goes, however large).
+        let size = |end: usize| end.saturating_sub(self.start) + HEAD.len() + 2;
+        let max = self.settings.max_batch_bytes;
+        // The ends grow: the records that fit are found by bisection.
+        let n = self
+            .ends
+            .partition_point(|&end| size(end) <= max)
+            .clamp(1, limit);
+        let end = self.ends.get(n - 1).copied()?;
+        // The head goes into the free bytes before the oldest record; the
+        // last record's comma and the byte after it become `]}` until the
+        // buffer is touched again (`restore`).
+        let from = self.start.saturating_sub(HEAD.len());
+        self.data.get_mut(from..self.start)?.copy_from_slice(HEAD);
+        let after = self.data.get(end + 1).copied();
+        if after.is_none() {
+            self.data.push(b'}');
         }
-        let mut body = Vec::with_capacity(size);
-        body.extend_from_slice(b"{\"records\":[");
-        for (i, r) in self.buffer.iter().take(n).enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(r);
-        }
-        body.extend_from_slice(b"]}");
+        self.data.get_mut(end..end + 2)?.copy_from_slice(b"]}");
+        self.patched = Some((end, after));
         self.in_flight = n;
         self.sending = true;
-        Some(Batch { body, records: n })
+        Some(Batch {
+            body: self.data.get(from..end + 2)?,
+            records: n,
+        })
     }
 
     /// The next batch regardless of backoff (shutdown: there is no later).
-    pub fn poll_now(&mut self) -> Option<Batch> {
+    pub fn poll_now(&mut self) -> Option<Batch<'_>> {
         self.next_attempt_ms = 0;
         self.poll(0)
     }
 
     /// Give up on every buffered record (counted as dropped).
     pub fn abandon(&mut self) -> u64 {
-        let n = self.buffer.len() as u64;
+        let n = self.ends.len() as u64;
         self.counters.dropped += n;
-        self.buffer.clear();
+        self.remove_front(self.ends.len());
         self.in_flight = 0;
         self.sending = false;
         n
@@ -199,7 +229,7 @@ impl Shipper {
             return;
         }
         self.sending = false;
-        let n = self.in_flight.min(self.buffer.len());
+        let n = self.in_flight.min(self.ends.len());
         self.in_flight = 0;
         match outcome {
             Outcome::Acked { rejected } => {
@@ -237,12 +267,66 @@ impl Shipper {
         }
     }
 
+    /// Forget the `n` oldest records. Their bytes are reclaimed when the
+    /// buffer empties (the usual case after a batch: nothing moves) or once
+    /// they are most of it (the records behind them move to the front).
+    /// Put back the bytes the last batch's `]}` took.
+    fn restore(&mut self) {
+        let Some((end, after)) = self.patched.take() else {
+            return;
+        };
+        if let Some(comma) = self.data.get_mut(end) {
+            *comma = b',';
+        }
+        match after {
+            Some(b) => {
+                if let Some(slot) = self.data.get_mut(end + 1) {
+                    *slot = b;
+                }
+            }
+            None => self.data.truncate(end + 1),
+        }
+    }
+
     fn remove_front(&mut self, n: usize) {
-        for _ in 0..n {
-            if let Some(done) = self.buffer.pop_front() {
-                self.recycle(done);
+        self.restore();
+        let n = n.min(self.ends.len());
+        if n == 0 {
+            return;
+        }
+        if let Some(&end) = self.ends.get(n - 1) {
+            self.start = end + 1;
+        }
+        self.ends.drain(..n);
+        if self.ends.is_empty() {
+            self.data.clear();
+            self.start = HEAD.len();
+            if self.data.capacity() > MAX_IDLE_CAPACITY {
+                // A backlog is gone: give its memory back.
+                self.data.shrink_to(MAX_IDLE_CAPACITY / 4);
             }
         }
+    }
+
+    /// Before a record is written into a full buffer that is mostly
+    /// records already gone (three quarters or more): move the live ones to
+    /// the front instead of growing it. Under steady traffic the buffer
+    /// rarely empties (records arrive while batches are in flight), so this
+    /// is how its room is reused: each move carries at most a third of what
+    /// was written since the last one, and usually much less.
+    fn make_room(&mut self) {
+        let full = self.data.capacity() - self.data.len() < RECORD_CAPACITY;
+        let live = self.data.len().saturating_sub(self.start);
+        if !full || live > self.data.len() / 4 {
+            return;
+        }
+        // Keep room for the head before the oldest record.
+        let gone = self.start.saturating_sub(HEAD.len());
+        self.data.drain(..gone);
+        for end in self.ends.iter_mut() {
+            *end -= gone;
+        }
+        self.start = HEAD.len();
     }
 
     /// `n` records of a split batch are settled; past the refused span,

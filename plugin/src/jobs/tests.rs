@@ -23,7 +23,7 @@ fn push(shared: &Shared, n: usize) {
         shared
             .shipper
             .borrow_mut()
-            .push(format!("{{\"i\":{i}}}").into_bytes());
+            .push(format!("{{\"i\":{i}}}").as_bytes());
     }
 }
 

@@ -606,17 +606,14 @@ fn parse_trimmed<T: std::str::FromStr>(value: &str) -> Option<T> {
     value.parse().ok().or_else(|| value.trim().parse().ok())
 }
 
-/// Write `call`'s record into a recycled buffer of the VM's shipper.
+/// Write `call`'s record into the VM's shipper.
 /// Returns the (input, output) tokens recorded (0 when the shipper is busy,
 /// which a single-threaded VM never is).
 fn buffer_record(shipper: &RefCell<Shipper>, call: &Call<'_>) -> (u64, u64) {
     let Ok(mut shipper) = shipper.try_borrow_mut() else {
         return (0, 0);
     };
-    let mut json = shipper.take_buffer();
-    let tokens = call.write_record(&mut json);
-    shipper.push(json);
-    tokens
+    shipper.write(|out| call.write_record(out))
 }
 
 /// Verified JWT claims, read where the host profile says they are (Envoy:

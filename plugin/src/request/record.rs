@@ -427,8 +427,36 @@ pub struct Tags<'a> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the Unix epoch (UTC).
+/// The text up to the seconds is kept for the last second written (calls
+/// come many per second): then only the milliseconds are computed.
 pub fn rfc3339_millis(ms: u64) -> [u8; 24] {
+    thread_local! {
+        // (second, its text); u64::MAX: none yet.
+        static LAST: std::cell::Cell<(u64, [u8; 24])> =
+            const { std::cell::Cell::new((u64::MAX, [0; 24])) };
+    }
     let secs = ms / 1000;
+    let mut out = match LAST.try_with(std::cell::Cell::get) {
+        Ok((last, text)) if last == secs => text,
+        _ => {
+            let text = rfc3339_seconds(secs);
+            let _ = LAST.try_with(|c| c.set((secs, text)));
+            text
+        }
+    };
+    let milli = (ms % 1000) as u32;
+    if let Some(digits) = out.get_mut(20..23) {
+        digits.copy_from_slice(&[
+            b'0' + (milli / 100) as u8,
+            b'0' + (milli / 10 % 10) as u8,
+            b'0' + (milli % 10) as u8,
+        ]);
+    }
+    out
+}
+
+/// `rfc3339_millis` for a whole second (`.000`).
+fn rfc3339_seconds(secs: u64) -> [u8; 24] {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
@@ -447,7 +475,6 @@ pub fn rfc3339_millis(ms: u64) -> [u8; 24] {
     put(11, 2, rem / 3600);
     put(14, 2, rem % 3600 / 60);
     put(17, 2, rem % 60);
-    put(20, 3, ms % 1000);
     out
 }
 

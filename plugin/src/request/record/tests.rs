@@ -11,6 +11,28 @@ fn rfc3339_formats_known_instants() {
     assert_eq!(f(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
 }
 
+/// The text kept for the last second is used only within that second:
+/// calls in any order, forward and back in time, read as if computed anew.
+#[test]
+fn rfc3339_reuses_the_last_second_only_within_it() {
+    let fresh = |ms: u64| {
+        let mut text = String::from_utf8(rfc3339_seconds(ms / 1000).to_vec()).unwrap();
+        text.replace_range(20..23, &format!("{:03}", ms % 1000));
+        text
+    };
+    let mut ms = 1_795_503_599_990u64;
+    for step in [0u64, 3, 7, 1, 999, 1000, 4, 86_399_000, 1] {
+        ms += step;
+        for t in [ms, ms - 1, ms + 1, ms - 1000, ms] {
+            assert_eq!(
+                String::from_utf8(rfc3339_millis(t).to_vec()).unwrap(),
+                fresh(t),
+                "{t}"
+            );
+        }
+    }
+}
+
 #[test]
 fn ids_are_32_lowercase_hex_and_unique() {
     let mut g = IdGen::new([1; 16]);

@@ -20,7 +20,7 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: soak run test bench wrk bench-ttfb bench-fuel bench-registry bench-dashboard wasm collector fmt lint unit unit-wasm node e2e wasm-host venv chromium toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
+.PHONY: soak run test bench wrk bench-ttfb bench-fuel bench-instr bench-registry bench-dashboard wasm collector fmt lint unit unit-wasm node e2e wasm-host venv chromium toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench      gateway benchmark: no filter vs no-op wasm vs aispend (wrk)"
 	@echo "make bench-ttfb streamed time to first byte: no-op wasm filter vs aispend"
 	@echo "make bench-fuel wasm instructions per request: no-op, aispend, floor (exact, not timed)"
+	@echo "make bench-instr Envoy instructions per request under callgrind, V8 JIT included (exact)"
 	@echo "make bench-registry  key registry of 10k/100k keys: bytes and wasm instructions per refresh"
 	@echo "make wasm       build $(AISPEND_WASM) (+ the no-op baseline filter)"
 	@echo "make collector  build $(AISPEND_COLLECTOR_BIN)"
@@ -168,6 +169,12 @@ bench-ttfb: venv wasm collector
 # machine, so a change to the filter's logic shows even where wrk is noise.
 bench-fuel: venv wasm
 	$(PYTHON) benches/gateway/fuel.py
+
+# Envoy's own instructions per request under callgrind (V8's compiled wasm
+# included): exact, where wrk's requests/s on a shared machine are noise.
+bench-instr: venv wasm collector
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	$(PYTHON) benches/gateway/instr.py
 
 # The key registry at 10,000 and 100,000 keys: snapshot and shared-data
 # bytes, wasm instructions per refresh per worker and per request.

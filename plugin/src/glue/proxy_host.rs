@@ -60,6 +60,9 @@ impl Host for ProxyHost {
             value.map(str::as_bytes),
         );
     }
+    fn add_request_header(&mut self, name: &str, value: &str) {
+        let _ = hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, name, value.as_bytes());
+    }
     fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool {
         hostcalls::set_property(path.to_vec(), Some(value)).is_ok()
     }

@@ -79,6 +79,10 @@ impl Host for MemoryHost {
             self.request_headers.push((name.to_string(), v.to_string()));
         }
     }
+    fn add_request_header(&mut self, name: &str, value: &str) {
+        self.request_headers
+            .push((name.to_string(), value.to_string()));
+    }
     fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool {
         let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
         self.properties.insert(key, value.to_vec());

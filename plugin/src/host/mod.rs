@@ -301,6 +301,9 @@ pub trait Host {
     /// Set (`Some`: overwrite, or add when absent) or remove (`None`) a
     /// request header. Never a whole-map write (see `profile`).
     fn set_request_header(&mut self, name: &str, value: Option<&str>);
+    /// Add a request header the request does not have (no search for a
+    /// copy to overwrite).
+    fn add_request_header(&mut self, name: &str, value: &str);
     /// Set a writable host property (Kong: `request.query`); false when the
     /// host refused it.
     fn set_property(&mut self, path: &[&str], value: &[u8]) -> bool;

@@ -36,6 +36,9 @@ const KONG_UPSTREAM_URI: [&str; 2] = ["ngx", "upstream_uri"];
 pub enum Edit<'a> {
     /// Overwrite the header (in place when the client sent it) or add it.
     Set(&'a str, Cow<'a, str>),
+    /// Add the header: the client did not send it (the host then has no
+    /// copy to look for, which costs Envoy a search of the map per set).
+    Add(&'a str, Cow<'a, str>),
     /// The provider must not see this header's value.
     Drop(&'a str),
     /// The query string without the key-carrying parameters: the path it
@@ -102,6 +105,9 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
 
     let mut edits: Vec<Edit<'a>> = Vec::with_capacity(inp.admitted.principal.tags.len() + 8);
     let mut guarded: Vec<&'a str> = Vec::new();
+    // Names the filter sets that the client sent too: those are overwritten,
+    // the others added.
+    let mut present: Vec<&'a str> = Vec::new();
     let mut query = None;
     for &(name, value) in headers {
         if name == ":path" {
@@ -119,6 +125,7 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
             guarded.push(name);
         }
         if set {
+            present.push(name);
             continue;
         }
         let drop = secret
@@ -137,7 +144,13 @@ pub fn plan<'a>(headers: &[(&'a str, &'a str)], inp: &Inputs<'a>) -> Result<Vec<
             return Err(Denial::duplicate_header(name));
         }
     }
-    edits.extend(sets().map(|(n, v)| Edit::Set(n, Cow::Borrowed(v))));
+    edits.extend(sets().map(|(n, v)| {
+        if present.iter().any(|p| eq_ignore_case(p, n)) {
+            Edit::Set(n, Cow::Borrowed(v))
+        } else {
+            Edit::Add(n, Cow::Borrowed(v))
+        }
+    }));
     // Signed tags: over what was just set (a client copy was dropped above).
     if let Some(signer) = &f.signer {
         let signature = signer.sign(inp.now_ms / 1000, sets());
@@ -166,6 +179,7 @@ pub fn apply(host: &mut dyn Host, filter: &Filter, edits: &[Edit<'_>]) {
     for edit in edits {
         match edit {
             Edit::Set(name, value) => host.set_request_header(name, Some(value)),
+            Edit::Add(name, value) => host.add_request_header(name, value),
             Edit::Drop(name) => match profile.removal() {
                 Removal::Remove => host.set_request_header(name, None),
                 Removal::Blank => host.set_request_header(name, Some("")),

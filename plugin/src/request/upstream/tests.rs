@@ -55,6 +55,19 @@ fn edits_for(
 }
 
 fn edits_of(f: Filter, headers: &[(&str, &str)]) -> Result<Vec<String>, u32> {
+    rendered(f, headers, |e| match e {
+        Edit::Set(n, v) | Edit::Add(n, v) => format!("set {n}={v}"),
+        Edit::Drop(n) => format!("drop {n}"),
+        Edit::Query { base, query, .. } => format!("query {base}?{query}"),
+    })
+}
+
+/// The edits for `headers`, each rendered by `render`.
+fn rendered(
+    f: Filter,
+    headers: &[(&str, &str)],
+    render: impl Fn(&Edit<'_>) -> String,
+) -> Result<Vec<String>, u32> {
     let shared = Shared::new(f.clone(), IdGen::new([7; 16]), 0);
     let flow = RequestFlow::new(&shared);
     let Decision::Continue(admitted) = flow.decide(headers, &mut NoClaims) else {
@@ -71,16 +84,7 @@ fn edits_of(f: Filter, headers: &[(&str, &str)]) -> Result<Vec<String>, u32> {
         now_ms: 1_764_800_000_999,
     };
     plan(headers, &inputs)
-        .map(|edits| {
-            edits
-                .iter()
-                .map(|e| match e {
-                    Edit::Set(n, v) => format!("set {n}={v}"),
-                    Edit::Drop(n) => format!("drop {n}"),
-                    Edit::Query { base, query, .. } => format!("query {base}?{query}"),
-                })
-                .collect()
-        })
+        .map(|edits| edits.iter().map(&render).collect())
         .map_err(|d| d.status)
 }
 
@@ -282,5 +286,74 @@ fn signed_tags_cover_what_is_set_and_replace_a_client_signature() {
     assert_eq!(
         edits_of(filter_with("kong", true, SIGNING), &twice),
         Err(400)
+    );
+}
+
+/// A header the client did not send is added (Envoy then has no copy to
+/// search its map for); one it sent (a spoofed tag, the credential's name)
+/// is overwritten, on both hosts.
+#[test]
+fn headers_the_client_did_not_send_are_added_the_others_overwritten() {
+    for gateway in ["envoy", "kong"] {
+        let kinds = rendered(
+            filter(gateway, true),
+            &chat(&[("X-Aispend-Team", "spoofed")]),
+            |e| match e {
+                Edit::Set(n, _) => format!("set {n}"),
+                Edit::Add(n, _) => format!("add {n}"),
+                Edit::Drop(n) => format!("drop {n}"),
+                Edit::Query { .. } => "query".to_string(),
+            },
+        )
+        .unwrap();
+        for want in [
+            "set authorization",
+            "set x-aispend-team",
+            "add x-aispend-org",
+            "add x-aispend-key-id",
+            "add x-aispend-request-id",
+        ] {
+            assert!(
+                kinds.iter().any(|k| k == want),
+                "{gateway}: {want} in {kinds:?}"
+            );
+        }
+        assert!(
+            !kinds
+                .iter()
+                .any(|k| k == "add x-aispend-team" || k == "add authorization"),
+            "{gateway}: {kinds:?}"
+        );
+    }
+}
+
+/// Applied to a host, the added and overwritten headers leave one copy each.
+#[test]
+fn applied_edits_leave_one_copy_of_each_header() {
+    use crate::host::memory::MemoryHost;
+    let f = filter("envoy", true);
+    let headers = chat(&[("x-aispend-team", "spoofed")]);
+    let mut host = MemoryHost::with_request(&headers);
+    let shared = Shared::new(f.clone(), IdGen::new([7; 16]), 0);
+    let mut flow = RequestFlow::new(&shared);
+    flow.on_request_headers(&mut host, false);
+    for name in [
+        "authorization",
+        "x-aispend-team",
+        "x-aispend-org",
+        "x-aispend-key-id",
+        "x-aispend-request-id",
+    ] {
+        let n = host
+            .request_headers
+            .iter()
+            .filter(|(h, _)| h == name)
+            .count();
+        assert_eq!(n, 1, "{name}: {:?}", host.request_headers);
+    }
+    assert_eq!(host.request_header("x-aispend-team"), Some("search"));
+    assert_eq!(
+        host.request_header("authorization"),
+        Some("Bearer sk-provider")
     );
 }

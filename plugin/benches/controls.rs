@@ -52,6 +52,7 @@ fn principal(limits: Option<KeyLimits>) -> Principal {
 fn bench(c: &mut Criterion) {
     let f = filter();
     let view = RefCell::new(CapsView::new(0));
+    let pending = RefCell::default();
     let mut host = host_with_caps(50);
     let plain = principal(None);
     // What the root tick does: take the shared flags into this VM's view.
@@ -63,6 +64,7 @@ fn bench(c: &mut Criterion) {
                 &mut host,
                 &f,
                 &view,
+                &pending,
                 black_box(&plain),
                 now,
             ))
@@ -78,6 +80,7 @@ fn bench(c: &mut Criterion) {
                 &mut host,
                 &f,
                 &view,
+                &pending,
                 black_box(&limited),
                 now,
             ))

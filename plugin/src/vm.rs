@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::controls::{self, caps::CapsView};
+use crate::controls::{self, caps::CapsView, limits::PendingTokens};
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
 use crate::jobs::shipper::Shipper;
@@ -24,6 +24,8 @@ pub struct Shared {
     /// Requests seen since the root last published `aispend_requests`: a
     /// hostcall per request for a counter is not worth its cost.
     pub requests: Rc<Cell<u64>>,
+    /// Tokens of finished calls not yet in the shared rate-limit counters.
+    pub pending_tokens: Rc<RefCell<PendingTokens>>,
 }
 
 impl Shared {
@@ -41,6 +43,10 @@ impl Shared {
         ids: Rc<RefCell<IdGen>>,
         now_ms: u64,
     ) -> Self {
+        let pending_tokens = old
+            .as_ref()
+            .map(|o| o.pending_tokens.clone())
+            .unwrap_or_default();
         let (shipper, caps, registry, requests) = match old {
             Some(old) => {
                 if let Ok(mut s) = old.shipper.try_borrow_mut() {
@@ -67,6 +73,7 @@ impl Shared {
             caps,
             registry,
             requests,
+            pending_tokens,
         }
     }
 

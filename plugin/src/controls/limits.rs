@@ -6,6 +6,15 @@
 //! sliding estimate `prev × (1 − elapsed fraction) + current` so a burst at a
 //! window edge cannot get twice the limit through.
 //!
+//! A call's tokens are known only at its end. They wait in the VM's
+//! `PendingTokens` and go into the shared counter with the key's next
+//! request on this VM (its one read and write) or within one flush
+//! interval of the records (`jobs::limits_flush`), whichever comes first: a call costs one
+//! shared-data read and write, not two of each. The VM judges its own calls
+//! with its pending tokens included; other workers see them at most one
+//! flush interval (1 s by default) later. Pending tokens go into the window current when they are written
+//! (never earlier: a limit is at worst applied a little long, never short).
+//!
 //! Updates are compare-and-swap with bounded retries, written to work with
 //! both hosts' CAS semantics (see `Profile::create_cas`): read (value, cas);
 //! an existing key is written back with its cas; an absent key is created
@@ -228,6 +237,61 @@ fn judge(c: &Counter, limits: &KeyLimits, elapsed: u64) -> Admission {
     }
 }
 
+/// Most keys whose tokens wait at once; past it a call's tokens are written
+/// at its end, as before.
+pub const MAX_PENDING_KEYS: usize = 64;
+
+/// Tokens of finished calls not yet in the shared counters, per key id.
+#[derive(Debug, Default)]
+pub struct PendingTokens {
+    keys: Vec<(std::rc::Rc<str>, u64)>,
+}
+
+impl PendingTokens {
+    /// Tokens waiting for `key_id`.
+    pub fn get(&self, key_id: &str) -> u64 {
+        self.keys
+            .iter()
+            .find(|(k, _)| &**k == key_id)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Keep `tokens` for `key_id`; false when the table is full (the caller
+    /// writes them now).
+    pub fn add(&mut self, key_id: &std::rc::Rc<str>, tokens: u64) -> bool {
+        if let Some((_, n)) = self.keys.iter_mut().find(|(k, _)| k == key_id) {
+            *n = n.saturating_add(tokens);
+            return true;
+        }
+        if self.keys.len() >= MAX_PENDING_KEYS {
+            return false;
+        }
+        self.keys.push((key_id.clone(), tokens));
+        true
+    }
+
+    /// `written` of `key_id`'s tokens reached the shared counter.
+    pub fn settle(&mut self, key_id: &str, written: u64) {
+        if let Some(i) = self.keys.iter().position(|(k, _)| &**k == key_id) {
+            if let Some((_, n)) = self.keys.get_mut(i) {
+                *n = n.saturating_sub(written);
+                if *n == 0 {
+                    self.keys.swap_remove(i);
+                }
+            }
+        }
+    }
+
+    /// Every waiting (key id, tokens), emptying the table.
+    pub fn take_all(&mut self) -> Vec<(std::rc::Rc<str>, u64)> {
+        std::mem::take(&mut self.keys)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
 /// Read-modify-write of one key's counter with CAS and bounded retries.
 /// `update` sees the rolled counter and returns the new one, or `Err(out)` to
 /// stop without writing.
@@ -273,33 +337,43 @@ pub fn shared_key(key_id: &str) -> String {
 /// One shared-data get (+ one set when the request counts) in the common case.
 pub fn admit(host: &mut dyn Host, profile: Profile, key_id: &str, limits: &KeyLimits) -> Admission {
     let now_ms = host.now_ms();
-    admit_at(host, profile, key_id, limits, now_ms)
+    admit_at(host, profile, key_id, limits, now_ms, 0).0
 }
 
-/// `admit` at `now_ms`, a clock the caller has already read.
+/// `admit` at `now_ms`, a clock the caller has already read, with `pending`
+/// tokens of this VM's finished calls of the key not yet in the counter:
+/// they count in the judgement and are written with the request. Returns
+/// the admission and whether `pending` was written.
 pub fn admit_at(
     host: &mut dyn Host,
     profile: Profile,
     key_id: &str,
     limits: &KeyLimits,
     now_ms: u64,
-) -> Admission {
+    pending: u64,
+) -> (Admission, bool) {
     let clock = Clock::at(now_ms, key_id);
     let key = shared_key(key_id);
     let counts_requests = limits.requests_per_minute.is_some();
     let result = cas_update(host, profile, &key, clock.window, |c| {
-        match judge(c, limits, clock.elapsed) {
-            Admission::Allowed(state) if counts_requests => {
-                let mut next = *c;
-                next.requests = next.requests.saturating_add(1);
-                Ok((next, Admission::Allowed(state)))
+        let mut seen = *c;
+        seen.tokens = seen.tokens.saturating_add(pending);
+        match judge(&seen, limits, clock.elapsed) {
+            Admission::Allowed(state) if counts_requests || pending > 0 => {
+                let mut next = seen;
+                if counts_requests {
+                    next.requests = next.requests.saturating_add(1);
+                }
+                Ok(((next, Admission::Allowed(state)), true))
             }
-            // Nothing to write: a limited request is not counted, and a
-            // tokens-only key counts tokens after the call.
-            other => Err(other),
+            // Nothing to write: a limited request is not counted (its
+            // pending tokens wait for the tick), and a tokens-only key
+            // with none pending has nothing to add.
+            other => Err((other, false)),
         }
+        .map(|((next, admission), wrote)| (next, (admission, wrote)))
     });
-    result.unwrap_or(Admission::Unenforced)
+    result.unwrap_or((Admission::Unenforced, false))
 }
 
 /// Add a finished call's tokens to the key's counter. Returns false when the

@@ -1,8 +1,8 @@
 //! Spending controls on an admitted request: budget caps (402 / warning),
 //! then the key's rate limits (429 + `x-ratelimit-*`). Caps go first, so a
 //! request refused for its budget does not use up rate-limit room.
-//! Costs per request: one shared-data get for the caps, and for a key with
-//! a request limit one get + one set.
+//! Costs per request: for a key with limits one shared-data get + one set
+//! (the tokens of its earlier calls ride along, `limits`).
 
 use std::cell::RefCell;
 
@@ -16,7 +16,7 @@ use crate::host::{Host, Metric};
 use crate::request::decision::Denial;
 use crate::request::identity::Principal;
 use caps::{CapCheck, CapsView};
-use limits::Admission;
+use limits::{Admission, PendingTokens};
 
 pub const BUDGET_WARNING_HEADER: &str = "x-aispend-budget-warning";
 
@@ -35,6 +35,7 @@ pub fn enforce(
     host: &mut dyn Host,
     filter: &Filter,
     view: &RefCell<CapsView>,
+    pending: &RefCell<PendingTokens>,
     principal: &Principal,
     now_ms: u64,
 ) -> Outcome {
@@ -60,7 +61,21 @@ pub fn enforce(
         }
     }
     if let Some(key_limits) = &principal.limits {
-        match limits::admit_at(host, filter.profile, &principal.key_id, key_limits, now_ms) {
+        let waiting = pending.try_borrow().map_or(0, |p| p.get(&principal.key_id));
+        let (admission, wrote) = limits::admit_at(
+            host,
+            filter.profile,
+            &principal.key_id,
+            key_limits,
+            now_ms,
+            waiting,
+        );
+        if wrote {
+            if let Ok(mut p) = pending.try_borrow_mut() {
+                p.settle(&principal.key_id, waiting);
+            }
+        }
+        match admission {
             Admission::Allowed(state) => state.headers(&mut out.response_headers),
             Admission::Limited {
                 state,
@@ -131,19 +146,33 @@ pub fn sync_caps_view(host: &mut dyn Host, filter: &Filter, view: &RefCell<CapsV
 }
 
 /// After the call (at `now_ms`, the clock the caller read for its record):
-/// its tokens count toward the key's tokens-per-minute.
+/// its tokens count toward the key's tokens-per-minute. They wait in
+/// `pending` for the key's next request or the next tick (`limits`); with
+/// the table full they are written now.
 pub fn record_tokens(
     host: &mut dyn Host,
     filter: &Filter,
+    pending: &RefCell<PendingTokens>,
     principal: &Principal,
     tokens: u64,
     now_ms: u64,
 ) {
     let Some(l) = &principal.limits else { return };
-    if l.tokens_per_minute.is_none() {
+    if l.tokens_per_minute.is_none() || tokens == 0 {
         return;
     }
-    if !limits::add_tokens_at(host, filter.profile, &principal.key_id, tokens, now_ms) {
+    let kept = pending
+        .try_borrow_mut()
+        .is_ok_and(|mut p| p.add(&principal.key_id, tokens));
+    if !kept {
+        write_tokens(host, filter, &principal.key_id, tokens, now_ms);
+    }
+}
+
+/// Write `tokens` into `key_id`'s shared counter now (counted as
+/// unenforced when that fails).
+pub fn write_tokens(host: &mut dyn Host, filter: &Filter, key_id: &str, tokens: u64, now_ms: u64) {
+    if !limits::add_tokens_at(host, filter.profile, key_id, tokens, now_ms) {
         host.increment_metric(Metric::LimitsUnenforced, 1);
     }
 }

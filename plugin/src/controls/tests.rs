@@ -282,3 +282,67 @@ fn which_refusals_are_recorded_is_configured() {
     flow.on_request_headers(&mut stranger, true);
     assert!(s.take_records().is_empty());
 }
+
+/// The key's shared counter as stored (requests, tokens).
+fn counter(h: &MemoryHost) -> (u64, u64) {
+    let (bytes, _) = h.shared.get("aispend:rl:k1").cloned().unwrap_or_default();
+    let c = crate::controls::limits::Counter::decode(&bytes).unwrap_or_default();
+    (c.requests, c.tokens)
+}
+
+/// A call's tokens wait on its VM: the key's next request judges with them
+/// and writes them with its own count (one shared-data read and write per
+/// call); with no next request, the tick writes them.
+#[test]
+fn tokens_ride_along_with_the_next_request_or_the_tick() {
+    use crate::jobs::{limits_flush::LimitsFlush, Job};
+    let s = shared(
+        r#"{"tokens_per_minute":50,"requests_per_minute":100}"#,
+        "{}",
+    );
+    let first = call(&s, None);
+    assert_eq!(
+        counter(&first),
+        (1, 0),
+        "the tokens wait, not written at the call's end"
+    );
+    assert_eq!(s.pending_tokens.borrow().get("k1"), 20);
+    let second = call(&s, Some(&first));
+    assert_eq!(
+        header(&second, "x-ratelimit-remaining-tokens"),
+        Some("30"),
+        "judged with them"
+    );
+    assert_eq!(counter(&second), (2, 20), "written with the second request");
+    assert_eq!(
+        s.pending_tokens.borrow().get("k1"),
+        20,
+        "the second call's own"
+    );
+    // No third request: the tick writes them.
+    let mut tick_host = host(Some(&second));
+    LimitsFlush.run(&mut tick_host, &s);
+    assert_eq!(counter(&tick_host), (2, 40));
+    assert!(s.pending_tokens.borrow().is_empty());
+    // 40 + the third call's 20 reach 50: the fourth is refused.
+    let third = call(&s, Some(&tick_host));
+    assert_eq!(header(&third, "x-ratelimit-remaining-tokens"), Some("10"));
+    let fourth = call(&s, Some(&third));
+    assert_eq!(fourth.local_reply.as_ref().map(|r| r.status), Some(429));
+    assert_eq!(header(&fourth, "x-ratelimit-remaining-tokens"), Some("0"));
+}
+
+/// With the table of waiting keys full, a call's tokens are written at its end.
+#[test]
+fn a_full_table_writes_tokens_at_once() {
+    let s = shared(r#"{"tokens_per_minute":1000}"#, "{}");
+    {
+        let mut p = s.pending_tokens.borrow_mut();
+        for i in 0..crate::controls::limits::MAX_PENDING_KEYS {
+            assert!(p.add(&std::rc::Rc::from(format!("other-{i}").as_str()), 1));
+        }
+    }
+    let first = call(&s, None);
+    assert_eq!(counter(&first).1, 20);
+    assert_eq!(s.pending_tokens.borrow().get("k1"), 0);
+}

@@ -1,7 +1,7 @@
 //! Background work on the root context's tick, run by one scheduler:
 //! shipping usage records to the collector (`ship`, over the `shipper`
 //! buffer), polling budget caps (`caps_poll`) and the key registry
-//! (`registry`). Each job is a small type
+//! (`registry`), writing rate-limit tokens that wait (`limits_flush`). Each job is a small type
 //! implementing [`Job`]; a new poller (key registry, leases) is one more
 //! job in [`Scheduler::standard`], with no change to the glue.
 //!
@@ -11,6 +11,7 @@
 //! trait and is tested with the in-memory host.
 
 pub mod caps_poll;
+pub mod limits_flush;
 pub mod registry;
 pub mod ship;
 pub mod shipper;
@@ -114,6 +115,7 @@ impl Scheduler {
             Box::new(ship::ShipJob::default()),
             Box::new(caps_poll::CapsPoller::default()),
             Box::new(registry::RegistryPoller::default()),
+            Box::new(limits_flush::LimitsFlush),
         ])
     }
 

@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::config::UnknownPaths;
-use crate::controls::{self, caps::CapsView, strict};
+use crate::controls::{self, caps::CapsView, limits::PendingTokens, strict};
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
 use crate::jobs::shipper::Shipper;
@@ -57,6 +57,7 @@ pub struct RequestFlow {
     /// This VM's decoded copy of the key registry (refreshed on the root tick).
     registry: Rc<RefCell<RegistryView>>,
     requests: Rc<Cell<u64>>,
+    pending_tokens: Rc<RefCell<PendingTokens>>,
     ids: Rc<RefCell<IdGen>>,
     id: [u8; 32],
     phase: Phase,
@@ -99,6 +100,7 @@ impl RequestFlow {
             caps: shared.caps.clone(),
             registry: shared.registry.clone(),
             requests: shared.requests.clone(),
+            pending_tokens: shared.pending_tokens.clone(),
             // Set in on_request_headers, once the start time is known.
             id: [b'0'; 32],
             phase: Phase::Start,
@@ -184,6 +186,7 @@ impl RequestFlow {
             host,
             &self.filter,
             &self.caps,
+            &self.pending_tokens,
             &admitted.principal,
             self.start_ms,
         );
@@ -596,7 +599,14 @@ impl RequestFlow {
         };
         let (input_tokens, output_tokens) = buffer_record(&self.shipper, &call);
         let tokens = input_tokens.saturating_add(output_tokens);
-        controls::record_tokens(host, &self.filter, &admitted.principal, tokens, now);
+        controls::record_tokens(
+            host,
+            &self.filter,
+            &self.pending_tokens,
+            &admitted.principal,
+            tokens,
+            now,
+        );
     }
 }
 

@@ -72,6 +72,9 @@ pub struct RequestFlow {
     meter: Option<ResponseMeter>,
     status: u32,
     ttft_ms: Option<u64>,
+    /// When the last response bytes arrived, if the clock was read then
+    /// (the first chunk, while no later one came).
+    last_byte_ms: Option<u64>,
     recorded: bool,
     /// `content-length` was removed upstream, so the body may change size.
     length_free: bool,
@@ -113,6 +116,7 @@ impl RequestFlow {
             meter: None,
             status: 0,
             ttft_ms: None,
+            last_byte_ms: None,
             recorded: false,
             length_free: false,
             extra_response_headers: Vec::new(),
@@ -524,12 +528,19 @@ impl RequestFlow {
             return Step::Continue;
         }
         // One clock read serves both the first byte and, when this chunk is
-        // also the last (a plain JSON answer), the record's duration.
+        // also the last (a plain JSON answer), the record's duration: also
+        // when the end comes in an empty callback right after it (as Envoy
+        // delivers a body), the last byte arrived at that reading.
         let mut now = None;
         if self.ttft_ms.is_none() && body_size > 0 {
             let t = host.now_ms();
             self.ttft_ms = Some(t.saturating_sub(self.start_ms));
             now = Some(t);
+            self.last_byte_ms = Some(t);
+        } else if body_size > 0 {
+            self.last_byte_ms = None;
+        } else if end_of_stream {
+            now = self.last_byte_ms;
         }
         if let Some(meter) = self.meter.as_mut() {
             // The last callback is fed even when empty: bytes the meter held back

@@ -560,3 +560,27 @@ fn a_body_over_the_limit_is_refused_with_413() {
     assert_eq!(host.local_reply.as_ref().unwrap().status, 413);
     assert_eq!(host.metric(Metric::Denied413), 1);
 }
+
+/// A body that came whole in its first chunk, its end flagged by an empty
+/// callback (as Envoy delivers it): the clock read at that chunk is the
+/// call's end too, with no second reading. A body of several chunks ends
+/// at a fresh reading.
+#[test]
+fn the_end_of_a_body_read_whole_is_the_time_of_its_chunk() {
+    for (chunks, duration) in [
+        (vec![CHAT_RESPONSE, &b""[..]], 8),
+        (vec![&CHAT_RESPONSE[..20], &CHAT_RESPONSE[20..], b""], 18),
+    ] {
+        let shared = shared("");
+        let mut host = chat_request();
+        let mut flow = RequestFlow::new(&shared);
+        flow.on_request_headers(&mut host, false);
+        flow.on_request_body(&mut host, CHAT_BODY.len(), true);
+        host.now_ms += 3;
+        respond(&mut flow, &mut host, "200", &chunks);
+        let recs = records(&shared);
+        assert_eq!(recs[0]["ttft_ms"], 8);
+        assert_eq!(recs[0]["duration_ms"], duration, "{} chunks", chunks.len());
+        assert_eq!(recs[0]["input_tokens"], 12);
+    }
+}

@@ -36,6 +36,8 @@ pub enum Set {
     Structural,
     /// What a JSON string must escape: `"`, `\` or a byte below 0x20.
     Escape,
+    /// `Escape` or a byte of 0x80 and above (not ASCII).
+    EscapeOrHigh,
     /// A C0 byte, DEL or 0xC2 (`may_hold_control`).
     Control,
     /// One byte value.
@@ -67,6 +69,8 @@ fn set_mask(block: &[u8; 16], set: Set) -> u32 {
             )
         }
         Set::Escape => v128_or(v128_or(eq(b'"'), eq(b'\\')), u8x16_lt(v, u8x16_splat(0x20))),
+        // Signed, bytes of 0x80 and above are below 0x20 too.
+        Set::EscapeOrHigh => v128_or(v128_or(eq(b'"'), eq(b'\\')), i8x16_lt(v, i8x16_splat(0x20))),
         Set::Control => v128_or(u8x16_lt(v, u8x16_splat(0x20)), v128_or(eq(0x7f), eq(0xc2))),
         Set::Byte(b) => eq(b),
         Set::TokenEnd => {
@@ -101,6 +105,104 @@ pub fn blocks(bytes: &[u8], set: Set) -> Result<usize, usize> {
     {
         let _ = (bytes, set);
         Err(0)
+    }
+}
+
+/// Whether `b` is in `set` (the byte-at-a-time definition every search
+/// here agrees with).
+#[inline(always)]
+pub fn in_set(b: u8, set: Set) -> bool {
+    match set {
+        Set::QuoteOrBackslash => b == b'"' || b == b'\\',
+        Set::Structural => matches!(b, b'"' | b'{' | b'}' | b'[' | b']'),
+        Set::Escape => b == b'"' || b == b'\\' || b < 0x20,
+        Set::EscapeOrHigh => b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b),
+        Set::Control => b < 0x20 || b == 0x7f || b == 0xc2,
+        Set::Byte(x) => b == x,
+        Set::TokenEnd => !matches!(b, b'-' | b'+' | b'.' | b'0'..=b'9' | b'a'..=b'z' | b'E'),
+    }
+}
+
+/// Index of the first byte of `set` at or after `at` in `bytes`, `None`
+/// when there is none before the end (or `at` is past it). With SIMD: whole
+/// 16-byte blocks from `at`, then the last 0..16 bytes in one more block
+/// test (the final 16 bytes of `bytes`, overlapping what was searched, when
+/// it has that many; else a zero-padded copy), never a word or byte loop.
+/// Without: a word at a time for `"`/`\`, byte by byte otherwise.
+#[inline(always)]
+pub fn find_from(bytes: &[u8], at: usize, set: Set) -> Option<usize> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        let mut i = at;
+        while let Some(chunk) = bytes.get(i..).and_then(|r| r.first_chunk::<16>()) {
+            let m = set_mask(chunk, set);
+            if m != 0 {
+                return Some(i + m.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+        let len = bytes.len();
+        let rest = len.checked_sub(i)?;
+        if rest == 0 {
+            return None;
+        }
+        // Bit k of `m` is byte `i + k`, for the bytes from `i` to the end.
+        let m = match bytes
+            .get(len.wrapping_sub(16)..)
+            .and_then(|r| r.first_chunk::<16>())
+        {
+            Some(last) => set_mask(last, set) >> (16 - rest),
+            None => {
+                // Fewer than 16 bytes in all (so `i` is `at` and below 16).
+                let mut block = [0u8; 16];
+                block.get_mut(..len)?.copy_from_slice(bytes);
+                (set_mask(&block, set) & ((1u32 << len) - 1)) >> i
+            }
+        };
+        (m != 0).then(|| i + m.trailing_zeros() as usize)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let mut i = at;
+        if set == Set::QuoteOrBackslash {
+            while let Some(chunk) = bytes.get(i..).and_then(|r| r.first_chunk::<8>()) {
+                let m = quote_mask(u64::from_le_bytes(*chunk));
+                if m != 0 {
+                    return Some(i + (m.trailing_zeros() / 8) as usize);
+                }
+                i += 8;
+            }
+        }
+        loop {
+            if in_set(*bytes.get(i)?, set) {
+                return Some(i);
+            }
+            i += 1;
+        }
+    }
+}
+
+/// The `"` and `\\` bytes of `block`, one bit each (bit k = byte k).
+#[inline(always)]
+pub fn quote_backslash_masks(block: &[u8; 16]) -> (u32, u32) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use core::arch::wasm32::*;
+        // SAFETY: `block` is 16 readable bytes; v128 loads need no alignment.
+        let v = unsafe { v128_load(block.as_ptr().cast::<v128>()) };
+        (
+            u32::from(i8x16_bitmask(i8x16_eq(v, u8x16_splat(b'"')))),
+            u32::from(i8x16_bitmask(i8x16_eq(v, u8x16_splat(b'\\')))),
+        )
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let (mut q, mut bs) = (0, 0);
+        for (k, &b) in block.iter().enumerate() {
+            q |= u32::from(b == b'"') << k;
+            bs |= u32::from(b == b'\\') << k;
+        }
+        (q, bs)
     }
 }
 
@@ -271,6 +373,31 @@ pub fn needs_json_escape(bytes: &[u8]) -> bool {
     .is_some()
 }
 
+/// `bytes` as text when they are ASCII that a JSON string holds as is (no
+/// `"`, `\\` or byte below 0x20): one search, no UTF-8 decoding (which
+/// costs about eight wasm instructions a byte). `None` otherwise, whatever
+/// else they are.
+pub fn plain_ascii(bytes: &[u8]) -> Option<&str> {
+    let hit = first(
+        bytes,
+        Set::EscapeOrHigh,
+        |w| {
+            zero_bytes(w ^ splat(b'"'))
+                | zero_bytes(w ^ splat(b'\\'))
+                | below(w, 0x20)
+                | (w & HIGHS)
+        },
+        |b| in_set(b, Set::EscapeOrHigh),
+    );
+    if hit.is_some() {
+        return None;
+    }
+    // SAFETY: no byte of `bytes` is 0x80 or above (the search above found
+    // none: `word_search_equals_byte_search` checks it against `in_set`),
+    // and ASCII is valid UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+}
+
 /// True when `bytes` may hold a control character: a C0 byte, DEL, or a
 /// 0xC2 lead byte (C1 controls are U+0080..U+009F, UTF-8 `C2 80`..`C2 9F`).
 /// A 0xC2 that starts another character is a false positive the caller
@@ -330,9 +457,9 @@ mod tests {
                 prop_oneof![
                     Just(0u8), Just(1), Just(0x1f), Just(0x20), Just(b'"'), Just(b'\\'),
                     Just(b'{'), Just(b'}'), Just(b'['), Just(b']'), Just(0x5c ^ 0x20),
-                    Just(0x7f), Just(0x80), Just(0xff), any::<u8>()
+                    Just(0x7f), Just(0x80), Just(0xff), Just(b'0'), Just(b'a'), Just(0xc2), any::<u8>()
                 ],
-                0..40,
+                0..56,
             )
         ) {
             prop_assert_eq!(
@@ -340,6 +467,19 @@ mod tests {
                 bytes.iter().position(|&b| b == b'"' || b == b'\\')
             );
             prop_assert_eq!(find_structural(&bytes), bytes.iter().position(|&b| slow_structural(b)));
+            prop_assert_eq!(
+                plain_ascii(&bytes).is_some(),
+                !bytes.iter().any(|&b| in_set(b, Set::EscapeOrHigh))
+            );
+            for set in [Set::QuoteOrBackslash, Set::Structural, Set::Escape, Set::EscapeOrHigh, Set::Control, Set::Byte(b'"'), Set::TokenEnd] {
+                for at in 0..bytes.len() + 2 {
+                    prop_assert_eq!(
+                        find_from(&bytes, at, set),
+                        bytes.get(at..).and_then(|r| r.iter().position(|&b| in_set(b, set))).map(|p| at + p),
+                        "{:?} from {}", set, at
+                    );
+                }
+            }
             prop_assert_eq!(
                 needs_json_escape(&bytes),
                 bytes.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)

@@ -8,13 +8,18 @@
 
 use std::ops::Range;
 
+use crate::json::bytes::{
+    block_masks, find_from, needs_json_escape, plain_ascii, quote_backslash_masks, BlockMasks, Set,
+};
 #[cfg(test)]
-use crate::json::bytes::structural_mask;
-use crate::json::bytes::{block_masks, blocks, needs_json_escape, quote_mask, Set};
+use crate::json::bytes::{blocks, structural_mask};
 
 /// A JSON string without escapes (`"gpt-4o"`), borrowed.
 pub fn plain_string(raw: &[u8]) -> Option<&str> {
     let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if let Some(ascii) = plain_ascii(inner) {
+        return Some(ascii);
+    }
     if needs_json_escape(inner) {
         return None;
     }
@@ -136,24 +141,8 @@ fn word(bytes: &[u8], at: usize) -> Option<u64> {
 
 /// Index of the first `"` or `\` at or after `at`.
 #[inline(always)]
-fn quote_or_backslash(bytes: &[u8], mut at: usize) -> Option<usize> {
-    match blocks(bytes.get(at..)?, Set::QuoteOrBackslash) {
-        Ok(i) => return Some(at + i),
-        Err(n) => at += n,
-    }
-    while let Some(w) = word(bytes, at) {
-        let m = quote_mask(w);
-        if m != 0 {
-            return Some(at + (m.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    loop {
-        match bytes.get(at)? {
-            b'"' | b'\\' => return Some(at),
-            _ => at += 1,
-        }
-    }
+fn quote_or_backslash(bytes: &[u8], at: usize) -> Option<usize> {
+    find_from(bytes, at, Set::QuoteOrBackslash)
 }
 
 /// Index of the first `"`, `{`, `}`, `[` or `]` at or after `at` (the
@@ -183,14 +172,27 @@ fn structural(bytes: &[u8], mut at: usize) -> Option<usize> {
 /// whether it holds an escape (its raw bytes are then not its text).
 #[inline(always)]
 fn string_end(bytes: &[u8], at: usize) -> Option<(usize, bool)> {
+    // Most strings end within the 16 bytes after the opening quote, with
+    // no backslash before their end: one block test.
+    if let Some(block) = bytes.get(at + 1..).and_then(|r| r.first_chunk::<16>()) {
+        let (quote, backslash) = quote_backslash_masks(block);
+        // Bits up to and including the first quote.
+        let upto = quote ^ quote.wrapping_sub(1);
+        if quote != 0 && backslash & upto == 0 {
+            return Some((at + 2 + quote.trailing_zeros() as usize, false));
+        }
+    }
     let mut i = quote_or_backslash(bytes, at + 1)?;
-    let mut escaped = false;
-    while byte(bytes, i) == b'\\' {
-        escaped = true;
+    if byte(bytes, i) == b'"' {
+        return Some((i + 1, false));
+    }
+    loop {
         // A backslash and the byte it escapes.
         i = quote_or_backslash(bytes, i + 2)?;
+        if byte(bytes, i) == b'"' {
+            return Some((i + 1, true));
+        }
     }
-    Some((i + 1, escaped))
 }
 
 /// End (exclusive) of the object or array opening at `at`: the bracket
@@ -205,11 +207,37 @@ fn container_end(bytes: &[u8], at: usize) -> Option<usize> {
     let mut depth = 0u32;
     let mut in_string = false;
     let mut i = at;
-    while let Some(block) = bytes.get(i..).and_then(|r| r.first_chunk::<16>()) {
-        let m = block_masks(block);
+    loop {
+        // The block at `i`, or for the last 1..16 bytes the final 16 of
+        // `bytes` with their masks shifted so that bit k is byte `i + k`.
+        let (m, n) = match bytes.get(i..).and_then(|r| r.first_chunk::<16>()) {
+            Some(block) => (block_masks(block), 16),
+            None => {
+                let rest = bytes.len().checked_sub(i)?;
+                if rest == 0 {
+                    return None;
+                }
+                let Some(last) = bytes
+                    .get(bytes.len().wrapping_sub(16)..)
+                    .and_then(|r| r.first_chunk::<16>())
+                else {
+                    // Under 16 bytes in all.
+                    break;
+                };
+                let m = block_masks(last);
+                let shift = 16 - rest as u32;
+                let m = BlockMasks {
+                    quote: m.quote >> shift,
+                    backslash: m.backslash >> shift,
+                    open: m.open >> shift,
+                    close: m.close >> shift,
+                };
+                (m, rest)
+            }
+        };
         if m.backslash != 0 {
             let mut escaped = false;
-            let stop = i + 16;
+            let stop = i + n;
             // An escape pending at the block's end takes the next byte too.
             while i < stop || escaped {
                 if let Some(end) =
@@ -219,6 +247,12 @@ fn container_end(bytes: &[u8], at: usize) -> Option<usize> {
                 }
                 i += 1;
             }
+            continue;
+        }
+        if m.open | m.close == 0 {
+            // No bracket: only whether a string is open at its end matters.
+            in_string ^= m.quote.count_ones() & 1 == 1;
+            i += n;
             continue;
         }
         let mut inside = m.quote;
@@ -251,7 +285,7 @@ fn container_end(bytes: &[u8], at: usize) -> Option<usize> {
         } else {
             depth = depth + open.count_ones() - close.count_ones();
         }
-        i += 16;
+        i += n;
     }
     let mut escaped = false;
     while i < bytes.len() {
@@ -302,17 +336,8 @@ fn step(
 /// time where the build has SIMD (a 10-digit timestamp then costs one
 /// block test instead of a range match per digit).
 #[inline(always)]
-fn token_end(bytes: &[u8], mut at: usize) -> usize {
-    if let Some(rest) = bytes.get(at..) {
-        match blocks(rest, Set::TokenEnd) {
-            Ok(i) => return at + i,
-            Err(n) => at += n,
-        }
-    }
-    while matches!(byte(bytes, at), b'-' | b'+' | b'.' | b'0'..=b'9' | b'a'..=b'z' | b'E') {
-        at += 1;
-    }
-    at
+fn token_end(bytes: &[u8], at: usize) -> usize {
+    find_from(bytes, at, Set::TokenEnd).unwrap_or(bytes.len().max(at))
 }
 
 /// End (exclusive) of the value starting at `at`.
@@ -356,12 +381,14 @@ pub fn object_at<'a>(
     if byte(bytes, at) != b'{' {
         return None;
     }
-    let mut i = skip_ws(bytes, at + 1);
-    if byte(bytes, i) == b'}' {
+    // Each step reads the byte where the grammar expects one and skips
+    // whitespace only when that byte is whitespace (compact JSON has none).
+    let (mut i, mut b) = next_token(bytes, at + 1);
+    if b == b'}' {
         return Some(i + 1);
     }
     loop {
-        if byte(bytes, i) != b'"' {
+        if b != b'"' {
             return None;
         }
         let (key_end, escaped) = string_end(bytes, i)?;
@@ -369,22 +396,34 @@ pub fn object_at<'a>(
             return None;
         }
         let key = bytes.get(i + 1..key_end - 1)?;
-        i = skip_ws(bytes, key_end);
-        if byte(bytes, i) != b':' {
+        let (colon, c) = next_token(bytes, key_end);
+        if c != b':' {
             return None;
         }
-        let start = skip_ws(bytes, i + 1);
+        let (start, _) = next_token(bytes, colon + 1);
         let end = f(key, start)?;
         if end <= start {
             return None;
         }
-        i = skip_ws(bytes, end);
-        match byte(bytes, i) {
-            b',' => i = skip_ws(bytes, i + 1),
-            b'}' => return Some(i + 1),
+        let (after, c) = next_token(bytes, end);
+        match c {
+            b',' => (i, b) = next_token(bytes, after + 1),
+            b'}' => return Some(after + 1),
             _ => return None,
         }
     }
+}
+
+/// The first non-whitespace byte at or after `at` and where it is (0 past
+/// the end, as `byte`): one compare when `at` holds no whitespace.
+#[inline(always)]
+fn next_token(bytes: &[u8], at: usize) -> (usize, u8) {
+    let b = byte(bytes, at);
+    if !is_ws(b) {
+        return (at, b);
+    }
+    let at = skip_ws(bytes, at + 1);
+    (at, byte(bytes, at))
 }
 
 /// Index of the first non-whitespace byte at or after `at`.
@@ -541,6 +580,142 @@ mod tests {
             let mut shifted = b"{\"k\":".to_vec();
             shifted.extend_from_slice(&bytes);
             prop_assert_eq!(container_end(&shifted, 5), container_end_reference(&shifted, 5));
+        }
+    }
+
+    /// `string_end` a byte at a time.
+    fn string_end_reference(bytes: &[u8], at: usize) -> Option<(usize, bool)> {
+        let mut i = at + 1;
+        let mut escaped = false;
+        loop {
+            match *bytes.get(i)? {
+                b'\\' => {
+                    escaped = true;
+                    i += 2;
+                }
+                b'"' => return Some((i + 1, escaped)),
+                _ => i += 1,
+            }
+        }
+    }
+
+    /// The members walk as it was before its whitespace fast path: every
+    /// step skips whitespace, values end where `value_end` says.
+    fn members_reference(obj: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut i = skip_ws(obj, 0);
+        if byte(obj, i) != b'{' {
+            return None;
+        }
+        i = skip_ws(obj, i + 1);
+        if byte(obj, i) == b'}' {
+            return (skip_ws(obj, i + 1) == obj.len()).then_some(out);
+        }
+        loop {
+            if byte(obj, i) != b'"' {
+                return None;
+            }
+            let (key_end, escaped) = string_end_reference(obj, i)?;
+            if escaped {
+                return None;
+            }
+            let key = obj.get(i + 1..key_end - 1)?.to_vec();
+            i = skip_ws(obj, key_end);
+            if byte(obj, i) != b':' {
+                return None;
+            }
+            let start = skip_ws(obj, i + 1);
+            let end = value_end(obj, start)?;
+            out.push((key, obj.get(start..end)?.to_vec()));
+            i = skip_ws(obj, end);
+            match byte(obj, i) {
+                b',' => i = skip_ws(obj, i + 1),
+                b'}' => return (skip_ws(obj, i + 1) == obj.len()).then_some(out),
+                _ => return None,
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn string_end_matches_the_byte_walk(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(b'"'), Just(b'\\'), Just(b'a'), Just(b' '), Just(b'{')],
+                0..60,
+            ),
+        ) {
+            for at in 0..bytes.len() + 1 {
+                prop_assert_eq!(string_end(&bytes, at), string_end_reference(&bytes, at), "at {}", at);
+            }
+        }
+
+        // Documents made of JSON tokens in any order (most refused, many
+        // read), with and without whitespace between them.
+        #[test]
+        fn members_walk_matches_the_reference(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(&b"{"[..]), Just(&b"}"[..]), Just(&b"["[..]), Just(&b"]"[..]),
+                    Just(&b":"[..]), Just(&b","[..]), Just(&b" "[..]), Just(&b"\n"[..]),
+                    Just(&b"\"model\""[..]), Just(&b"\"usage\""[..]), Just(&b"\"a\\\"b\""[..]),
+                    Just(&b"\"chat.completion.long.value\""[..]), Just(&b"12"[..]), Just(&b"-1.5e3"[..]),
+                    Just(&b"null"[..]), Just(&b"true"[..]), Just(&b"x"[..]),
+                    Just(&b"\"k\":1,"[..]), Just(&b"\"k\":\"v\","[..]),
+                ],
+                0..40,
+            ),
+            close in any::<bool>(),
+        ) {
+            let mut doc = b"{".to_vec();
+            for p in &parts {
+                doc.extend_from_slice(p);
+            }
+            if close {
+                doc.push(b'}');
+            }
+            let fast = collect(&doc);
+            let reference = members_reference(&doc).map(|m| {
+                m.into_iter()
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(&k).into_owned(),
+                            String::from_utf8_lossy(&v).into_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            });
+            prop_assert_eq!(fast, reference, "{}", String::from_utf8_lossy(&doc));
+        }
+
+        // Well-formed members with whitespace anywhere between tokens: the
+        // walk reads them all, as the reference does.
+        #[test]
+        fn members_walk_reads_well_formed_objects(
+            members in proptest::collection::vec(
+                (
+                    prop_oneof![Just("model"), Just("usage"), Just("id"), Just("a\\\"b"), Just("choices_and_more_keys")],
+                    prop_oneof![
+                        Just("1732430000"), Just("\"gpt-4o-mini-2024-07-18\""), Just("null"),
+                        Just("{\"cached_tokens\":0}"), Just("[{\"a\":\"]}\\\"\"}, 1]"), Just("-0.5"),
+                    ],
+                    prop_oneof![Just(""), Just(" "), Just("\n\t ")],
+                ),
+                0..8,
+            ),
+        ) {
+            let mut doc = String::from("{");
+            for (k, (key, value, ws)) in members.iter().enumerate() {
+                if k > 0 {
+                    doc.push_str(ws);
+                    doc.push(',');
+                }
+                doc.push_str(&format!("{ws}\"{key}\"{ws}:{ws}{value}{ws}"));
+            }
+            doc.push('}');
+            let doc = doc.as_bytes();
+            let reference = members_reference(doc).map(|m| m.len());
+            prop_assert_eq!(collect(doc).map(|m| m.len()), reference);
+            prop_assert_eq!(reference.is_some(), !members.iter().any(|(k, _, _)| k.contains('\\')));
         }
     }
 

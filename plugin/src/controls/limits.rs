@@ -9,11 +9,12 @@
 //! A call's tokens are known only at its end. They wait in the VM's
 //! `PendingTokens` and go into the shared counter with the key's next
 //! request on this VM (its one read and write) or within one flush
-//! interval of the records (`jobs::limits_flush`), whichever comes first: a call costs one
-//! shared-data read and write, not two of each. The VM judges its own calls
-//! with its pending tokens included; other workers see them at most one
-//! flush interval (1 s by default) later. Pending tokens go into the window current when they are written
-//! (never earlier: a limit is at worst applied a little long, never short).
+//! interval of the records (`jobs::limits_flush`), whichever comes first:
+//! a call costs one shared-data read and write, not two of each. The VM
+//! judges its own calls with its pending tokens included; other workers see
+//! them at most one flush interval (1 s by default) later. Pending tokens
+//! go into the window current when they are written (never earlier: a limit
+//! is at worst applied a little long, never short).
 //!
 //! Updates are compare-and-swap with bounded retries, written to work with
 //! both hosts' CAS semantics (see `Profile::create_cas`): read (value, cas);
@@ -272,12 +273,13 @@ impl PendingTokens {
 
     /// `written` of `key_id`'s tokens reached the shared counter.
     pub fn settle(&mut self, key_id: &str, written: u64) {
-        if let Some(i) = self.keys.iter().position(|(k, _)| &**k == key_id) {
-            if let Some((_, n)) = self.keys.get_mut(i) {
-                *n = n.saturating_sub(written);
-                if *n == 0 {
-                    self.keys.swap_remove(i);
-                }
+        let Some(i) = self.keys.iter().position(|(k, _)| &**k == key_id) else {
+            return;
+        };
+        if let Some((_, n)) = self.keys.get_mut(i) {
+            *n = n.saturating_sub(written);
+            if *n == 0 {
+                self.keys.swap_remove(i);
             }
         }
     }
@@ -364,14 +366,13 @@ pub fn admit_at(
                 if counts_requests {
                     next.requests = next.requests.saturating_add(1);
                 }
-                Ok(((next, Admission::Allowed(state)), true))
+                Ok((next, (Admission::Allowed(state), true)))
             }
             // Nothing to write: a limited request is not counted (its
-            // pending tokens wait for the tick), and a tokens-only key
+            // pending tokens wait for the flush), and a tokens-only key
             // with none pending has nothing to add.
             other => Err((other, false)),
         }
-        .map(|((next, admission), wrote)| (next, (admission, wrote)))
     });
     result.unwrap_or((Admission::Unenforced, false))
 }

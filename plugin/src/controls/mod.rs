@@ -147,8 +147,8 @@ pub fn sync_caps_view(host: &mut dyn Host, filter: &Filter, view: &RefCell<CapsV
 
 /// After the call (at `now_ms`, the clock the caller read for its record):
 /// its tokens count toward the key's tokens-per-minute. They wait in
-/// `pending` for the key's next request or the next tick (`limits`); with
-/// the table full they are written now.
+/// `pending` for the key's next request or one flush interval (`limits`);
+/// with the table full they are written now.
 pub fn record_tokens(
     host: &mut dyn Host,
     filter: &Filter,

@@ -1,7 +1,7 @@
 //! Rate-limit tokens of finished calls into the shared counters: the tokens
 //! of a key with no further request on this VM since its call ended are
-//! written within one flush interval (`controls::limits`: a key's next request writes
-//! them otherwise). No call to the collector.
+//! written within one flush interval (`controls::limits`: a key's next
+//! request writes them otherwise). No call to the collector.
 
 use crate::controls;
 use crate::filter::Filter;

@@ -56,7 +56,7 @@ fn request_flow(c: &mut Criterion) {
         caps: Rc::new(RefCell::new(CapsView::new(0))),
         registry: Rc::default(),
         requests: Rc::default(),
-        pending_tokens: Rc::default(),
+        limit_counts: Rc::default(),
     };
     let body = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}"#;
     let req_body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}"#;

@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::controls::{self, caps::CapsView, limits::PendingTokens};
+use crate::controls::{self, caps::CapsView, limits::local::LocalCounts};
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
 use crate::jobs::shipper::Shipper;
@@ -24,8 +24,9 @@ pub struct Shared {
     /// Requests seen since the root last published `aispend_requests`: a
     /// hostcall per request for a counter is not worth its cost.
     pub requests: Rc<Cell<u64>>,
-    /// Tokens of finished calls not yet in the shared rate-limit counters.
-    pub pending_tokens: Rc<RefCell<PendingTokens>>,
+    /// Rate-limit counts of this VM not yet in the shared counters, and its
+    /// copies of them (`controls::limits::local`).
+    pub limit_counts: Rc<RefCell<LocalCounts>>,
 }
 
 impl Shared {
@@ -43,10 +44,14 @@ impl Shared {
         ids: Rc<RefCell<IdGen>>,
         now_ms: u64,
     ) -> Self {
-        let pending_tokens = old
+        // Counts still wait; the copies go (the limits may have changed).
+        let limit_counts: Rc<RefCell<LocalCounts>> = old
             .as_ref()
-            .map(|o| o.pending_tokens.clone())
+            .map(|o| o.limit_counts.clone())
             .unwrap_or_default();
+        if let Ok(mut t) = limit_counts.try_borrow_mut() {
+            t.forget_seen();
+        }
         let (shipper, caps, registry, requests) = match old {
             Some(old) => {
                 if let Ok(mut s) = old.shipper.try_borrow_mut() {
@@ -73,7 +78,7 @@ impl Shared {
             caps,
             registry,
             requests,
-            pending_tokens,
+            limit_counts,
         }
     }
 

@@ -78,6 +78,13 @@ impl Counter {
         })
     }
 
+    /// With `requests` and `tokens` more in the current window.
+    pub fn plus(mut self, requests: u64, tokens: u64) -> Counter {
+        self.requests = self.requests.saturating_add(requests);
+        self.tokens = self.tokens.saturating_add(tokens);
+        self
+    }
+
     /// The counter as seen in `window`: the stored current window becomes the
     /// previous one, or everything is zero after a longer gap.
     pub fn rolled(self, window: u64) -> Counter {
@@ -197,7 +204,7 @@ pub enum Admission {
 }
 
 /// What one request does to its key's counter, decided from the counter.
-fn judge(c: &Counter, limits: &KeyLimits, elapsed: u64) -> Admission {
+pub(crate) fn judge(c: &Counter, limits: &KeyLimits, elapsed: u64) -> Admission {
     let used_requests = estimate(c.prev_requests, c.requests, elapsed);
     let used_tokens = estimate(c.prev_tokens, c.tokens, elapsed);
     let mut state = RateState {
@@ -235,62 +242,6 @@ fn judge(c: &Counter, limits: &KeyLimits, elapsed: u64) -> Admission {
         }
     } else {
         Admission::Allowed(state)
-    }
-}
-
-/// Most keys whose tokens wait at once; past it a call's tokens are written
-/// at its end, as before.
-pub const MAX_PENDING_KEYS: usize = 64;
-
-/// Tokens of finished calls not yet in the shared counters, per key id.
-#[derive(Debug, Default)]
-pub struct PendingTokens {
-    keys: Vec<(std::rc::Rc<str>, u64)>,
-}
-
-impl PendingTokens {
-    /// Tokens waiting for `key_id`.
-    pub fn get(&self, key_id: &str) -> u64 {
-        self.keys
-            .iter()
-            .find(|(k, _)| &**k == key_id)
-            .map_or(0, |(_, n)| *n)
-    }
-
-    /// Keep `tokens` for `key_id`; false when the table is full (the caller
-    /// writes them now).
-    pub fn add(&mut self, key_id: &std::rc::Rc<str>, tokens: u64) -> bool {
-        if let Some((_, n)) = self.keys.iter_mut().find(|(k, _)| k == key_id) {
-            *n = n.saturating_add(tokens);
-            return true;
-        }
-        if self.keys.len() >= MAX_PENDING_KEYS {
-            return false;
-        }
-        self.keys.push((key_id.clone(), tokens));
-        true
-    }
-
-    /// `written` of `key_id`'s tokens reached the shared counter.
-    pub fn settle(&mut self, key_id: &str, written: u64) {
-        let Some(i) = self.keys.iter().position(|(k, _)| &**k == key_id) else {
-            return;
-        };
-        if let Some((_, n)) = self.keys.get_mut(i) {
-            *n = n.saturating_sub(written);
-            if *n == 0 {
-                self.keys.swap_remove(i);
-            }
-        }
-    }
-
-    /// Every waiting (key id, tokens), emptying the table.
-    pub fn take_all(&mut self) -> Vec<(std::rc::Rc<str>, u64)> {
-        std::mem::take(&mut self.keys)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 }
 
@@ -339,68 +290,70 @@ pub fn shared_key(key_id: &str) -> String {
 /// One shared-data get (+ one set when the request counts) in the common case.
 pub fn admit(host: &mut dyn Host, profile: Profile, key_id: &str, limits: &KeyLimits) -> Admission {
     let now_ms = host.now_ms();
-    admit_at(host, profile, key_id, limits, now_ms, 0).0
+    admit_at(host, profile, key_id, limits, now_ms, (0, 0)).0
 }
 
-/// `admit` at `now_ms`, a clock the caller has already read, with `pending`
-/// tokens of this VM's finished calls of the key not yet in the counter:
-/// they count in the judgement and are written with the request. Returns
-/// the admission and whether `pending` was written.
+/// `admit` at `now_ms`, a clock the caller has already read, with this
+/// VM's `pending` (requests, tokens) of the key not yet in the counter
+/// (`local`): they count in the judgement and are written with the request.
+/// Returns the admission and, when the request is allowed, the counter as
+/// it now stands in shared data (pending and this request included).
 pub fn admit_at(
     host: &mut dyn Host,
     profile: Profile,
     key_id: &str,
     limits: &KeyLimits,
     now_ms: u64,
-    pending: u64,
-) -> (Admission, bool) {
+    pending: (u64, u64),
+) -> (Admission, Option<Counter>) {
     let clock = Clock::at(now_ms, key_id);
     let key = shared_key(key_id);
     let counts_requests = limits.requests_per_minute.is_some();
     let result = cas_update(host, profile, &key, clock.window, |c| {
-        let mut seen = *c;
-        seen.tokens = seen.tokens.saturating_add(pending);
+        let seen = c.plus(pending.0, pending.1);
         match judge(&seen, limits, clock.elapsed) {
-            Admission::Allowed(state) if counts_requests || pending > 0 => {
+            Admission::Allowed(state) => {
                 let mut next = seen;
                 if counts_requests {
                     next.requests = next.requests.saturating_add(1);
                 }
-                Ok((next, (Admission::Allowed(state), true)))
+                if next == *c {
+                    // A tokens-only key with nothing pending: nothing to add.
+                    return Err((Admission::Allowed(state), Some(next)));
+                }
+                Ok((next, (Admission::Allowed(state), Some(next))))
             }
-            // Nothing to write: a limited request is not counted (its
-            // pending tokens wait for the flush), and a tokens-only key
-            // with none pending has nothing to add.
-            other => Err((other, false)),
+            // A limited request is not counted (what is pending waits for
+            // the flush).
+            other => Err((other, None)),
         }
     });
-    result.unwrap_or((Admission::Unenforced, false))
+    result.unwrap_or((Admission::Unenforced, None))
 }
 
 /// Add a finished call's tokens to the key's counter. Returns false when the
 /// update could not be made (counted as unenforced by the caller).
 pub fn add_tokens(host: &mut dyn Host, profile: Profile, key_id: &str, tokens: u64) -> bool {
     let now_ms = host.now_ms();
-    add_tokens_at(host, profile, key_id, tokens, now_ms)
+    add_counts_at(host, profile, key_id, (0, tokens), now_ms)
 }
 
-/// `add_tokens` at `now_ms`, a clock the caller has already read.
-pub fn add_tokens_at(
+/// Add (requests, tokens) this VM counted to the key's counter at `now_ms`,
+/// a clock the caller has already read.
+pub fn add_counts_at(
     host: &mut dyn Host,
     profile: Profile,
     key_id: &str,
-    tokens: u64,
+    counts: (u64, u64),
     now_ms: u64,
 ) -> bool {
-    if tokens == 0 {
+    if counts == (0, 0) {
         return true;
     }
     let clock = Clock::at(now_ms, key_id);
     let key = shared_key(key_id);
     cas_update(host, profile, &key, clock.window, |c| {
-        let mut next = *c;
-        next.tokens = next.tokens.saturating_add(tokens);
-        Ok((next, ()))
+        Ok((c.plus(counts.0, counts.1), ()))
     })
     .is_some()
 }
@@ -409,6 +362,8 @@ pub fn add_tokens_at(
 pub fn open_on_failure(mode: FailureMode) -> bool {
     mode == FailureMode::FailOpen
 }
+
+pub mod local;
 
 #[cfg(test)]
 mod tests;

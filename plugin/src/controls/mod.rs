@@ -1,8 +1,9 @@
 //! Spending controls on an admitted request: budget caps (402 / warning),
 //! then the key's rate limits (429 + `x-ratelimit-*`). Caps go first, so a
 //! request refused for its budget does not use up rate-limit room.
-//! Costs per request: for a key with limits one shared-data get + one set
-//! (the tokens of its earlier calls ride along, `limits`).
+//! Costs per request: for a key with limits, no shared-data call while the
+//! VM is within its share of the key's room, else one get + one set (what
+//! the VM counted meanwhile rides along, `limits::local`).
 
 use std::cell::RefCell;
 
@@ -16,7 +17,8 @@ use crate::host::{Host, Metric};
 use crate::request::decision::Denial;
 use crate::request::identity::Principal;
 use caps::{CapCheck, CapsView};
-use limits::{Admission, PendingTokens};
+use limits::local::LocalCounts;
+use limits::Admission;
 
 pub const BUDGET_WARNING_HEADER: &str = "x-aispend-budget-warning";
 
@@ -35,7 +37,7 @@ pub fn enforce(
     host: &mut dyn Host,
     filter: &Filter,
     view: &RefCell<CapsView>,
-    pending: &RefCell<PendingTokens>,
+    local: &RefCell<LocalCounts>,
     principal: &Principal,
     now_ms: u64,
 ) -> Outcome {
@@ -61,20 +63,20 @@ pub fn enforce(
         }
     }
     if let Some(key_limits) = &principal.limits {
-        let waiting = pending.try_borrow().map_or(0, |p| p.get(&principal.key_id));
-        let (admission, wrote) = limits::admit_at(
-            host,
-            filter.profile,
-            &principal.key_id,
-            key_limits,
-            now_ms,
-            waiting,
-        );
-        if wrote {
-            if let Ok(mut p) = pending.try_borrow_mut() {
-                p.settle(&principal.key_id, waiting);
+        let admission = match local.try_borrow_mut() {
+            Ok(mut table) => limits::local::admit(
+                host,
+                filter.profile,
+                &mut table,
+                &principal.key_id,
+                key_limits,
+                now_ms,
+            ),
+            Err(_) => {
+                let id = &principal.key_id;
+                limits::admit_at(host, filter.profile, id, key_limits, now_ms, (0, 0)).0
             }
-        }
+        };
         match admission {
             Admission::Allowed(state) => state.headers(&mut out.response_headers),
             Admission::Limited {
@@ -147,12 +149,12 @@ pub fn sync_caps_view(host: &mut dyn Host, filter: &Filter, view: &RefCell<CapsV
 
 /// After the call (at `now_ms`, the clock the caller read for its record):
 /// its tokens count toward the key's tokens-per-minute. They wait in
-/// `pending` for the key's next request or one flush interval (`limits`);
+/// `local` for the key's next sync or one flush interval (`limits::local`);
 /// with the table full they are written now.
 pub fn record_tokens(
     host: &mut dyn Host,
     filter: &Filter,
-    pending: &RefCell<PendingTokens>,
+    local: &RefCell<LocalCounts>,
     principal: &Principal,
     tokens: u64,
     now_ms: u64,
@@ -161,18 +163,24 @@ pub fn record_tokens(
     if l.tokens_per_minute.is_none() || tokens == 0 {
         return;
     }
-    let kept = pending
+    let kept = local
         .try_borrow_mut()
-        .is_ok_and(|mut p| p.add(&principal.key_id, tokens));
+        .is_ok_and(|mut t| t.add_tokens(&principal.key_id, tokens));
     if !kept {
-        write_tokens(host, filter, &principal.key_id, tokens, now_ms);
+        write_counts(host, filter, &principal.key_id, (0, tokens), now_ms);
     }
 }
 
-/// Write `tokens` into `key_id`'s shared counter now (counted as
+/// Write (requests, tokens) into `key_id`'s shared counter now (counted as
 /// unenforced when that fails).
-pub fn write_tokens(host: &mut dyn Host, filter: &Filter, key_id: &str, tokens: u64, now_ms: u64) {
-    if !limits::add_tokens_at(host, filter.profile, key_id, tokens, now_ms) {
+pub fn write_counts(
+    host: &mut dyn Host,
+    filter: &Filter,
+    key_id: &str,
+    counts: (u64, u64),
+    now_ms: u64,
+) {
+    if !limits::add_counts_at(host, filter.profile, key_id, counts, now_ms) {
         host.increment_metric(Metric::LimitsUnenforced, 1);
     }
 }

@@ -306,7 +306,7 @@ fn tokens_ride_along_with_the_next_request_or_the_tick() {
         (1, 0),
         "the tokens wait, not written at the call's end"
     );
-    assert_eq!(s.pending_tokens.borrow().get("k1"), 20);
+    assert_eq!(s.limit_counts.borrow().waiting("k1").1, 20);
     let second = call(&s, Some(&first));
     assert_eq!(
         header(&second, "x-ratelimit-remaining-tokens"),
@@ -315,7 +315,7 @@ fn tokens_ride_along_with_the_next_request_or_the_tick() {
     );
     assert_eq!(counter(&second), (2, 20), "written with the second request");
     assert_eq!(
-        s.pending_tokens.borrow().get("k1"),
+        s.limit_counts.borrow().waiting("k1").1,
         20,
         "the second call's own"
     );
@@ -323,7 +323,7 @@ fn tokens_ride_along_with_the_next_request_or_the_tick() {
     let mut tick_host = host(Some(&second));
     LimitsFlush.run(&mut tick_host, &s);
     assert_eq!(counter(&tick_host), (2, 40));
-    assert!(s.pending_tokens.borrow().is_empty());
+    assert!(s.limit_counts.borrow().is_empty());
     // 40 + the third call's 20 reach 50: the fourth is refused.
     let third = call(&s, Some(&tick_host));
     assert_eq!(header(&third, "x-ratelimit-remaining-tokens"), Some("10"));
@@ -337,12 +337,12 @@ fn tokens_ride_along_with_the_next_request_or_the_tick() {
 fn a_full_table_writes_tokens_at_once() {
     let s = shared(r#"{"tokens_per_minute":1000}"#, "{}");
     {
-        let mut p = s.pending_tokens.borrow_mut();
-        for i in 0..crate::controls::limits::MAX_PENDING_KEYS {
-            assert!(p.add(&std::rc::Rc::from(format!("other-{i}").as_str()), 1));
+        let mut p = s.limit_counts.borrow_mut();
+        for i in 0..crate::controls::limits::local::MAX_KEYS {
+            assert!(p.add_tokens(&std::rc::Rc::from(format!("other-{i}").as_str()), 1));
         }
     }
     let first = call(&s, None);
     assert_eq!(counter(&first).1, 20);
-    assert_eq!(s.pending_tokens.borrow().get("k1"), 0);
+    assert_eq!(s.limit_counts.borrow().waiting("k1").1, 0);
 }

@@ -1,7 +1,7 @@
-//! Rate-limit tokens of finished calls into the shared counters: the tokens
-//! of a key with no further request on this VM since its call ended are
-//! written within one flush interval (`controls::limits`: a key's next
-//! request writes them otherwise). No call to the collector.
+//! This VM's rate-limit counts into the shared counters: the requests and
+//! tokens it counted for a key and has not written with a sync are written
+//! within one flush interval, and its copies of the counters are dropped
+//! (`controls::limits::local`). No call to the collector.
 
 use crate::controls;
 use crate::filter::Filter;
@@ -14,13 +14,13 @@ pub struct LimitsFlush;
 
 impl LimitsFlush {
     fn flush(host: &mut dyn Host, shared: &Shared) {
-        let waiting = match shared.pending_tokens.try_borrow_mut() {
-            Ok(mut p) if !p.is_empty() => p.take_all(),
+        let waiting = match shared.limit_counts.try_borrow_mut() {
+            Ok(mut t) if !t.is_empty() => t.take_all(),
             _ => return,
         };
         let now = host.now_ms();
-        for (key_id, tokens) in waiting {
-            controls::write_tokens(host, &shared.filter, &key_id, tokens, now);
+        for (key_id, counts) in waiting {
+            controls::write_counts(host, &shared.filter, &key_id, counts, now);
         }
     }
 }
@@ -30,7 +30,7 @@ impl Job for LimitsFlush {
         "limits_flush"
     }
 
-    /// Tokens wait at most one flush interval of the records (1 s by
+    /// Counts wait at most one flush interval of the records (1 s by
     /// default): the tick already serves it, and registry keys may carry
     /// limits the config does not show, so the job is always on.
     fn period_ms(&self, filter: &Filter) -> Option<u64> {

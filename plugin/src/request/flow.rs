@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::config::UnknownPaths;
-use crate::controls::{self, caps::CapsView, limits::PendingTokens, strict};
+use crate::controls::{self, caps::CapsView, limits::local::LocalCounts, strict};
 use crate::filter::Filter;
 use crate::host::{Host, Metric};
 use crate::jobs::shipper::Shipper;
@@ -57,7 +57,7 @@ pub struct RequestFlow {
     /// This VM's decoded copy of the key registry (refreshed on the root tick).
     registry: Rc<RefCell<RegistryView>>,
     requests: Rc<Cell<u64>>,
-    pending_tokens: Rc<RefCell<PendingTokens>>,
+    limit_counts: Rc<RefCell<LocalCounts>>,
     ids: Rc<RefCell<IdGen>>,
     id: [u8; 32],
     phase: Phase,
@@ -103,7 +103,7 @@ impl RequestFlow {
             caps: shared.caps.clone(),
             registry: shared.registry.clone(),
             requests: shared.requests.clone(),
-            pending_tokens: shared.pending_tokens.clone(),
+            limit_counts: shared.limit_counts.clone(),
             // Set in on_request_headers, once the start time is known.
             id: [b'0'; 32],
             phase: Phase::Start,
@@ -190,7 +190,7 @@ impl RequestFlow {
             host,
             &self.filter,
             &self.caps,
-            &self.pending_tokens,
+            &self.limit_counts,
             &admitted.principal,
             self.start_ms,
         );
@@ -613,7 +613,7 @@ impl RequestFlow {
         controls::record_tokens(
             host,
             &self.filter,
-            &self.pending_tokens,
+            &self.limit_counts,
             &admitted.principal,
             tokens,
             now,

@@ -10,7 +10,14 @@ wrk on loopback against a fast direct_response upstream, one Envoy worker.
 
 Environment: BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 16),
 BENCH_ROUNDS (default 1: a, b, c run in turn this many times and the median of
-each figure is reported, which evens out noise from a shared machine).
+each figure is reported, which evens out noise from a shared machine),
+BENCH_PIN (default on with 2 or more CPUs; "off" to disable): the Envoy under
+test runs on CPU 0 alone, and wrk, the upstream and the collector on the
+others, as on a gateway host of its own with the collector elsewhere.
+Without it the collector ingesting (c)'s records, wrk and the upstream take
+turns on the gateway's core, which the floor (shipping nothing) never
+pays for; the report prints how busy the gateway's core was, so a run where
+the other side could not keep up (a ratio measuring wrk, not Envoy) shows.
 """
 from __future__ import annotations
 
@@ -46,6 +53,9 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 VARIANTS = (("a) no filter", None, False), ("b) no-op wasm", NOOP, False), ("c) aispend", WASM, False),
             ("d) aispend+limits", WASM, True), ("e) floor calls", FLOOR, False),
             ("f) aispend+strict", WASM, "strict"), ("g) aispend+signing", WASM, "signing"))
+CPUS = os.cpu_count() or 1
+PIN = os.environ.get("BENCH_PIN", "on") != "off" and CPUS >= 2 and shutil.which("taskset") is not None
+GATEWAY_CPUS, OTHER_CPUS = "0", f"1-{CPUS - 1}"
 UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
 
 
@@ -68,6 +78,11 @@ def wait_ok(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) ->
             pass
         time.sleep(0.1)
     sys.exit(f"bench: {url} not ready")
+
+
+def pinned(argv: list[str], cpus: str) -> list[str]:
+    """`argv` on `cpus` (BENCH_PIN), else as is."""
+    return ["taskset", "-c", cpus, *argv] if PIN else argv
 
 
 def spawn(argv: list[str], log: Path, env: dict | None = None, nice: int = 0) -> subprocess.Popen:
@@ -101,8 +116,8 @@ def parse_wrk(out: str) -> dict:
 
 
 def wrk(port: int, connections: int, duration: int) -> dict:
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / "post.lua"),
-            f"http://127.0.0.1:{port}/v1/chat/completions"]
+    argv = pinned(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / "post.lua"),
+            f"http://127.0.0.1:{port}/v1/chat/completions"], OTHER_CPUS)
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     return parse_wrk(out)
 
@@ -151,8 +166,8 @@ def run_variant(name: str, wasm: Path | None, upstream_port: int, collector_port
                                  upstream=f"http://127.0.0.1:{upstream_port}", wasm_path=str(wasm) if wasm else None,
                                  filter_config=demo_config(limits)))
     log = tmp / f"{name}.log"
-    envoy = spawn([str(ENVOY), "-c", str(cfg), "--concurrency", "1", "--disable-hot-restart",
-                   "--log-level", "warn"], log)
+    envoy = spawn(pinned([str(ENVOY), "-c", str(cfg), "--concurrency", "1", "--disable-hot-restart",
+                          "--log-level", "warn"], GATEWAY_CPUS), log)
     try:
         wait_ok(f"http://127.0.0.1:{admin}/ready", envoy, log)
         wrk(port, CONNECTIONS, 2)  # warm-up: JIT, connection pools
@@ -160,8 +175,11 @@ def run_variant(name: str, wasm: Path | None, upstream_port: int, collector_port
         loaded = wrk(port, CONNECTIONS, DURATION)
         # CPU the Envoy under test spent per request: steadier than req/s on a
         # shared machine, since it does not depend on who else got the cores.
-        loaded["cpu_us_per_req"] = ((envoy_cpu_seconds(envoy.pid) - cpu_before) * 1e6 / loaded["requests"]
-                                    if loaded["requests"] else float("nan"))
+        busy = envoy_cpu_seconds(envoy.pid) - cpu_before
+        loaded["cpu_us_per_req"] = busy * 1e6 / loaded["requests"] if loaded["requests"] else float("nan")
+        # Share of the run the gateway's Envoy was on a CPU: near 1 when it,
+        # not wrk or the upstream, set the pace.
+        loaded["busy"] = busy / DURATION
         single = wrk(port, 1, max(3, DURATION // 2))
         return {"loaded": loaded, "single": single}
     finally:
@@ -197,7 +215,7 @@ def fmt_row(name: str, r: dict) -> str:
     lo, si = r["loaded"], r["single"]
     warn = f"  !! {lo['non2xx']} non-2xx" if lo["non2xx"] else ""
     return (f"{name:<20}{lo['rps']:>10.0f}{lo['p50_us']:>10.0f}{lo['p99_us']:>10.0f}"
-            f"{si['rps']:>10.0f}{si['p50_us']:>10.0f}{lo['cpu_us_per_req']:>12.1f}{warn}")
+            f"{si['rps']:>10.0f}{si['p50_us']:>10.0f}{lo['cpu_us_per_req']:>12.1f}{lo['busy']:>7.2f}{warn}")
 
 
 def main() -> int:
@@ -210,9 +228,9 @@ def main() -> int:
     up_port, up_admin, coll_port = free_port(), free_port(), free_port()
     (tmp / "upstream.yaml").write_text(Template((HERE / "upstream.yaml.tmpl").read_text())
                                        .substitute(port=up_port, admin_port=up_admin))
-    upstream = spawn([str(ENVOY), "-c", str(tmp / "upstream.yaml"), "--concurrency", "1",
-                      "--disable-hot-restart", "--log-level", "warn"], tmp / "upstream.log")
-    collector = spawn([str(COLLECTOR)], tmp / "collector.log", {
+    upstream = spawn(pinned([str(ENVOY), "-c", str(tmp / "upstream.yaml"), "--concurrency", "1",
+                             "--disable-hot-restart", "--log-level", "warn"], OTHER_CPUS), tmp / "upstream.log")
+    collector = spawn(pinned([str(COLLECTOR)], OTHER_CPUS), tmp / "collector.log", {
         "AISPEND_LISTEN": f"127.0.0.1:{coll_port}", "AISPEND_DATABASE_URL": f"sqlite://{tmp}/aispend.db",
         "AISPEND_INGEST_TOKEN": "demo-ingest-token", "AISPEND_READ_TOKEN": "demo-read-token",
         "AISPEND_ADMIN_TOKEN": "demo-admin-token"},
@@ -241,8 +259,10 @@ def main() -> int:
 
     a, b, c, d, e, f, g = (results[name] for name, _, _ in VARIANTS)
     print(f"\ngateway benchmark: 1 Envoy worker, wrk -t1 -c{CONNECTIONS} -d{DURATION}s (and -c1), loopback, "
-          f"median of {ROUNDS} round(s)")
-    print(f"{'variant':<20}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'c1 req/s':>10}{'c1 p50':>10}{'cpu us/req':>12}")
+          f"median of {ROUNDS} round(s); "
+          + (f"gateway Envoy on CPU {GATEWAY_CPUS}, wrk/upstream/collector on CPUs {OTHER_CPUS}" if PIN
+             else "not pinned (BENCH_PIN)"))
+    print(f"{'variant':<20}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'c1 req/s':>10}{'c1 p50':>10}{'cpu us/req':>12}{'busy':>7}")
     for name, r in results.items():
         print(fmt_row(name, r))
     ratio_cb = c["loaded"]["rps"] / b["loaded"]["rps"] if b["loaded"]["rps"] else 0

@@ -16,8 +16,16 @@ by CALLS. Valgrind runs the guest about 30x slower, so the flush carries
 fewer records than at full load (its fixed cost per batch weighs a little
 more here than in `make bench`).
 
+Equal instructions need not mean equal time: with INSTR_CACHE=1 callgrind
+also simulates this CPU's L1 caches and the report adds the instruction and
+data cache misses per request (a miss served from L2 costs a dozen cycles or
+more; the run takes about twice as long). At equal instructions aispend's
+compiled wasm misses the instruction cache about 1,200 times more per call
+than the floor's: a call runs that much more distinct code once (README
+"Where the time goes").
+
 Environment: INSTR_CALLS (default 2000), INSTR_VARIANTS (default
-"b,c,d,e,f,g"); AISPEND_WASM etc. as for `make bench`.
+"b,c,d,e,f,g"), INSTR_CACHE; AISPEND_WASM etc. as for `make bench`.
 """
 from __future__ import annotations
 
@@ -63,18 +71,26 @@ def send(port: int, n: int) -> None:
     conn.close()
 
 
-def totals(out: Path) -> int:
-    """Instructions counted while collection was on, over every thread's file."""
-    total = 0
+CACHE = os.environ.get("INSTR_CACHE") == "1"
+
+
+def totals(out: Path) -> dict[str, int]:
+    """Events counted while collection was on (instructions; with
+    INSTR_CACHE=1 also the simulated cache misses), over every thread's file."""
+    total: dict[str, int] = {}
     for f in out.parent.glob(out.name + "*"):
+        names = ["Ir"]
         for line in f.read_text().splitlines():
-            m = re.match(r"totals: (\d+)", line)
+            if line.startswith("events:"):
+                names = line.split()[1:]
+            m = re.match(r"totals: (.*)", line)
             if m:
-                total += int(m.group(1))
+                for name, v in zip(names, m.group(1).split()):
+                    total[name] = total.get(name, 0) + int(v)
     return total
 
 
-def measure(name: str, wasm: Path | None, limits, up_port: int, coll_port: int, tmp: Path) -> float:
+def measure(name: str, wasm: Path | None, limits, up_port: int, coll_port: int, tmp: Path) -> dict[str, float]:
     if limits == "strict":
         bench.strict_budget(coll_port, "POST")
         try:
@@ -93,7 +109,7 @@ def measure(name: str, wasm: Path | None, limits, up_port: int, coll_port: int, 
     log = tmp / f"{name}.log"
     envoy = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
-         f"--callgrind-out-file={out}", real_envoy(), "-c", str(cfg), "--concurrency", "1",
+         *(["--cache-sim=yes"] if CACHE else []), f"--callgrind-out-file={out}", real_envoy(), "-c", str(cfg), "--concurrency", "1",
          "--disable-hot-restart", "--log-level", "warn"],
         stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
@@ -107,7 +123,7 @@ def measure(name: str, wasm: Path | None, limits, up_port: int, coll_port: int, 
     finally:
         envoy.terminate()
         envoy.wait(timeout=300)
-    return totals(out) / CALLS
+    return {k: v / CALLS for k, v in totals(out).items()}
 
 
 def main() -> int:
@@ -125,7 +141,7 @@ def main() -> int:
         "AISPEND_LISTEN": f"127.0.0.1:{coll_port}", "AISPEND_DATABASE_URL": f"sqlite://{tmp}/aispend.db",
         "AISPEND_INGEST_TOKEN": "demo-ingest-token", "AISPEND_READ_TOKEN": "demo-read-token",
         "AISPEND_ADMIN_TOKEN": "demo-admin-token"})
-    results: dict[str, float] = {}
+    results: dict[str, dict[str, float]] = {}
     try:
         bench.wait_ok(f"http://127.0.0.1:{up_admin}/ready", upstream, tmp / "upstream.log")
         bench.wait_ok(f"http://127.0.0.1:{coll_port}/healthz", collector, tmp / "collector.log")
@@ -136,14 +152,20 @@ def main() -> int:
         bench.stop(upstream)
         bench.stop(collector)
     print(f"\nEnvoy instructions per request (callgrind, {CALLS} calls on one connection, V8 JIT included)")
-    for name, n in results.items():
-        print(f"{name:<22}{n:>12,.0f}")
-    floor = next((n for name, n in results.items() if name.startswith("e)")), None)
+    for name, ev in results.items():
+        misses = (f"   I1 misses {ev.get('I1mr', 0):>8,.0f}   D1 misses {ev.get('D1mr', 0) + ev.get('D1mw', 0):>8,.0f}"
+                  if CACHE else "")
+        print(f"{name:<22}{ev['Ir']:>12,.0f}{misses}")
+    if CACHE:
+        print("(simulated L1 caches of this CPU, callgrind --cache-sim=yes: an L1 miss costs cycles an "
+              "instruction count does not show)")
+    results_ir = {name: ev["Ir"] for name, ev in results.items()}
+    floor = next((n for name, n in results_ir.items() if name.startswith("e)")), None)
     if floor:
-        for name, n in results.items():
+        for name, n in results_ir.items():
             if name[0] in "cdfg":
                 print(f"(e)/({name[0]}) instructions: {floor / n:.3f}   ({name[0]}) adds {n - floor:,.0f} over the floor")
-    noop = next((n for name, n in results.items() if name.startswith("b)")), None)
+    noop = next((n for name, n in results_ir.items() if name.startswith("b)")), None)
     if noop and floor:
         print(f"the floor's host calls alone add {floor - noop:,.0f} over the no-op filter")
     print(f"raw results and logs: {tmp}")

@@ -4,6 +4,7 @@ shared by Envoy's workers, and tokens per minute counted from usage."""
 from __future__ import annotations
 
 import json
+import time
 
 from helpers import GROWTH_KEY, SEARCH_KEY, chat_body, filter_config
 
@@ -31,6 +32,26 @@ def test_requests_per_minute_answers_429_with_openai_headers(stack_factory):
     error = json.loads(body)["error"]
     assert (error["type"], error["code"]) == ("rate_limit_exceeded", "rate_limit_exceeded")
     assert len(s.mock.requests()) == 3, "refused calls never reach the provider"
+
+
+def test_workers_count_their_share_and_write_it_within_a_flush(stack_factory):
+    # Far from its limit a key is synced once per share of its room per
+    # worker; each worker's calls wait on it and reach the shared counter
+    # within one flush interval (200 ms here), after which a call sees them
+    # all. Lost counts would leave the room near 6,400; double counts below.
+    s = stack_factory(limited_config(requests_per_minute=6400), concurrency=2)
+    n = 120
+    answers = [s.chat(SEARCH_KEY, chat_body(2)) for _ in range(n)]
+    assert [a[0] for a in answers] == [200] * n
+    remaining = [int(h["x-ratelimit-remaining-requests"]) for _, h, _ in answers]
+    assert min(remaining) >= 6400 - n, "no worker counts more than it admitted"
+    time.sleep(1.0)
+    status, headers, _ = s.chat(SEARCH_KEY, chat_body(2))
+    assert status == 200
+    # n + 1 calls in the window; a window that rolled meanwhile weighs the
+    # earlier ones a little less (at most a sixth in this test's seconds).
+    left = int(headers["x-ratelimit-remaining-requests"])
+    assert 6400 - (n + 1) <= left <= 6400 - (n + 1) + n // 6, left
 
 
 def test_unlimited_keys_are_not_limited(stack_factory):

@@ -4,6 +4,7 @@ xfail marks name plugin-side Kong work that is not done yet (the list in the
 lead's report); they turn into failures (strict) once the plugin does it."""
 
 import json
+import struct
 
 import pytest
 
@@ -207,6 +208,32 @@ def test_rate_limit_is_shared_by_workers(profile, plugin_wasm):
     statuses = [chat(vm, worker=w).client.status for w in (0, 1, 0)]
     assert statuses == [200, 200, 429]
     assert vm.shared.snapshot(), "the counter lives in shared data"
+
+
+def test_workers_admit_within_their_share_and_write_it_on_the_flush(profile, plugin_wasm):
+    """Far from its limit a key costs a worker no shared-data write per call:
+    each admits its share of the room on its copy of the counter and writes
+    what it counted within one flush interval (README "Per-key rate
+    limits"), under both hosts' compare-and-swap rules."""
+    config = plugin_config(profile)
+    config["identity"]["keys"][0]["limits"] = {"requests_per_minute": 3200}
+    vm = Host(profile, plugin_wasm, config, clusters=clusters(), workers=2)
+
+    def stored_requests():
+        value = vm.shared.snapshot().get("aispend:rl:demo-search")
+        return struct.unpack("<5Q", value)[1] if value else 0
+
+    answers = [chat(vm, worker=i % 2).client for i in range(40)]
+    assert [a.status for a in answers] == [200] * 40
+    assert stored_requests() == 2, "one sync per worker, then its share (99 calls) locally"
+    # Each worker's own calls count down its view of the room.
+    seen = [int(a.header("x-ratelimit-remaining-requests")) for a in answers]
+    assert seen[0::2] == list(range(3199, 3199 - 20, -1))
+    for _ in range(12):  # Kong ticks every 100 ms, Envoy every flush interval
+        vm.tick()
+    assert stored_requests() == 40, "every admitted call written by the flush"
+    # The copies went with the flush: the next call syncs and sees all 41.
+    assert chat(vm, worker=1).client.header("x-ratelimit-remaining-requests") == str(3200 - 41)
 
 
 def test_caps_are_polled_on_tick(profile, plugin_wasm):

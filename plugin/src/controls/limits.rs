@@ -6,15 +6,15 @@
 //! sliding estimate `prev × (1 − elapsed fraction) + current` so a burst at a
 //! window edge cannot get twice the limit through.
 //!
-//! A call's tokens are known only at its end. They wait in the VM's
-//! `PendingTokens` and go into the shared counter with the key's next
-//! request on this VM (its one read and write) or within one flush
-//! interval of the records (`jobs::limits_flush`), whichever comes first:
-//! a call costs one shared-data read and write, not two of each. The VM
-//! judges its own calls with its pending tokens included; other workers see
-//! them at most one flush interval (1 s by default) later. Pending tokens
-//! go into the window current when they are written (never earlier: a limit
-//! is at worst applied a little long, never short).
+//! A call's tokens are known only at its end. What a VM counts (requests
+//! it admitted, tokens of finished calls) waits in its `local::LocalCounts`
+//! and goes into the shared counter with the key's next sync or within one
+//! flush interval of the records (`jobs::limits_flush`). Far from its limit
+//! a key is synced once per share of its room (`local`), not per call; the
+//! VM judges its own calls with its waiting counts included, and other
+//! workers see them at most one flush interval (1 s by default) later.
+//! Waiting counts go into the window current when they are written (never
+//! earlier: a limit is at worst applied a little long, never short).
 //!
 //! Updates are compare-and-swap with bounded retries, written to work with
 //! both hosts' CAS semantics (see `Profile::create_cas`): read (value, cas);

@@ -26,7 +26,7 @@ help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
 	@echo "make test       fmt check, clippy (native + wasm32), unit tests, builds, end-to-end tests"
 	@echo "make unit-wasm  the plugin's unit tests compiled to wasm32-wasip1, run under Node's WASI"
-	@echo "make bench      gateway benchmark: no filter vs no-op wasm vs aispend (wrk)"
+	@echo "make bench      gateway benchmark: no filter, no-op wasm, aispend (+limits, strict, signing), floor (wrk; gateway on CPU 0)"
 	@echo "make bench-ttfb streamed time to first byte: no-op wasm filter vs aispend"
 	@echo "make bench-fuel wasm instructions per request: no-op, aispend, floor (exact, not timed)"
 	@echo "make bench-instr Envoy instructions per request under callgrind, V8 JIT included (exact)"

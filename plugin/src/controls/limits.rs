@@ -306,7 +306,25 @@ pub fn admit_at(
     now_ms: u64,
     pending: (u64, u64),
 ) -> (Admission, Option<Counter>) {
-    let clock = Clock::at(now_ms, key_id);
+    sync(
+        host,
+        profile,
+        key_id,
+        limits,
+        Clock::at(now_ms, key_id),
+        pending,
+    )
+}
+
+/// `admit_at` where the caller has already placed the key in its window.
+pub(crate) fn sync(
+    host: &mut dyn Host,
+    profile: Profile,
+    key_id: &str,
+    limits: &KeyLimits,
+    clock: Clock,
+    pending: (u64, u64),
+) -> (Admission, Option<Counter>) {
     let key = shared_key(key_id);
     let counts_requests = limits.requests_per_minute.is_some();
     let result = cas_update(host, profile, &key, clock.window, |c| {

@@ -18,7 +18,7 @@
 
 use std::rc::Rc;
 
-use super::{admit_at, judge, Admission, Clock, Counter};
+use super::{admit_at, judge, sync, Admission, Clock, Counter};
 use crate::host::profile::Profile;
 use crate::host::Host;
 use crate::request::identity::KeyLimits;
@@ -77,6 +77,7 @@ impl LocalCounts {
     }
 
     /// (requests, tokens) counted here for `key_id` and not yet written.
+    #[cfg(test)]
     pub fn waiting(&self, key_id: &str) -> (u64, u64) {
         self.find(key_id)
             .and_then(|i| self.entries.get(i))
@@ -145,14 +146,7 @@ pub fn admit(
             }
         }
     }
-    let (admission, stored) = admit_at(
-        host,
-        profile,
-        key_id,
-        limits,
-        now_ms,
-        (e.requests, e.tokens),
-    );
+    let (admission, stored) = sync(host, profile, key_id, limits, clock, (e.requests, e.tokens));
     e.seen = stored.map(|counter| {
         // What waited is in the counter now.
         e.requests = 0;

@@ -307,7 +307,8 @@ def main() -> int:
     print(f"aispend_plugin.wasm: {size} bytes ({size / 1024:.0f} KiB)   (target <= 2 MiB)  "
           f"{'OK' if size <= 2 << 20 else 'MISS'}")
     print(f"collector CPU during (c), (d), (f) and (g): {collector_cpu / ROUNDS:.2f} s per round "
-          f"(same 2 cores as Envoy and wrk; the floor ships nothing)")
+          + ("(on the CPUs beside the gateway's; the floor ships nothing)" if PIN
+             else "(same CPUs as Envoy and wrk; the floor ships nothing)"))
     if c["loaded"]["non2xx"] or d["loaded"]["non2xx"]:
         print("WARNING: aispend answered non-2xx during the run; its numbers do not measure the happy path")
     (tmp / "results.json").write_text(json.dumps({"median": results, "runs": runs}, indent=2))

@@ -6,6 +6,7 @@
 //! (an escaped key, a number with a fraction, a duplicate wanted key, a
 //! structure they do not expect); the caller then asks serde, which decides.
 
+use crate::json::is_ws;
 use std::ops::Range;
 
 use crate::json::bytes::{
@@ -116,12 +117,6 @@ pub fn uint_or_null(raw: &[u8]) -> Option<u64> {
 #[inline(always)]
 fn byte(bytes: &[u8], at: usize) -> u8 {
     bytes.get(at).copied().unwrap_or(0)
-}
-
-/// Whitespace as the walk has always read it (`u8::is_ascii_whitespace`).
-#[inline(always)]
-fn is_ws(b: u8) -> bool {
-    b <= b' ' && b.is_ascii_whitespace()
 }
 
 #[inline(always)]

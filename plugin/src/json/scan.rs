@@ -15,6 +15,7 @@
 //! no truncation) but is not a validator: the captured values are parsed by
 //! serde, which rejects anything malformed inside them.
 
+use crate::json::is_ws;
 use std::ops::Range;
 
 /// Longest key compared; longer keys can never be one we look for.
@@ -185,7 +186,7 @@ impl Scanner {
 
     fn structural(&mut self, b: u8, at: usize, sink: &mut impl FnMut(Mark)) {
         match b {
-            b' ' | b'\t' | b'\n' | b'\r' => {}
+            b if is_ws(b) => {}
             b'"' => {
                 if self.done || self.depth == 0 {
                     self.invalid = true;
@@ -255,13 +256,10 @@ impl Scanner {
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
+    let start = bytes.iter().position(|b| !is_ws(*b)).unwrap_or(bytes.len());
     let end = bytes
         .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
+        .rposition(|b| !is_ws(*b))
         .map_or(start, |p| p + 1);
     bytes.get(start..end).unwrap_or_default()
 }
@@ -310,7 +308,7 @@ pub fn scanned_ranges<const N: usize>(
     }
     for range in found.iter_mut().flatten() {
         let value = bytes.get(range.clone()).unwrap_or_default();
-        let lead = value.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        let lead = value.iter().take_while(|b| is_ws(**b)).count();
         let start = range.start + lead;
         *range = start..start + trim(value).len();
     }
@@ -482,8 +480,8 @@ pub fn has_object_member(json: &[u8], quoted_key: &[u8]) -> bool {
             .unwrap_or_default()
             .iter()
             .copied()
-            .skip_while(u8::is_ascii_whitespace);
-        if rest.next() == Some(b':') && rest.find(|b| !b.is_ascii_whitespace()) == Some(b'{') {
+            .skip_while(|b| is_ws(*b));
+        if rest.next() == Some(b':') && rest.find(|b| !is_ws(*b)) == Some(b'{') {
             return true;
         }
         from = after;

@@ -205,7 +205,7 @@ impl ResponseMeter {
                     }
                     JsonBody::Chunked(scanner) => scanner.feed(chunk),
                     JsonBody::Whole { complete, .. } => {
-                        if !chunk.iter().all(u8::is_ascii_whitespace) {
+                        if !chunk.iter().all(|b| crate::json::is_ws(*b)) {
                             // Bytes after the document: not one JSON value.
                             *complete = false;
                         }

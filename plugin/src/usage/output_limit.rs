@@ -164,7 +164,7 @@ fn replace(body: &[u8], mut ranges: Vec<Range<usize>>, value: &[u8]) -> Option<V
 fn insert(body: &[u8], key: &str, value: &[u8]) -> Option<Vec<u8>> {
     let open = body.iter().position(|&b| b == b'{')?;
     let (head, tail) = body.split_at(open + 1);
-    let empty = tail.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let empty = tail.iter().find(|b| !crate::json::is_ws(**b)) == Some(&b'}');
     let mut out = Vec::with_capacity(body.len() + key.len() + value.len() + 4);
     out.extend_from_slice(head);
     out.push(b'"');

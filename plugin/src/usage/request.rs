@@ -129,7 +129,7 @@ fn with_include_usage(body: &[u8], existing: Option<std::ops::Range<usize>>) -> 
         None => {
             let open = body.iter().position(|&b| b == b'{')?;
             let (head, tail) = body.split_at(open + 1);
-            let empty = tail.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+            let empty = tail.iter().find(|b| !crate::json::is_ws(**b)) == Some(&b'}');
             out.extend_from_slice(head);
             out.extend_from_slice(br#""stream_options":"#);
             out.extend_from_slice(ADDED);

@@ -218,6 +218,14 @@ def test_workers_admit_within_their_share_and_write_it_on_the_flush(profile, plu
     config = plugin_config(profile)
     config["identity"]["keys"][0]["limits"] = {"requests_per_minute": 3200}
     vm = Host(profile, plugin_wasm, config, clusters=clusters(), workers=2)
+    # The host's clock starts at the real time: begin at the start of the
+    # key's window (minutes shifted by the key id's FNV-1a hash, as
+    # controls::limits::window_offset), so the 12 ticks below (12 s on
+    # Envoy) stay in one window.
+    h = 0xcbf29ce484222325
+    for b in b"demo-search":
+        h = ((h ^ b) * 0x100000001b3) % (1 << 64)
+    vm.clock.advance(60_000 - (vm.clock.now_ms() + h % 60_000) % 60_000 + 100)
 
     def stored_requests():
         value = vm.shared.snapshot().get("aispend:rl:demo-search")

@@ -13,7 +13,7 @@ use crate::jobs::shipper::Shipper;
 use crate::request::decision::{Admitted, Decision, Denial};
 use crate::request::identity::{self, ClaimSource, Principal};
 use crate::request::key_registry::RegistryView;
-use crate::request::record::{Call, IdGen};
+use crate::request::record::{self, Call, Finished, IdGen};
 use crate::request::tags;
 use crate::request::upstream;
 use crate::usage::{self, ChunkEdit, Operation, PathKind, RequestInfo, ResponseMeter, Route};
@@ -575,7 +575,7 @@ impl RequestFlow {
         if self.recorded {
             return;
         }
-        let (Phase::Admitted(admitted), Some(route)) = (&self.phase, &self.route) else {
+        let (Phase::Admitted(admitted), Some(route)) = (&mut self.phase, &self.route) else {
             return;
         };
         self.recorded = true;
@@ -591,24 +591,26 @@ impl RequestFlow {
             let settled = strict::settle(host, &held, self.status, &usage);
             (held.reserved_usd(), settled)
         });
-        let call = Call {
-            id: std::str::from_utf8(&self.id).unwrap_or(""),
+        let (input_tokens, output_tokens) = record::recorded_tokens(&usage);
+        let principal = admitted.principal.clone();
+        let labels = std::mem::take(&mut admitted.client.labels);
+        let call = Finished {
+            filter: self.filter.clone(),
+            id: self.id,
             start_ms: self.start_ms,
             end_ms: now,
             ttft_ms: self.ttft_ms,
-            gateway: self.filter.profile.name(),
-            schema: &self.filter.schema,
-            principal: &admitted.principal,
-            labels: &admitted.client.labels,
-            route,
-            request: &self.request,
+            principal,
+            labels,
+            route: route.clone(),
+            request: std::mem::take(&mut self.request),
             status: self.status,
-            usage: &usage,
-            principal_json: Some(&self.filter.principal_json),
+            usage,
             reservation,
-            credential_id: self.filter.tags.credential_id(route.provider),
         };
-        let (input_tokens, output_tokens) = buffer_record(&self.shipper, &call);
+        if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
+            shipper.defer(call);
+        }
         let tokens = input_tokens.saturating_add(output_tokens);
         controls::record_tokens(
             host,

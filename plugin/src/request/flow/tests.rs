@@ -584,3 +584,61 @@ fn the_end_of_a_body_read_whole_is_the_time_of_its_chunk() {
         assert_eq!(recs[0]["input_tokens"], 12);
     }
 }
+
+/// One admitted chat call, start to end; its request id.
+fn one_chat_call(shared: &Shared) -> String {
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(shared);
+    flow.on_request_headers(&mut host, false);
+    flow.on_request_body(&mut host, CHAT_BODY.len(), true);
+    respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
+    flow.on_log(&mut host);
+    flow.request_id().to_string()
+}
+
+#[test]
+fn records_are_written_a_few_calls_at_a_time_in_their_order() {
+    use crate::jobs::shipper::DEFERRED;
+    let shared = shared("");
+    let first = one_chat_call(&shared);
+    {
+        let shipper = shared.shipper.borrow();
+        assert_eq!(shipper.written(), 0, "the record waits for the next calls");
+        assert_eq!(shipper.buffered(), 1, "but it is buffered");
+        assert_eq!(shipper.counters().emitted, 1);
+    }
+    // A record written at once (a refusal's) comes after the waiting one.
+    shared.shipper.borrow_mut().push(br#"{"id":"direct"}"#);
+    let mut ids = vec![first, "direct".to_string()];
+    for _ in 0..DEFERRED {
+        ids.push(one_chat_call(&shared));
+    }
+    assert_eq!(
+        shared.shipper.borrow().written(),
+        2 + DEFERRED,
+        "the DEFERRED-th waiting call wrote them all"
+    );
+    ids.push(one_chat_call(&shared));
+    let records = records(&shared);
+    let got: Vec<&str> = records.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(got, ids, "every call recorded once, in order");
+    let last = records.last().unwrap();
+    assert_eq!(
+        last["input_tokens"], 12,
+        "a waiting record is the same record"
+    );
+    assert_eq!(last["output_tokens"], 7);
+    assert_eq!(last["tags"]["team"], "search");
+    assert_eq!(last["labels"]["feature"], "summarize");
+}
+
+#[test]
+fn waiting_records_count_as_dropped_when_the_vm_stops() {
+    let shared = shared("");
+    one_chat_call(&shared);
+    one_chat_call(&shared);
+    let mut shipper = shared.shipper.borrow_mut();
+    assert_eq!(shipper.abandon(), 2, "lost, and said so");
+    assert_eq!(shipper.counters().dropped, 2);
+    assert_eq!(shipper.buffered(), 0);
+}

@@ -163,10 +163,11 @@ impl Shipper {
             return;
         }
         let mut calls = std::mem::take(&mut self.deferred);
-        for call in calls.drain(..) {
+        for call in &calls {
             self.write(|out| call.write_record(out));
         }
         // Keep the allocation for the next ones.
+        calls.clear();
         self.deferred = calls;
     }
 

@@ -17,12 +17,15 @@ fewer records than at full load (its fixed cost per batch weighs a little
 more here than in `make bench`).
 
 Equal instructions need not mean equal time: with INSTR_CACHE=1 callgrind
-also simulates this CPU's L1 caches and the report adds the instruction and
-data cache misses per request (a miss served from L2 costs a dozen cycles or
-more; the run takes about twice as long). At equal instructions aispend's
-compiled wasm misses the instruction cache about 1,200 times more per call
-than the floor's: a call runs that much more distinct code once (README
-"Where the time goes").
+also simulates this CPU's L1 caches and its L2 as the last level, and the
+report adds the instruction and data cache misses per request (an L1 miss
+served from L2 costs a dozen cycles or more, an L2 miss several dozen; the
+run takes about twice as long), in all and in the V8-compiled wasm alone
+(the code callgrind finds no object for, above 2^40, where V8 keeps its code
+space). At equal instructions aispend's compiled wasm misses the L1
+instruction cache about 900 times more per call than the floor's: a call
+runs that much more distinct code once (README "Requests/s against the
+floor").
 
 Environment: INSTR_CALLS (default 2000), INSTR_VARIANTS (default
 "b,c,d,e,f,g"), INSTR_CACHE; AISPEND_WASM etc. as for `make bench`.
@@ -72,6 +75,42 @@ def send(port: int, n: int) -> None:
 
 
 CACHE = os.environ.get("INSTR_CACHE") == "1"
+# Code above this address that callgrind finds no object for is V8's code
+# space: the compiled wasm (Envoy's own text and V8's builtins lie far below).
+JIT_FROM = 1 << 40
+
+
+def l2_cache() -> list[str]:
+    """callgrind's last level as this CPU's L2 (its default is the L3, far
+    larger than the per-core cache a request's code competes for)."""
+    base = Path("/sys/devices/system/cpu/cpu0/cache/index2")
+    try:
+        size = base.joinpath("size").read_text().strip()
+        ways = int(base.joinpath("ways_of_associativity").read_text())
+        line = int(base.joinpath("coherency_line_size").read_text())
+    except (OSError, ValueError):
+        return []
+    n = int(size[:-1]) * {"K": 1 << 10, "M": 1 << 20}.get(size[-1], 1) if size[-1] in "KM" else int(size)
+    return [f"--LL={n},{ways},{line}"]
+
+
+def jit_totals(out: Path) -> dict[str, int]:
+    """The events of the compiled wasm (no object, address >= JIT_FROM)."""
+    total: dict[str, int] = {}
+    for f in out.parent.glob(out.name + "*"):
+        text = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(f)],
+                              capture_output=True, text=True).stdout
+        names: list[str] = []
+        for line in text.splitlines():
+            if line.startswith("Events shown:"):
+                names = line.split(":", 1)[1].split()
+            m = re.match(r"\s*([\d,.\s()%]+?)\s+\?\?\?:0x([0-9a-f]+) \[\?\?\?\]$", line)
+            if not m or int(m.group(2), 16) < JIT_FROM:
+                continue
+            values = [v for v in re.sub(r"\(\s*[\d.]+%\)", " ", m.group(1)).split()]
+            for name, v in zip(names, values):
+                total[name] = total.get(name, 0) + (0 if v == "." else int(v.replace(",", "")))
+    return total
 
 
 def totals(out: Path) -> dict[str, int]:
@@ -109,7 +148,7 @@ def measure(name: str, wasm: Path | None, limits, up_port: int, coll_port: int, 
     log = tmp / f"{name}.log"
     envoy = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
-         *(["--cache-sim=yes"] if CACHE else []), f"--callgrind-out-file={out}", real_envoy(), "-c", str(cfg), "--concurrency", "1",
+         *(["--cache-sim=yes", *l2_cache()] if CACHE else []), f"--callgrind-out-file={out}", real_envoy(), "-c", str(cfg), "--concurrency", "1",
          "--disable-hot-restart", "--log-level", "warn"],
         stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
@@ -123,7 +162,10 @@ def measure(name: str, wasm: Path | None, limits, up_port: int, coll_port: int, 
     finally:
         envoy.terminate()
         envoy.wait(timeout=300)
-    return {k: v / CALLS for k, v in totals(out).items()}
+    counts = totals(out)
+    if CACHE:
+        counts.update({"jit_" + k: v for k, v in jit_totals(out).items()})
+    return {k: v / CALLS for k, v in counts.items()}
 
 
 def main() -> int:
@@ -153,12 +195,15 @@ def main() -> int:
         bench.stop(collector)
     print(f"\nEnvoy instructions per request (callgrind, {CALLS} calls on one connection, V8 JIT included)")
     for name, ev in results.items():
-        misses = (f"   I1 misses {ev.get('I1mr', 0):>8,.0f}   D1 misses {ev.get('D1mr', 0) + ev.get('D1mw', 0):>8,.0f}"
+        misses = (f"   I1 misses {ev.get('I1mr', 0):>7,.0f} (wasm {ev.get('jit_I1mr', 0):>6,.0f})"
+                  f"   D1 misses {ev.get('D1mr', 0) + ev.get('D1mw', 0):>6,.0f}"
+                  f"   L2 misses {ev.get('ILmr', 0) + ev.get('DLmr', 0) + ev.get('DLmw', 0):>5,.0f}"
+                  f"   wasm instructions {ev.get('jit_Ir', 0):>7,.0f}"
                   if CACHE else "")
         print(f"{name:<22}{ev['Ir']:>12,.0f}{misses}")
     if CACHE:
-        print("(simulated L1 caches of this CPU, callgrind --cache-sim=yes: an L1 miss costs cycles an "
-              "instruction count does not show)")
+        print("(simulated L1 caches and L2 of this CPU, callgrind --cache-sim=yes: a miss costs cycles an "
+              "instruction count does not show; (wasm ...) and wasm instructions: the V8-compiled wasm alone)")
     results_ir = {name: ev["Ir"] for name, ev in results.items()}
     floor = next((n for name, n in results_ir.items() if name.startswith("e)")), None)
     if floor:

@@ -163,7 +163,12 @@ impl Shipper {
             return;
         }
         let mut calls = std::mem::take(&mut self.deferred);
-        for call in &calls {
+        // Two passes, each over code that fits the instruction cache: the
+        // usages that waited, then the records.
+        for call in calls.iter_mut() {
+            call.read_usage();
+        }
+        for call in calls.iter_mut() {
             self.write(|out| call.write_record(out));
         }
         // Keep the allocation for the next ones.

@@ -13,10 +13,10 @@ use crate::jobs::shipper::Shipper;
 use crate::request::decision::{Admitted, Decision, Denial};
 use crate::request::identity::{self, ClaimSource, Principal};
 use crate::request::key_registry::RegistryView;
-use crate::request::record::{self, Call, Finished, IdGen};
+use crate::request::record::{self, Call, Finished, IdGen, Metered};
 use crate::request::tags;
 use crate::request::upstream;
-use crate::usage::{self, ChunkEdit, Operation, PathKind, RequestInfo, ResponseMeter, Route};
+use crate::usage::{self, ChunkEdit, Held, Operation, PathKind, RequestInfo, ResponseMeter, Route};
 use crate::vm::Shared;
 
 /// What the glue returns to the host for a body or headers callback.
@@ -70,6 +70,10 @@ pub struct RequestFlow {
     /// The request's `content-length`, when it sent one.
     declared_length: Option<usize>,
     meter: Option<ResponseMeter>,
+    /// The first chunk of a JSON response body, fed to `meter` with the
+    /// record (in the shipper's loop, where the parsing code runs warm)
+    /// when nothing needs the usage earlier (`may_read_usage_later`).
+    held: Option<Held>,
     status: u32,
     ttft_ms: Option<u64>,
     /// When the last response bytes arrived, if the clock was read then
@@ -114,6 +118,7 @@ impl RequestFlow {
             body_bytes: 0,
             declared_length: None,
             meter: None,
+            held: None,
             status: 0,
             ttft_ms: None,
             last_byte_ms: None,
@@ -542,6 +547,7 @@ impl RequestFlow {
         } else if end_of_stream {
             now = self.last_byte_ms;
         }
+        let may_hold = self.held.is_none() && self.may_read_usage_later();
         if let Some(meter) = self.meter.as_mut() {
             // The last callback is fed even when empty: bytes the meter held back
             // (an unfinished event while stripping the usage chunk) are released then.
@@ -553,7 +559,30 @@ impl RequestFlow {
                 None
             };
             if let Some(chunk) = chunk {
-                if let ChunkEdit::Replace(bytes) = meter.feed_end(&chunk, end_of_stream) {
+                let edit = match self.held.as_mut() {
+                    Some(held) if chunk.is_empty() && end_of_stream => {
+                        held.end();
+                        ChunkEdit::Keep
+                    }
+                    Some(_) => {
+                        // More bytes: the meter reads live from here on.
+                        if let Some(held) = self.held.take() {
+                            meter.resume(held);
+                        }
+                        meter.feed_end(&chunk, end_of_stream)
+                    }
+                    None if may_hold && meter.may_hold() => {
+                        match Held::keep(chunk, end_of_stream) {
+                            Ok(held) => {
+                                self.held = Some(held);
+                                ChunkEdit::Keep
+                            }
+                            Err(chunk) => meter.feed_end(&chunk, end_of_stream),
+                        }
+                    }
+                    None => meter.feed_end(&chunk, end_of_stream),
+                };
+                if let ChunkEdit::Replace(bytes) = edit {
                     host.replace_response_body(&bytes);
                 }
             }
@@ -565,6 +594,19 @@ impl RequestFlow {
         Step::Continue
     }
 
+    /// Nothing needs the call's usage before its record is written: no
+    /// strict budget settles it and no token limit counts it.
+    fn may_read_usage_later(&self) -> bool {
+        let Phase::Admitted(admitted) = &self.phase else {
+            return false;
+        };
+        self.strict.is_none()
+            && admitted
+                .principal
+                .limits
+                .is_none_or(|l| l.tokens_per_minute.is_none())
+    }
+
     /// The stream is over (possibly cut short): record it if not done yet.
     pub fn on_log(&mut self, host: &mut dyn Host) {
         self.finish(host, false, None);
@@ -572,13 +614,29 @@ impl RequestFlow {
 
     /// `now_ms`: the clock if the caller just read it.
     fn finish(&mut self, host: &mut dyn Host, end_of_stream: bool, now_ms: Option<u64>) {
-        if self.recorded {
+        if self.recorded || !matches!(self.phase, Phase::Admitted(_)) || self.route.is_none() {
             return;
         }
-        let (Phase::Admitted(admitted), Some(route)) = (&mut self.phase, &self.route) else {
-            return;
-        };
         self.recorded = true;
+        // A kept body is read with the record, by the shipper.
+        let later = match self.held.take() {
+            Some(held) if self.strict.is_none() => self
+                .meter
+                .take()
+                .map(|meter| Box::new((meter, held, end_of_stream))),
+            Some(held) => {
+                if let Some(meter) = self.meter.as_mut() {
+                    meter.resume(held);
+                }
+                None
+            }
+            None => None,
+        };
+        let now = now_ms.unwrap_or_else(|| host.now_ms());
+        if let Some(later) = later {
+            self.defer_record(now, Metered::Later(later), None);
+            return;
+        }
         let usage = match self.meter.as_mut() {
             Some(meter) => meter.finish(end_of_stream),
             None => usage::Usage {
@@ -586,31 +644,15 @@ impl RequestFlow {
                 ..usage::Usage::default()
             },
         };
-        let now = now_ms.unwrap_or_else(|| host.now_ms());
         let reservation = self.strict.take().and_then(|s| s.held).map(|held| {
             let settled = strict::settle(host, &held, self.status, &usage);
             (held.reserved_usd(), settled)
         });
         let (input_tokens, output_tokens) = record::recorded_tokens(&usage);
-        let principal = admitted.principal.clone();
-        let labels = std::mem::take(&mut admitted.client.labels);
-        let call = Finished {
-            filter: self.filter.clone(),
-            id: self.id,
-            start_ms: self.start_ms,
-            end_ms: now,
-            ttft_ms: self.ttft_ms,
-            principal,
-            labels,
-            route: route.clone(),
-            request: std::mem::take(&mut self.request),
-            status: self.status,
-            usage,
-            reservation,
+        self.defer_record(now, Metered::Read(usage), reservation);
+        let Phase::Admitted(admitted) = &self.phase else {
+            return;
         };
-        if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
-            shipper.defer(call);
-        }
         let tokens = input_tokens.saturating_add(output_tokens);
         controls::record_tokens(
             host,
@@ -620,6 +662,31 @@ impl RequestFlow {
             tokens,
             now,
         );
+    }
+
+    /// Hand the finished call to the shipper, which writes its record with
+    /// the next ones (`Shipper::defer`).
+    fn defer_record(&mut self, now: u64, usage: Metered, reservation: Option<(f64, f64)>) {
+        let (Phase::Admitted(admitted), Some(route)) = (&mut self.phase, &self.route) else {
+            return;
+        };
+        let call = Finished {
+            filter: self.filter.clone(),
+            id: self.id,
+            start_ms: self.start_ms,
+            end_ms: now,
+            ttft_ms: self.ttft_ms,
+            principal: admitted.principal.clone(),
+            labels: std::mem::take(&mut admitted.client.labels),
+            route: route.clone(),
+            request: std::mem::take(&mut self.request),
+            status: self.status,
+            usage,
+            reservation,
+        };
+        if let Ok(mut shipper) = self.shipper.try_borrow_mut() {
+            shipper.defer(call);
+        }
     }
 }
 

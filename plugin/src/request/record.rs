@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::filter::Filter;
 use crate::json::out::{string, unsigned};
 use crate::request::identity::{AuthKind, Principal, TagSchema, TagSet};
-use crate::usage::{RequestInfo, Route, Usage};
+use crate::usage::{Held, RequestInfo, ResponseMeter, Route, Usage};
 
 /// The collector's limits on what a record may hold (its
 /// `domain/validate.rs`); the writer keeps every record inside them, so a
@@ -109,13 +109,39 @@ pub struct Finished {
     pub route: Route,
     pub request: RequestInfo,
     pub status: u32,
-    pub usage: Usage,
+    pub usage: Metered,
     pub reservation: Option<(f64, f64)>,
 }
 
+/// A finished call's usage: read as its response passed, or still to be
+/// read from the body kept for it (`usage::Held`): the meter, what it
+/// kept, and whether the response came to its end.
+#[derive(Debug)]
+pub enum Metered {
+    Read(Usage),
+    Later(Box<(ResponseMeter, Held, bool)>),
+}
+
 impl Finished {
-    /// Append the call's record to `out` (as `Call::write_record`).
-    pub fn write_record(&self, out: &mut Vec<u8>) {
+    /// Read the usage if it waited for the record (`Metered::Later`).
+    pub fn read_usage(&mut self) {
+        if let Metered::Later(_) = self.usage {
+            let read = std::mem::replace(&mut self.usage, Metered::Read(Usage::default()));
+            if let Metered::Later(later) = read {
+                let (mut meter, held, end_of_stream) = *later;
+                meter.resume(held);
+                self.usage = Metered::Read(meter.finish(end_of_stream));
+            }
+        }
+    }
+
+    /// Append the call's record to `out` (as `Call::write_record`), its
+    /// usage read first if that waited.
+    pub fn write_record(&mut self, out: &mut Vec<u8>) {
+        self.read_usage();
+        let Metered::Read(usage) = &self.usage else {
+            return;
+        };
         let f = &*self.filter;
         Call {
             id: std::str::from_utf8(&self.id).unwrap_or(""),
@@ -129,7 +155,7 @@ impl Finished {
             route: &self.route,
             request: &self.request,
             status: self.status,
-            usage: &self.usage,
+            usage,
             principal_json: Some(&f.principal_json),
             reservation: self.reservation,
             credential_id: f.tags.credential_id(self.route.provider),

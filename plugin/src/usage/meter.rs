@@ -143,6 +143,22 @@ impl ResponseMeter {
         ResponseMeter { parser, body }
     }
 
+    /// Whether the body is JSON (never edited for the client) and no byte
+    /// of it was fed yet: its first chunk may then be kept and fed later
+    /// (`Held`), with the call's record.
+    pub fn may_hold(&self) -> bool {
+        matches!(self.body, Body::Json(JsonBody::Fresh))
+    }
+
+    /// Feed what was kept (`Held`): the meter then goes on as if it had
+    /// read it as it passed, the same chunk with the same ends.
+    pub fn resume(&mut self, held: Held) {
+        self.feed_end(&held.chunk, held.chunk_was_last);
+        if held.ended_after && !held.chunk_was_last {
+            self.feed_end(&[], true);
+        }
+    }
+
     /// Feed a response body chunk as it passes; the answer says whether the
     /// client sees it unchanged.
     pub fn feed(&mut self, chunk: &[u8]) -> ChunkEdit {
@@ -340,5 +356,39 @@ fn usage(tally: &Tally, error: Option<&'static str>) -> Usage {
         reasoning_tokens: c.reasoning_tokens,
         model: tally.model.clone(),
         error,
+    }
+}
+
+/// The first chunk of a JSON response body, kept to be fed to its meter
+/// later (`ResponseMeter::resume`), with the call's record: the client
+/// sees a JSON body unchanged either way.
+#[derive(Debug)]
+pub struct Held {
+    chunk: Vec<u8>,
+    /// The chunk came flagged as the last.
+    chunk_was_last: bool,
+    /// The end came after it, in an empty callback.
+    ended_after: bool,
+}
+
+/// The largest first chunk kept for later (a bigger one is read at once).
+pub const MAX_HELD: usize = 16 << 10;
+
+impl Held {
+    /// Keep `chunk` if it is worth keeping (not empty, at most `MAX_HELD`).
+    pub fn keep(chunk: Vec<u8>, end_of_stream: bool) -> Result<Self, Vec<u8>> {
+        if chunk.is_empty() || chunk.len() > MAX_HELD {
+            return Err(chunk);
+        }
+        Ok(Held {
+            chunk,
+            chunk_was_last: end_of_stream,
+            ended_after: false,
+        })
+    }
+
+    /// The end of the body came in an empty callback.
+    pub fn end(&mut self) {
+        self.ended_after = true;
     }
 }

@@ -30,7 +30,7 @@ mod route;
 pub mod sse;
 mod strip;
 
-pub use meter::ResponseMeter;
+pub use meter::{Held, ResponseMeter, MAX_HELD};
 pub use request::{body_scanner, inspect_request, inspect_scanned, inspect_whole_request};
 pub use route::{classify, detect, unknown as unknown_route, PathKind};
 

@@ -16,9 +16,14 @@ fn sha(s: &str) -> String {
 }
 
 fn shared(extra: &str) -> Shared {
+    shared_keyed("", extra)
+}
+
+/// `shared`, with `key_extra` added to the demo key's entry.
+fn shared_keyed(key_extra: &str, extra: &str) -> Shared {
     let json = format!(
         r#"{{"identity":{{"sources":["api_key","jwt"],
-              "keys":[{{"key_id":"demo-search","sha256":"{}",
+              "keys":[{{"key_id":"demo-search","sha256":"{}"{key_extra},
                        "tags":{{"org":"acme","team":"search","cost_center":"CC-1001"}}}}],
               "jwt":{{"claims":{{"team":"team"}}}}}},
             "tags":{{"labels":{{"allow":["x-aispend-label-feature"]}}}},
@@ -641,4 +646,102 @@ fn waiting_records_count_as_dropped_when_the_vm_stops() {
     assert_eq!(shipper.abandon(), 2, "lost, and said so");
     assert_eq!(shipper.counters().dropped, 2);
     assert_eq!(shipper.buffered(), 0);
+}
+
+/// A response body chunk and its end-of-stream flag.
+type Chunk<'a> = (&'a [u8], bool);
+
+/// One chat call answered with `status` and the body `chunks`, each with
+/// its end-of-stream flag; `on_log` ends it (a call cut off when no chunk
+/// was flagged last). Its record.
+fn call_answered(shared: &Shared, status: &str, chunks: &[Chunk]) -> serde_json::Value {
+    let mut host = chat_request();
+    let mut flow = RequestFlow::new(shared);
+    flow.on_request_headers(&mut host, false);
+    flow.on_request_body(&mut host, CHAT_BODY.len(), true);
+    host.response_headers = vec![
+        (":status".into(), status.into()),
+        ("content-type".into(), "application/json".into()),
+    ];
+    flow.on_response_headers(&mut host);
+    for (chunk, end) in chunks {
+        host.now_ms += 5;
+        host.response_chunk = chunk.to_vec();
+        flow.on_response_body(&mut host, chunk.len(), *end);
+    }
+    flow.on_log(&mut host);
+    let mut records = records(shared);
+    assert_eq!(records.len(), 1);
+    records.remove(0)
+}
+
+#[test]
+fn a_json_answer_read_with_its_record_gives_the_usage_read_as_it_passed() {
+    // The same calls under a key with a token limit, whose usage is needed
+    // at the call's end (read as the body passes), and under one without
+    // (the body's first chunk kept and read with the record).
+    let live = shared_keyed(r#","limits":{"tokens_per_minute":1000000000}"#, "");
+    let later = shared("");
+    let (head, tail) = CHAT_RESPONSE.split_at(30);
+    let cases: Vec<(&str, Vec<Chunk>)> = vec![
+        ("200", vec![(CHAT_RESPONSE, true)]),
+        ("200", vec![(CHAT_RESPONSE, false), (b"", true)]),
+        ("200", vec![(head, false), (tail, false), (b"", true)]),
+        ("200", vec![(head, false), (tail, true)]),
+        ("200", vec![(CHAT_RESPONSE, false)]),
+        ("200", vec![(head, false)]),
+        (
+            "200",
+            vec![(CHAT_RESPONSE, false), (b" \n", false), (b"", true)],
+        ),
+        ("200", vec![(b"not json", false), (b"", true)]),
+        ("500", vec![(br#"{"error":{"message":"boom"}}"#, true)]),
+    ];
+    let fields = [
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "reasoning_tokens",
+        "model",
+        "requested_model",
+        "error",
+        "status",
+    ];
+    for (status, chunks) in &cases {
+        let a = call_answered(&live, status, chunks);
+        let b = call_answered(&later, status, chunks);
+        for f in fields {
+            assert_eq!(a[f], b[f], "{f} of {status} {chunks:?}");
+        }
+    }
+    let whole = call_answered(&later, "200", &[(CHAT_RESPONSE, false), (b"", true)]);
+    assert_eq!(whole["input_tokens"], 12, "the kept body was read");
+    assert_eq!(whole["output_tokens"], 7);
+}
+
+#[test]
+fn a_json_answer_is_kept_only_while_nothing_needs_its_usage() {
+    let first_chunk = |shared: &Shared| {
+        let mut host = chat_request();
+        let mut flow = RequestFlow::new(shared);
+        flow.on_request_headers(&mut host, false);
+        flow.on_request_body(&mut host, CHAT_BODY.len(), true);
+        host.response_headers = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        flow.on_response_headers(&mut host);
+        host.response_chunk = CHAT_RESPONSE.to_vec();
+        flow.on_response_body(&mut host, CHAT_RESPONSE.len(), false);
+        flow
+    };
+    assert!(
+        first_chunk(&shared("")).held.is_some(),
+        "kept for the record"
+    );
+    let limited = shared_keyed(r#","limits":{"tokens_per_minute":1000000000}"#, "");
+    assert!(
+        first_chunk(&limited).held.is_none(),
+        "a token limit counts the tokens at the end: read as it passes"
+    );
 }

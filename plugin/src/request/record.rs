@@ -164,9 +164,10 @@ impl Finished {
     }
 }
 
-/// The (input, output) tokens a record of `usage` states, as
-/// `Call::write_record` returns them (clamped as the collector stores them).
-pub fn recorded_tokens(usage: &Usage) -> (u64, u64) {
+/// The token counts of `usage` as a record states them (input, cached
+/// input, cache write, output, reasoning; `clamp_tokens`), and whether
+/// any had to change.
+fn storable_tokens(usage: &Usage) -> ([u64; 5], bool) {
     let mut tokens = [
         usage.input_tokens,
         usage.cached_input_tokens,
@@ -174,8 +175,15 @@ pub fn recorded_tokens(usage: &Usage) -> (u64, u64) {
         usage.output_tokens,
         usage.reasoning_tokens,
     ];
-    clamp_tokens(&mut tokens);
-    (tokens[0], tokens[3])
+    let clamped = clamp_tokens(&mut tokens);
+    (tokens, clamped)
+}
+
+/// The (input, output) tokens a record of `usage` states, as
+/// `Call::write_record` returns them (clamped as the collector stores them).
+pub fn recorded_tokens(usage: &Usage) -> (u64, u64) {
+    let ([input, _, _, output, _], _) = storable_tokens(usage);
+    (input, output)
 }
 
 /// What one call leaves behind, as the request flow knows it at its end.
@@ -209,14 +217,7 @@ impl Call<'_> {
     /// tokens recorded, for the key's token limit.
     pub fn write_record(&self, out: &mut Vec<u8>) -> (u64, u64) {
         let usage = self.usage;
-        let mut tokens = [
-            usage.input_tokens,
-            usage.cached_input_tokens,
-            usage.cache_write_input_tokens,
-            usage.output_tokens,
-            usage.reasoning_tokens,
-        ];
-        let clamped = clamp_tokens(&mut tokens);
+        let (tokens, clamped) = storable_tokens(usage);
         let [input_tokens, cached_input_tokens, cache_write_input_tokens, output_tokens, reasoning_tokens] =
             tokens;
         let error = usage

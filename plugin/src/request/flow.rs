@@ -547,7 +547,7 @@ impl RequestFlow {
         } else if end_of_stream {
             now = self.last_byte_ms;
         }
-        let may_hold = self.held.is_none() && self.may_read_usage_later();
+        let may_hold = self.may_read_usage_later();
         if let Some(meter) = self.meter.as_mut() {
             // The last callback is fed even when empty: bytes the meter held back
             // (an unfinished event while stripping the usage chunk) are released then.
@@ -618,24 +618,15 @@ impl RequestFlow {
             return;
         }
         self.recorded = true;
-        // A kept body is read with the record, by the shipper.
-        let later = match self.held.take() {
-            Some(held) if self.strict.is_none() => self
-                .meter
-                .take()
-                .map(|meter| Box::new((meter, held, end_of_stream))),
-            Some(held) => {
-                if let Some(meter) = self.meter.as_mut() {
-                    meter.resume(held);
-                }
-                None
-            }
-            None => None,
-        };
         let now = now_ms.unwrap_or_else(|| host.now_ms());
-        if let Some(later) = later {
-            self.defer_record(now, Metered::Later(later), None);
-            return;
+        // A kept body (never one of a strict call: `may_read_usage_later`)
+        // is read with the record, by the shipper.
+        if let Some(held) = self.held.take() {
+            if let Some(meter) = self.meter.take() {
+                let later = Box::new((meter, held, end_of_stream));
+                self.defer_record(now, Metered::Later(later), None);
+                return;
+            }
         }
         let usage = match self.meter.as_mut() {
             Some(meter) => meter.finish(end_of_stream),

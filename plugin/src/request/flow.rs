@@ -16,7 +16,9 @@ use crate::request::key_registry::RegistryView;
 use crate::request::record::{self, Call, Finished, IdGen, Metered};
 use crate::request::tags;
 use crate::request::upstream;
-use crate::usage::{self, ChunkEdit, Held, Operation, PathKind, RequestInfo, ResponseMeter, Route};
+use crate::usage::{
+    self, ChunkEdit, Held, MeterStart, Operation, PathKind, RequestInfo, ResponseMeter, Route,
+};
 use crate::vm::Shared;
 
 /// What the glue returns to the host for a body or headers callback.
@@ -48,6 +50,17 @@ enum Phase {
     Admitted(Box<Admitted>),
 }
 
+/// The response's meter: none (nothing metered), known from the response
+/// headers but not built yet, or reading.
+#[derive(Debug)]
+enum Meter {
+    Off,
+    /// Built when the first byte must be read live; a kept first chunk
+    /// (`Held`) leaves it to the shipper's pass (`Metered::Later`).
+    Pending(MeterStart),
+    Live(ResponseMeter),
+}
+
 /// Per-request state.
 #[derive(Debug)]
 pub struct RequestFlow {
@@ -69,7 +82,7 @@ pub struct RequestFlow {
     body_bytes: usize,
     /// The request's `content-length`, when it sent one.
     declared_length: Option<usize>,
-    meter: Option<ResponseMeter>,
+    meter: Meter,
     /// The first chunk of a JSON response body, fed to `meter` with the
     /// record (in the shipper's loop, where the parsing code runs warm)
     /// when nothing needs the usage earlier (`may_read_usage_later`).
@@ -117,7 +130,7 @@ impl RequestFlow {
             request_body: RequestBody::Unseen,
             body_bytes: 0,
             declared_length: None,
-            meter: None,
+            meter: Meter::Off,
             held: None,
             status: 0,
             ttft_ms: None,
@@ -514,7 +527,7 @@ impl RequestFlow {
             host.add_response_header(name, value);
         }
         if let Some(route) = &self.route {
-            self.meter = Some(ResponseMeter::new(
+            self.meter = Meter::Pending(MeterStart::new(
                 route,
                 &self.request,
                 self.status,
@@ -548,7 +561,7 @@ impl RequestFlow {
             now = self.last_byte_ms;
         }
         let may_hold = self.may_read_usage_later();
-        if let Some(meter) = self.meter.as_mut() {
+        if !matches!(self.meter, Meter::Off) {
             // The last callback is fed even when empty: bytes the meter held back
             // (an unfinished event while stripping the usage chunk) are released then.
             let chunk = if body_size > 0 {
@@ -566,21 +579,29 @@ impl RequestFlow {
                     }
                     Some(_) => {
                         // More bytes: the meter reads live from here on.
-                        if let Some(held) = self.held.take() {
-                            meter.resume(held);
+                        let held = self.held.take();
+                        match self.live_meter() {
+                            Some(meter) => {
+                                if let Some(held) = held {
+                                    meter.resume(held);
+                                }
+                                meter.feed_end(&chunk, end_of_stream)
+                            }
+                            None => ChunkEdit::Keep,
                         }
-                        meter.feed_end(&chunk, end_of_stream)
                     }
-                    None if may_hold && meter.may_hold() => {
+                    None if may_hold
+                        && matches!(&self.meter, Meter::Pending(start) if start.may_hold()) =>
+                    {
                         match Held::keep(chunk, end_of_stream) {
                             Ok(held) => {
                                 self.held = Some(held);
                                 ChunkEdit::Keep
                             }
-                            Err(chunk) => meter.feed_end(&chunk, end_of_stream),
+                            Err(chunk) => self.feed_live(&chunk, end_of_stream),
                         }
                     }
-                    None => meter.feed_end(&chunk, end_of_stream),
+                    None => self.feed_live(&chunk, end_of_stream),
                 };
                 if let ChunkEdit::Replace(bytes) = edit {
                     host.replace_response_body(&bytes);
@@ -592,6 +613,25 @@ impl RequestFlow {
         }
         // Never hold a chunk back: streams reach the client as they come.
         Step::Continue
+    }
+
+    /// The meter, built now if the response headers only noted what it needs.
+    fn live_meter(&mut self) -> Option<&mut ResponseMeter> {
+        if let Meter::Pending(start) = self.meter {
+            let route = self.route.as_ref()?;
+            self.meter = Meter::Live(start.meter(route, &self.request));
+        }
+        match &mut self.meter {
+            Meter::Live(meter) => Some(meter),
+            _ => None,
+        }
+    }
+
+    fn feed_live(&mut self, chunk: &[u8], end_of_stream: bool) -> ChunkEdit {
+        match self.live_meter() {
+            Some(meter) => meter.feed_end(chunk, end_of_stream),
+            None => ChunkEdit::Keep,
+        }
     }
 
     /// Nothing needs the call's usage before its record is written: no
@@ -621,14 +661,15 @@ impl RequestFlow {
         let now = now_ms.unwrap_or_else(|| host.now_ms());
         // A kept body (never one of a strict call: `may_read_usage_later`)
         // is read with the record, by the shipper.
+        // Its meter was never built (a chunk is kept only while none was fed).
         if let Some(held) = self.held.take() {
-            if let Some(meter) = self.meter.take() {
-                let later = Box::new((meter, held, end_of_stream));
+            if let Meter::Pending(start) = self.meter {
+                let later = Box::new((start, held, end_of_stream));
                 self.defer_record(now, Metered::Later(later), None);
                 return;
             }
         }
-        let usage = match self.meter.as_mut() {
+        let usage = match self.live_meter() {
             Some(meter) => meter.finish(end_of_stream),
             None => usage::Usage {
                 error: Some("no_response"),

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::filter::Filter;
 use crate::json::out::{string, unsigned};
 use crate::request::identity::{AuthKind, Principal, TagSchema, TagSet};
-use crate::usage::{Held, RequestInfo, ResponseMeter, Route, Usage};
+use crate::usage::{Held, MeterStart, RequestInfo, Route, Usage};
 
 /// The collector's limits on what a record may hold (its
 /// `domain/validate.rs`); the writer keeps every record inside them, so a
@@ -114,12 +114,13 @@ pub struct Finished {
 }
 
 /// A finished call's usage: read as its response passed, or still to be
-/// read from the body kept for it (`usage::Held`): the meter, what it
-/// kept, and whether the response came to its end.
+/// read from the body kept for it (`usage::Held`): what the response
+/// headers told the meter (built from it with the call's route and request
+/// info), what was kept, and whether the response came to its end.
 #[derive(Debug)]
 pub enum Metered {
     Read(Usage),
-    Later(Box<(ResponseMeter, Held, bool)>),
+    Later(Box<(MeterStart, Held, bool)>),
 }
 
 impl Finished {
@@ -128,7 +129,8 @@ impl Finished {
         if let Metered::Later(_) = self.usage {
             let read = std::mem::replace(&mut self.usage, Metered::Read(Usage::default()));
             if let Metered::Later(later) = read {
-                let (mut meter, held, end_of_stream) = *later;
+                let (start, held, end_of_stream) = *later;
+                let mut meter = start.meter(&self.route, &self.request);
                 meter.resume(held);
                 self.usage = Metered::Read(meter.finish(end_of_stream));
             }

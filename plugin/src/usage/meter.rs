@@ -106,17 +106,23 @@ pub struct ResponseMeter {
     body: Body,
 }
 
-impl ResponseMeter {
+/// What a response's headers tell its meter: enough to build it when the
+/// first byte must be read, or, for a JSON answer whose first chunk is kept
+/// (`Held`), only in the shipper's pass with the call's record (the
+/// parser's setup then runs there, warm, and not on each call's path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterStart {
+    status: u32,
+    sse: bool,
+}
+
+impl MeterStart {
     pub fn new(
         route: &Route,
         request: &RequestInfo,
         status: u32,
         content_type: Option<&str>,
     ) -> Self {
-        // OpenAI sends the usage-only chunk only when asked; when the client
-        // did not ask, the filter did (or nothing comes and nothing is cut).
-        let strip = route.operation == Operation::Chat && !request.client_wants_usage;
-        let parser = Parser::for_route(route, strip);
         let sse = match content_type {
             Some(ct) => ct
                 .trim_start()
@@ -124,9 +130,24 @@ impl ResponseMeter {
                 .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream")),
             None => request.stream || route.path_stream,
         };
-        let body = if status >= 400 {
+        MeterStart { status, sse }
+    }
+
+    /// The meter would read a JSON body (as `ResponseMeter::may_hold` for
+    /// one that has not been fed yet).
+    pub fn may_hold(&self) -> bool {
+        self.status < 400 && !self.sse
+    }
+
+    /// The meter, for the same route and request info the headers saw.
+    pub fn meter(&self, route: &Route, request: &RequestInfo) -> ResponseMeter {
+        // OpenAI sends the usage-only chunk only when asked; when the client
+        // did not ask, the filter did (or nothing comes and nothing is cut).
+        let strip = route.operation == Operation::Chat && !request.client_wants_usage;
+        let parser = Parser::for_route(route, strip);
+        let body = if self.status >= 400 {
             Body::Ignored
-        } else if sse {
+        } else if self.sse {
             let limit = match route.operation {
                 // `response.completed` repeats the whole response.
                 Operation::Responses => MAX_JSON_BODY,
@@ -141,6 +162,17 @@ impl ResponseMeter {
             Body::Json(JsonBody::Fresh)
         };
         ResponseMeter { parser, body }
+    }
+}
+
+impl ResponseMeter {
+    pub fn new(
+        route: &Route,
+        request: &RequestInfo,
+        status: u32,
+        content_type: Option<&str>,
+    ) -> Self {
+        MeterStart::new(route, request, status, content_type).meter(route, request)
     }
 
     /// Whether the body is JSON (never edited for the client) and no byte
@@ -390,5 +422,63 @@ impl Held {
     /// The end of the body came in an empty callback.
     pub fn end(&mut self) {
         self.ended_after = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::{classify, PathKind};
+
+    fn route(path: &str) -> Route {
+        match classify(path) {
+            PathKind::Metered(route) => route,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    /// The response headers' note decides holding exactly as the meter it
+    /// builds would: only a JSON answer below 400 may be kept for later.
+    #[test]
+    fn meter_start_may_hold_as_the_meter_it_builds() {
+        let paths = [
+            "/v1/chat/completions",
+            "/v1/responses",
+            "/v1/messages",
+            "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+            "/v1beta/models/gemini-2.0-flash:generateContent",
+        ];
+        let types = [
+            None,
+            Some("application/json"),
+            Some("text/event-stream; charset=utf-8"),
+            Some("  TEXT/EVENT-STREAM"),
+            Some("text/plain"),
+        ];
+        let mut held = 0;
+        for path in paths {
+            let route = route(path);
+            for stream in [false, true] {
+                let request = RequestInfo {
+                    stream,
+                    ..RequestInfo::default()
+                };
+                for status in [200, 201, 399, 400, 429, 500] {
+                    for ct in types {
+                        let start = MeterStart::new(&route, &request, status, ct);
+                        let built = start.meter(&route, &request);
+                        let direct = ResponseMeter::new(&route, &request, status, ct);
+                        assert_eq!(start.may_hold(), built.may_hold(), "{path} {status} {ct:?}");
+                        assert_eq!(
+                            built.may_hold(),
+                            direct.may_hold(),
+                            "{path} {status} {ct:?}"
+                        );
+                        held += usize::from(start.may_hold());
+                    }
+                }
+            }
+        }
+        assert!(held > 0, "some answers are JSON");
     }
 }

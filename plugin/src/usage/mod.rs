@@ -6,7 +6,9 @@
 //! per request:
 //!   1. `detect(path)` in request headers → `Option<Route>` (None: not an LLM call we meter),
 //!   2. `inspect_request(&route, body)` once the request body is complete,
-//!   3. `ResponseMeter::new(&route, &request, status, content_type)` in response headers,
+//!   3. `ResponseMeter::new(&route, &request, status, content_type)` in response headers
+//!      (the filter notes `MeterStart::new(…)` there and builds the meter from it with
+//!      the first byte it reads, or with the record when the first chunk is kept),
 //!      then `meter.feed(chunk)` for every response body chunk as it passes (never buffered;
 //!      `meter.feed_end(chunk, end_of_stream)` in the body callback that knows the last
 //!      chunk — needed when the injected usage chunk is being removed, see `strip`),
@@ -30,7 +32,7 @@ mod route;
 pub mod sse;
 mod strip;
 
-pub use meter::{Held, ResponseMeter, MAX_HELD};
+pub use meter::{Held, MeterStart, ResponseMeter, MAX_HELD};
 pub use request::{body_scanner, inspect_request, inspect_scanned, inspect_whole_request};
 pub use route::{classify, detect, unknown as unknown_route, PathKind};
 

@@ -11,9 +11,16 @@ wrk on loopback against a fast direct_response upstream, one Envoy worker.
 Environment: BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 16),
 BENCH_ROUNDS (default 1: a, b, c run in turn this many times and the median of
 each figure is reported, which evens out noise from a shared machine),
-BENCH_PIN (default on with 2 or more CPUs; "off" to disable): the Envoy under
+BENCH_VARIANTS (default "a,b,c,d,e,f,g": the letters to run; ratios are
+printed for the pairs present), BENCH_PIN (default on with 2 or more CPUs;
+"off" to disable): the Envoy under
 test runs on CPU 0 alone, and wrk, the upstream and the collector on the
 others, as on a gateway host of its own with the collector elsewhere.
+Rounds alternate their order (a..g, then g..a), so a machine drifting
+during a round weighs on both sides of a ratio; besides the ratios of the
+medians, each ratio against the floor is printed per round (the two
+variants of a pair run a minute apart at most, not a whole round) with the
+median of those paired ratios.
 Without it the collector ingesting (c)'s records, wrk and the upstream take
 turns on the gateway's core, which the floor (shipping nothing) never
 pays for; the report prints how busy the gateway's core was, so a run where
@@ -53,6 +60,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 VARIANTS = (("a) no filter", None, False), ("b) no-op wasm", NOOP, False), ("c) aispend", WASM, False),
             ("d) aispend+limits", WASM, True), ("e) floor calls", FLOOR, False),
             ("f) aispend+strict", WASM, "strict"), ("g) aispend+signing", WASM, "signing"))
+CHOSEN = os.environ.get("BENCH_VARIANTS", "a,b,c,d,e,f,g").replace(" ", "").split(",")
 CPUS = os.cpu_count() or 1
 PIN = os.environ.get("BENCH_PIN", "on") != "off" and CPUS >= 2 and shutil.which("taskset") is not None
 GATEWAY_CPUS, OTHER_CPUS = "0", f"1-{CPUS - 1}"
@@ -218,6 +226,72 @@ def fmt_row(name: str, r: dict) -> str:
             f"{si['rps']:>10.0f}{si['p50_us']:>10.0f}{lo['cpu_us_per_req']:>12.1f}{lo['busy']:>7.2f}{warn}")
 
 
+def ratio(x: float, y: float) -> float:
+    return x / y if y else 0.0
+
+
+def verdict(ok: bool) -> str:
+    return "OK" if ok else "MISS"
+
+
+def paired(runs: dict, x: str, y: str, key=lambda run: run["loaded"]["rps"], op=ratio,
+           fmt: str = ".3f") -> str:
+    """op(x, y) (the ratio) round by round (the pair ran within one round)
+    and the median of those: a machine that drifts between rounds moves both."""
+    from statistics import median as med
+    per = [op(key(rx), key(ry)) for rx, ry in zip(runs[x], runs[y])]
+    if len(per) < 2:
+        return ""
+    return f"   per round {' '.join(f'{v:{fmt}}' for v in per)}, median {med(per):{fmt}}"
+
+
+def report(r: dict, runs: dict) -> None:
+    """The ratios for the variants that ran (BENCH_VARIANTS)."""
+    rps = {k: v["loaded"]["rps"] for k, v in r.items()}
+    cpu = {k: v["loaded"]["cpu_us_per_req"] for k, v in r.items()}
+    p50 = {k: v["single"]["p50_us"] for k, v in r.items()}
+    has = r.keys().__contains__
+    if has("a") and has("b"):
+        print(f"(b)/(a) requests/s: {ratio(rps['b'], rps['a']):.3f}   (cost of loading any wasm filter)")
+    if has("b") and has("e"):
+        print(f"(e)/(b) requests/s: {ratio(rps['e'], rps['b']):.3f}   (floor: the host calls alone, no logic)")
+    if has("b") and has("c"):
+        v = ratio(rps["c"], rps["b"])
+        print(f"(c)/(b) requests/s: {v:.3f}   (target >= 0.90)  {verdict(v >= 0.9)}")
+        print(f"added p50 (c)-(b), 1 connection: {p50['c'] - p50['b']:.1f} us   (target <= 30 us)  "
+              f"{verdict(p50['c'] - p50['b'] <= 30)}")
+    if has("b") and has("d"):
+        v = ratio(rps["d"], rps["b"])
+        print(f"(d)/(b) requests/s: {v:.3f}   (limits + caps on; target >= 0.90)  {verdict(v >= 0.9)}")
+    if has("c") and has("f"):
+        print(f"(f)/(c) requests/s: {ratio(rps['f'], rps['c']):.3f}   (a strict budget on the key's team: "
+              "reserve + settle per call)")
+    if has("c") and has("g"):
+        print(f"(g)/(c) requests/s: {ratio(rps['g'], rps['c']):.3f}   (signed tags: one HMAC-SHA256 per call)")
+    if not has("e"):
+        return
+    # Issue 24: the targets against the floor, the limit of this host.
+    for k, what, target in (("c", "against the floor", 0.95), ("d", "limits on", 0.93),
+                            ("f", "strict budget", None), ("g", "signed tags", None)):
+        if has(k):
+            v = ratio(rps[k], rps["e"])
+            goal = f"; target >= {target:.2f})  {verdict(v >= target)}" if target else ")"
+            print(f"({k})/(e) requests/s: {v:.3f}   ({what}{goal}{paired(runs, k, 'e')}")
+    if has("c"):
+        added = p50["c"] - p50["e"]
+        per = paired(runs, "c", "e", key=lambda run: run["single"]["p50_us"], op=lambda x, y: x - y,
+                     fmt=".1f")
+        print(f"added p50 (c)-(e), 1 connection: {added:.1f} us   (target <= 10 us)  {verdict(added <= 10)}{per}")
+    # Envoy's own CPU per request does not depend on who else got the cores
+    # (wrk, the collector ingesting (c)'s records, other jobs): the filter's
+    # cost against the floor's, as a ratio.
+    for k in "cd":
+        if has(k):
+            per = paired(runs, "e", k, key=lambda run: run["loaded"]["cpu_us_per_req"])
+            print(f"(e)/({k}) Envoy CPU per request: {ratio(cpu['e'], cpu[k]):.3f}   "
+                  f"(requests per Envoy CPU second, against the floor{per})")
+
+
 def main() -> int:
     for f in (ENVOY, WASM, NOOP, FLOOR, COLLECTOR):
         if not f.exists():
@@ -244,8 +318,11 @@ def main() -> int:
         wait_ok(f"http://127.0.0.1:{coll_port}/healthz", collector, tmp / "collector.log")
         runs: dict[str, list] = {}
         collector_cpu = 0.0
+        chosen = [v for v in VARIANTS if v[0][0] in CHOSEN]
+        if not chosen:
+            sys.exit(f"bench: BENCH_VARIANTS={','.join(CHOSEN)} names none of a..g")
         for rnd in range(ROUNDS):
-            for name, wasm, limits in VARIANTS:
+            for name, wasm, limits in (chosen if rnd % 2 == 0 else chosen[::-1]):
                 print(f"bench: round {rnd + 1}/{ROUNDS}: {name} ...", file=sys.stderr, flush=True)
                 cpu_before = cpu_seconds(collector.pid)
                 runs.setdefault(name, []).append(run_variant(name.split()[1], wasm, up_port, coll_port, tmp,
@@ -257,59 +334,23 @@ def main() -> int:
         stop(upstream)
         stop(collector)
 
-    a, b, c, d, e, f, g = (results[name] for name, _, _ in VARIANTS)
+    r = {name[0]: res for name, res in results.items()}
     print(f"\ngateway benchmark: 1 Envoy worker, wrk -t1 -c{CONNECTIONS} -d{DURATION}s (and -c1), loopback, "
-          f"median of {ROUNDS} round(s); "
+          f"median of {ROUNDS} round(s), order alternating; "
           + (f"gateway Envoy on CPU {GATEWAY_CPUS}, wrk/upstream/collector on CPUs {OTHER_CPUS}" if PIN
              else "not pinned (BENCH_PIN)"))
     print(f"{'variant':<20}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'c1 req/s':>10}{'c1 p50':>10}{'cpu us/req':>12}{'busy':>7}")
-    for name, r in results.items():
-        print(fmt_row(name, r))
-    ratio_cb = c["loaded"]["rps"] / b["loaded"]["rps"] if b["loaded"]["rps"] else 0
-    ratio_ba = b["loaded"]["rps"] / a["loaded"]["rps"] if a["loaded"]["rps"] else 0
-    added_p50 = c["single"]["p50_us"] - b["single"]["p50_us"]
+    for name, res in results.items():
+        print(fmt_row(name, res))
+    print()
+    report(r, {name[0]: rs for name, rs in runs.items()})
     size = WASM.stat().st_size
-    ratio_db = d["loaded"]["rps"] / b["loaded"]["rps"] if b["loaded"]["rps"] else 0
-    print(f"\n(c)/(b) requests/s: {ratio_cb:.3f}   (target >= 0.90)  {'OK' if ratio_cb >= 0.9 else 'MISS'}")
-    print(f"(d)/(b) requests/s: {ratio_db:.3f}   (limits + caps on; target >= 0.90)  "
-          f"{'OK' if ratio_db >= 0.9 else 'MISS'}")
-    print(f"Envoy CPU per request added over (b): (c) {c['loaded']['cpu_us_per_req'] - b['loaded']['cpu_us_per_req']:.1f} us, "
-          f"(d) {d['loaded']['cpu_us_per_req'] - b['loaded']['cpu_us_per_req']:.1f} us")
-    print(f"(b)/(a) requests/s: {ratio_ba:.3f}   (cost of loading any wasm filter)")
-    ratio_fc = f["loaded"]["rps"] / c["loaded"]["rps"] if c["loaded"]["rps"] else 0
-    print(f"(f)/(c) requests/s: {ratio_fc:.3f}   (a strict budget on the key's team: reserve + settle per call)")
-    ratio_gc = g["loaded"]["rps"] / c["loaded"]["rps"] if c["loaded"]["rps"] else 0
-    print(f"(g)/(c) requests/s: {ratio_gc:.3f}   (signed tags: one HMAC-SHA256 per call)")
-    ratio_eb = e["loaded"]["rps"] / b["loaded"]["rps"] if b["loaded"]["rps"] else 0
-    print(f"(e)/(b) requests/s: {ratio_eb:.3f}   (floor: the host calls alone, no logic; "
-          f"(c)/(e) = {c['loaded']['rps'] / e['loaded']['rps'] if e['loaded']['rps'] else 0:.3f} is aispend's own logic)")
-    print(f"added p50 (c)-(b), 1 connection: {added_p50:.1f} us   (target <= 30 us)  "
-          f"{'OK' if added_p50 <= 30 else 'MISS'}")
-    # Issue 24: the targets against the floor, the limit of this host.
-    ratio_ce = c["loaded"]["rps"] / e["loaded"]["rps"] if e["loaded"]["rps"] else 0
-    ratio_de = d["loaded"]["rps"] / e["loaded"]["rps"] if e["loaded"]["rps"] else 0
-    added_floor = c["single"]["p50_us"] - e["single"]["p50_us"]
-    print(f"(c)/(e) requests/s: {ratio_ce:.3f}   (against the floor; target >= 0.95)  "
-          f"{'OK' if ratio_ce >= 0.95 else 'MISS'}")
-    print(f"(d)/(e) requests/s: {ratio_de:.3f}   (limits on; target >= 0.93)  "
-          f"{'OK' if ratio_de >= 0.93 else 'MISS'}")
-    print(f"added p50 (c)-(e), 1 connection: {added_floor:.1f} us   (target <= 10 us)  "
-          f"{'OK' if added_floor <= 10 else 'MISS'}")
-    # Envoy's own CPU per request does not depend on who else got the cores
-    # (wrk, the collector ingesting (c)'s records, other jobs): the filter's
-    # cost against the floor's, as a ratio.
-    cpu_ce = (e["loaded"]["cpu_us_per_req"] / c["loaded"]["cpu_us_per_req"]
-              if c["loaded"]["cpu_us_per_req"] else 0)
-    cpu_de = (e["loaded"]["cpu_us_per_req"] / d["loaded"]["cpu_us_per_req"]
-              if d["loaded"]["cpu_us_per_req"] else 0)
-    print(f"(e)/(c) Envoy CPU per request: {cpu_ce:.3f}, (e)/(d): {cpu_de:.3f}   "
-          f"(requests per Envoy CPU second, against the floor)")
     print(f"aispend_plugin.wasm: {size} bytes ({size / 1024:.0f} KiB)   (target <= 2 MiB)  "
           f"{'OK' if size <= 2 << 20 else 'MISS'}")
     print(f"collector CPU during (c), (d), (f) and (g): {collector_cpu / ROUNDS:.2f} s per round "
           + ("(on the CPUs beside the gateway's; the floor ships nothing)" if PIN
              else "(same CPUs as Envoy and wrk; the floor ships nothing)"))
-    if c["loaded"]["non2xx"] or d["loaded"]["non2xx"]:
+    if any(r[k]["loaded"]["non2xx"] for k in "cdfg" if k in r):
         print("WARNING: aispend answered non-2xx during the run; its numbers do not measure the happy path")
     (tmp / "results.json").write_text(json.dumps({"median": results, "runs": runs}, indent=2))
     print(f"raw results and logs: {tmp}")

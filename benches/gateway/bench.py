@@ -11,7 +11,11 @@ wrk on loopback against a fast direct_response upstream, one Envoy worker.
 Environment: BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 16),
 BENCH_ROUNDS (default 1: a, b, c run in turn this many times and the median of
 each figure is reported, which evens out noise from a shared machine),
-BENCH_VARIANTS (default "a,b,c,d,e,f,g": the letters to run; ratios are
+BENCH_SINK (default on; "off": the collector ingests every record): the
+records' `POST /v1/records` batches are acknowledged at once by an Envoy on
+the other CPUs (benches/gateway/sink.yaml.tmpl), which passes the caps,
+lease and registry polls to the real collector; the gateway still builds
+and dispatches every batch. BENCH_VARIANTS (default "a,b,c,d,e,f,g": the letters to run; ratios are
 printed for the pairs present), BENCH_PIN (default on with 2 or more CPUs;
 "off" to disable): the Envoy under
 test runs on CPU 0 alone, and wrk, the upstream and the collector on the
@@ -61,6 +65,7 @@ VARIANTS = (("a) no filter", None, False), ("b) no-op wasm", NOOP, False), ("c) 
             ("d) aispend+limits", WASM, True), ("e) floor calls", FLOOR, False),
             ("f) aispend+strict", WASM, "strict"), ("g) aispend+signing", WASM, "signing"))
 CHOSEN = os.environ.get("BENCH_VARIANTS", "a,b,c,d,e,f,g").replace(" ", "").split(",")
+SINK = os.environ.get("BENCH_SINK", "on") != "off"
 CPUS = os.cpu_count() or 1
 PIN = os.environ.get("BENCH_PIN", "on") != "off" and CPUS >= 2 and shutil.which("taskset") is not None
 GATEWAY_CPUS, OTHER_CPUS = "0", f"1-{CPUS - 1}"
@@ -159,18 +164,19 @@ def strict_budget(collector_port: int, method: str) -> None:
 
 
 def run_variant(name: str, wasm: Path | None, upstream_port: int, collector_port: int, tmp: Path,
-                limits: bool | str = False) -> dict:
+                limits: bool | str = False, records_port: int | None = None) -> dict:
+    """`records_port`: where the filter ships (the sink or the collector)."""
     if limits == "strict":
         strict_budget(collector_port, "POST")
         try:
-            return run_variant(name, wasm, upstream_port, collector_port, tmp, "strict-on")
+            return run_variant(name, wasm, upstream_port, collector_port, tmp, "strict-on", records_port)
         finally:
             strict_budget(collector_port, "DELETE")
     if limits == "strict-on":
         limits = "strict"
     port, admin = free_port(), free_port()
     cfg = tmp / f"{name}.yaml"
-    cfg.write_text(render.render(listen_port=port, admin_port=admin, collector_port=collector_port,
+    cfg.write_text(render.render(listen_port=port, admin_port=admin, collector_port=records_port or collector_port,
                                  upstream=f"http://127.0.0.1:{upstream_port}", wasm_path=str(wasm) if wasm else None,
                                  filter_config=demo_config(limits)))
     log = tmp / f"{name}.log"
@@ -300,6 +306,7 @@ def main() -> int:
         sys.exit("bench: wrk not found (apt-get install wrk)")
     tmp = Path(tempfile.mkdtemp(prefix="aispend-bench-"))
     up_port, up_admin, coll_port = free_port(), free_port(), free_port()
+    sink_port, sink_admin = free_port(), free_port()
     (tmp / "upstream.yaml").write_text(Template((HERE / "upstream.yaml.tmpl").read_text())
                                        .substitute(port=up_port, admin_port=up_admin))
     upstream = spawn(pinned([str(ENVOY), "-c", str(tmp / "upstream.yaml"), "--concurrency", "1",
@@ -313,8 +320,16 @@ def main() -> int:
         # wrk that the floor (which ships nothing) keeps: it runs at the
         # lowest priority, on the cycles they leave (its CPU is printed).
         nice=19)
+    sink, sink_stats = None, {}
+    if SINK:
+        (tmp / "sink.yaml").write_text(Template((HERE / "sink.yaml.tmpl").read_text()).substitute(
+            port=sink_port, admin_port=sink_admin, collector_port=coll_port))
+        sink = spawn(pinned([str(ENVOY), "-c", str(tmp / "sink.yaml"), "--concurrency", "1",
+                             "--disable-hot-restart", "--log-level", "warn"], OTHER_CPUS), tmp / "sink.log")
     try:
         wait_ok(f"http://127.0.0.1:{up_admin}/ready", upstream, tmp / "upstream.log")
+        if sink:
+            wait_ok(f"http://127.0.0.1:{sink_admin}/ready", sink, tmp / "sink.log")
         wait_ok(f"http://127.0.0.1:{coll_port}/healthz", collector, tmp / "collector.log")
         runs: dict[str, list] = {}
         collector_cpu = 0.0
@@ -326,17 +341,25 @@ def main() -> int:
                 print(f"bench: round {rnd + 1}/{ROUNDS}: {name} ...", file=sys.stderr, flush=True)
                 cpu_before = cpu_seconds(collector.pid)
                 runs.setdefault(name, []).append(run_variant(name.split()[1], wasm, up_port, coll_port, tmp,
-                                                             limits))
+                                                             limits, sink_port if SINK else None))
                 if wasm == WASM:
                     collector_cpu += cpu_seconds(collector.pid) - cpu_before
         results = {name: median_result(r) for name, r in runs.items()}
+        if sink:
+            # The batches the sink answered, so a run that shipped nothing shows.
+            with urllib.request.urlopen(f"http://127.0.0.1:{sink_admin}/stats?filter=^http.records_sink.downstream_rq_",
+                                        timeout=5) as r:
+                sink_stats = dict(line.split(": ", 1) for line in r.read().decode().splitlines() if ": " in line)
     finally:
         stop(upstream)
         stop(collector)
+        if sink:
+            stop(sink)
 
     r = {name[0]: res for name, res in results.items()}
     print(f"\ngateway benchmark: 1 Envoy worker, wrk -t1 -c{CONNECTIONS} -d{DURATION}s (and -c1), loopback, "
-          f"median of {ROUNDS} round(s), order alternating; "
+          f"median of {ROUNDS} round(s), order alternating, "
+          + ("records acknowledged by a sink (BENCH_SINK); " if SINK else "records ingested by the collector; ")
           + (f"gateway Envoy on CPU {GATEWAY_CPUS}, wrk/upstream/collector on CPUs {OTHER_CPUS}" if PIN
              else "not pinned (BENCH_PIN)"))
     print(f"{'variant':<20}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'c1 req/s':>10}{'c1 p50':>10}{'cpu us/req':>12}{'busy':>7}")
@@ -350,6 +373,10 @@ def main() -> int:
     print(f"collector CPU during (c), (d), (f) and (g): {collector_cpu / ROUNDS:.2f} s per round "
           + ("(on the CPUs beside the gateway's; the floor ships nothing)" if PIN
              else "(same CPUs as Envoy and wrk; the floor ships nothing)"))
+    if sink:
+        print("sink: batches acknowledged "
+              + ", ".join(f"{k.rsplit('_', 1)[-1]} {v}" for k, v in sorted(sink_stats.items())
+                          if k.rsplit("_", 1)[-1] in ("2xx", "4xx", "5xx")))
     if any(r[k]["loaded"]["non2xx"] for k in "cdfg" if k in r):
         print("WARNING: aispend answered non-2xx during the run; its numbers do not measure the happy path")
     (tmp / "results.json").write_text(json.dumps({"median": results, "runs": runs}, indent=2))

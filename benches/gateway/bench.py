@@ -269,6 +269,10 @@ def report(r: dict, runs: dict) -> None:
     if has("b") and has("d"):
         v = ratio(rps["d"], rps["b"])
         print(f"(d)/(b) requests/s: {v:.3f}   (limits + caps on; target >= 0.90)  {verdict(v >= 0.9)}")
+    if has("b"):
+        added = [f"({k}) {cpu[k] - cpu['b']:.1f} us" for k in "cd" if has(k)]
+        if added:
+            print(f"Envoy CPU per request added over (b): {', '.join(added)}")
     if has("c") and has("f"):
         print(f"(f)/(c) requests/s: {ratio(rps['f'], rps['c']):.3f}   (a strict budget on the key's team: "
               "reserve + settle per call)")

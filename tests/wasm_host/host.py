@@ -229,10 +229,14 @@ class Host:
         if stream.local_response:
             return self._local(w, stream)
         if action == Action.PAUSE and not stream.resumed:
-            if self.profile.name == "kong" or not body_chunks:
-                # Envoy's StopIteration still feeds the body; nginx yields the
-                # request until proxy_continue_stream or a dispatch response.
-                return self._stalled(w, stream, "request headers")
+            # Neither host feeds the body to a filter that paused its request
+            # headers: Envoy's proxy-wasm host turns the pause into
+            # StopAllIterationAndWatermark (proxy-wasm-cpp-host,
+            # `convertVmCallResultToFilterHeadersStatus`; a chat call paused
+            # there never reached the body callbacks in Envoy 1.40), and nginx
+            # yields the request; both wait for proxy_continue_stream or a
+            # dispatch response.
+            return self._stalled(w, stream, "request headers")
         forwarded = bytearray()
         for i, chunk in enumerate(body_chunks):
             stream.request_body += _bytes(chunk)

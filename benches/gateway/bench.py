@@ -185,12 +185,17 @@ def run_variant(name: str, wasm: Path | None, upstream_port: int, collector_port
     try:
         wait_ok(f"http://127.0.0.1:{admin}/ready", envoy, log)
         wrk(port, CONNECTIONS, 2)  # warm-up: JIT, connection pools
-        cpu_before = envoy_cpu_seconds(envoy.pid)
+        user_before, sys_before = envoy_cpu_split(envoy.pid)
         loaded = wrk(port, CONNECTIONS, DURATION)
         # CPU the Envoy under test spent per request: steadier than req/s on a
         # shared machine, since it does not depend on who else got the cores.
-        busy = envoy_cpu_seconds(envoy.pid) - cpu_before
-        loaded["cpu_us_per_req"] = busy * 1e6 / loaded["requests"] if loaded["requests"] else float("nan")
+        user_after, sys_after = envoy_cpu_split(envoy.pid)
+        busy = (user_after - user_before) + (sys_after - sys_before)
+        per_req = 1e6 / loaded["requests"] if loaded["requests"] else float("nan")
+        loaded["cpu_us_per_req"] = busy * per_req
+        # The kernel's share (sockets): what callgrind's instruction counts
+        # (`make bench-instr`, user space only) never see.
+        loaded["sys_us_per_req"] = (sys_after - sys_before) * per_req
         # Share of the run the gateway's Envoy was on a CPU: near 1 when it,
         # not wrk or the upstream, set the pace.
         loaded["busy"] = busy / DURATION
@@ -200,22 +205,29 @@ def run_variant(name: str, wasm: Path | None, upstream_port: int, collector_port
         stop(envoy)
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """utime and stime of a process (seconds)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, to show what the collector cost during (c)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_split(pid))
 
 
-def envoy_cpu_seconds(pid: int) -> float:
-    """CPU of the `envoy` wrapper and the real binary it starts."""
+def envoy_cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU of the `envoy` wrapper and the real binary it starts."""
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    total = 0.0
+    user = system = 0.0
     for p in [pid, *map(int, children)]:
         try:
-            total += cpu_seconds(p)
+            u, s = cpu_split(p)
         except OSError:
-            pass
-    return total
+            continue
+        user, system = user + u, system + s
+    return user, system
 
 
 def median_result(runs: list[dict]) -> dict:
@@ -229,7 +241,8 @@ def fmt_row(name: str, r: dict) -> str:
     lo, si = r["loaded"], r["single"]
     warn = f"  !! {lo['non2xx']} non-2xx" if lo["non2xx"] else ""
     return (f"{name:<20}{lo['rps']:>10.0f}{lo['p50_us']:>10.0f}{lo['p99_us']:>10.0f}"
-            f"{si['rps']:>10.0f}{si['p50_us']:>10.0f}{lo['cpu_us_per_req']:>12.1f}{lo['busy']:>7.2f}{warn}")
+            f"{si['rps']:>10.0f}{si['p50_us']:>10.0f}{lo['cpu_us_per_req']:>12.1f}{lo['sys_us_per_req']:>8.1f}"
+            f"{lo['busy']:>7.2f}{warn}")
 
 
 def ratio(x: float, y: float) -> float:
@@ -366,7 +379,7 @@ def main() -> int:
           + ("records acknowledged by a sink (BENCH_SINK); " if SINK else "records ingested by the collector; ")
           + (f"gateway Envoy on CPU {GATEWAY_CPUS}, wrk/upstream/collector on CPUs {OTHER_CPUS}" if PIN
              else "not pinned (BENCH_PIN)"))
-    print(f"{'variant':<20}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'c1 req/s':>10}{'c1 p50':>10}{'cpu us/req':>12}{'busy':>7}")
+    print(f"{'variant':<20}{'req/s':>10}{'p50 us':>10}{'p99 us':>10}{'c1 req/s':>10}{'c1 p50':>10}{'cpu us/req':>12}{'of sys':>8}{'busy':>7}")
     for name, res in results.items():
         print(fmt_row(name, res))
     print()

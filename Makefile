@@ -20,7 +20,7 @@ export AISPEND_WASM          := $(abspath $(WASM_DIR)/aispend_plugin.wasm)
 export AISPEND_NOOP_WASM     := $(abspath $(WASM_DIR)/noop_filter.wasm)
 export AISPEND_COLLECTOR_BIN := $(abspath $(TARGET_DIR)/release/aispend-collector)
 
-.PHONY: soak run test bench wrk bench-ttfb bench-fuel bench-instr bench-registry bench-dashboard wasm collector fmt lint unit unit-wasm node e2e wasm-host venv chromium toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
+.PHONY: soak run test bench wrk bench-ttfb bench-fuel bench-instr bench-footprint bench-registry bench-dashboard wasm collector fmt lint unit unit-wasm node e2e wasm-host venv chromium toolchain clean-data help fuzz fuzz-smoke fuzz-tool fuzz-build
 
 help:
 	@echo "make run        collector + mock provider + Envoy with aispend (Ctrl-C stops)"
@@ -30,6 +30,7 @@ help:
 	@echo "make bench-ttfb streamed time to first byte: no-op wasm filter vs aispend"
 	@echo "make bench-fuel wasm instructions per request: no-op, aispend, floor (exact, not timed)"
 	@echo "make bench-instr Envoy instructions per request under callgrind, V8 JIT included (exact)"
+	@echo "make bench-footprint  the wasm functions a chat call runs, with the i-cache lines and misses of each (aispend vs floor)"
 	@echo "make bench-registry  key registry of 10k/100k keys: bytes and wasm instructions per refresh"
 	@echo "make wasm       build $(AISPEND_WASM) (+ the no-op baseline filter)"
 	@echo "make collector  build $(AISPEND_COLLECTOR_BIN)"
@@ -175,6 +176,14 @@ bench-fuel: venv wasm
 bench-instr: venv wasm collector
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 	$(PYTHON) benches/gateway/instr.py
+
+# Which wasm functions a chat call runs and the instruction-cache lines and
+# misses each costs, aispend against the floor (a build that keeps its name
+# section, in target/symbols; the same code as the release build).
+bench-footprint: venv
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	CARGO_TARGET_DIR=target/symbols CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --target wasm32-wasip1 -p aispend-plugin -p floor-filter
+	$(PYTHON) benches/gateway/footprint.py
 
 # The key registry at 10,000 and 100,000 keys: snapshot and shared-data
 # bytes, wasm instructions per refresh per worker and per request.

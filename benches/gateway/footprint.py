@@ -37,6 +37,7 @@ import bisect
 import collections
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,13 +97,13 @@ def child(wasm: Path, variant: str, warmup: int, calls: int) -> None:
     sys.stdin.readline()
 
 
-def perf_map(pid: int) -> list[tuple[int, int, str]]:
-    path = Path(f"/tmp/perf-{pid}.map")
+def perf_map(pid: int, keep: Path) -> list[tuple[int, int, str]]:
+    """Wasmtime's map of the compiled functions, moved beside the profile."""
+    shutil.move(f"/tmp/perf-{pid}.map", keep)
     entries = []
-    for line in path.read_text().splitlines():
+    for line in keep.read_text().splitlines():
         start, size, name = line.split(" ", 2)
         entries.append((int(start, 16), int(size, 16), name))
-    path.unlink()
     return sorted(entries)
 
 
@@ -115,10 +116,13 @@ def per_function(out: Path, entries: list[tuple[int, int, str]]) -> dict[str, di
     ir: dict[str, int] = collections.Counter()
     i1: dict[str, int] = collections.Counter()
     line_ir: dict[tuple[str, int], int] = collections.Counter()
-    addr, after_call = 0, False
+    addr, after_call, npos = 0, False, 1
     for line in out.read_text().splitlines():
         if line.startswith("events:"):
             events = line.split()[1:]
+            continue
+        if line.startswith("positions:"):
+            npos = len(line.split()) - 1
             continue
         if line.startswith("calls="):
             after_call = True  # the next cost line is the call's inclusive cost
@@ -141,7 +145,7 @@ def per_function(out: Path, entries: list[tuple[int, int, str]]) -> dict[str, di
         start, size, name = entries[k]
         if addr >= start + size:
             continue
-        values = dict(zip(events, (int(v) for v in fields[2:])))
+        values = dict(zip(events, (int(v) for v in fields[npos:])))
         ir[name] += values.get("Ir", 0)
         i1[name] += values.get("I1mr", 0)
         line_ir[(name, addr // LINE)] = max(line_ir[(name, addr // LINE)], values.get("Ir", 0))
@@ -178,7 +182,7 @@ def measure(wasm: Path, variant: str, tmp: Path) -> dict[str, dict]:
     finally:
         if proc.poll() is None:
             proc.kill()
-    return per_function(out, perf_map(proc.pid))
+    return per_function(out, perf_map(proc.pid, tmp / f"perf-{variant}.map"))
 
 
 def short(name: str) -> str:

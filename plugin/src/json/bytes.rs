@@ -520,9 +520,102 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     false
 }
 
+/// Whether `needle` occurs in `haystack`, testing its first and last byte
+/// at 16 positions at once (SIMD), then comparing only where both match.
+/// For a needle whose first byte is common in the haystack (a JSON key's
+/// `"` in a JSON body) that is far fewer searches than `contains`, which
+/// starts a new one after each false first byte.
+pub fn contains_pair(haystack: &[u8], needle: &[u8]) -> bool {
+    let (Some(&first), Some(&last)) = (needle.first(), needle.last()) else {
+        return true;
+    };
+    let n = needle.len();
+    let Some(positions) = (haystack.len() + 1).checked_sub(n) else {
+        return false;
+    };
+    let at = |i: usize| {
+        haystack.get(i) == Some(&first)
+            && haystack.get(i + n - 1) == Some(&last)
+            && haystack.get(i..i + n) == Some(needle)
+    };
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if positions >= 16 {
+        // Blocks of 16 start positions, the last one overlapping the one
+        // before it (a candidate tested twice is only compared twice).
+        let mut i = 0;
+        loop {
+            let start = i.min(positions - 16);
+            let blocks = haystack
+                .get(start..)
+                .and_then(|r| r.first_chunk::<16>())
+                .zip(
+                    haystack
+                        .get(start + n - 1..)
+                        .and_then(|r| r.first_chunk::<16>()),
+                );
+            let Some((a, b)) = blocks else {
+                return false;
+            };
+            let mut m = pair_mask(a, b, first, last);
+            while m != 0 {
+                if at(start + m.trailing_zeros() as usize) {
+                    return true;
+                }
+                m &= m - 1;
+            }
+            if start + 16 >= positions {
+                return false;
+            }
+            i = start + 16;
+        }
+    }
+    (0..positions).any(at)
+}
+
+/// The positions k of 16 where `a[k]` is `first` and `b[k]` is `last`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn pair_mask(a: &[u8; 16], b: &[u8; 16], first: u8, last: u8) -> u32 {
+    use core::arch::wasm32::*;
+    // SAFETY: `a` and `b` are 16 readable bytes each; v128 loads need no
+    // alignment.
+    let (va, vb) = unsafe {
+        (
+            v128_load(a.as_ptr().cast::<v128>()),
+            v128_load(b.as_ptr().cast::<v128>()),
+        )
+    };
+    let hit = v128_and(
+        i8x16_eq(va, u8x16_splat(first)),
+        i8x16_eq(vb, u8x16_splat(last)),
+    );
+    u32::from(i8x16_bitmask(hit))
+}
+
 #[cfg(test)]
 mod contains_tests {
-    use super::contains;
+    use super::{contains, contains_pair};
+
+    #[test]
+    fn a_pair_search_finds_a_needle_anywhere_and_only_whole() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"a stream of words"}]}"#;
+        assert!(!contains_pair(body, br#""stream"#));
+        assert!(contains_pair(body, b"stream"));
+        assert!(contains_pair(
+            br#"{"model":"m","stream":true}"#,
+            br#""stream"#
+        ));
+        assert!(contains_pair(br#""stream"#, br#""stream"#));
+        assert!(!contains_pair(br#""strea"#, br#""stream"#));
+        assert!(contains_pair(b"abc", b""));
+        assert!(!contains_pair(b"", b"a"));
+        // The needle in the last block, overlapping the one before it.
+        let mut long = vec![b'x'; 40];
+        long.extend_from_slice(br#""stream"#);
+        assert!(contains_pair(&long, br#""stream"#));
+        long.truncate(45);
+        assert!(!contains_pair(&long, br#""stream"#));
+    }
 
     #[test]
     fn finds_a_needle_anywhere_and_only_whole() {
@@ -546,6 +639,19 @@ mod contains_tests {
         ) {
             proptest::prop_assert_eq!(
                 contains(&haystack, &needle),
+                haystack.windows(needle.len()).any(|w| w == needle.as_slice())
+            );
+        }
+
+        // Short and long needles, haystacks past two blocks of positions
+        // (the wasm build's 16-at-a-time search and its overlapping last block).
+        #[test]
+        fn contains_pair_equals_a_window_search(
+            haystack in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b'a'), proptest::strategy::Just(b'b'), proptest::prelude::any::<u8>()], 0..80),
+            needle in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b'a'), proptest::strategy::Just(b'b')], 1..8),
+        ) {
+            proptest::prop_assert_eq!(
+                contains_pair(&haystack, &needle),
                 haystack.windows(needle.len()).any(|w| w == needle.as_slice())
             );
         }

@@ -41,6 +41,10 @@ enum RequestBody {
     /// only the values the filter reads are kept.
     Streaming(Box<crate::json::scan::CaptureScanner>),
     Read,
+    /// The whole body, passed on unread: nothing before the record needs
+    /// what it says (`keeps_request_body`), so the shipper reads it with
+    /// the record, in its loop, where the reading code runs warm.
+    Kept(Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -48,6 +52,9 @@ enum Phase {
     Start,
     Denied,
     Admitted(Box<Admitted>),
+    /// Finished and handed to the shipper, with what the record needs
+    /// (moved, not copied: the request context then drops little).
+    Recorded,
 }
 
 /// The response's meter: none (nothing metered), known from the response
@@ -92,7 +99,6 @@ pub struct RequestFlow {
     /// When the last response bytes arrived, if the clock was read then
     /// (the first chunk, while no later one came).
     last_byte_ms: Option<u64>,
-    recorded: bool,
     /// `content-length` was removed upstream, so the body may change size.
     length_free: bool,
     /// Headers the controls add to the client's response (rate-limit state,
@@ -135,7 +141,6 @@ impl RequestFlow {
             status: 0,
             ttft_ms: None,
             last_byte_ms: None,
-            recorded: false,
             length_free: false,
             extra_response_headers: Vec::new(),
             strict: None,
@@ -412,7 +417,7 @@ impl RequestFlow {
         }
         let hold = usage_cfg.max_buffered_body_bytes;
         match &mut self.request_body {
-            RequestBody::Read => return Step::Continue,
+            RequestBody::Read | RequestBody::Kept(_) => return Step::Continue,
             RequestBody::Streaming(scanner) => {
                 if let Some(chunk) = host.request_body(body_size) {
                     scanner.feed(&chunk);
@@ -442,6 +447,14 @@ impl RequestFlow {
                 // have the host buffer it. Only the first chunk is tried, so a
                 // large body is not re-read as it grows.
                 let body = host.request_body(body_size).unwrap_or_default();
+                // The whole body (its declared length): kept for the record
+                // when nothing before it needs what the body says.
+                let whole =
+                    self.declared_length == Some(self.body_bytes) && body.len() == body_size;
+                if whole && self.keeps_request_body(route, &body) {
+                    self.request_body = RequestBody::Kept(body);
+                    return Step::Continue;
+                }
                 if let Some(info) = usage::inspect_whole_request(route, &body, &self.filter.usage) {
                     self.request_body = RequestBody::Read;
                     return self.take_request_info(host, info, &body);
@@ -462,12 +475,39 @@ impl RequestFlow {
                 self.request_body = RequestBody::Streaming(scanner);
                 return Step::Continue;
             }
-            RequestBody::Unseen => {}
+            RequestBody::Unseen => {
+                // The whole body in one callback (Kong reads it all first).
+                let body = host.request_body(body_size).unwrap_or_default();
+                if self.keeps_request_body(route, &body) {
+                    self.request_body = RequestBody::Kept(body);
+                    return Step::Continue;
+                }
+                self.request_body = RequestBody::Read;
+                let info = usage::inspect_request(route, &body, &self.filter.usage);
+                return self.take_request_info(host, info, &body);
+            }
         }
         self.request_body = RequestBody::Read;
         let body = host.request_body(body_size).unwrap_or_default();
         let info = usage::inspect_request(route, &body, &self.filter.usage);
         self.take_request_info(host, info, &body)
+    }
+
+    /// Whether the whole request `body` may pass unread and be read with the
+    /// call's record. Only what the body says decides anything earlier: a
+    /// stream (`stream_options.include_usage` is added, and the meter reads
+    /// events) and a strict budget (its worst case is reserved). A body
+    /// with no `"stream` in it names neither `stream` nor `stream_options`
+    /// (the reader matches keys byte for byte, as written), so it reads as
+    /// no stream and no usage asked: the same request info the response
+    /// side would see after reading it. Up to `MAX_HELD` bytes, as a kept
+    /// response chunk.
+    fn keeps_request_body(&self, route: &Route, body: &[u8]) -> bool {
+        self.strict.is_none()
+            && !route.path_stream
+            && !body.is_empty()
+            && body.len() <= usage::MAX_HELD
+            && !crate::json::bytes::contains_pair(body, b"\"stream")
     }
 
     /// Read what the host holds so far and let the rest stream.
@@ -654,10 +694,9 @@ impl RequestFlow {
 
     /// `now_ms`: the clock if the caller just read it.
     fn finish(&mut self, host: &mut dyn Host, end_of_stream: bool, now_ms: Option<u64>) {
-        if self.recorded || !matches!(self.phase, Phase::Admitted(_)) || self.route.is_none() {
+        if !matches!(self.phase, Phase::Admitted(_)) || self.route.is_none() {
             return;
         }
-        self.recorded = true;
         let now = now_ms.unwrap_or_else(|| host.now_ms());
         // A kept body (never one of a strict call: `may_read_usage_later`)
         // is read with the record, by the shipper.
@@ -680,38 +719,46 @@ impl RequestFlow {
             let settled = strict::settle(host, &held, self.status, &usage);
             (held.reserved_usd(), settled)
         });
-        let (input_tokens, output_tokens) = record::recorded_tokens(&usage);
+        if let Phase::Admitted(admitted) = &self.phase {
+            let (input_tokens, output_tokens) = record::recorded_tokens(&usage);
+            controls::record_tokens(
+                host,
+                &self.filter,
+                &self.limit_counts,
+                &admitted.principal,
+                input_tokens.saturating_add(output_tokens),
+                now,
+            );
+        }
         self.defer_record(now, Metered::Read(usage), reservation);
-        let Phase::Admitted(admitted) = &self.phase else {
-            return;
-        };
-        let tokens = input_tokens.saturating_add(output_tokens);
-        controls::record_tokens(
-            host,
-            &self.filter,
-            &self.limit_counts,
-            &admitted.principal,
-            tokens,
-            now,
-        );
     }
 
     /// Hand the finished call to the shipper, which writes its record with
-    /// the next ones (`Shipper::defer`).
+    /// the next ones (`Shipper::defer`). The principal, route and request
+    /// info move into it: they are freed with the record, in the shipper's
+    /// loop, rather than one by one as each request context goes.
     fn defer_record(&mut self, now: u64, usage: Metered, reservation: Option<(f64, f64)>) {
-        let (Phase::Admitted(admitted), Some(route)) = (&mut self.phase, &self.route) else {
+        let Phase::Admitted(admitted) = std::mem::replace(&mut self.phase, Phase::Recorded) else {
             return;
         };
+        let Some(route) = self.route.take() else {
+            return;
+        };
+        let Admitted { principal, client } = *admitted;
         let call = Finished {
             filter: self.filter.clone(),
             id: self.id,
             start_ms: self.start_ms,
             end_ms: now,
             ttft_ms: self.ttft_ms,
-            principal: admitted.principal.clone(),
-            labels: std::mem::take(&mut admitted.client.labels),
-            route: route.clone(),
+            principal,
+            labels: client.labels,
+            route,
             request: std::mem::take(&mut self.request),
+            request_body: match std::mem::replace(&mut self.request_body, RequestBody::Read) {
+                RequestBody::Kept(body) => Some(body),
+                _ => None,
+            },
             status: self.status,
             usage,
             reservation,

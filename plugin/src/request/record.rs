@@ -108,6 +108,9 @@ pub struct Finished {
     pub labels: Vec<(String, String)>,
     pub route: Route,
     pub request: RequestInfo,
+    /// The request body when it passed unread (`request`, the defaults,
+    /// is then read from it first: `read_usage`).
+    pub request_body: Option<Vec<u8>>,
     pub status: u32,
     pub usage: Metered,
     pub reservation: Option<(f64, f64)>,
@@ -124,8 +127,21 @@ pub enum Metered {
 }
 
 impl Finished {
-    /// Read the usage if it waited for the record (`Metered::Later`).
+    /// Read what waited for the record: the request body if it passed
+    /// unread, then the usage (`Metered::Later`).
     pub fn read_usage(&mut self) {
+        if let Some(body) = self.request_body.take() {
+            // As `on_request_body` reads a whole first chunk: the fast
+            // reader, and the full one for what it cannot read.
+            let (route, opts) = (&self.route, &self.filter.usage);
+            let info = crate::usage::inspect_whole_request(route, &body, opts)
+                .unwrap_or_else(|| crate::usage::inspect_request(route, &body, opts));
+            // Such a body names no stream: it has nothing to rewrite.
+            self.request = RequestInfo {
+                body_rewrite: None,
+                ..info
+            };
+        }
         if let Metered::Later(_) = self.usage {
             let read = std::mem::replace(&mut self.usage, Metered::Read(Usage::default()));
             if let Metered::Later(later) = read {

@@ -745,3 +745,78 @@ fn a_json_answer_is_kept_only_while_nothing_needs_its_usage() {
         "a token limit counts the tokens at the end: read as it passes"
     );
 }
+
+/// One chat call with `body` (its true `content-length` when `declared`),
+/// delivered as Envoy does (the body, then an empty end) or as Kong does
+/// (the whole body with the end flag); the request body's state after its
+/// first callback, and the call's record.
+fn chat_with_body(body: &[u8], declared: bool, kong: bool) -> (&'static str, serde_json::Value) {
+    let shared = shared("");
+    let mut host = chat_request();
+    host.request_headers.retain(|(n, _)| n != "content-length");
+    if declared {
+        host.request_headers
+            .push(("content-length".into(), body.len().to_string()));
+    }
+    host.request_body = body.to_vec();
+    let mut flow = RequestFlow::new(&shared);
+    assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+    let step = flow.on_request_body(&mut host, body.len(), kong);
+    let state = match flow.request_body {
+        RequestBody::Kept(_) => "kept",
+        RequestBody::Read => "read",
+        RequestBody::Buffering => "buffered",
+        _ => "other",
+    };
+    assert_eq!(step == Step::Pause, state == "buffered", "{state}");
+    if !kong {
+        host.request_body.clear();
+        assert_eq!(flow.on_request_body(&mut host, 0, true), Step::Continue);
+    }
+    respond(&mut flow, &mut host, "200", &[CHAT_RESPONSE]);
+    flow.on_log(&mut host);
+    let mut r = records(&shared).remove(0);
+    for per_call in ["id", "request_id", "ts", "start", "end", "duration_ms"] {
+        r.as_object_mut().map(|o| o.remove(per_call));
+    }
+    (state, r)
+}
+
+#[test]
+fn a_whole_body_naming_no_stream_passes_unread_and_is_read_with_its_record() {
+    // Read as it passed (no declared length, so not known to be whole).
+    let (state, live) = chat_with_body(CHAT_BODY, false, false);
+    assert_eq!(state, "read");
+    assert_eq!(live["requested_model"], "gpt-4o-mini");
+    assert_eq!(live["stream"], false);
+    // Known whole (its declared length, or Kong's end flag): kept for the
+    // record, and the same record.
+    for (declared, kong) in [(true, false), (false, true), (true, true)] {
+        let (state, kept) = chat_with_body(CHAT_BODY, declared, kong);
+        assert_eq!(state, "kept", "declared {declared}, kong {kong}");
+        assert_eq!(kept, live, "declared {declared}, kong {kong}");
+    }
+    // A body that names `stream` (even false) is read at once: a stream is
+    // rewritten and metered as events.
+    let named =
+        br#"{"model":"gpt-4o-mini","stream":false,"messages":[{"role":"user","content":"hi"}]}"#;
+    let (state, r) = chat_with_body(named, true, false);
+    assert_eq!(state, "read");
+    assert_eq!(r["requested_model"], "gpt-4o-mini");
+    // Only the bytes are looked at: the word in a message, after a quote,
+    // has the body read at once too (as before; the record is the same).
+    let word =
+        br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a \"stream of words"}]}"#;
+    let (state, r) = chat_with_body(word, true, false);
+    assert_eq!(
+        state, "read",
+        "`\"stream` anywhere keeps the body from waiting"
+    );
+    assert_eq!(r["requested_model"], "gpt-4o-mini");
+    // Not JSON: kept, and read with the record as the end of a buffered
+    // body would have been.
+    let (state, kept) = chat_with_body(b"model=gpt-4o-mini", true, false);
+    let (buffered, live) = chat_with_body(b"model=gpt-4o-mini", false, false);
+    assert_eq!((state, buffered), ("kept", "buffered"));
+    assert_eq!(kept, live);
+}

@@ -239,19 +239,38 @@ impl HeaderBlock {
     /// First value of `name` (names are lowercase on both hosts). Only
     /// names of the same length are compared.
     pub fn get(&self, name: &str) -> Option<&str> {
-        let mut rest = self.bytes.get(self.base..)?;
+        let [value] = self.get_each([name]);
+        value
+    }
+
+    /// The first value of each of `names`, in one pass over the block (a
+    /// response's `:status` and `content-type` together: one loop's code,
+    /// not one per name).
+    pub fn get_each<const N: usize>(&self, names: [&str; N]) -> [Option<&str>; N] {
+        let mut found = [None; N];
+        let Some(mut rest) = self.bytes.get(self.base..) else {
+            return found;
+        };
         for &(n, v) in &self.lens {
             let (n, v) = (n as usize, v as usize);
             let next = n.saturating_add(v).saturating_add(2);
-            if n == name.len() {
-                let candidate = as_text(rest.get(..n)?, self.ascii)?;
-                if crate::ascii::eq_ignore_case(candidate, name) {
-                    return as_text(rest.get(n + 1..next - 1)?, self.ascii);
+            for (name, slot) in names.iter().zip(found.iter_mut()) {
+                if slot.is_some() || n != name.len() {
+                    continue;
+                }
+                let candidate = rest.get(..n).and_then(|c| as_text(c, self.ascii));
+                if candidate.is_some_and(|c| crate::ascii::eq_ignore_case(c, name)) {
+                    *slot = rest
+                        .get(n + 1..next - 1)
+                        .and_then(|v| as_text(v, self.ascii));
                 }
             }
-            rest = rest.get(next..)?;
+            match rest.get(next..) {
+                Some(r) => rest = r,
+                None => break,
+            }
         }
-        None
+        found
     }
 }
 
@@ -380,6 +399,10 @@ mod tests {
         assert_eq!(block.get("Authorization"), Some("Bearer sk-1"));
         assert_eq!(block.get("x-empty"), Some(""));
         assert_eq!(block.get("missing"), None);
+        assert_eq!(
+            block.get_each(["missing", "x-empty", "authorization"]),
+            [None, Some(""), Some("Bearer sk-1")]
+        );
         assert_eq!(
             block.pairs(),
             HeaderBlock::from_pairs(block.pairs()).pairs()

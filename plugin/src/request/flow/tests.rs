@@ -820,3 +820,13 @@ fn a_whole_body_naming_no_stream_passes_unread_and_is_read_with_its_record() {
     assert_eq!((state, buffered), ("kept", "buffered"));
     assert_eq!(kept, live);
 }
+
+#[test]
+fn a_status_is_read_as_three_digits_or_as_any_number() {
+    assert_eq!(status_code("200"), Some(200));
+    assert_eq!(status_code("599"), Some(599));
+    assert_eq!(status_code(" 404"), Some(404));
+    assert_eq!(status_code("1000"), Some(1000));
+    assert_eq!(status_code("2x0"), None);
+    assert_eq!(status_code(""), None);
+}

@@ -282,6 +282,13 @@ impl CapsView {
     }
 
     /// The flags as last taken in, and whether they are too old at `now_ms`.
+    /// No cap is flagged and the flags are fresh: every caller passes
+    /// (what `check` of a `snapshot` would say, without taking one).
+    pub fn clear_at(&self, now_ms: u64, stale_after_ms: u64) -> bool {
+        let since = self.fetched_at_ms.unwrap_or(self.started_ms);
+        self.set.caps.is_empty() && now_ms.saturating_sub(since) <= stale_after_ms
+    }
+
     pub fn snapshot(&self, now_ms: u64, stale_after_ms: u64) -> Snapshot {
         let since = self.fetched_at_ms.unwrap_or(self.started_ms);
         Snapshot {

@@ -137,3 +137,33 @@ fn failure_modes_apply_only_to_stale_caps() {
         CapCheck::Exceeded("b-key".into())
     );
 }
+
+#[test]
+fn a_view_is_clear_only_with_no_flag_and_fresh() {
+    let s = schema();
+    let (version, flags) = from_collector(ANSWER.as_bytes()).unwrap();
+    let mut view = CapsView::new(1000);
+    // Nothing polled yet: clear while fresh, not once stale (a fail_closed
+    // gateway must still refuse then).
+    assert!(view.clear_at(5000, 10_000));
+    assert!(!view.clear_at(11_001, 10_000));
+    // Flags set: never clear, fresh or not.
+    view.refresh(
+        Some(&encode(20_000, &version, &flags)),
+        Some(1),
+        20_500,
+        10_000,
+        &s,
+    );
+    assert!(!view.clear_at(20_500, 10_000));
+    // Lifted and fresh: clear again.
+    view.refresh(
+        Some(&encode(33_000, &version, "")),
+        Some(2),
+        33_000,
+        10_000,
+        &s,
+    );
+    assert!(view.clear_at(33_000, 10_000));
+    assert!(!view.clear_at(43_001, 10_000));
+}

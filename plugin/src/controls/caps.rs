@@ -281,20 +281,25 @@ impl CapsView {
         }
     }
 
-    /// The flags as last taken in, and whether they are too old at `now_ms`.
     /// No cap is flagged and the flags are fresh: every caller passes
     /// (what `check` of a `snapshot` would say, without taking one).
     pub fn clear_at(&self, now_ms: u64, stale_after_ms: u64) -> bool {
-        let since = self.fetched_at_ms.unwrap_or(self.started_ms);
-        self.set.caps.is_empty() && now_ms.saturating_sub(since) <= stale_after_ms
+        self.set.caps.is_empty() && !self.stale_at(now_ms, stale_after_ms)
     }
 
+    /// The flags as last taken in, and whether they are too old at `now_ms`.
     pub fn snapshot(&self, now_ms: u64, stale_after_ms: u64) -> Snapshot {
-        let since = self.fetched_at_ms.unwrap_or(self.started_ms);
         Snapshot {
             set: self.set.clone(),
-            stale: now_ms.saturating_sub(since) > stale_after_ms,
+            stale: self.stale_at(now_ms, stale_after_ms),
         }
+    }
+
+    /// The flags are older than `stale_after_ms` at `now_ms` (counted from
+    /// the VM's start while none came).
+    fn stale_at(&self, now_ms: u64, stale_after_ms: u64) -> bool {
+        let since = self.fetched_at_ms.unwrap_or(self.started_ms);
+        now_ms.saturating_sub(since) > stale_after_ms
     }
 }
 

@@ -56,7 +56,10 @@ fn load_cases() -> Vec<Case> {
             cases.push(Case {
                 name: file.display().to_string(),
                 path: expect["request"]["path"].as_str().unwrap().to_owned(),
-                request_body: serde_json::to_vec(&expect["request"]["body"]).unwrap(),
+                request_body: match expect["request"]["body_text"].as_str() {
+                    Some(text) => text.as_bytes().to_vec(),
+                    None => serde_json::to_vec(&expect["request"]["body"]).unwrap(),
+                },
                 status: expect["response"]["status"].as_u64().unwrap() as u32,
                 content_type: expect["response"]["content_type"]
                     .as_str()

@@ -2,7 +2,9 @@
 the compiled filter: the mock serves the recorded response, and the record the
 filter ships must match the sample's `.expect.json` (record, usage, error);
 what the client receives must be the recorded body (or `client_body_file`), and
-what the upstream receives the request (or `upstream_request_body`)."""
+what the upstream receives the request (or `upstream_request_body`). A
+request is `body` (JSON, sent as json.dumps writes it) or `body_text` (the
+exact bytes)."""
 import json
 
 import pytest
@@ -36,8 +38,10 @@ def test_corpus_case_through_the_gateway(sink_stack, expect_file):
                "x-mock-split": "1"}
     before = len(sink_stack.sink.snapshot())
 
+    # `body_text`: the bytes as a client wrote them (escapes json.dumps would not write).
+    sent = request["body_text"].encode() if "body_text" in request else request.get("body")
     status, resp_headers, body = sink_stack.envoy.request(request.get("method", "POST"), request["path"],
-                                                          request.get("body"), headers)
+                                                          sent, headers)
 
     assert status == response["status"]
     client_file = folder / case.get("client_body_file", response["body_file"])

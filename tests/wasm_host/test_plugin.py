@@ -174,6 +174,35 @@ def test_streaming_response_is_metered_and_passed_through(profile, plugin_wasm):
     assert (record["input_tokens"], record["output_tokens"]) == (5, 3)
 
 
+def test_a_stream_named_with_escaped_keys_asks_for_its_usage(profile, plugin_wasm):
+    """`"str\u0065am": true` is `"stream": true` to the provider's parser:
+    the filter reads the keys the same way (Kong hands it the whole body in
+    one callback), asks the stream for its usage and meters it."""
+    vm = gateway(profile, plugin_wasm)
+    events = [
+        b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[{"delta":{"content":"h"}}]}\n\n',
+        b'data: {"id":"c","model":"gpt-4o-mini-2024-07-18","choices":[],'
+        b'"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}\n\ndata: [DONE]\n\n',
+    ]
+    body = b'{"mod\\u0065l":"gpt-4o-mini","str\\u0065am":true,"messages":[]}'
+    assert json.loads(body)["stream"] is True
+    sent = []
+
+    def provider(request):
+        sent.append(json.loads(request.body))
+        return Reply(200, [("content-type", "text/event-stream")], list(events))
+
+    vm.http_request(path=CHAT, headers=[("authorization", f"Bearer {DEMO_KEY}"),
+                                        ("content-length", str(len(body)))],
+                    body=body, upstream=provider)
+    assert sent[0]["stream_options"] == {"include_usage": True}
+    assert sent[0]["model"] == "gpt-4o-mini" and sent[0]["stream"] is True
+    vm.tick()
+    [record] = shipped(ingest_calls(vm)[0])
+    assert (record["stream"], record["requested_model"]) == (True, "gpt-4o-mini")
+    assert (record["input_tokens"], record["output_tokens"]) == (5, 3)
+
+
 def test_kong_consumer_identity(plugin_wasm):
     config = plugin_config("kong")
     config["identity"]["sources"] = ["kong_consumer"]

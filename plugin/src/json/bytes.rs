@@ -520,29 +520,35 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     false
 }
 
-/// Whether `needle` occurs in `haystack`, testing its first and last byte
-/// at 16 positions at once (SIMD), then comparing only where both match.
-/// For a needle whose first byte is common in the haystack (a JSON key's
-/// `"` in a JSON body) that is far fewer searches than `contains`, which
-/// starts a new one after each false first byte.
-pub fn contains_pair(haystack: &[u8], needle: &[u8]) -> bool {
-    let (Some(&first), Some(&last)) = (needle.first(), needle.last()) else {
+/// Whether `haystack` may hold a JSON key starting with `quoted` (a quote
+/// and the key's first letters: `"stream` for `stream` and
+/// `stream_options`), as written or spelled with `\u` escapes, which a JSON
+/// parser decodes (`"str\u0065am"` is `stream`): `quoted` itself, or a `\u`
+/// right after a quote and a start of the key's letters (`"`, `"s`, …).
+/// Only a `\u` escape can spell a letter, so a `false` is certain; a `true`
+/// may be text inside a string.
+///
+/// One pass tests `quoted`'s first and last byte at 16 positions at once
+/// (SIMD) and notes whether any backslash was seen; only then are the
+/// backslashes looked at one by one.
+pub fn may_hold_key(haystack: &[u8], quoted: &[u8]) -> bool {
+    let (Some(&first), Some(&last)) = (quoted.first(), quoted.last()) else {
         return true;
     };
-    let n = needle.len();
-    let Some(positions) = (haystack.len() + 1).checked_sub(n) else {
-        return false;
-    };
-    let at = |i: usize| {
+    let n = quoted.len();
+    let literal = |i: usize| {
         haystack.get(i) == Some(&first)
             && haystack.get(i + n - 1) == Some(&last)
-            && haystack.get(i..i + n) == Some(needle)
+            && haystack.get(i..i + n) == Some(quoted)
     };
+    let positions = (haystack.len() + 1).saturating_sub(n);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if positions >= 16 {
+        use core::arch::wasm32::*;
         // Blocks of 16 start positions, the last one overlapping the one
         // before it (a candidate tested twice is only compared twice).
         let mut i = 0;
+        let mut backslashes = u8x16_splat(0);
         loop {
             let start = i.min(positions - 16);
             let blocks = haystack
@@ -556,65 +562,105 @@ pub fn contains_pair(haystack: &[u8], needle: &[u8]) -> bool {
             let Some((a, b)) = blocks else {
                 return false;
             };
-            let mut m = pair_mask(a, b, first, last);
+            // SAFETY: `a` and `b` are 16 readable bytes each; v128 loads
+            // need no alignment.
+            let (va, vb) = unsafe {
+                (
+                    v128_load(a.as_ptr().cast::<v128>()),
+                    v128_load(b.as_ptr().cast::<v128>()),
+                )
+            };
+            // `a` covers the bytes before `positions`, `b` the rest.
+            let slash = u8x16_splat(b'\\');
+            backslashes = v128_or(
+                backslashes,
+                v128_or(i8x16_eq(va, slash), i8x16_eq(vb, slash)),
+            );
+            let hit = v128_and(
+                i8x16_eq(va, u8x16_splat(first)),
+                i8x16_eq(vb, u8x16_splat(last)),
+            );
+            let mut m = u32::from(i8x16_bitmask(hit));
             while m != 0 {
-                if at(start + m.trailing_zeros() as usize) {
+                if literal(start + m.trailing_zeros() as usize) {
                     return true;
                 }
                 m &= m - 1;
             }
             if start + 16 >= positions {
-                return false;
+                break;
             }
             i = start + 16;
         }
+        return v128_any_true(backslashes) && escaped_key_start(haystack, quoted);
     }
-    (0..positions).any(at)
+    (0..positions).any(literal) || escaped_key_start(haystack, quoted)
 }
 
-/// The positions k of 16 where `a[k]` is `first` and `b[k]` is `last`.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline(always)]
-fn pair_mask(a: &[u8; 16], b: &[u8; 16], first: u8, last: u8) -> u32 {
-    use core::arch::wasm32::*;
-    // SAFETY: `a` and `b` are 16 readable bytes each; v128 loads need no
-    // alignment.
-    let (va, vb) = unsafe {
-        (
-            v128_load(a.as_ptr().cast::<v128>()),
-            v128_load(b.as_ptr().cast::<v128>()),
-        )
-    };
-    let hit = v128_and(
-        i8x16_eq(va, u8x16_splat(first)),
-        i8x16_eq(vb, u8x16_splat(last)),
-    );
-    u32::from(i8x16_bitmask(hit))
+/// Whether a `\u` in `haystack` follows a quote and a start of `quoted`'s
+/// letters (`"\u…`, `"s\u…`, …, `"strea\u…` for `"stream`).
+fn escaped_key_start(haystack: &[u8], quoted: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(p) = haystack.get(from..).and_then(|r| find_byte(r, b'\\')) {
+        let i = from + p;
+        if haystack.get(i + 1) == Some(&b'u')
+            && (1..quoted.len()).any(|k| match (i.checked_sub(k), quoted.get(..k)) {
+                (Some(at), Some(start)) => haystack.get(at..i) == Some(start),
+                _ => false,
+            })
+        {
+            return true;
+        }
+        from = i + 1;
+    }
+    false
 }
 
 #[cfg(test)]
 mod contains_tests {
-    use super::{contains, contains_pair};
+    use super::{contains, may_hold_key};
 
     #[test]
-    fn a_pair_search_finds_a_needle_anywhere_and_only_whole() {
+    fn a_key_is_found_as_written_or_spelled_with_escapes() {
+        let key = br#""stream"#;
         let body = br#"{"model":"m","messages":[{"role":"user","content":"a stream of words"}]}"#;
-        assert!(!contains_pair(body, br#""stream"#));
-        assert!(contains_pair(body, b"stream"));
-        assert!(contains_pair(
-            br#"{"model":"m","stream":true}"#,
-            br#""stream"#
+        assert!(!may_hold_key(body, key));
+        assert!(may_hold_key(br#"{"model":"m","stream":true}"#, key));
+        assert!(may_hold_key(br#"{"stream_options":{}}"#, key));
+        assert!(may_hold_key(key, key));
+        assert!(!may_hold_key(br#""strea"#, key));
+        for spelled in [
+            &br#"{"model":"m","str\u0065am":true}"#[..],
+            br#"{"\u0073tream":true}"#,
+            br#"{"strea\u006d_options":{}}"#,
+            br#"{"\u0073\u0074\u0072\u0065\u0061\u006d":true,"messages":[]}"#,
+        ] {
+            assert!(
+                may_hold_key(spelled, key),
+                "{}",
+                String::from_utf8_lossy(spelled)
+            );
+        }
+        // A `\u` elsewhere (a message's text, another key) is no such key.
+        assert!(!may_hold_key(
+            br#"{"model":"m","messages":[{"role":"user","content":"caf\u00e9 str\u0065am"}]}"#,
+            key
         ));
-        assert!(contains_pair(br#""stream"#, br#""stream"#));
-        assert!(!contains_pair(br#""strea"#, br#""stream"#));
-        assert!(contains_pair(b"abc", b""));
-        assert!(!contains_pair(b"", b"a"));
-        // The needle in the last block, overlapping the one before it.
+        assert!(!may_hold_key(br#"{"s\"t\u0065":1,"x":"a\u0073"}"#, key));
+        // A string that starts with `\u` may be such a key: a "may".
+        assert!(may_hold_key(br#"{"x":"\u0041"}"#, key));
+        assert!(may_hold_key(b"abc", b""));
+        assert!(!may_hold_key(b"", b"a"));
+        // The key in the last block, overlapping the one before it.
         let mut long = vec![b'x'; 40];
-        long.extend_from_slice(br#""stream"#);
-        assert!(contains_pair(&long, br#""stream"#));
+        long.extend_from_slice(key);
+        assert!(may_hold_key(&long, key));
         long.truncate(45);
-        assert!(!contains_pair(&long, br#""stream"#));
+        assert!(!may_hold_key(&long, key));
+        // A `\u` in the last bytes, past where the whole key could start.
+        let mut long = vec![b'x'; 40];
+        long.extend_from_slice(br#""\u"#);
+        assert!(may_hold_key(&long, key));
     }
 
     #[test]
@@ -643,16 +689,25 @@ mod contains_tests {
             );
         }
 
-        // Short and long needles, haystacks past two blocks of positions
-        // (the wasm build's 16-at-a-time search and its overlapping last block).
+        // Short and long keys, haystacks past two blocks of positions (the
+        // wasm build's 16-at-a-time search and its overlapping last block).
         #[test]
-        fn contains_pair_equals_a_window_search(
-            haystack in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b'a'), proptest::strategy::Just(b'b'), proptest::prelude::any::<u8>()], 0..80),
-            needle in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b'a'), proptest::strategy::Just(b'b')], 1..8),
+        fn may_hold_key_equals_a_window_search(
+            haystack in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b'"'), proptest::strategy::Just(b's'),
+                proptest::strategy::Just(b't'), proptest::strategy::Just(b'\\'),
+                proptest::strategy::Just(b'u'), proptest::prelude::any::<u8>()], 0..80),
+            letters in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b's'), proptest::strategy::Just(b't')], 0..7),
         ) {
+            let mut key = vec![b'"'];
+            key.extend_from_slice(&letters);
+            let escape_after_start = (0..haystack.len()).any(|i| {
+                haystack[i..].starts_with(b"\\u")
+                    && (1..key.len()).any(|k| i >= k && haystack[i - k..i] == key[..k])
+            });
             proptest::prop_assert_eq!(
-                contains_pair(&haystack, &needle),
-                haystack.windows(needle.len()).any(|w| w == needle.as_slice())
+                may_hold_key(&haystack, &key),
+                haystack.windows(key.len()).any(|w| w == key.as_slice()) || escape_after_start
             );
         }
     }

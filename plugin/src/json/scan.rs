@@ -39,11 +39,13 @@ pub struct Scanner {
     record_depth: u32,
     record_is_object: bool,
     in_string: bool,
-    escape: bool,
+    escape: Escape,
     string_is_key: bool,
     key_buf: [u8; MAX_KEY],
     key_len: usize,
-    key_too_long: bool,
+    /// The key read so far can name no wanted key (longer than `MAX_KEY`,
+    /// or a broken `\u` escape).
+    key_void: bool,
     /// At record depth inside an object, the next string is a key.
     expect_key: bool,
     /// Key just read is wanted; its value follows the `:`.
@@ -64,11 +66,11 @@ impl Scanner {
             record_depth: 0,
             record_is_object: false,
             in_string: false,
-            escape: false,
+            escape: Escape::None,
             string_is_key: false,
             key_buf: [0; MAX_KEY],
             key_len: 0,
-            key_too_long: false,
+            key_void: false,
             expect_key: false,
             pending_key: None,
             await_value: None,
@@ -118,12 +120,44 @@ impl Scanner {
 
     /// Consume string bytes; returns how many were used.
     fn scan_string(&mut self, rest: &[u8]) -> usize {
-        if self.escape {
-            self.escape = false;
-            if let Some(&b) = rest.first() {
-                self.push_key(&[b]);
+        match self.escape {
+            Escape::None => {}
+            Escape::Started => {
+                self.escape = Escape::None;
+                let Some(&b) = rest.first() else { return 0 };
+                if b == b'u' && self.string_is_key {
+                    self.escape = Escape::Unicode { unit: 0, left: 4 };
+                } else {
+                    self.push_key(&[unescaped(b)]);
+                }
+                return 1;
             }
-            return 1;
+            Escape::Unicode { unit, left } => {
+                let Some(digit) = rest.first().and_then(|&b| char::from(b).to_digit(16)) else {
+                    // Not JSON: such a key names nothing; the byte is read
+                    // as string bytes again (it may close the string).
+                    self.escape = Escape::None;
+                    self.key_void = true;
+                    return 0;
+                };
+                let unit = unit << 4 | digit;
+                self.escape = if left > 1 {
+                    Escape::Unicode {
+                        unit,
+                        left: left - 1,
+                    }
+                } else {
+                    let mut utf8 = [0u8; 4];
+                    // A surrogate half (of a character past U+FFFF) is kept
+                    // as a byte no UTF-8 text holds: such a key names none
+                    // of the (BMP) keys the filter reads.
+                    let decoded = char::from_u32(unit)
+                        .map_or(&[0xFF][..], |c| c.encode_utf8(&mut utf8).as_bytes());
+                    self.push_key(decoded);
+                    Escape::None
+                };
+                return 1;
+            }
         }
         match crate::json::bytes::find_quote_or_backslash(rest) {
             None => {
@@ -133,7 +167,7 @@ impl Scanner {
             Some(p) => {
                 self.push_key(rest.get(..p).unwrap_or_default());
                 if rest.get(p) == Some(&b'\\') {
-                    self.escape = true;
+                    self.escape = Escape::Started;
                 } else {
                     self.in_string = false;
                     if self.string_is_key {
@@ -151,11 +185,11 @@ impl Scanner {
         }
         let end = self.key_len + bytes.len();
         match self.key_buf.get_mut(self.key_len..end) {
-            Some(dst) if !self.key_too_long => {
+            Some(dst) if !self.key_void => {
                 dst.copy_from_slice(bytes);
                 self.key_len = end;
             }
-            _ => self.key_too_long = true,
+            _ => self.key_void = true,
         }
     }
 
@@ -163,7 +197,7 @@ impl Scanner {
         self.string_is_key = false;
         self.expect_key = false;
         let key = self.key_buf.get(..self.key_len).unwrap_or_default();
-        self.pending_key = if self.key_too_long {
+        self.pending_key = if self.key_void {
             None
         } else {
             self.keys.iter().position(|k| k.as_bytes() == key)
@@ -197,7 +231,7 @@ impl Scanner {
                 self.string_is_key =
                     self.expect_key && self.record_is_object && self.depth == self.record_depth;
                 self.key_len = 0;
-                self.key_too_long = false;
+                self.key_void = false;
             }
             b'{' | b'[' => {
                 if self.done {
@@ -252,6 +286,34 @@ impl Scanner {
                 self.start_value(at, sink);
             }
         }
+    }
+}
+
+/// Where the scanner is in a string's escape sequence. Keys are compared
+/// as the provider's parser reads them, escapes decoded (`"str\u0065am"`
+/// is `stream`), so a client cannot hide a key from the filter by
+/// spelling it with escapes. Values' escapes are left to serde.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    None,
+    /// Just after a `\`.
+    Started,
+    /// In a key's `\uXXXX`: the code unit so far and the hex digits left.
+    Unicode {
+        unit: u32,
+        left: u8,
+    },
+}
+
+/// The byte a one-character JSON escape stands for (`\n` → newline).
+fn unescaped(b: u8) -> u8 {
+    match b {
+        b'b' => 0x08,
+        b'f' => 0x0C,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        other => other,
     }
 }
 
@@ -515,6 +577,81 @@ mod tests {
         ));
         assert!(has_object_member(br#"{"usage" :  {"n":1}}"#, b"\"usage\""));
         assert!(!has_object_member(br#"{"usage":null}"#, b"\"usage\""));
+    }
+
+    const REQUEST: &[&str; 3] = &["model", "stream", "stream_options"];
+
+    #[test]
+    fn escaped_keys_are_read_as_decoded() {
+        let doc = br#"{"mod\u0065l":"m","\u0073tr\u0065am":true,"stream\u005Foptions":{"a":1},"str\neam":2}"#;
+        let [model, stream, options] = top_level(doc, REQUEST).unwrap();
+        assert_eq!(model, Some(&b"\"m\""[..]));
+        assert_eq!(stream, Some(&b"true"[..]));
+        assert_eq!(options, Some(&br#"{"a":1}"#[..]));
+        // A broken `\u` escape names nothing; the rest still reads.
+        for doc in [
+            &br#"{"str\u00zzam":true,"model":"m"}"#[..],
+            br#"{"stream\u00":true,"model":"m"}"#,
+        ] {
+            let [model, stream, _] = top_level(doc, REQUEST).unwrap();
+            assert_eq!((model, stream), (Some(&b"\"m\""[..]), None));
+        }
+        // Non-ASCII and surrogate escapes are other keys.
+        let doc = br#"{"stre\u00e1m":1,"stream\ud83d\ude00":2,"stream":3}"#;
+        assert_eq!(top_level(doc, REQUEST).unwrap()[1], Some(&b"3"[..]));
+        // Escapes in values are the values' own business.
+        let doc = br#"{"model":"a\u0022b","stream":false}"#;
+        let [model, stream, _] = top_level(doc, REQUEST).unwrap();
+        assert_eq!(model, Some(&br#""a\u0022b""#[..]));
+        assert_eq!(stream, Some(&b"false"[..]));
+    }
+
+    proptest::proptest! {
+        /// Whatever escapes a client writes its keys with, the scanner
+        /// finds the values a JSON parser (serde_json, as the provider's)
+        /// reads, wherever the chunks are cut.
+        #[test]
+        fn keys_read_as_a_parser_reads_them(
+            members in proptest::collection::btree_map(
+                proptest::sample::select(vec!["model", "stream", "stream_options", "messages", "str", "streams"]),
+                0u32..1000,
+                0..6,
+            ),
+            escapes in proptest::collection::vec(0u8..4, 64),
+            cut in 0usize..200,
+        ) {
+            let mut doc = String::from("{");
+            let mut n = 0;
+            for (i, (key, value)) in members.iter().enumerate() {
+                if i > 0 {
+                    doc.push(',');
+                }
+                doc.push('"');
+                for c in key.chars() {
+                    n += 1;
+                    match escapes.get(n % escapes.len()) {
+                        Some(0) => doc.push_str(&format!("\\u{:04x}", u32::from(c))),
+                        Some(1) => doc.push_str(&format!("\\u{:04X}", u32::from(c))),
+                        _ => doc.push(c),
+                    }
+                }
+                doc.push_str(&format!("\":{value}"));
+            }
+            doc.push('}');
+            let parsed: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&doc).unwrap();
+            let bytes = doc.as_bytes();
+            let found = top_level(bytes, REQUEST).unwrap();
+            let (a, b) = bytes.split_at(cut.min(bytes.len()));
+            let mut cap = CaptureScanner::new(REQUEST, 64);
+            cap.feed(a);
+            cap.feed(b);
+            for (i, key) in REQUEST.iter().enumerate() {
+                let want = parsed.get(*key).map(|v| v.to_string().into_bytes());
+                proptest::prop_assert_eq!(found[i].map(<[u8]>::to_vec), want.clone(), "{}", doc);
+                proptest::prop_assert_eq!(cap.value(i).map(<[u8]>::to_vec), want, "{}", doc);
+            }
+        }
     }
 
     #[test]

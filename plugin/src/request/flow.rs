@@ -497,17 +497,18 @@ impl RequestFlow {
     /// call's record. Only what the body says decides anything earlier: a
     /// stream (`stream_options.include_usage` is added, and the meter reads
     /// events) and a strict budget (its worst case is reserved). A body
-    /// with no `"stream` in it names neither `stream` nor `stream_options`
-    /// (the reader matches keys byte for byte, as written), so it reads as
-    /// no stream and no usage asked: the same request info the response
-    /// side would see after reading it. Up to `MAX_HELD` bytes, as a kept
+    /// that may hold no key starting with `stream` (as written or spelled
+    /// with escapes, which the reader decodes as the provider's parser
+    /// does) names neither `stream` nor `stream_options`, so it reads as no
+    /// stream and no usage asked: the same request info the response side
+    /// would see after reading it. Up to `MAX_HELD` bytes, as a kept
     /// response chunk.
     fn keeps_request_body(&self, route: &Route, body: &[u8]) -> bool {
         self.strict.is_none()
             && !route.path_stream
             && !body.is_empty()
             && body.len() <= usage::MAX_HELD
-            && !crate::json::bytes::contains_pair(body, b"\"stream")
+            && !crate::json::bytes::may_hold_key(body, b"\"stream")
     }
 
     /// Read what the host holds so far and let the rest stream.

@@ -167,6 +167,28 @@ mod tests {
     }
 
     #[test]
+    fn keys_spelled_with_escapes_are_read_and_rewritten() {
+        let opts = UsageOptions::default();
+        let body = br#"{"mod\u0065l":"m","str\u0065am":true}"#;
+        let info = inspect_request(&chat(), body, &opts);
+        assert_eq!(info.model.as_deref(), Some("m"));
+        assert!(info.stream && !info.client_wants_usage);
+        assert_eq!(
+            info.body_rewrite.unwrap(),
+            br#"{"stream_options":{"include_usage":true},"mod\u0065l":"m","str\u0065am":true}"#
+        );
+        let body = br#"{"stream":true,"stream\u005foptions":{"include_usage":false}}"#;
+        let info = inspect_request(&chat(), body, &opts);
+        assert_eq!(
+            info.body_rewrite.unwrap(),
+            br#"{"stream":true,"stream\u005foptions":{"include_usage":true}}"#
+        );
+        let body = br#"{"stream":true,"stream_options":{"include_\u0075sage":true}}"#;
+        let info = inspect_request(&chat(), body, &opts);
+        assert!(info.client_wants_usage && info.body_rewrite.is_none());
+    }
+
+    #[test]
     fn fixes_existing_stream_options() {
         let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#;
         let info = inspect_request(&chat(), body, &UsageOptions::default());

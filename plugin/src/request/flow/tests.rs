@@ -335,6 +335,38 @@ fn stream_body_is_rewritten_upstream() {
 }
 
 #[test]
+fn a_stream_named_with_escapes_is_rewritten_upstream() {
+    // `"str\u0065am":true` is `"stream":true` to the provider's parser: the
+    // body is not kept for later, and the stream asks for its usage.
+    let body = br#"{"model":"gpt-4o-mini","str\u0065am":true,"messages":[]}"#;
+    for kong in [false, true] {
+        let shared = shared("");
+        let mut host = chat_request();
+        host.request_headers.retain(|(n, _)| n != "content-length");
+        host.request_headers
+            .push(("content-length".into(), body.len().to_string()));
+        host.request_body = body.to_vec();
+        let mut flow = RequestFlow::new(&shared);
+        assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
+        let step = flow.on_request_body(&mut host, body.len(), kong);
+        if !kong {
+            assert_eq!(step, Step::Pause, "held to be rewritten");
+            assert_eq!(
+                flow.on_request_body(&mut host, body.len(), true),
+                Step::Continue
+            );
+        }
+        assert!(
+            matches!(flow.request_body, RequestBody::Read),
+            "kong {kong}"
+        );
+        let sent: serde_json::Value = serde_json::from_slice(&host.request_body).unwrap();
+        assert_eq!(sent["stream"], true, "kong {kong}");
+        assert_eq!(sent["stream_options"]["include_usage"], true, "kong {kong}");
+    }
+}
+
+#[test]
 fn bodiless_request_keeps_its_headers() {
     let shared = shared("");
     let mut host = chat_request();

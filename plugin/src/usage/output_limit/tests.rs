@@ -43,6 +43,20 @@ fn openai_chat_reads_the_lowest_and_lowers_both_fields() {
 }
 
 #[test]
+fn a_limit_spelled_with_escapes_is_read_and_lowered() {
+    // The provider's parser reads `"max_\u0074okens"` as `max_tokens`: a
+    // strict call reserves for it and lowers it, as written plainly.
+    let body = br#"{"model":"m","max_\u0074okens":900,"messages":[]}"#;
+    assert_eq!(read(Shape::Chat, body), Some(900));
+    let out = rewrite(Shape::Chat, body, 42).expect("rewrite");
+    assert_eq!(json(&out)["max_tokens"], 42);
+    assert_eq!(
+        out, br#"{"model":"m","max_\u0074okens":42,"messages":[]}"#,
+        "the value replaced in place, nothing added"
+    );
+}
+
+#[test]
 fn responses_and_anthropic_use_their_one_field() {
     let body = br#"{"model":"gpt-4o","input":"hi","max_output_tokens":4000}"#;
     assert_eq!(read(Shape::Responses, body), Some(4000));

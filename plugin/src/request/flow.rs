@@ -416,7 +416,8 @@ impl RequestFlow {
             );
         }
         let hold = usage_cfg.max_buffered_body_bytes;
-        match &mut self.request_body {
+        // What the host held and the filter already took (Kong's whole body).
+        let taken = match &mut self.request_body {
             RequestBody::Read | RequestBody::Kept(_) => return Step::Continue,
             RequestBody::Streaming(scanner) => {
                 if let Some(chunk) = host.request_body(body_size) {
@@ -439,7 +440,7 @@ impl RequestFlow {
                 log::info!("aispend: request body over {hold} bytes streams through unbuffered");
                 return self.start_streaming(host, body_size);
             }
-            RequestBody::Buffering => {}
+            RequestBody::Buffering => None,
             RequestBody::Unseen if !end_of_stream => {
                 // Envoy hands over the body, then flags its end in a later,
                 // empty callback. A first chunk that is a complete JSON object
@@ -482,13 +483,11 @@ impl RequestFlow {
                     self.request_body = RequestBody::Kept(body);
                     return Step::Continue;
                 }
-                self.request_body = RequestBody::Read;
-                let info = usage::inspect_request(route, &body, &self.filter.usage);
-                return self.take_request_info(host, info, &body);
+                Some(body)
             }
-        }
+        };
         self.request_body = RequestBody::Read;
-        let body = host.request_body(body_size).unwrap_or_default();
+        let body = taken.unwrap_or_else(|| host.request_body(body_size).unwrap_or_default());
         let info = usage::inspect_request(route, &body, &self.filter.usage);
         self.take_request_info(host, info, &body)
     }

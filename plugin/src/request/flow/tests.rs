@@ -341,11 +341,7 @@ fn a_stream_named_with_escapes_is_rewritten_upstream() {
     let body = br#"{"model":"gpt-4o-mini","str\u0065am":true,"messages":[]}"#;
     for kong in [false, true] {
         let shared = shared("");
-        let mut host = chat_request();
-        host.request_headers.retain(|(n, _)| n != "content-length");
-        host.request_headers
-            .push(("content-length".into(), body.len().to_string()));
-        host.request_body = body.to_vec();
+        let mut host = chat_request_with_body(body, true);
         let mut flow = RequestFlow::new(&shared);
         assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
         let step = flow.on_request_body(&mut host, body.len(), kong);
@@ -782,8 +778,8 @@ fn a_json_answer_is_kept_only_while_nothing_needs_its_usage() {
 /// delivered as Envoy does (the body, then an empty end) or as Kong does
 /// (the whole body with the end flag); the request body's state after its
 /// first callback, and the call's record.
-fn chat_with_body(body: &[u8], declared: bool, kong: bool) -> (&'static str, serde_json::Value) {
-    let shared = shared("");
+/// A chat request carrying `body`, its length declared or not.
+fn chat_request_with_body(body: &[u8], declared: bool) -> MemoryHost {
     let mut host = chat_request();
     host.request_headers.retain(|(n, _)| n != "content-length");
     if declared {
@@ -791,6 +787,12 @@ fn chat_with_body(body: &[u8], declared: bool, kong: bool) -> (&'static str, ser
             .push(("content-length".into(), body.len().to_string()));
     }
     host.request_body = body.to_vec();
+    host
+}
+
+fn chat_with_body(body: &[u8], declared: bool, kong: bool) -> (&'static str, serde_json::Value) {
+    let shared = shared("");
+    let mut host = chat_request_with_body(body, declared);
     let mut flow = RequestFlow::new(&shared);
     assert_eq!(flow.on_request_headers(&mut host, false), Step::Continue);
     let step = flow.on_request_body(&mut host, body.len(), kong);

@@ -239,3 +239,26 @@ def test_nothing_fits_is_402_and_a_restarted_collector_does_not_overshoot(hosts,
     print(f"after the restart: {usage['totals']['requests']} records, spend ${spend:.6f} of ${amount:.6f}")
     assert spend <= amount + 1e-12
     assert_one_lease_per_host(h)
+
+
+def test_a_media_part_reserves_its_allowance_however_its_key_is_spelled(hosts, mock):
+    # `im\u0061ge_url` is what OpenAI's parser reads as `image_url`: the part
+    # costs its media allowance, so the output limit is lowered to what is left.
+    h = hosts(1, {"AISPEND_LEASE_FLOOR_SHARE": "1.0"},
+              caps={"strict": {"models": ["openai:gpt-4o-mini"], "media_tokens": 1000}})
+    raw = ('{"model":"gpt-4o-mini","max_tokens":1000,"messages":[{"role":"user","content":['
+           '{"type":"text","text":"what is this?"},'
+           '{"im\\u0061ge_url":{"url":"https://x/a.png"}}]}]}').encode()
+    assert json.loads(raw)["messages"][0]["content"][1]["image_url"]
+    # Room for the bytes' bound and 1010 output tokens: 1000 media tokens
+    # cost what 250 output tokens cost.
+    h.budget((len(raw) + 64) * IN_PRICE + 1010 * OUT_PRICE)
+    wait_for_leases(h)
+    mock.clear()
+    status, headers, body = h.envoys[0].request("POST", "/v1/chat/completions", raw, auth(SEARCH_KEY))
+    assert status == 200, body
+    assert CLAMPED in headers, "the media part was counted"
+    n = int(headers[CLAMPED])
+    assert 740 <= n <= 760, n
+    upstream = [r for r in mock.requests() if r["path"] == "/v1/chat/completions"][-1]
+    assert json.loads(upstream["body"])["max_tokens"] == n, "the provider saw the lowered limit"

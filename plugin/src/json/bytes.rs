@@ -616,9 +616,80 @@ fn escaped_key_start(haystack: &[u8], quoted: &[u8]) -> bool {
     false
 }
 
+/// How many bytes at the start of `rest` spell the JSON string `quoted` (a
+/// key with its quotes, ASCII): as written, or with any of its letters
+/// spelled as a `\uXXXX` escape (`"im\u0061ge_url"`), which is what a JSON
+/// parser reads as that string. None when they spell anything else; an
+/// escaped quote (`\"`) is text, never the string's end.
+pub fn spelled_at(rest: &[u8], quoted: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    for &want in quoted {
+        match rest.get(i) {
+            Some(&b) if b == want => i += 1,
+            Some(b'\\') if want != b'"' => {
+                let unit = rest
+                    .get(i + 1..i + 6)
+                    .and_then(|e| e.strip_prefix(b"u"))
+                    .and_then(hex4)?;
+                if unit != u16::from(want) {
+                    return None;
+                }
+                i += 6;
+            }
+            _ => return None,
+        }
+    }
+    Some(i)
+}
+
+/// The code unit four hex digits (either case) stand for.
+fn hex4(digits: &[u8]) -> Option<u16> {
+    digits.iter().try_fold(0u16, |unit, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return None,
+        };
+        Some(unit << 4 | u16::from(v))
+    })
+}
+
 #[cfg(test)]
 mod contains_tests {
-    use super::{contains, may_hold_key};
+    use super::{contains, may_hold_key, spelled_at};
+
+    #[test]
+    fn a_key_is_read_as_a_parser_reads_it() {
+        let key = br#""image_url""#;
+        assert_eq!(spelled_at(br#""image_url":{}"#, key), Some(11));
+        for spelled in [
+            &br#""im\u0061ge_url""#[..],
+            br#""\u0069mage_url""#,
+            br#""image_ur\u006C""#,
+            br#""\u0069\u006d\u0061\u0067\u0065\u005f\u0075\u0072\u006c""#,
+        ] {
+            let text = String::from_utf8_lossy(spelled);
+            assert_eq!(spelled_at(spelled, key), Some(spelled.len()), "{text}");
+            // What serde_json reads there is the key.
+            let read: String = serde_json::from_slice(spelled).unwrap_or_default();
+            assert_eq!(read, "image_url", "{text}");
+        }
+        for other in [
+            &br#""image_urls""#[..],
+            br#""image_url\"""#,
+            br#""im\u0062ge_url""#,
+            br#""im\u061ge_url""#,
+            br#""im\x61ge_url""#,
+            br#""im\\u0061ge_url""#,
+            br#""im\u0061"#,
+            br#""image_url\u0022"#,
+            b"",
+        ] {
+            let text = String::from_utf8_lossy(other);
+            assert_eq!(spelled_at(other, key), None, "{text}");
+        }
+    }
 
     #[test]
     fn a_key_is_found_as_written_or_spelled_with_escapes() {

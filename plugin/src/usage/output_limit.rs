@@ -17,6 +17,7 @@
 use std::ops::Range;
 
 use super::{Operation, Provider, Route};
+use crate::json::bytes::spelled_at;
 use crate::json::scan::top_level_ranges;
 
 const CHAT: &[&str; 2] = &["max_completion_tokens", "max_tokens"];
@@ -197,7 +198,9 @@ const MEDIA_KEYS: &[&[u8]] = &[
 /// How many media parts the body references (an over-count is safe: each
 /// adds a configured allowance to the input bound): the occurrences of each
 /// of `MEDIA_KEYS`, counted apart (an occurrence of one key never overlaps an
-/// earlier one of the same key). One pass over the body's quotes (found many
+/// earlier one of the same key), as written or spelled with `\u` escapes
+/// (`"im\u0061ge_url"`: the provider's parser reads `image_url`, so the
+/// part costs what it costs). One pass over the body's quotes (found many
 /// bytes at a time), since every key starts with one, instead of one search
 /// per key.
 pub fn media_refs(body: &[u8]) -> u64 {
@@ -210,20 +213,35 @@ pub fn media_refs(body: &[u8]) -> u64 {
     {
         at += p;
         let rest = body.get(at..).unwrap_or_default();
-        // Every key's first letter is one of these: most quotes stop here.
-        if !matches!(rest.get(1), Some(b'i' | b'f' | b's')) {
+        if !may_start_media_key(rest) {
             at += 1;
             continue;
         }
         for (key, next) in MEDIA_KEYS.iter().zip(next.iter_mut()) {
-            if at >= *next && rest.starts_with(key) {
-                n += 1;
-                *next = at + key.len();
+            if at >= *next {
+                if let Some(len) = spelled_at(rest, key) {
+                    n += 1;
+                    *next = at + len;
+                }
             }
         }
         at += 1;
     }
     n
+}
+
+/// Whether a string starting at `quoted` (its opening quote) may be one of
+/// `MEDIA_KEYS`: its first two letters are a key's (`im`, `in`, `fi`, `so`),
+/// or an escape may spell one. Most strings stop here, before any key is
+/// compared.
+fn may_start_media_key(quoted: &[u8]) -> bool {
+    matches!(
+        (quoted.get(1), quoted.get(2)),
+        (Some(b'\\'), _)
+            | (Some(b'i'), Some(b'm' | b'n' | b'\\'))
+            | (Some(b'f'), Some(b'i' | b'\\'))
+            | (Some(b's'), Some(b'o' | b'\\'))
+    )
 }
 
 #[cfg(test)]

@@ -194,6 +194,29 @@ fn a_call_too_big_for_the_lease_is_clamped_in_each_body_shape() {
 }
 
 #[test]
+fn media_parts_reserve_their_allowance_however_their_keys_are_spelled() {
+    let s = shared(r#"{"strict":{"media_tokens":1000}}"#);
+    for key in ["image_url", r"im\u0061ge_url", r"\u0069mage_ur\u006C"] {
+        let body = format!(
+            r#"{{"model":"gpt-4o-mini","max_tokens":100,"messages":[{{"role":"user","content":[{{"type":"text","text":"what is this?"}},{{"{key}":{{"url":"https://x/a.png"}}}}]}}]}}"#
+        );
+        let d = run(
+            &s,
+            host("/v1/chat/completions", 10_000_000_000),
+            &body,
+            200,
+            RESPONSE,
+        );
+        assert!(d.host.local_reply.is_none(), "{key}");
+        let records = s.take_records();
+        let reserved = records[0]["reserved_usd"].as_f64().unwrap_or(0.0);
+        // One media part: 1000 input tokens more than the bytes bound.
+        let expected = ((body.len() as u64 + 64 + 1000) * 150_000 + 100 * 600_000) as f64 / 1e12;
+        assert!((reserved - expected).abs() < 1e-12, "{key}: {reserved}");
+    }
+}
+
+#[test]
 fn a_call_without_room_for_the_minimum_is_402_and_reserves_nothing() {
     let s = shared("{}");
     let body = chat(4096);

@@ -118,6 +118,44 @@ fn media_references_are_counted_but_not_inside_text() {
     assert_eq!(media_refs(anthropic), 1);
 }
 
+#[test]
+fn media_keys_spelled_with_escapes_are_counted() {
+    let plain = br#"{"messages":[{"role":"user","content":[
+        {"type":"image_url","image_url":{"url":"https://x/a.png"}}]}]}"#;
+    let spelled = br#"{"messages":[{"role":"user","content":[
+        {"type":"im\u0061ge_url","\u0069mage_url":{"url":"https://x/a.png"}}]}]}"#;
+    assert_eq!(json(plain), json(spelled), "the same document");
+    assert_eq!(media_refs(plain), 2);
+    assert_eq!(media_refs(spelled), 2);
+    let gemini = br#"{"contents":[{"parts":[{"inl\u0069ne_data":{"mime_type":"image/png"}},{"f\u0069leData":{}}]}]}"#;
+    assert_eq!(media_refs(gemini), 2);
+    // Escapes that spell other text, or sit in text, are no part.
+    assert_eq!(
+        media_refs(br#"{"x":"\u0069mage","y":"caf\u00e9","z":"say \"\u0069mage_url\" now"}"#),
+        0
+    );
+}
+
+#[test]
+fn every_media_key_passes_the_first_letters_filter() {
+    for key in MEDIA_KEYS {
+        assert!(may_start_media_key(key), "{}", String::from_utf8_lossy(key));
+        // With its first or second letter spelled as an escape too.
+        for i in [1, 2] {
+            let mut spelled = key.to_vec();
+            let letter = spelled.remove(i);
+            let escape = format!("\\u{:04x}", letter);
+            spelled.splice(i..i, escape.bytes());
+            assert!(
+                may_start_media_key(&spelled),
+                "{}",
+                String::from_utf8_lossy(&spelled)
+            );
+        }
+    }
+    assert!(!may_start_media_key(br#""say hello""#));
+}
+
 /// The one-pass count equals one search per key (the definition).
 fn media_refs_by_key(body: &[u8]) -> u64 {
     MEDIA_KEYS
@@ -171,5 +209,47 @@ proptest::proptest! {
     ) {
         let body: Vec<u8> = parts.concat();
         proptest::prop_assert_eq!(media_refs(&body), media_refs_by_key(&body));
+    }
+
+    /// Keys with any of their letters spelled as `\u` escapes (either hex
+    /// case) count as the keys written plainly.
+    #[test]
+    fn media_refs_reads_keys_spelled_with_escapes(
+        parts in proptest::collection::vec(
+            (
+                proptest::sample::select(vec![
+                    &b"\"source\""[..],
+                    b"\"file_id\"",
+                    b"\"inlineData\"",
+                    b"\"input_audio\"",
+                    b"\"",
+                    b"source",
+                    b"{\"a\":\"\\u0069\"}",
+                    b"i",
+                ]),
+                proptest::num::u16::ANY,
+            ),
+            0..24,
+        )
+    ) {
+        let plain: Vec<u8> = parts.iter().flat_map(|(p, _)| p.iter().copied()).collect();
+        let mut spelled = Vec::new();
+        for (part, mask) in &parts {
+            let quoted = part.len() > 2 && part.starts_with(b"\"") && part.ends_with(b"\"");
+            for (i, &b) in part.iter().enumerate() {
+                let inner = quoted && i > 0 && i + 1 < part.len();
+                if inner && mask & (1 << (i % 15)) != 0 {
+                    let hex = if mask & (1 << 15) != 0 {
+                        format!("\\u{:04X}", b)
+                    } else {
+                        format!("\\u{:04x}", b)
+                    };
+                    spelled.extend_from_slice(hex.as_bytes());
+                } else {
+                    spelled.push(b);
+                }
+            }
+        }
+        proptest::prop_assert_eq!(media_refs(&spelled), media_refs_by_key(&plain));
     }
 }

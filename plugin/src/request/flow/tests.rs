@@ -847,6 +847,13 @@ fn a_whole_body_naming_no_stream_passes_unread_and_is_read_with_its_record() {
         "`\"stream` anywhere keeps the body from waiting"
     );
     assert_eq!(r["requested_model"], "gpt-4o-mini");
+    // Text escaped as `\u` (as Python's json.dumps writes anything not
+    // ASCII) spells no `stream`: kept, and the same record as read live.
+    let escaped = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"\u4f60\u597d, caf\u00e9"}]}"#;
+    let (state, kept) = chat_with_body(escaped, true, false);
+    let (_, live) = chat_with_body(escaped, false, false);
+    assert_eq!(state, "kept");
+    assert_eq!(kept, live);
     // Not JSON: kept, and read with the record as the end of a buffered
     // body would have been.
     let (state, kept) = chat_with_body(b"model=gpt-4o-mini", true, false);

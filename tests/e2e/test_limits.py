@@ -3,10 +3,11 @@ and OpenAI's `x-ratelimit-*` headers, the same headers on 200s, one counter
 shared by Envoy's workers, and tokens per minute counted from usage."""
 from __future__ import annotations
 
+import http.client
 import json
 import time
 
-from helpers import GROWTH_KEY, SEARCH_KEY, chat_body, filter_config
+from helpers import GROWTH_KEY, SEARCH_KEY, auth, chat_body, filter_config
 
 
 def limited_config(**limits) -> dict:
@@ -32,6 +33,33 @@ def test_requests_per_minute_answers_429_with_openai_headers(stack_factory):
     error = json.loads(body)["error"]
     assert (error["type"], error["code"]) == ("rate_limit_exceeded", "rate_limit_exceeded")
     assert len(s.mock.requests()) == 3, "refused calls never reach the provider"
+
+
+def test_the_keys_standing_replaces_the_providers_headers_of_the_same_name(stack_factory):
+    # OpenAI answers with its organization's x-ratelimit-* (shared by every
+    # key): the client gets one value per header, the key's own where the
+    # key has that limit, the provider's where it has none.
+    s = stack_factory(limited_config(requests_per_minute=3))
+    conn = http.client.HTTPConnection("127.0.0.1", s.envoy.port, timeout=10)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(chat_body(2)),
+                     headers={**auth(SEARCH_KEY), "content-type": "application/json",
+                              "x-mock-ratelimit": "1"})
+        resp = conn.getresponse()
+        resp.read()
+        listed = [(k.lower(), v) for k, v in resp.getheaders()]
+    finally:
+        conn.close()
+    assert resp.status == 200
+
+    def values(name):
+        return [v for k, v in listed if k == name]
+
+    assert values("x-ratelimit-limit-requests") == ["3"], listed
+    assert values("x-ratelimit-remaining-requests") == ["2"], listed
+    assert values("x-ratelimit-limit-tokens") == ["30000000"], "no token limit on the key: the provider's"
+    assert values("x-ratelimit-remaining-tokens") == ["29999990"]
+    assert values("x-ratelimit-reset-requests") == ["6ms"]
 
 
 def test_workers_count_their_share_and_write_it_within_a_flush(stack_factory):

@@ -8,7 +8,9 @@ Test controls (request headers, never forwarded anywhere):
 - `x-mock-split: 1`: write every SSE event in two TCP writes split mid-event;
 - `x-mock-corpus: <provider>/<case>`: replay the recorded response of
   tests/corpus/<provider>/<case>.expect.json (status, content type, body file);
-- `x-mock-cached-tokens`, `x-mock-cache-write-tokens`, `x-mock-reasoning-tokens`.
+- `x-mock-cached-tokens`, `x-mock-cache-write-tokens`, `x-mock-reasoning-tokens`;
+- `x-mock-ratelimit: 1`: a JSON answer carries the organization's
+  `x-ratelimit-*` headers, as OpenAI sends on every answer (`PROVIDER_RATELIMIT`).
 
 Every request is recorded; `GET /__mock/requests` lists them (method, path,
 headers, body) and `DELETE /__mock/requests` clears the list.
@@ -30,6 +32,17 @@ from .reply import Json, Sse
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "corpus"
 GEMINI_PATH = re.compile(r"^/(v1beta|v1)/models/([^/:]+):(generateContent|streamGenerateContent)$")
 AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+
+
+# What OpenAI sends on each answer: the organization's standing, not a key's.
+PROVIDER_RATELIMIT = {
+    "x-ratelimit-limit-requests": "10000",
+    "x-ratelimit-limit-tokens": "30000000",
+    "x-ratelimit-remaining-requests": "9999",
+    "x-ratelimit-remaining-tokens": "29999990",
+    "x-ratelimit-reset-requests": "6ms",
+    "x-ratelimit-reset-tokens": "0s",
+}
 
 
 class Recorder:
@@ -203,7 +216,10 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(reply, Sse):
             return self._send_stream(reply.status, "text/event-stream",
                                      [e.encode() for e in reply.events], delay_s, split)
-        return self._send_json(reply.status, reply.body, reply.headers)
+        extra = dict(reply.headers)
+        if headers.get("x-mock-ratelimit") == "1":
+            extra.update(PROVIDER_RATELIMIT)
+        return self._send_json(reply.status, reply.body, extra)
 
     def _send_bytes(self, status: int, content_type: str, data: bytes):
         self.send_response(status)

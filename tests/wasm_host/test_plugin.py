@@ -273,6 +273,33 @@ def test_workers_admit_within_their_share_and_write_it_on_the_flush(profile, plu
     assert chat(vm, worker=1).client.header("x-ratelimit-remaining-requests") == str(3200 - 41)
 
 
+def test_the_keys_standing_replaces_the_providers_headers_of_the_same_name(profile, plugin_wasm):
+    """OpenAI sends its organization's x-ratelimit-* on every answer: the
+    client gets one value per header, the key's where the key has that
+    limit, the provider's otherwise."""
+    config = plugin_config(profile)
+    config["identity"]["keys"][0]["limits"] = {"requests_per_minute": 5}
+    vm = Host(profile, plugin_wasm, config, clusters=clusters())
+
+    def provider(request):
+        reply = openai_reply(request)
+        reply.headers += [("x-ratelimit-limit-requests", "10000"),
+                          ("x-ratelimit-remaining-requests", "9999"),
+                          ("x-ratelimit-remaining-tokens", "29999990")]
+        return reply
+
+    client = vm.http_request(path=CHAT, headers=[("authorization", f"Bearer {DEMO_KEY}"),
+                                                 ("content-type", "application/json")],
+                             body=CHAT_BODY, upstream=provider).client
+
+    def values(name):
+        return [v for n, v in client.headers if n == name]
+
+    assert values("x-ratelimit-limit-requests") == ["5"], client.headers
+    assert values("x-ratelimit-remaining-requests") == ["4"]
+    assert values("x-ratelimit-remaining-tokens") == ["29999990"]
+
+
 def test_caps_are_polled_on_tick(profile, plugin_wasm):
     vm = gateway(profile, plugin_wasm)
     vm.tick()

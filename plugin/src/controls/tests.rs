@@ -109,6 +109,44 @@ fn rate_limited_key_sees_its_state_on_200s_and_a_429() {
 }
 
 #[test]
+fn the_keys_standing_replaces_the_providers_headers_of_the_same_name() {
+    // The key limits requests only; the provider (as OpenAI does) sends its
+    // organization's standing for requests and tokens.
+    let s = shared(r#"{"requests_per_minute":2}"#, "{}");
+    let mut h = host(None);
+    let mut flow = RequestFlow::new(&s);
+    assert_eq!(flow.on_request_headers(&mut h, true), Step::Continue);
+    h.response_headers = [
+        (":status", "200"),
+        ("X-RateLimit-Remaining-Requests", "9999"),
+        ("x-ratelimit-limit-requests", "10000"),
+        ("x-ratelimit-remaining-tokens", "149990"),
+        ("x-ratelimit-reset-requests", "6ms"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    flow.on_response_headers(&mut h);
+    let all = |name: &str| -> Vec<&str> {
+        h.response_headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(
+        all("x-ratelimit-limit-requests"),
+        ["2"],
+        "one value, the key's"
+    );
+    assert_eq!(all("x-ratelimit-remaining-requests"), ["1"]);
+    // What the key has no limit for passes as the provider sent it.
+    assert_eq!(all("x-ratelimit-remaining-tokens"), ["149990"]);
+    assert_eq!(all("x-ratelimit-reset-requests"), ["6ms"]);
+    assert_eq!(all("x-ratelimit-limit-tokens"), Vec::<&str>::new());
+}
+
+#[test]
 fn unlimited_keys_touch_no_rate_counter() {
     let s = shared("null", "{}");
     let h = call(&s, None);

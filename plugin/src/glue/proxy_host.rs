@@ -73,6 +73,13 @@ impl Host for ProxyHost {
         let _ =
             hostcalls::add_map_value_bytes(MapType::HttpResponseHeaders, name, value.as_bytes());
     }
+    fn replace_response_header(&mut self, name: &str, value: &str) {
+        let _ = hostcalls::set_map_value_bytes(
+            MapType::HttpResponseHeaders,
+            name,
+            Some(value.as_bytes()),
+        );
+    }
     fn request_body(&mut self, size: usize) -> Option<Vec<u8>> {
         hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
             .ok()

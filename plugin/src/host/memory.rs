@@ -99,6 +99,11 @@ impl Host for MemoryHost {
         self.response_headers
             .push((name.to_string(), value.to_string()));
     }
+    fn replace_response_header(&mut self, name: &str, value: &str) {
+        self.response_headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.add_response_header(name, value);
+    }
     fn request_body(&mut self, size: usize) -> Option<Vec<u8>> {
         self.request_body.get(..size).map(<[u8]>::to_vec)
     }

@@ -272,6 +272,44 @@ impl HeaderBlock {
         }
         found
     }
+
+    /// Which of `items`' names (the first 64) the block holds, as bits (bit
+    /// `i` for `items[i]`), in one pass over the block.
+    pub fn present<T>(&self, items: &[T], name_of: impl Fn(&T) -> &str) -> u64 {
+        let items = items.get(..64).unwrap_or(items);
+        // The names' lengths (mod 64) as bits: most headers are passed over
+        // on their length alone.
+        let lengths = items
+            .iter()
+            .fold(0u64, |m, item| m | 1 << (name_of(item).len() % 64));
+        let mut bits = 0u64;
+        let Some(mut rest) = self.bytes.get(self.base..) else {
+            return 0;
+        };
+        for &(n, v) in &self.lens {
+            let (n, v) = (n as usize, v as usize);
+            let next = n.saturating_add(v).saturating_add(2);
+            if lengths >> (n % 64) & 1 == 1 {
+                let mut bit = 1u64;
+                for item in items {
+                    let name = name_of(item);
+                    if name.len() == n
+                        && rest
+                            .get(..n)
+                            .is_some_and(|c| c.eq_ignore_ascii_case(name.as_bytes()))
+                    {
+                        bits |= bit;
+                    }
+                    bit <<= 1;
+                }
+            }
+            match rest.get(next..) {
+                Some(r) => rest = r,
+                None => break,
+            }
+        }
+        bits
+    }
 }
 
 /// Bytes of a `HeaderBlock` as text: as they are when the block is ASCII.
@@ -329,6 +367,9 @@ pub trait Host {
     /// All response headers, in one hostcall (cheaper than one per name).
     fn response_headers(&mut self) -> HeaderBlock;
     fn add_response_header(&mut self, name: &str, value: &str);
+    /// Set a response header: every value the upstream sent under `name`
+    /// gives way to this one.
+    fn replace_response_header(&mut self, name: &str, value: &str);
     /// `size` bytes of the (buffered) request body from its start.
     fn request_body(&mut self, size: usize) -> Option<Vec<u8>>;
     fn replace_request_body(&mut self, body: &[u8]);
@@ -403,6 +444,9 @@ mod tests {
             block.get_each(["missing", "x-empty", "authorization"]),
             [None, Some(""), Some("Bearer sk-1")]
         );
+        let names = ["missing", "Accept", "x-empty", "accep"];
+        assert_eq!(block.present(&names, |n| n), 0b0110);
+        assert_eq!(block.present(&[] as &[&str], |n| n), 0);
         assert_eq!(
             block.pairs(),
             HeaderBlock::from_pairs(block.pairs()).pairs()

@@ -564,8 +564,19 @@ impl RequestFlow {
         let [status, content_type] = response.get_each([":status", "content-type"]);
         self.status = status.and_then(status_code).unwrap_or(0);
         host.add_response_header(tags::REQUEST_ID_HEADER, self.request_id());
-        for (name, value) in &self.extra_response_headers {
-            host.add_response_header(name, value);
+        // The gateway's own standing (the key's `x-ratelimit-*`, a clamped
+        // limit, a budget warning) replaces what the upstream sent under the
+        // same name (OpenAI's `x-ratelimit-*` are the organization's, shared
+        // by every key): one value per header, never two that disagree.
+        if !self.extra_response_headers.is_empty() {
+            let mut sent = response.present(&self.extra_response_headers, |(n, _)| n);
+            for (name, value) in &self.extra_response_headers {
+                match sent & 1 {
+                    0 => host.add_response_header(name, value),
+                    _ => host.replace_response_header(name, value),
+                }
+                sent >>= 1;
+            }
         }
         if let Some(route) = &self.route {
             self.meter = Meter::Pending(MeterStart::new(

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use crate::config::UnknownPaths;
 use crate::controls::{self, caps::CapsView, limits::local::LocalCounts, strict};
 use crate::filter::Filter;
-use crate::host::{Host, Metric};
+use crate::host::{HeaderBlock, Host, Metric};
 use crate::jobs::shipper::Shipper;
 use crate::request::decision::{Admitted, Decision, Denial};
 use crate::request::identity::{self, ClaimSource, Principal};
@@ -564,19 +564,8 @@ impl RequestFlow {
         let [status, content_type] = response.get_each([":status", "content-type"]);
         self.status = status.and_then(status_code).unwrap_or(0);
         host.add_response_header(tags::REQUEST_ID_HEADER, self.request_id());
-        // The gateway's own standing (the key's `x-ratelimit-*`, a clamped
-        // limit, a budget warning) replaces what the upstream sent under the
-        // same name (OpenAI's `x-ratelimit-*` are the organization's, shared
-        // by every key): one value per header, never two that disagree.
         if !self.extra_response_headers.is_empty() {
-            let mut sent = response.present(&self.extra_response_headers, |(n, _)| n);
-            for (name, value) in &self.extra_response_headers {
-                match sent & 1 {
-                    0 => host.add_response_header(name, value),
-                    _ => host.replace_response_header(name, value),
-                }
-                sent >>= 1;
-            }
+            self.answer_headers(host, &response);
         }
         if let Some(route) = &self.route {
             self.meter = Meter::Pending(MeterStart::new(
@@ -585,6 +574,24 @@ impl RequestFlow {
                 self.status,
                 content_type,
             ));
+        }
+    }
+
+    /// The gateway's own standing (the key's `x-ratelimit-*`, a clamped
+    /// limit, a budget warning) replaces what the upstream sent under the
+    /// same name (OpenAI's `x-ratelimit-*` are the organization's, shared by
+    /// every key): one value per header, never two that disagree. Out of
+    /// line: most calls have none, and the response headers' code stays
+    /// short.
+    #[inline(never)]
+    fn answer_headers(&self, host: &mut dyn Host, response: &HeaderBlock) {
+        let mut sent = response.present(&self.extra_response_headers, |(n, _)| n);
+        for (name, value) in &self.extra_response_headers {
+            match sent & 1 {
+                0 => host.add_response_header(name, value),
+                _ => host.replace_response_header(name, value),
+            }
+            sent >>= 1;
         }
     }
 

@@ -196,14 +196,7 @@ impl RequestFlow {
             },
         };
         let admitted = match decision {
-            Decision::Deny(denial) => {
-                // A revoked key is still known: its refusal can be recorded.
-                let view = self.registry.try_borrow().ok();
-                let registry = view.as_deref().map(RegistryView::keys);
-                let known = self.filter.identity.known_key(&headers, registry);
-                drop(view);
-                return self.deny_recorded(host, &denial, known.as_ref());
-            }
+            Decision::Deny(denial) => return self.deny_identity(host, &headers, &denial),
             Decision::Continue(admitted) => admitted,
         };
         if unknown && self.route.is_none() {
@@ -333,6 +326,8 @@ impl RequestFlow {
     /// `deny`, and leave a record of the refusal (zero tokens, `error` = its
     /// code) when `usage.record_refusals` names its status, so usage reports
     /// show how often a team hit its cap or limit.
+    #[cold]
+    #[inline(never)]
     fn deny_recorded(
         &mut self,
         host: &mut dyn Host,
@@ -373,7 +368,27 @@ impl RequestFlow {
         self.deny(host, denial)
     }
 
+    /// Refuse a call its identity did not admit. A revoked key is still
+    /// known: its refusal can be recorded. Out of line, as every refusal:
+    /// an admitted call's code stays short.
+    #[cold]
+    #[inline(never)]
+    fn deny_identity(
+        &mut self,
+        host: &mut dyn Host,
+        headers: &[(&str, &str)],
+        denial: &Denial,
+    ) -> Step {
+        let view = self.registry.try_borrow().ok();
+        let registry = view.as_deref().map(RegistryView::keys);
+        let known = self.filter.identity.known_key(headers, registry);
+        drop(view);
+        self.deny_recorded(host, denial, known.as_ref())
+    }
+
     /// Answer locally with `denial` and stop the request.
+    #[cold]
+    #[inline(never)]
     fn deny(&mut self, host: &mut dyn Host, denial: &Denial) -> Step {
         self.phase = Phase::Denied;
         let metric = match denial.status {

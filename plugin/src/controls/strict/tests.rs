@@ -101,6 +101,17 @@ fn run(s: &Shared, mut h: MemoryHost, body: &str, status: u32, response: &[u8]) 
     }
 }
 
+/// A chat call with room to spare, answered with `RESPONSE`.
+fn fits(s: &Shared, body: &str) -> Done {
+    run(
+        s,
+        host("/v1/chat/completions", 10_000_000_000),
+        body,
+        200,
+        RESPONSE,
+    )
+}
+
 fn header<'a>(h: &'a MemoryHost, name: &str) -> Option<&'a str> {
     let list = match &h.local_reply {
         Some(r) => &r.headers,
@@ -121,13 +132,7 @@ fn chat(max_tokens: u64) -> String {
 fn a_call_that_fits_reserves_then_settles_to_its_real_cost() {
     let s = shared("{}");
     let body = chat(100);
-    let d = run(
-        &s,
-        host("/v1/chat/completions", 10_000_000_000),
-        &body,
-        200,
-        RESPONSE,
-    );
+    let d = fits(&s, &body);
     assert!(d.host.local_reply.is_none());
     assert_eq!(d.headers, Step::Continue, "reserved from the body");
     assert_eq!(header(&d.host, CLAMPED_HEADER), None);
@@ -200,13 +205,7 @@ fn media_parts_reserve_their_allowance_however_their_keys_are_spelled() {
         let body = format!(
             r#"{{"model":"gpt-4o-mini","max_tokens":100,"messages":[{{"role":"user","content":[{{"type":"text","text":"what is this?"}},{{"{key}":{{"url":"https://x/a.png"}}}}]}}]}}"#
         );
-        let d = run(
-            &s,
-            host("/v1/chat/completions", 10_000_000_000),
-            &body,
-            200,
-            RESPONSE,
-        );
+        let d = fits(&s, &body);
         assert!(d.host.local_reply.is_none(), "{key}");
         let records = s.take_records();
         let reserved = records[0]["reserved_usd"].as_f64().unwrap_or(0.0);

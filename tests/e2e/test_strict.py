@@ -262,3 +262,21 @@ def test_a_media_part_reserves_its_allowance_however_its_key_is_spelled(hosts, m
     assert 740 <= n <= 760, n
     upstream = [r for r in mock.requests() if r["path"] == "/v1/chat/completions"][-1]
     assert json.loads(upstream["body"])["max_tokens"] == n, "the provider saw the lowered limit"
+
+
+def test_each_answer_asked_for_reserves_the_whole_limit(hosts, mock):
+    # `n` answers of up to max_tokens each, all billed: the room for 1010
+    # output tokens is shared by the four answers (252 each).
+    h = hosts(1, {"AISPEND_LEASE_FLOOR_SHARE": "1.0"})
+    body = chat_body(5, max_tokens=1000, n=4)
+    h.budget(worst_case(body, 1010))
+    wait_for_leases(h)
+    mock.clear()
+    status, headers, raw = h.chat(h.envoys[0], body)
+    assert status == 200, raw
+    assert CLAMPED in headers, "the four answers were counted"
+    n = int(headers[CLAMPED])
+    assert 245 <= n <= 252, n
+    upstream = [r for r in mock.requests() if r["path"] == "/v1/chat/completions"][-1]
+    sent = json.loads(upstream["body"])
+    assert (sent["max_tokens"], sent["n"]) == (n, 4), "the provider saw the lowered limit"

@@ -14,7 +14,9 @@
 //!   message framing.
 //! - output ≤ the call's output limit, else the model's maximum (from the
 //!   collector's price table), else `caps.strict.default_output_tokens`,
-//!   which is then written into the body so the provider honours it.
+//!   which is then written into the body so the provider honours it; times
+//!   the answers the call asks for (chat's `n`, Gemini's `candidateCount`:
+//!   each answer may use the whole limit, and all are billed).
 
 use crate::config::{FailureMode, StrictConfig, Unpriced};
 use crate::controls::lease::{
@@ -99,7 +101,10 @@ pub fn admit(host: &mut dyn Host, call: &Call<'_>) -> Admission {
         }
     };
     let shape = output_limit::shape(call.route);
-    let asked = output_limit::read(shape, call.body);
+    let output_limit::Asked {
+        limit: asked,
+        choices,
+    } = output_limit::asked(shape, call.body);
     let (need, inject) = match price {
         Some(p) => {
             let media = output_limit::media_refs(call.body);
@@ -112,9 +117,11 @@ pub fn admit(host: &mut dyn Host, call: &Call<'_>) -> Admission {
                 (_, None, Some(max)) => (max, false),
                 (_, None, None) => (cfg.default_output_tokens, true),
             };
+            // Each token of the limit may be written once per answer asked for.
+            let choices = choices as f64;
             let need = Need {
                 fixed: pico_ceil(input as f64 * p.input_max()),
-                per_out: p.output * 1e12,
+                per_out: p.output * 1e12 * choices,
                 out_tokens: out,
                 min_out: cfg.min_output_tokens,
             };

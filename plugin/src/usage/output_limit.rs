@@ -21,6 +21,7 @@ use crate::json::bytes::spelled_at;
 use crate::json::scan::top_level_ranges;
 
 const CHAT: &[&str; 2] = &["max_completion_tokens", "max_tokens"];
+const CHAT_ASKED: &[&str; 3] = &["max_completion_tokens", "max_tokens", "n"];
 const RESPONSES: &[&str; 1] = &["max_output_tokens"];
 const GEMINI: &[&str; 2] = &["generationConfig", "generation_config"];
 
@@ -54,38 +55,87 @@ fn uint(body: &[u8], r: &Option<Range<usize>>) -> Option<u64> {
         .and_then(crate::json::fast::uint)
 }
 
-/// The output limit the body sets, if any (the lowest when two fields set one).
-pub fn read(shape: Shape, body: &[u8]) -> Option<u64> {
-    match shape {
-        Shape::Chat => {
-            let [a, b] = top_level_ranges(body, CHAT)?;
-            match (uint(body, &a), uint(body, &b)) {
-                (Some(x), Some(y)) => Some(x.min(y)),
-                (x, y) => x.or(y),
+/// What a call asks of its output: the limit the body sets, if any (the
+/// lowest when two fields set one), and how many answers, each up to that
+/// limit and all billed (OpenAI and Azure chat's `n`, Gemini's
+/// `generationConfig.candidateCount`; 1 when absent or for a shape without
+/// one). A count the provider might read as a number (`2.0`, `"2"`) is
+/// taken rounded up: a bound errs high. One pass over the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asked {
+    pub limit: Option<u64>,
+    pub choices: u64,
+}
+
+pub fn asked(shape: Shape, body: &[u8]) -> Asked {
+    let (limit, choices) = match shape {
+        Shape::Chat => match top_level_ranges(body, CHAT_ASKED) {
+            Some([a, b, n]) => {
+                let limit = match (uint(body, &a), uint(body, &b)) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                };
+                (limit, n.and_then(|r| body.get(r)).and_then(count))
             }
-        }
-        Shape::Responses => {
-            let [a] = top_level_ranges(body, RESPONSES)?;
-            uint(body, &a)
-        }
-        Shape::Messages => {
-            let [a] = top_level_ranges(body, &["max_tokens"])?;
-            uint(body, &a)
-        }
+            None => (None, None),
+        },
+        Shape::Responses => (
+            top_level_ranges(body, RESPONSES).and_then(|[a]| uint(body, &a)),
+            None,
+        ),
+        Shape::Messages => (
+            top_level_ranges(body, &["max_tokens"]).and_then(|[a]| uint(body, &a)),
+            None,
+        ),
         Shape::Gemini => {
-            let ranges = top_level_ranges(body, GEMINI)?;
-            ranges
-                .iter()
-                .zip(["maxOutputTokens", "max_output_tokens"])
-                .filter_map(|(r, key)| {
-                    let obj: serde_json::Value =
-                        serde_json::from_slice(body.get(r.clone()?)?).ok()?;
-                    obj.get(key)?.as_u64()
-                })
-                .min()
+            let configs: Vec<serde_json::Value> = top_level_ranges(body, GEMINI)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| serde_json::from_slice(body.get(r?)?).ok())
+                .collect();
+            let field = |camel: &'static str, snake: &'static str| -> Vec<u64> {
+                configs
+                    .iter()
+                    .filter_map(|c| c.get(camel).or_else(|| c.get(snake)))
+                    .filter_map(|v| count(serde_json::to_string(v).ok()?.as_bytes()))
+                    .collect()
+            };
+            (
+                field("maxOutputTokens", "max_output_tokens")
+                    .into_iter()
+                    .min(),
+                field("candidateCount", "candidate_count").into_iter().max(),
+            )
         }
-        Shape::NoOutput | Shape::Unknown => None,
+        Shape::NoOutput | Shape::Unknown => (None, None),
+    };
+    Asked {
+        limit,
+        choices: choices.unwrap_or(1).max(1),
     }
+}
+
+/// The output limit the body sets, if any.
+pub fn read(shape: Shape, body: &[u8]) -> Option<u64> {
+    asked(shape, body).limit
+}
+
+/// How many answers the call asks for (at least 1).
+pub fn choices(shape: Shape, body: &[u8]) -> u64 {
+    asked(shape, body).choices
+}
+
+/// A JSON number, or a string holding one, rounded up (saturating).
+fn count(raw: &[u8]) -> Option<u64> {
+    crate::json::fast::uint(raw).or_else(|| {
+        let text = std::str::from_utf8(raw).ok()?;
+        let text = text
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(text);
+        let x: f64 = text.trim().parse().ok()?;
+        x.is_finite().then(|| x.ceil() as u64)
+    })
 }
 
 /// The body with its output limit set to `n` (added when it sets none), or

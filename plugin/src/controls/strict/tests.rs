@@ -216,6 +216,39 @@ fn media_parts_reserve_their_allowance_however_their_keys_are_spelled() {
 }
 
 #[test]
+fn each_answer_asked_for_reserves_the_whole_limit() {
+    let s = shared("{}");
+    // n = 4: four answers of up to 100 tokens each, all billed.
+    let body = r#"{"model":"gpt-4o-mini","n":4,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
+    let d = fits(&s, body);
+    assert!(d.host.local_reply.is_none());
+    let records = s.take_records();
+    let reserved = records[0]["reserved_usd"].as_f64().unwrap_or(0.0);
+    let expected = ((body.len() as u64 + 64) * 150_000 + 4 * 100 * 600_000) as f64 / 1e12;
+    assert!((reserved - expected).abs() < 1e-12, "{reserved}");
+    // Room for 1000 output tokens in all: each of the four answers gets 250.
+    let body = r#"{"model":"gpt-4o-mini","n":4,"max_tokens":4096,"messages":[]}"#;
+    let room = (body.len() as u64 + 64) * 150_000 + 1_000 * 600_000;
+    let d = run(&s, host("/v1/chat/completions", room), body, 200, RESPONSE);
+    assert_eq!(header(&d.host, CLAMPED_HEADER), Some("250"));
+    assert_eq!(d.upstream_body.expect("sent")["max_tokens"], 250);
+    // Gemini's candidateCount likewise.
+    let body = r#"{"contents":[],"generationConfig":{"candidateCount":2,"maxOutputTokens":8192}}"#;
+    let room = (body.len() as u64 + 64) * 300_000 + 300 * 2_500_000;
+    let d = run(
+        &s,
+        host("/v1beta/models/gemini-2.5-flash:generateContent", room),
+        body,
+        200,
+        b"{}",
+    );
+    assert_eq!(header(&d.host, CLAMPED_HEADER), Some("150"));
+    let up = d.upstream_body.expect("sent");
+    assert_eq!(up["generationConfig"]["maxOutputTokens"], 150);
+    assert_eq!(up["generationConfig"]["candidateCount"], 2);
+}
+
+#[test]
 fn a_call_without_room_for_the_minimum_is_402_and_reserves_nothing() {
     let s = shared("{}");
     let body = chat(4096);

@@ -103,6 +103,35 @@ fn bodies_that_are_not_json_objects_are_not_rewritten() {
 }
 
 #[test]
+fn choices_are_read_per_shape_and_err_high() {
+    let chat = |n: &str| format!(r#"{{"model":"m","n":{n},"max_tokens":5,"messages":[]}}"#);
+    assert_eq!(choices(Shape::Chat, chat("4").as_bytes()), 4);
+    assert_eq!(choices(Shape::Chat, chat("2.5").as_bytes()), 3);
+    assert_eq!(choices(Shape::Chat, chat(r#""3""#).as_bytes()), 3);
+    for one in ["null", "0", "-2", r#""x""#, "{}", "true"] {
+        assert_eq!(choices(Shape::Chat, chat(one).as_bytes()), 1, "{one}");
+    }
+    assert_eq!(
+        choices(Shape::Chat, br#"{"model":"m","messages":[{"n":9}]}"#),
+        1
+    );
+    assert_eq!(
+        choices(Shape::Chat, br#"{"\u006e":6}"#),
+        6,
+        "read as the provider reads it"
+    );
+    assert_eq!(choices(Shape::Chat, b"not json"), 1);
+    let gemini = br#"{"contents":[],"generationConfig":{"candidateCount":3,"maxOutputTokens":10}}"#;
+    assert_eq!(choices(Shape::Gemini, gemini), 3);
+    let snake = br#"{"generation_config":{"candidate_count":2}}"#;
+    assert_eq!(choices(Shape::Gemini, snake), 2);
+    assert_eq!(choices(Shape::Gemini, br#"{"contents":[]}"#), 1);
+    // Shapes without several answers.
+    assert_eq!(choices(Shape::Messages, br#"{"n":4}"#), 1);
+    assert_eq!(choices(Shape::Responses, br#"{"n":4}"#), 1);
+}
+
+#[test]
 fn media_references_are_counted_but_not_inside_text() {
     let body = br#"{"messages":[{"role":"user","content":[
         {"type":"image_url","image_url":{"url":"https://x/a.png"}},

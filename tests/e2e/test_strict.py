@@ -280,3 +280,22 @@ def test_each_answer_asked_for_reserves_the_whole_limit(hosts, mock):
     upstream = [r for r in mock.requests() if r["path"] == "/v1/chat/completions"][-1]
     sent = json.loads(upstream["body"])
     assert (sent["max_tokens"], sent["n"]) == (n, 4), "the provider saw the lowered limit"
+
+
+def test_context_the_provider_keeps_reserves_its_allowance(hosts, mock):
+    # A follow-up on the Responses API: the earlier turns are billed as input
+    # but are not in the body; the call counts `context_tokens` for them.
+    h = hosts(1, {"AISPEND_LEASE_FLOOR_SHARE": "1.0"},
+              caps={"strict": {"models": ["openai:gpt-4o-mini"], "context_tokens": 1000}})
+    body = {"model": "gpt-4o-mini", "max_output_tokens": 1000,
+            "previous_response_id": "resp_1", "input": "and then?"}
+    h.budget(worst_case(body, 1010))
+    wait_for_leases(h)
+    mock.clear()
+    status, headers, raw = h.envoys[0].request("POST", "/v1/responses", body, auth(SEARCH_KEY))
+    assert status == 200, raw
+    assert CLAMPED in headers, "the kept context was counted"
+    n = int(headers[CLAMPED])
+    assert 740 <= n <= 760, n
+    upstream = [r for r in mock.requests() if r["path"] == "/v1/responses"][-1]
+    assert json.loads(upstream["body"])["max_output_tokens"] == n

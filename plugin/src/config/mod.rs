@@ -524,6 +524,12 @@ pub struct StrictConfig {
     /// Input tokens counted per image, file or audio part in the body.
     #[serde(default = "default_media_tokens")]
     pub media_tokens: u64,
+    /// Input tokens counted for context the provider keeps between calls
+    /// and the body does not hold (the Responses API's
+    /// `previous_response_id`, `conversation` or stored `prompt`, Gemini's
+    /// `cachedContent`).
+    #[serde(default = "default_context_tokens")]
+    pub context_tokens: u64,
     #[serde(default)]
     pub unpriced: Unpriced,
     #[serde(default)]
@@ -542,6 +548,7 @@ impl Default for StrictConfig {
             min_output_tokens: default_min_output_tokens(),
             default_output_tokens: default_output_tokens(),
             media_tokens: default_media_tokens(),
+            context_tokens: default_context_tokens(),
             unpriced: Unpriced::Refuse,
             unpriced_reserve_usd: 0.0,
             models: Vec::new(),
@@ -557,6 +564,9 @@ fn default_output_tokens() -> u64 {
 }
 fn default_media_tokens() -> u64 {
     3000
+}
+fn default_context_tokens() -> u64 {
+    128_000
 }
 
 impl Default for CapsConfig {

@@ -11,7 +11,9 @@
 //!   definitions and tool results are text in the body too. Images, files
 //!   and audio passed by URL or id are not bounded by their bytes: each part
 //!   counts `caps.strict.media_tokens`. The 64 cover the provider's per-call
-//!   message framing.
+//!   message framing. Context the provider keeps between calls (a previous
+//!   response, a conversation, a stored prompt, a Gemini cache) is not in
+//!   the body either: a call naming one counts `caps.strict.context_tokens`.
 //! - output ≤ the call's output limit, else the model's maximum (from the
 //!   collector's price table), else `caps.strict.default_output_tokens`,
 //!   which is then written into the body so the provider honours it; times
@@ -104,12 +106,14 @@ pub fn admit(host: &mut dyn Host, call: &Call<'_>) -> Admission {
     let output_limit::Asked {
         limit: asked,
         choices,
+        kept_context,
     } = output_limit::asked(shape, call.body);
     let (need, inject) = match price {
         Some(p) => {
             let media = output_limit::media_refs(call.body);
             let input = (call.body.len() as u64)
                 .saturating_add(media.saturating_mul(cfg.media_tokens))
+                .saturating_add(if kept_context { cfg.context_tokens } else { 0 })
                 .saturating_add(FRAMING_TOKENS);
             let (out, inject) = match (shape, asked, p.max_output_tokens) {
                 (Shape::NoOutput, _, _) => (0, false),

@@ -24,6 +24,18 @@ const CHAT: &[&str; 2] = &["max_completion_tokens", "max_tokens"];
 const CHAT_ASKED: &[&str; 3] = &["max_completion_tokens", "max_tokens", "n"];
 const RESPONSES: &[&str; 1] = &["max_output_tokens"];
 const GEMINI: &[&str; 2] = &["generationConfig", "generation_config"];
+const RESPONSES_ASKED: &[&str; 4] = &[
+    "max_output_tokens",
+    "previous_response_id",
+    "conversation",
+    "prompt",
+];
+const GEMINI_ASKED: &[&str; 4] = &[
+    "generationConfig",
+    "generation_config",
+    "cachedContent",
+    "cached_content",
+];
 
 /// Which body shape a route has for its output limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +73,18 @@ fn uint(body: &[u8], r: &Option<Range<usize>>) -> Option<u64> {
 /// `generationConfig.candidateCount`; 1 when absent or for a shape without
 /// one). A count the provider might read as a number (`2.0`, `"2"`) is
 /// taken rounded up: a bound errs high. One pass over the body.
+/// Also whether the call names context the provider keeps between calls
+/// (the Responses API's `previous_response_id`, `conversation` or stored
+/// `prompt`; Gemini's `cachedContent`): input the body's bytes do not bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Asked {
     pub limit: Option<u64>,
     pub choices: u64,
+    pub kept_context: bool,
 }
 
 pub fn asked(shape: Shape, body: &[u8]) -> Asked {
+    let mut kept_context = false;
     let (limit, choices) = match shape {
         Shape::Chat => match top_level_ranges(body, CHAT_ASKED) {
             Some([a, b, n]) => {
@@ -79,18 +96,23 @@ pub fn asked(shape: Shape, body: &[u8]) -> Asked {
             }
             None => (None, None),
         },
-        Shape::Responses => (
-            top_level_ranges(body, RESPONSES).and_then(|[a]| uint(body, &a)),
-            None,
-        ),
+        Shape::Responses => match top_level_ranges(body, RESPONSES_ASKED) {
+            Some([a, kept @ ..]) => {
+                kept_context = kept.iter().any(|r| names(body, r));
+                (uint(body, &a), None)
+            }
+            None => (None, None),
+        },
         Shape::Messages => (
             top_level_ranges(body, &["max_tokens"]).and_then(|[a]| uint(body, &a)),
             None,
         ),
         Shape::Gemini => {
-            let configs: Vec<serde_json::Value> = top_level_ranges(body, GEMINI)
+            let ranges = top_level_ranges(body, GEMINI_ASKED);
+            let [camel, snake, kept @ ..] = ranges.unwrap_or_default();
+            kept_context = kept.iter().any(|r| names(body, r));
+            let configs: Vec<serde_json::Value> = [camel, snake]
                 .into_iter()
-                .flatten()
                 .filter_map(|r| serde_json::from_slice(body.get(r?)?).ok())
                 .collect();
             let field = |camel: &'static str, snake: &'static str| -> Vec<u64> {
@@ -112,7 +134,15 @@ pub fn asked(shape: Shape, body: &[u8]) -> Asked {
     Asked {
         limit,
         choices: choices.unwrap_or(1).max(1),
+        kept_context,
     }
+}
+
+/// Whether a member's value names something: present, not `null`, not `""`.
+fn names(body: &[u8], r: &Option<Range<usize>>) -> bool {
+    r.clone()
+        .and_then(|r| body.get(r))
+        .is_some_and(|v| v != b"null" && v != b"\"\"")
 }
 
 /// The output limit the body sets, if any.

@@ -249,6 +249,30 @@ fn each_answer_asked_for_reserves_the_whole_limit() {
 }
 
 #[test]
+fn context_the_provider_keeps_reserves_its_allowance() {
+    let s = shared(r#"{"strict":{"context_tokens":50000}}"#);
+    let responses = |body: &str| {
+        let d = run(
+            &s,
+            host("/v1/responses", 10_000_000_000),
+            body,
+            200,
+            RESPONSE,
+        );
+        assert!(d.host.local_reply.is_none(), "{body}");
+        let records = s.take_records();
+        records[0]["reserved_usd"].as_f64().unwrap_or(0.0)
+    };
+    let alone = r#"{"model":"gpt-4o-mini","max_output_tokens":100,"input":"hi there"}"#;
+    let follow_up = r#"{"model":"gpt-4o-mini","max_output_tokens":100,"previous_response_id":"resp_1","input":"and?"}"#;
+    let bound = |body: &str, context: u64| {
+        ((body.len() as u64 + 64 + context) * 150_000 + 100 * 600_000) as f64 / 1e12
+    };
+    assert!((responses(alone) - bound(alone, 0)).abs() < 1e-12);
+    assert!((responses(follow_up) - bound(follow_up, 50_000)).abs() < 1e-12);
+}
+
+#[test]
 fn a_call_without_room_for_the_minimum_is_402_and_reserves_nothing() {
     let s = shared("{}");
     let body = chat(4096);

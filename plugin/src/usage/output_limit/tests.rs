@@ -132,6 +132,51 @@ fn choices_are_read_per_shape_and_err_high() {
 }
 
 #[test]
+fn context_the_provider_keeps_is_noticed() {
+    let kept = |shape: Shape, body: &[u8]| asked(shape, body).kept_context;
+    for body in [
+        &br#"{"model":"m","previous_response_id":"resp_1","input":"and?"}"#[..],
+        br#"{"model":"m","conversation":{"id":"conv_1"},"input":"hi"}"#,
+        br#"{"model":"m","prompt":{"id":"pmpt_1","version":"2"}}"#,
+        br#"{"model":"m","previous_resp\u006fnse_id":"resp_1"}"#,
+    ] {
+        assert!(
+            kept(Shape::Responses, body),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    for body in [
+        &br#"{"model":"m","input":"previous_response_id"}"#[..],
+        br#"{"model":"m","previous_response_id":null,"conversation":""}"#,
+        br#"{"model":"m","input":[{"prompt":{"id":"x"}}]}"#,
+    ] {
+        assert!(
+            !kept(Shape::Responses, body),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let gemini = br#"{"contents":[],"cachedContent":"cachedContents/abc","generationConfig":{"maxOutputTokens":9}}"#;
+    assert_eq!(
+        asked(Shape::Gemini, gemini),
+        Asked {
+            limit: Some(9),
+            choices: 1,
+            kept_context: true
+        }
+    );
+    assert!(kept(
+        Shape::Gemini,
+        br#"{"cached_content":"cachedContents/abc"}"#
+    ));
+    assert!(!kept(Shape::Gemini, br#"{"contents":[]}"#));
+    // Chat and Messages carry their whole conversation in the body.
+    assert!(!kept(Shape::Chat, br#"{"previous_response_id":"r"}"#));
+    assert!(!kept(Shape::Messages, br#"{"prompt":{"id":"p"}}"#));
+}
+
+#[test]
 fn media_references_are_counted_but_not_inside_text() {
     let body = br#"{"messages":[{"role":"user","content":[
         {"type":"image_url","image_url":{"url":"https://x/a.png"}},

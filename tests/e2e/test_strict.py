@@ -241,6 +241,19 @@ def test_nothing_fits_is_402_and_a_restarted_collector_does_not_overshoot(hosts,
     assert_one_lease_per_host(h)
 
 
+def clamped_to(h: Hosts, mock, path: str, body, limit_key: str) -> tuple[int, dict]:
+    """Send one strict call that must be clamped; the limit it was lowered
+    to, checked against what the provider saw, and the provider's body."""
+    mock.clear()
+    status, headers, raw = h.envoys[0].request("POST", path, body, auth(SEARCH_KEY))
+    assert status == 200, raw
+    assert CLAMPED in headers, "the output limit was lowered"
+    n = int(headers[CLAMPED])
+    sent = json.loads([r for r in mock.requests() if r["path"] == path][-1]["body"])
+    assert sent[limit_key] == n, "the provider saw the lowered limit"
+    return n, sent
+
+
 def test_a_media_part_reserves_its_allowance_however_its_key_is_spelled(hosts, mock):
     # `im\u0061ge_url` is what OpenAI's parser reads as `image_url`: the part
     # costs its media allowance, so the output limit is lowered to what is left.
@@ -254,14 +267,8 @@ def test_a_media_part_reserves_its_allowance_however_its_key_is_spelled(hosts, m
     # cost what 250 output tokens cost.
     h.budget((len(raw) + 64) * IN_PRICE + 1010 * OUT_PRICE)
     wait_for_leases(h)
-    mock.clear()
-    status, headers, body = h.envoys[0].request("POST", "/v1/chat/completions", raw, auth(SEARCH_KEY))
-    assert status == 200, body
-    assert CLAMPED in headers, "the media part was counted"
-    n = int(headers[CLAMPED])
+    n, _ = clamped_to(h, mock, "/v1/chat/completions", raw, "max_tokens")
     assert 740 <= n <= 760, n
-    upstream = [r for r in mock.requests() if r["path"] == "/v1/chat/completions"][-1]
-    assert json.loads(upstream["body"])["max_tokens"] == n, "the provider saw the lowered limit"
 
 
 def test_each_answer_asked_for_reserves_the_whole_limit(hosts, mock):
@@ -271,15 +278,9 @@ def test_each_answer_asked_for_reserves_the_whole_limit(hosts, mock):
     body = chat_body(5, max_tokens=1000, n=4)
     h.budget(worst_case(body, 1010))
     wait_for_leases(h)
-    mock.clear()
-    status, headers, raw = h.chat(h.envoys[0], body)
-    assert status == 200, raw
-    assert CLAMPED in headers, "the four answers were counted"
-    n = int(headers[CLAMPED])
+    n, sent = clamped_to(h, mock, "/v1/chat/completions", body, "max_tokens")
     assert 245 <= n <= 252, n
-    upstream = [r for r in mock.requests() if r["path"] == "/v1/chat/completions"][-1]
-    sent = json.loads(upstream["body"])
-    assert (sent["max_tokens"], sent["n"]) == (n, 4), "the provider saw the lowered limit"
+    assert sent["n"] == 4
 
 
 def test_context_the_provider_keeps_reserves_its_allowance(hosts, mock):
@@ -291,11 +292,5 @@ def test_context_the_provider_keeps_reserves_its_allowance(hosts, mock):
             "previous_response_id": "resp_1", "input": "and then?"}
     h.budget(worst_case(body, 1010))
     wait_for_leases(h)
-    mock.clear()
-    status, headers, raw = h.envoys[0].request("POST", "/v1/responses", body, auth(SEARCH_KEY))
-    assert status == 200, raw
-    assert CLAMPED in headers, "the kept context was counted"
-    n = int(headers[CLAMPED])
+    n, _ = clamped_to(h, mock, "/v1/responses", body, "max_output_tokens")
     assert 740 <= n <= 760, n
-    upstream = [r for r in mock.requests() if r["path"] == "/v1/responses"][-1]
-    assert json.loads(upstream["body"])["max_output_tokens"] == n

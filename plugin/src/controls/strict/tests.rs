@@ -112,6 +112,26 @@ fn fits(s: &Shared, body: &str) -> Done {
     )
 }
 
+/// A Gemini call (the model in the path) with `room` in the lease.
+fn gemini(s: &Shared, body: &str, room: u64) -> Done {
+    run(
+        s,
+        host("/v1beta/models/gemini-2.5-flash:generateContent", room),
+        body,
+        200,
+        b"{}",
+    )
+}
+
+/// What the last call's record says it reserved (USD).
+fn reserved_usd(s: &Shared) -> f64 {
+    let records = s.take_records();
+    records
+        .last()
+        .and_then(|r| r["reserved_usd"].as_f64())
+        .unwrap_or(0.0)
+}
+
 fn header<'a>(h: &'a MemoryHost, name: &str) -> Option<&'a str> {
     let list = match &h.local_reply {
         Some(r) => &r.headers,
@@ -184,13 +204,7 @@ fn a_call_too_big_for_the_lease_is_clamped_in_each_body_shape() {
     // Gemini, the model in the path.
     let body = r#"{"contents":[],"generationConfig":{"maxOutputTokens":8192}}"#;
     let room = (body.len() as u64 + 64) * 300_000 + 300 * 2_500_000;
-    let d = run(
-        &s,
-        host("/v1beta/models/gemini-2.5-flash:generateContent", room),
-        body,
-        200,
-        b"{}",
-    );
+    let d = gemini(&s, body, room);
     assert_eq!(header(&d.host, CLAMPED_HEADER), Some("300"));
     assert_eq!(
         d.upstream_body.expect("sent")["generationConfig"]["maxOutputTokens"],
@@ -207,8 +221,7 @@ fn media_parts_reserve_their_allowance_however_their_keys_are_spelled() {
         );
         let d = fits(&s, &body);
         assert!(d.host.local_reply.is_none(), "{key}");
-        let records = s.take_records();
-        let reserved = records[0]["reserved_usd"].as_f64().unwrap_or(0.0);
+        let reserved = reserved_usd(&s);
         // One media part: 1000 input tokens more than the bytes bound.
         let expected = ((body.len() as u64 + 64 + 1000) * 150_000 + 100 * 600_000) as f64 / 1e12;
         assert!((reserved - expected).abs() < 1e-12, "{key}: {reserved}");
@@ -222,8 +235,7 @@ fn each_answer_asked_for_reserves_the_whole_limit() {
     let body = r#"{"model":"gpt-4o-mini","n":4,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
     let d = fits(&s, body);
     assert!(d.host.local_reply.is_none());
-    let records = s.take_records();
-    let reserved = records[0]["reserved_usd"].as_f64().unwrap_or(0.0);
+    let reserved = reserved_usd(&s);
     let expected = ((body.len() as u64 + 64) * 150_000 + 4 * 100 * 600_000) as f64 / 1e12;
     assert!((reserved - expected).abs() < 1e-12, "{reserved}");
     // Room for 1000 output tokens in all: each of the four answers gets 250.
@@ -235,13 +247,7 @@ fn each_answer_asked_for_reserves_the_whole_limit() {
     // Gemini's candidateCount likewise.
     let body = r#"{"contents":[],"generationConfig":{"candidateCount":2,"maxOutputTokens":8192}}"#;
     let room = (body.len() as u64 + 64) * 300_000 + 300 * 2_500_000;
-    let d = run(
-        &s,
-        host("/v1beta/models/gemini-2.5-flash:generateContent", room),
-        body,
-        200,
-        b"{}",
-    );
+    let d = gemini(&s, body, room);
     assert_eq!(header(&d.host, CLAMPED_HEADER), Some("150"));
     let up = d.upstream_body.expect("sent");
     assert_eq!(up["generationConfig"]["maxOutputTokens"], 150);
@@ -260,8 +266,7 @@ fn context_the_provider_keeps_reserves_its_allowance() {
             RESPONSE,
         );
         assert!(d.host.local_reply.is_none(), "{body}");
-        let records = s.take_records();
-        records[0]["reserved_usd"].as_f64().unwrap_or(0.0)
+        reserved_usd(&s)
     };
     let alone = r#"{"model":"gpt-4o-mini","max_output_tokens":100,"input":"hi there"}"#;
     let follow_up = r#"{"model":"gpt-4o-mini","max_output_tokens":100,"previous_response_id":"resp_1","input":"and?"}"#;

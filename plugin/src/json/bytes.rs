@@ -606,11 +606,7 @@ fn escaped_key_start(haystack: &[u8], quoted: &[u8]) -> bool {
     let mut from = 0;
     while let Some(p) = haystack.get(from..).and_then(|r| find_byte(r, b'\\')) {
         let i = from + p;
-        let unit = haystack
-            .get(i + 1..i + 6)
-            .and_then(|e| e.strip_prefix(b"u"))
-            .and_then(hex4);
-        if let Some(unit) = unit {
+        if let Some(unit) = unicode_escape(haystack, i) {
             let spells_next = |k: usize| match (i.checked_sub(k), quoted.split_at_checked(k)) {
                 (Some(at), Some((start, [next, ..]))) => {
                     u16::from(*next) == unit && haystack.get(at..i) == Some(start)
@@ -637,10 +633,7 @@ pub fn spelled_at(rest: &[u8], quoted: &[u8]) -> Option<usize> {
         match rest.get(i) {
             Some(&b) if b == want => i += 1,
             Some(b'\\') if want != b'"' => {
-                let unit = rest
-                    .get(i + 1..i + 6)
-                    .and_then(|e| e.strip_prefix(b"u"))
-                    .and_then(hex4)?;
+                let unit = unicode_escape(rest, i)?;
                 if unit != u16::from(want) {
                     return None;
                 }
@@ -650,6 +643,14 @@ pub fn spelled_at(rest: &[u8], quoted: &[u8]) -> Option<usize> {
         }
     }
     Some(i)
+}
+
+/// The code unit of the `\uXXXX` escape whose backslash is at `at`.
+fn unicode_escape(bytes: &[u8], at: usize) -> Option<u16> {
+    bytes
+        .get(at + 1..at + 6)
+        .and_then(|e| e.strip_prefix(b"u"))
+        .and_then(hex4)
 }
 
 /// The code unit four hex digits (either case) stand for.

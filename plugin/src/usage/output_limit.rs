@@ -145,16 +145,6 @@ fn names(body: &[u8], r: &Option<Range<usize>>) -> bool {
         .is_some_and(|v| v != b"null" && v != b"\"\"")
 }
 
-/// The output limit the body sets, if any.
-pub fn read(shape: Shape, body: &[u8]) -> Option<u64> {
-    asked(shape, body).limit
-}
-
-/// How many answers the call asks for (at least 1).
-pub fn choices(shape: Shape, body: &[u8]) -> u64 {
-    asked(shape, body).choices
-}
-
 /// A JSON number, or a string holding one, rounded up (saturating).
 fn count(raw: &[u8]) -> Option<u64> {
     crate::json::fast::uint(raw).or_else(|| {

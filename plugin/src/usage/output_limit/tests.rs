@@ -5,6 +5,16 @@ fn route(path: &str) -> Route {
     detect(path).expect("route")
 }
 
+/// The output limit the body sets, if any.
+fn read(shape: Shape, body: &[u8]) -> Option<u64> {
+    asked(shape, body).limit
+}
+
+/// How many answers the call asks for (at least 1).
+fn choices(shape: Shape, body: &[u8]) -> u64 {
+    asked(shape, body).choices
+}
+
 fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).expect("valid JSON")
 }
